@@ -1,0 +1,84 @@
+/**
+ * The one error type that crosses capability boundaries.
+ *
+ * Every failure a client may see is an `AppError` with a stable `code` (a closed union below), an
+ * HTTP `status` and a `publicMessage` that is safe to send. The root error handler in `http/` turns
+ * it into RFC 9457 problem+json; anything that is not an `AppError` becomes a generic 500 so that a
+ * library's message or a stack trace never reaches a client (STYLE.md, "Errors").
+ */
+export const ERROR_CODES = {
+  // generic
+  ERR_VALIDATION: 400,
+  ERR_BAD_REQUEST: 400,
+  ERR_NOT_FOUND: 404,
+  ERR_METHOD_NOT_ALLOWED: 405,
+  ERR_CONFLICT: 409,
+  ERR_PAYLOAD_TOO_LARGE: 413,
+  ERR_UNSUPPORTED_MEDIA_TYPE: 415,
+  ERR_UNPROCESSABLE: 422,
+  ERR_RATE_LIMITED: 429,
+  ERR_QUOTA_EXCEEDED: 429,
+  ERR_INTERNAL: 500,
+  ERR_UNAVAILABLE: 503,
+  // authentication (401)
+  ERR_AUTH_MISSING: 401,
+  ERR_AUTH_SCHEME: 401,
+  ERR_KEY_MALFORMED: 401,
+  ERR_KEY_CHECKSUM: 401,
+  ERR_KEY_UNKNOWN: 401,
+  ERR_KEY_EXPIRED: 401,
+  ERR_KEY_REVOKED: 401,
+  ERR_KEY_ROLLED: 401,
+  ERR_TOKEN_INVALID: 401,
+  ERR_TOKEN_EXPIRED: 401,
+  ERR_LOGIN_FAILED: 401,
+  // authorisation (403)
+  ERR_SCOPE_MISSING: 403,
+  ERR_IP_NOT_ALLOWED: 403,
+  ERR_ORIGIN_NOT_ALLOWED: 403,
+  ERR_ROLE_FORBIDDEN: 403,
+  ERR_SIGNATURE_INVALID: 403,
+  ERR_URL_EXPIRED: 410,
+  // data integrity
+  ERR_INTEGRITY: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface AppErrorOptions {
+  /** Overrides the default status of the code (rarely needed). */
+  status?: number;
+  /** Underlying error, logged server-side only, never sent. */
+  cause?: unknown;
+  /** Extra, non-secret members added to the problem document (RFC 9457 extension members). */
+  details?: Record<string, unknown>;
+  /** Response headers that belong to this error (e.g. Retry-After). */
+  headers?: Record<string, string>;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly publicMessage: string;
+  readonly details: Record<string, unknown> | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(code: ErrorCode, publicMessage: string, options: AppErrorOptions = {}) {
+    super(publicMessage, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = options.status ?? ERROR_CODES[code];
+    this.publicMessage = publicMessage;
+    this.details = options.details;
+    this.headers = options.headers;
+  }
+}
+
+/** The single "does not exist or is not yours" error: the same answer for both (no existence oracle). */
+export function notFound(what = 'resource'): AppError {
+  return new AppError('ERR_NOT_FOUND', `The ${what} does not exist.`);
+}
+
+export function isAppError(err: unknown): err is AppError {
+  return err instanceof AppError;
+}
