@@ -54,6 +54,8 @@ export interface AppErrorOptions {
   details?: Record<string, unknown>;
   /** Response headers that belong to this error (e.g. Retry-After). */
   headers?: Record<string, string>;
+  /** Server-side facts (e.g. which key failed, for the audit trail); never sent to the client. */
+  internal?: Record<string, unknown>;
 }
 
 export class AppError extends Error {
@@ -62,6 +64,7 @@ export class AppError extends Error {
   readonly publicMessage: string;
   readonly details: Record<string, unknown> | undefined;
   readonly headers: Record<string, string> | undefined;
+  readonly internal: Record<string, unknown> | undefined;
 
   constructor(code: ErrorCode, publicMessage: string, options: AppErrorOptions = {}) {
     super(publicMessage, options.cause === undefined ? undefined : { cause: options.cause });
@@ -71,6 +74,7 @@ export class AppError extends Error {
     this.publicMessage = publicMessage;
     this.details = options.details;
     this.headers = options.headers;
+    this.internal = options.internal;
   }
 }
 

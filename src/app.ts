@@ -1,0 +1,113 @@
+/**
+ * `buildApp(config, deps)`: assembles the HTTP application from already-built adapters. It never
+ * listens and never reads the environment (fastify's testing guide); `main.ts` does both.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { Config } from './config/index.js';
+import type { DatabaseHandle } from './db/database.js';
+import { KeyVerifier } from './auth/keys.js';
+import { FailureTracker } from './auth/failures.js';
+import { installProblemHandlers, PROBLEM_SCHEMA } from './http/problem.js';
+import { installAuth, type TokenVerifier } from './http/auth.js';
+import { logSerializers, REDACT_PATHS } from './http/logging.js';
+import { healthRoutes } from './http/routes/health.js';
+import { appRoutes } from './http/routes/apps.js';
+import { keyRoutes } from './http/routes/keys.js';
+import { auditRoutes } from './http/routes/audit.js';
+
+export interface AppDeps {
+  db: DatabaseHandle;
+  /** Wall clock, injectable for expiry tests. */
+  now?: () => number;
+  /** Extra bearer-token verifier (OAuth2 access tokens). */
+  tokens?: TokenVerifier;
+  /** Logger options or `false` to silence (tests). */
+  logger?: FastifyServerOptions['logger'];
+  /** HTTPS options when TLS is terminated natively. */
+  https?: { key: Buffer; cert: Buffer };
+}
+
+export interface BuiltApp {
+  app: FastifyInstance;
+  keys: KeyVerifier;
+}
+
+export const API_VERSION = '0.1.0';
+
+export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp> {
+  const logger: FastifyServerOptions['logger'] =
+    deps.logger === undefined ? { level: config.log.level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, serializers: logSerializers } : deps.logger;
+  const app = Fastify({
+    logger,
+    // Never trust a client-supplied request id; generate our own and return it.
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    trustProxy: config.http.trustProxy.length ? [...config.http.trustProxy] : false,
+    bodyLimit: config.http.bodyLimit,
+    // Slow clients must not hold sockets forever (slowloris): bound headers and whole requests.
+    requestTimeout: 120_000,
+    connectionTimeout: 0,
+    keepAliveTimeout: 5_000,
+    return503OnClosing: true,
+    ajv: {
+      // Reject unknown properties instead of silently dropping them (no mass assignment, and the caller
+      // learns about their typo).
+      customOptions: { removeAdditional: false, allErrors: false, coerceTypes: 'array', useDefaults: true },
+      plugins: [(await import('ajv-formats')).default as never],
+    },
+    ...(deps.https ? { https: { ...deps.https, minVersion: 'TLSv1.2' as const } } : {}),
+  }) as unknown as FastifyInstance;
+
+  app.addSchema(PROBLEM_SCHEMA);
+  installProblemHandlers(app);
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('X-Request-Id', String(req.id));
+  });
+
+  await app.register(helmet, {
+    // The API serves JSON and media; the only HTML is /docs, which sets its own CSP below.
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    hsts: { maxAge: 31_536_000, includeSubDomains: true },
+    crossOriginResourcePolicy: { policy: 'same-site' },
+    referrerPolicy: { policy: 'no-referrer' },
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Obscura API',
+        version: API_VERSION,
+        description: 'Self-hosted, security-first media processing. Errors are RFC 9457 problem+json with a stable `code`.',
+      },
+      servers: [{ url: config.publicUrl }],
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key (obs_sk_…, obs_rk_…, obs_pk_…) or an OAuth2 access token.' },
+        },
+      },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    // Assets are served from the installed package: no CDN, nothing fetched from elsewhere.
+    staticCSP: true,
+    uiConfig: { deepLinking: false },
+  });
+
+  const keys = new KeyVerifier(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
+  const failures = new FailureTracker(deps.db, { threshold: config.auth.burstThreshold, windowMs: config.auth.burstWindowMs, now: deps.now });
+  installAuth(app, { keys, failures, tokens: deps.tokens });
+
+  healthRoutes(app, deps.db);
+  appRoutes(app, deps.db);
+  keyRoutes(app, deps.db, keys);
+  auditRoutes(app, deps.db);
+
+  return { app, keys };
+}

@@ -1,0 +1,348 @@
+/**
+ * API keys: minting, listing, rolling, revoking and verifying.
+ *
+ * Verification is on every request, so it is cached: a verified key's record stays in memory for
+ * `ttlMs` (default 2 s, at most 5 s). A revocation or roll invalidates the entry on the node that made
+ * it at once; other nodes sharing the database re-read the record when their entry expires, so a
+ * revocation reaches every node within `ttlMs` (the 5-second promise). Failed lookups are not cached,
+ * so a key created on another node works immediately.
+ */
+import type { DatabaseHandle, Tx } from '../db/database.js';
+import type { KeyKind } from '../db/schema.js';
+import { AppError, notFound } from '../errors.js';
+import { generateApiKey, parseApiKey, hashApiKey, displayApiKey } from '../crypto/apikey.js';
+import { newId } from '../crypto/random.js';
+import { appendAudit } from '../audit/log.js';
+import type { Ctx } from '../tenants/index.js';
+import { getApp } from '../tenants/index.js';
+import { SCOPES, PUBLISHABLE_SCOPES, isScope, type Scope } from './scopes.js';
+import { cidrMatcher, normaliseCidrs, normaliseOrigins } from './network.js';
+
+/** The longest grace period a rolled key may keep working: 30 days. */
+export const MAX_GRACE_SECONDS = 30 * 24 * 3600;
+
+/** Who is calling, once a credential has been verified. */
+export interface Principal {
+  readonly orgId: string;
+  readonly appId: string;
+  /** Key id, or the OAuth client's credential id for access tokens. */
+  readonly keyId: string;
+  readonly kind: KeyKind | 'token';
+  readonly scopes: ReadonlySet<string>;
+}
+
+/** Public description of a key (never the key or its hash). */
+export interface KeyInfo {
+  id: string;
+  appId: string;
+  kind: KeyKind;
+  name: string;
+  display: string;
+  scopes: string[];
+  allowedIps: string[];
+  allowedOrigins: string[];
+  expiresAt: string | null;
+  revokedAt: string | null;
+  rolledTo: string | null;
+  graceEndsAt: string | null;
+  createdAt: string;
+}
+
+export interface CreateKeyInput {
+  kind: KeyKind;
+  name?: string;
+  scopes?: string[];
+  expiresAt?: string | null;
+  allowedIps?: string[];
+  allowedOrigins?: string[];
+}
+
+type KeyRow = {
+  id: string;
+  org_id: string;
+  app_id: string;
+  kind: KeyKind;
+  name: string;
+  display: string;
+  hash: string;
+  scopes: string[];
+  allowed_ips: string[];
+  allowed_origins: string[];
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  rolled_to: string | null;
+  grace_ends_at: Date | null;
+  created_at: Date;
+};
+
+const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
+
+function toInfo(r: KeyRow): KeyInfo {
+  return {
+    id: r.id,
+    appId: r.app_id,
+    kind: r.kind,
+    name: r.name,
+    display: r.display,
+    scopes: r.scopes,
+    allowedIps: r.allowed_ips,
+    allowedOrigins: r.allowed_origins,
+    expiresAt: iso(r.expires_at),
+    revokedAt: iso(r.revoked_at),
+    rolledTo: r.rolled_to,
+    graceEndsAt: iso(r.grace_ends_at),
+    createdAt: iso(r.created_at)!,
+  };
+}
+
+function resolveScopes(kind: KeyKind, requested: string[] | undefined, granter: ReadonlySet<string> | null): Scope[] {
+  for (const s of requested ?? []) {
+    if (!isScope(s)) throw new AppError('ERR_VALIDATION', `Unknown scope "${s.slice(0, 64)}".`, { details: { field: 'scopes' } });
+  }
+  let scopes: Scope[];
+  if (kind === 'publishable') {
+    scopes = (requested ?? [...PUBLISHABLE_SCOPES]) as Scope[];
+    const extra = scopes.filter((s) => !PUBLISHABLE_SCOPES.includes(s));
+    if (extra.length) {
+      throw new AppError('ERR_VALIDATION', `A publishable key may only hold ${PUBLISHABLE_SCOPES.join(', ')}.`, { details: { field: 'scopes', refused: extra } });
+    }
+  } else if (kind === 'restricted') {
+    if (!requested || requested.length === 0) {
+      throw new AppError('ERR_VALIDATION', 'A restricted key needs an explicit, non-empty list of scopes.', { details: { field: 'scopes' } });
+    }
+    scopes = requested as Scope[];
+  } else {
+    scopes = (requested ?? [...SCOPES]) as Scope[];
+  }
+  scopes = [...new Set(scopes)].sort();
+  // No privilege escalation: a credential can only mint keys with scopes it holds itself.
+  if (granter) {
+    const missing = scopes.filter((s) => !granter.has(s));
+    if (missing.length) {
+      throw new AppError('ERR_SCOPE_MISSING', 'A key cannot grant scopes that the calling credential does not hold.', { details: { missing } });
+    }
+  }
+  return scopes;
+}
+
+/**
+ * Mints a key for an app. Returns the key text once; only its SHA-256 is stored.
+ * `granter` is the calling principal's scopes (null for the CLI acting as the operator).
+ */
+export async function createKey(
+  trx: Tx,
+  orgId: string,
+  appId: string,
+  input: CreateKeyInput,
+  ctx: Ctx & { granter: ReadonlySet<string> | null },
+  now: Date = new Date(),
+): Promise<{ key: KeyInfo; secret: string }> {
+  await getApp(trx, orgId, appId);
+  const scopes = resolveScopes(input.kind, input.scopes, ctx.granter);
+  const allowedIps = normaliseCidrs(input.allowedIps ?? []);
+  const allowedOrigins = normaliseOrigins(input.allowedOrigins ?? []);
+  if (input.kind === 'publishable' && allowedOrigins.length === 0) {
+    throw new AppError('ERR_VALIDATION', 'A publishable key needs at least one allowed origin.', { details: { field: 'allowed_origins' } });
+  }
+  let expiresAt: Date | null = null;
+  if (input.expiresAt) {
+    expiresAt = new Date(input.expiresAt);
+    if (Number.isNaN(expiresAt.getTime()) || expiresAt.getTime() <= now.getTime()) {
+      throw new AppError('ERR_VALIDATION', 'expires_at must be a future date-time.', { details: { field: 'expires_at' } });
+    }
+  }
+  const secret = generateApiKey(input.kind);
+  const row = await trx
+    .insertInto('api_keys')
+    .values({
+      id: newId(),
+      org_id: orgId,
+      app_id: appId,
+      kind: input.kind,
+      name: input.name ?? '',
+      hash: hashApiKey(secret),
+      display: displayApiKey(secret),
+      scopes,
+      allowed_ips: allowedIps,
+      allowed_origins: allowedOrigins,
+      expires_at: expiresAt,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  await appendAudit(trx, {
+    orgId,
+    actor: ctx.actor,
+    action: 'key.create',
+    target: { key: row.id, app: appId },
+    data: { kind: input.kind, scopes, allowed_ips: allowedIps, allowed_origins: allowedOrigins, expires_at: iso(expiresAt) },
+    ip: ctx.ip,
+    requestId: ctx.requestId,
+  });
+  return { key: toInfo(row as KeyRow), secret };
+}
+
+export async function listKeys(trx: Tx, orgId: string, appId: string): Promise<KeyInfo[]> {
+  await getApp(trx, orgId, appId);
+  const rows = await trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('app_id', '=', appId).orderBy('created_at').orderBy('id').execute();
+  return (rows as KeyRow[]).map(toInfo);
+}
+
+export async function getKey(trx: Tx, orgId: string, keyId: string): Promise<KeyInfo> {
+  const row = await trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('id', '=', keyId).executeTakeFirst();
+  if (!row) throw notFound('key');
+  return toInfo(row as KeyRow);
+}
+
+/**
+ * Rolls a key: mints a replacement with the same kind, scopes and restrictions, and lets the old key
+ * keep working for `graceSeconds` (0 – 30 days; 0 stops it at once). Returns the new key once.
+ */
+export async function rollKey(
+  trx: Tx,
+  orgId: string,
+  keyId: string,
+  graceSeconds: number,
+  ctx: Ctx & { granter: ReadonlySet<string> | null },
+  now: Date = new Date(),
+): Promise<{ key: KeyInfo; secret: string; previous: KeyInfo; oldHash: string }> {
+  if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
+    throw new AppError('ERR_VALIDATION', `grace_period_seconds must be a whole number from 0 to ${MAX_GRACE_SECONDS}.`, { details: { field: 'grace_period_seconds' } });
+  }
+  const old = (await trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('id', '=', keyId).forUpdate().executeTakeFirst()) as KeyRow | undefined;
+  if (!old) throw notFound('key');
+  if (old.revoked_at) throw new AppError('ERR_CONFLICT', 'A revoked key cannot be rolled.');
+  if (old.rolled_to) throw new AppError('ERR_CONFLICT', 'This key was already rolled; roll its replacement instead.');
+  const created = await createKey(
+    trx,
+    orgId,
+    old.app_id,
+    { kind: old.kind, name: old.name, scopes: old.scopes, allowedIps: old.allowed_ips, allowedOrigins: old.allowed_origins, expiresAt: old.expires_at && old.expires_at > now ? iso(old.expires_at) : null },
+    ctx,
+    now,
+  );
+  const graceEndsAt = new Date(now.getTime() + graceSeconds * 1000);
+  const updated = (await trx
+    .updateTable('api_keys')
+    .set({ rolled_to: created.key.id, grace_ends_at: graceEndsAt })
+    .where('org_id', '=', orgId)
+    .where('id', '=', keyId)
+    .returningAll()
+    .executeTakeFirstOrThrow()) as KeyRow;
+  await appendAudit(trx, {
+    orgId,
+    actor: ctx.actor,
+    action: 'key.roll',
+    target: { key: keyId, app: old.app_id },
+    data: { replacement: created.key.id, grace_period_seconds: graceSeconds, grace_ends_at: graceEndsAt.toISOString() },
+    ip: ctx.ip,
+    requestId: ctx.requestId,
+  });
+  return { ...created, previous: toInfo(updated), oldHash: old.hash };
+}
+
+/** Revokes a key at once (idempotent: revoking twice keeps the first time). */
+export async function revokeKey(trx: Tx, orgId: string, keyId: string, ctx: Ctx, now: Date = new Date()): Promise<{ key: KeyInfo; hash: string }> {
+  const row = (await trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('id', '=', keyId).forUpdate().executeTakeFirst()) as KeyRow | undefined;
+  if (!row) throw notFound('key');
+  if (row.revoked_at) return { key: toInfo(row), hash: row.hash };
+  const updated = (await trx.updateTable('api_keys').set({ revoked_at: now }).where('org_id', '=', orgId).where('id', '=', keyId).returningAll().executeTakeFirstOrThrow()) as KeyRow;
+  await appendAudit(trx, { orgId, actor: ctx.actor, action: 'key.revoke', target: { key: keyId, app: row.app_id }, ip: ctx.ip, requestId: ctx.requestId });
+  return { key: toInfo(updated), hash: row.hash };
+}
+
+interface CachedKey {
+  readonly row: KeyRow;
+  readonly scopes: ReadonlySet<string>;
+  readonly ipAllowed: ((ip: string) => boolean) | null;
+  readonly origins: ReadonlySet<string>;
+  readonly fetchedAt: number;
+}
+
+/** Why a credential was refused, for the audit trail. */
+export interface AuthFailure {
+  code: AppError['code'];
+  orgId: string | null;
+  keyId: string | null;
+}
+
+export interface VerifyContext {
+  ip: string;
+  origin: string | undefined;
+}
+
+/**
+ * Verifies API keys with a short-lived cache. `verify` throws an `AppError` with the precise code:
+ * ERR_KEY_MALFORMED / ERR_KEY_CHECKSUM (no database access), ERR_KEY_UNKNOWN, ERR_KEY_REVOKED,
+ * ERR_KEY_EXPIRED, ERR_KEY_ROLLED (401), ERR_IP_NOT_ALLOWED, ERR_ORIGIN_NOT_ALLOWED (403).
+ */
+export class KeyVerifier {
+  private readonly cache = new Map<string, CachedKey>();
+  private readonly maxEntries = 100_000;
+
+  constructor(
+    private readonly db: DatabaseHandle,
+    private readonly opts: { ttlMs: number; now?: () => number },
+  ) {}
+
+  private now(): number {
+    return this.opts.now ? this.opts.now() : Date.now();
+  }
+
+  /** Drops a key from this node's cache (after revoke or roll). */
+  invalidate(hash: string): void {
+    this.cache.delete(hash);
+  }
+
+  private async load(hash: string): Promise<CachedKey | null> {
+    const now = this.now();
+    const hit = this.cache.get(hash);
+    if (hit && now - hit.fetchedAt < this.opts.ttlMs) return hit;
+    const row = (await this.db.system.selectFrom('api_keys').selectAll().where('hash', '=', hash).executeTakeFirst()) as KeyRow | undefined;
+    if (!row) {
+      this.cache.delete(hash);
+      return null;
+    }
+    const entry: CachedKey = {
+      row,
+      scopes: new Set(row.scopes),
+      ipAllowed: row.allowed_ips.length ? cidrMatcher(row.allowed_ips) : null,
+      origins: new Set(row.allowed_origins),
+      fetchedAt: now,
+    };
+    if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value as string);
+    this.cache.set(hash, entry);
+    return entry;
+  }
+
+  /** Returns the principal or throws; the failure facts (when thrown) are in `err.internal.failure`. */
+  async verify(key: string, ctx: VerifyContext): Promise<Principal> {
+    parseApiKey(key);
+    const entry = await this.load(hashApiKey(key));
+    if (!entry) throw new AppError('ERR_KEY_UNKNOWN', 'The API key is not recognised.');
+    const { row } = entry;
+    const now = this.now();
+    const fail = (code: AppError['code'], message: string) =>
+      new AppError(code, message, { internal: { failure: { code, orgId: row.org_id, keyId: row.id } satisfies AuthFailure } });
+    if (row.revoked_at && new Date(row.revoked_at).getTime() <= now) throw fail('ERR_KEY_REVOKED', 'The API key has been revoked.');
+    if (row.grace_ends_at && new Date(row.grace_ends_at).getTime() <= now) throw fail('ERR_KEY_ROLLED', 'The API key was rolled and its grace period has ended; use its replacement.');
+    if (row.expires_at && new Date(row.expires_at).getTime() <= now) throw fail('ERR_KEY_EXPIRED', 'The API key has expired.');
+    if (entry.ipAllowed && !entry.ipAllowed(ctx.ip)) throw fail('ERR_IP_NOT_ALLOWED', 'Requests with this key are not allowed from this IP address.');
+    if (row.kind === 'publishable') {
+      // A publishable key lives in web pages: it is only valid from the pages it was issued for.
+      if (!ctx.origin || !entry.origins.has(ctx.origin)) throw fail('ERR_ORIGIN_NOT_ALLOWED', 'This publishable key is not allowed from this origin.');
+    } else if (entry.origins.size > 0 && ctx.origin !== undefined && !entry.origins.has(ctx.origin)) {
+      throw fail('ERR_ORIGIN_NOT_ALLOWED', 'This key is not allowed from this origin.');
+    }
+    return { orgId: row.org_id, appId: row.app_id, keyId: row.id, kind: row.kind, scopes: entry.scopes };
+  }
+}
+
+/** Throws ERR_SCOPE_MISSING (403) unless the principal holds `scope`. */
+export function requireScope(p: Principal, scope: Scope): void {
+  if (!p.scopes.has(scope)) {
+    throw new AppError('ERR_SCOPE_MISSING', `This credential lacks the "${scope}" scope.`, {
+      details: { required: scope },
+      internal: { failure: { code: 'ERR_SCOPE_MISSING', orgId: p.orgId, keyId: p.keyId } satisfies AuthFailure },
+    });
+  }
+}

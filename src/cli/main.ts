@@ -1,0 +1,327 @@
+/**
+ * The `obscura` command.
+ *
+ * Operator commands (init, keys, users, audit verify, doctor) open the database directly with the
+ * same configuration as the server. In embedded mode the data dir is locked by a running server, so
+ * run them before `serve` or stop it first (or use the HTTP API with a key). Exit codes: 0 success,
+ * 1 failure (including a broken audit chain or an unsafe doctor finding), 2 usage error.
+ */
+import { parseArgs } from 'node:util';
+import { userInfo } from 'node:os';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ConfigError, doctor, loadConfig } from '../config/index.js';
+import { DataDirLockedError } from '../db/lock.js';
+import { AppError } from '../errors.js';
+import { openRuntime, serve, type Runtime } from '../main.js';
+import { createApp, createOrg, createUser, setUserRole, ROLES, type Ctx } from '../tenants/index.js';
+import { createKey, listKeys, revokeKey, rollKey, type KeyInfo } from '../auth/keys.js';
+import { verifyAudit } from '../audit/log.js';
+import { masterKeyFile } from '../crypto/master.js';
+import type { KeyKind, UserRole } from '../db/schema.js';
+
+class UsageError extends Error {}
+
+const HELP = `obscura — self-hosted, security-first media processing
+
+Usage:
+  obscura serve                         start the API (and worker) on the configured database
+  obscura init [--org NAME] [--email EMAIL] [--app NAME] [--origin URL ...] [--password-stdin] [--json]
+                                        create the first org, owner and app; print the app's keys once
+  obscura keys create --app ID [--kind secret|restricted|publishable] [--scope S ...] [--name N]
+                      [--expires-at ISO] [--allow-ip CIDR ...] [--allow-origin URL ...] [--json]
+  obscura keys list --app ID [--json]
+  obscura keys roll KEY_ID [--grace SECONDS] [--json]
+  obscura keys revoke KEY_ID [--json]
+  obscura users add --org ID --email EMAIL --role owner|admin|developer|viewer [--password-stdin] [--json]
+  obscura users set-role --org ID --email EMAIL --role ROLE
+  obscura audit verify [--org ID] [--json]
+                                        recompute the hash chains; exit 1 and name the first broken entry
+  obscura doctor [--json]               report unsafe settings; exit 1 if any
+  obscura help
+
+Configuration comes from OBSCURA_* environment variables (see README.md).`;
+
+const cliActor = (): Ctx => ({ actor: { type: 'cli', id: safeUser() } });
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+function print(json: boolean, value: unknown, text: () => string): void {
+  process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
+}
+
+function keyLine(k: KeyInfo): string {
+  const state = k.revokedAt ? 'revoked' : k.graceEndsAt ? `rolled (grace ends ${k.graceEndsAt})` : k.expiresAt ? `expires ${k.expiresAt}` : 'active';
+  return `${k.id}  ${k.kind.padEnd(11)} ${k.display}  ${state}  scopes=${k.scopes.join(',')}`;
+}
+
+async function withRuntime<T>(fn: (rt: Runtime) => Promise<T>): Promise<T> {
+  const rt = await openRuntime(process.env);
+  try {
+    return await fn(rt);
+  } finally {
+    await rt.close();
+  }
+}
+
+async function orgOfApp(rt: Runtime, appId: string): Promise<string> {
+  const row = await rt.db.system.selectFrom('apps').select('org_id').where('id', '=', appId).executeTakeFirst();
+  if (!row) throw new AppError('ERR_NOT_FOUND', `No app ${appId}.`);
+  return row.org_id;
+}
+
+async function orgOfKey(rt: Runtime, keyId: string): Promise<string> {
+  const row = await rt.db.system.selectFrom('api_keys').select('org_id').where('id', '=', keyId).executeTakeFirst();
+  if (!row) throw new AppError('ERR_NOT_FOUND', `No key ${keyId}.`);
+  return row.org_id;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+function uuidArg(v: string | undefined, name: string): string {
+  if (!v || !UUID.test(v)) throw new UsageError(`${name} must be an id (UUID)`);
+  return v;
+}
+
+async function cmdInit(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      org: { type: 'string', default: 'My Org' },
+      email: { type: 'string', default: 'owner@example.com' },
+      app: { type: 'string', default: 'default' },
+      origin: { type: 'string', multiple: true },
+      'password-stdin': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const password = values['password-stdin'] ? await readStdin() : randomBytes(18).toString('base64url');
+  return withRuntime(async (rt) => {
+    const existing = await rt.db.system.selectFrom('orgs').select('id').limit(1).executeTakeFirst();
+    if (existing) throw new UsageError('this database already has an org; use `obscura keys create` or the API');
+    const ctx = cliActor();
+    const result = await rt.db.withSystem(async (trx) => {
+      const org = await createOrg(trx, values.org!, ctx);
+      return { org };
+    });
+    const orgId = result.org.id;
+    const rest = await rt.db.withTenant(orgId, async (trx) => {
+      const user = await createUser(trx, orgId, { email: values.email!, password, role: 'owner' }, ctx);
+      const app = await createApp(trx, orgId, { name: values.app!, settings: values.origin?.length ? { allow_browser_uploads: true } : {} }, ctx);
+      const secret = await createKey(trx, orgId, app.id, { kind: 'secret', name: 'initial secret key' }, { ...ctx, granter: null });
+      const publishable = values.origin?.length
+        ? await createKey(trx, orgId, app.id, { kind: 'publishable', name: 'initial publishable key', allowedOrigins: values.origin }, { ...ctx, granter: null })
+        : null;
+      return { user, app, secret, publishable };
+    });
+    const out = {
+      org: { id: orgId, name: result.org.name },
+      owner: { id: rest.user.id, email: rest.user.email, password: values['password-stdin'] ? undefined : password },
+      app: { id: rest.app.id, name: rest.app.name },
+      secret_key: { id: rest.secret.key.id, key: rest.secret.secret, scopes: rest.secret.key.scopes },
+      publishable_key: rest.publishable ? { id: rest.publishable.key.id, key: rest.publishable.secret, allowed_origins: rest.publishable.key.allowedOrigins } : null,
+    };
+    print(values.json!, out, () =>
+      [
+        `Created org ${out.org.name} (${out.org.id}), app ${out.app.name} (${out.app.id}).`,
+        `Owner: ${out.owner.email}${out.owner.password ? `  password: ${out.owner.password}` : ''}`,
+        ``,
+        `Secret key (shown once; keep it on your servers only):`,
+        `  ${out.secret_key.key}`,
+        ...(out.publishable_key ? [``, `Publishable key for ${out.publishable_key.allowed_origins.join(', ')}:`, `  ${out.publishable_key.key}`] : []),
+      ].join('\n'),
+    );
+    return 0;
+  });
+}
+
+async function cmdKeys(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: {
+      app: { type: 'string' },
+      kind: { type: 'string', default: 'secret' },
+      scope: { type: 'string', multiple: true },
+      name: { type: 'string' },
+      'expires-at': { type: 'string' },
+      'allow-ip': { type: 'string', multiple: true },
+      'allow-origin': { type: 'string', multiple: true },
+      grace: { type: 'string', default: '0' },
+      json: { type: 'boolean', default: false },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const json = values.json!;
+  const ctx = cliActor();
+  switch (sub) {
+    case 'create': {
+      const appId = uuidArg(values.app, '--app');
+      if (!['secret', 'restricted', 'publishable'].includes(values.kind!)) throw new UsageError('--kind must be secret, restricted or publishable');
+      return withRuntime(async (rt) => {
+        const orgId = await orgOfApp(rt, appId);
+        const { key, secret } = await rt.db.withTenant(orgId, (trx) =>
+          createKey(
+            trx,
+            orgId,
+            appId,
+            { kind: values.kind as KeyKind, name: values.name, scopes: values.scope, expiresAt: values['expires-at'] ?? null, allowedIps: values['allow-ip'], allowedOrigins: values['allow-origin'] },
+            { ...ctx, granter: null },
+          ),
+        );
+        print(json, { key, secret }, () => `${keyLine(key)}\n\nKey (shown once):\n  ${secret}`);
+        return 0;
+      });
+    }
+    case 'list': {
+      const appId = uuidArg(values.app, '--app');
+      return withRuntime(async (rt) => {
+        const orgId = await orgOfApp(rt, appId);
+        const keys = await rt.db.withTenant(orgId, (trx) => listKeys(trx, orgId, appId));
+        print(json, keys, () => (keys.length ? keys.map(keyLine).join('\n') : 'no keys'));
+        return 0;
+      });
+    }
+    case 'roll': {
+      const keyId = uuidArg(positionals[0], 'KEY_ID');
+      if (!/^\d+$/.test(values.grace!)) throw new UsageError('--grace must be a number of seconds');
+      return withRuntime(async (rt) => {
+        const orgId = await orgOfKey(rt, keyId);
+        const r = await rt.db.withTenant(orgId, (trx) => rollKey(trx, orgId, keyId, Number(values.grace), { ...ctx, granter: null }));
+        print(json, { key: r.key, secret: r.secret, previous: r.previous }, () => `old: ${keyLine(r.previous)}\nnew: ${keyLine(r.key)}\n\nNew key (shown once):\n  ${r.secret}`);
+        return 0;
+      });
+    }
+    case 'revoke': {
+      const keyId = uuidArg(positionals[0], 'KEY_ID');
+      return withRuntime(async (rt) => {
+        const orgId = await orgOfKey(rt, keyId);
+        const r = await rt.db.withTenant(orgId, (trx) => revokeKey(trx, orgId, keyId, ctx));
+        print(json, r.key, () => `revoked: ${keyLine(r.key)}`);
+        return 0;
+      });
+    }
+    default:
+      throw new UsageError('keys needs a subcommand: create, list, roll or revoke');
+  }
+}
+
+async function cmdUsers(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: { org: { type: 'string' }, email: { type: 'string' }, role: { type: 'string' }, 'password-stdin': { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    strict: true,
+  });
+  const orgId = uuidArg(values.org, '--org');
+  if (!values.email) throw new UsageError('--email is required');
+  if (!values.role || !ROLES.includes(values.role as UserRole)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+  const ctx = cliActor();
+  if (sub === 'add') {
+    const password = values['password-stdin'] ? await readStdin() : randomBytes(18).toString('base64url');
+    return withRuntime(async (rt) => {
+      const user = await rt.db.withTenant(orgId, (trx) => createUser(trx, orgId, { email: values.email!, password, role: values.role as UserRole }, ctx));
+      print(values.json!, { ...user, password: values['password-stdin'] ? undefined : password }, () => `added ${user.email} as ${user.role}${values['password-stdin'] ? '' : `; password: ${password}`}`);
+      return 0;
+    });
+  }
+  if (sub === 'set-role') {
+    return withRuntime(async (rt) => {
+      const user = await rt.db.withTenant(orgId, (trx) => setUserRole(trx, orgId, values.email!, values.role as UserRole, ctx));
+      print(values.json!, user, () => `${user.email} is now ${user.role}`);
+      return 0;
+    });
+  }
+  throw new UsageError('users needs a subcommand: add or set-role');
+}
+
+async function cmdAudit(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'verify') throw new UsageError('audit needs a subcommand: verify');
+  const { values } = parseArgs({ args: rest, options: { org: { type: 'string' }, json: { type: 'boolean', default: false } }, strict: true });
+  const orgId = values.org ? uuidArg(values.org, '--org') : undefined;
+  return withRuntime(async (rt) => {
+    const report = await verifyAudit(rt.db.system, { orgId });
+    print(values.json!, report, () =>
+      report.chains
+        .map((c) =>
+          c.broken
+            ? `BROKEN ${c.chain}: entry id=${c.broken.id} (seq ${c.broken.chainSeq}) fails: ${c.broken.reason}`
+            : `ok     ${c.chain}: ${c.entries} entries, head ${c.head}`,
+        )
+        .join('\n') || 'no audit entries',
+    );
+    return report.ok ? 0 : 1;
+  });
+}
+
+async function cmdDoctor(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } }, strict: true });
+  const config = loadConfig(process.env);
+  const findings = doctor(config, { masterKeyInDataDir: !config.masterKey && existsSync(masterKeyFile(resolve(config.dataDir))) });
+  print(values.json!, { findings }, () => findings.map((f) => `${f.level.toUpperCase().padEnd(6)} ${f.setting}: ${f.message}`).join('\n'));
+  return findings.some((f) => f.level === 'unsafe') ? 1 : 0;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function run(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'serve':
+        await serve(process.env);
+        return 0;
+      case 'init':
+        return await cmdInit(rest);
+      case 'keys':
+        return await cmdKeys(rest);
+      case 'users':
+        return await cmdUsers(rest);
+      case 'audit':
+        return await cmdAudit(rest);
+      case 'doctor':
+        return await cmdDoctor(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(HELP + '\n');
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${cmd}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith?.('ERR_PARSE_ARGS')) {
+      process.stderr.write(`obscura: ${(err as Error).message}\nRun "obscura help" for usage.\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`obscura: configuration error: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof DataDirLockedError) {
+      process.stderr.write(`obscura: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof AppError) {
+      process.stderr.write(`obscura: ${err.code}: ${err.publicMessage}\n`);
+      return 1;
+    }
+    process.stderr.write(`obscura: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * Settings: loaded once by the composition root (`main.ts`) from `OBSCURA_*` environment variables and
+ * an optional JSON file, validated at boot with messages naming the setting, then frozen and passed
+ * down. No other module reads `process.env`.
+ *
+ * Precedence: environment > file (`OBSCURA_CONFIG_FILE`) > defaults. Every default is the safe one;
+ * options that weaken security are named `unsafe...` / `allow...` and reported by `obscura doctor`.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+export type DatabaseKind = 'pglite' | 'postgres';
+export type Role = 'all' | 'api' | 'worker';
+
+export interface Config {
+  /** Data directory (default `./data`): PGlite database, local blobs, embedded master key. Locked exclusively. */
+  readonly dataDir: string;
+  /** Listener host (default `127.0.0.1`: not reachable from other machines until an operator says so). */
+  readonly host: string;
+  /** Listener port (default 8080). */
+  readonly port: number;
+  /** Which parts run in this process (default `all`). */
+  readonly role: Role;
+  /** The public base URL clients use (for signed URLs, OpenAPI servers). Default `http://<host>:<port>`. */
+  readonly publicUrl: string;
+  readonly database: {
+    /** `postgres` when `DATABASE_URL` (or `OBSCURA_DATABASE_URL`) is set, else the embedded `pglite`. */
+    readonly kind: DatabaseKind;
+    /** Connection string (postgres only). Never logged. */
+    readonly url: string | undefined;
+    /** Pool size per process (postgres only, default 10). */
+    readonly poolSize: number;
+  };
+  /**
+   * The master key (32 bytes) wrapping every tenant key, from `OBSCURA_MASTER_KEY` (64 hex chars or
+   * base64). When unset in embedded mode a key file is generated in the data dir (mode 0600), which
+   * `doctor` reports: anyone with a copy of the data dir then has the key too.
+   */
+  readonly masterKey: string | undefined;
+  /** Previous master keys still accepted for unwrapping during rotation (`OBSCURA_PREVIOUS_MASTER_KEYS`, comma-separated). */
+  readonly previousMasterKeys: readonly string[];
+  readonly auth: {
+    /** How long a verified API key stays cached (ms, default 2000, max 5000): bounds how late another node sees a revocation. */
+    readonly keyCacheTtlMs: number;
+    /** Failed authentications from one IP within `burstWindowMs` that raise an audit event (default 20). */
+    readonly burstThreshold: number;
+    /** Window for burst detection (ms, default 60000). */
+    readonly burstWindowMs: number;
+  };
+  readonly http: {
+    /** Trust `X-Forwarded-*` from these proxies (comma-separated IPs/CIDRs; default none). */
+    readonly trustProxy: readonly string[];
+    /** Maximum JSON body size in bytes (default 1 MiB). */
+    readonly bodyLimit: number;
+    /** TLS certificate and key files; when both are set the listener speaks HTTPS (TLS >= 1.2). */
+    readonly tlsCertFile: string | undefined;
+    readonly tlsKeyFile: string | undefined;
+  };
+  readonly log: {
+    /** pino level (default `info`). */
+    readonly level: string;
+  };
+  /** Explicitly unsafe switches (each reported by `obscura doctor`). */
+  readonly unsafe: {
+    /** Listen on a non-loopback address over plain HTTP without a trusted proxy. Default false. */
+    readonly allowPlainHttp: boolean;
+  };
+}
+
+/** A configuration mistake: the message names the setting, and the process refuses to start. */
+export class ConfigError extends Error {
+  constructor(readonly setting: string, message: string) {
+    super(`${setting}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Source = Record<string, string | undefined>;
+
+const KNOWN = new Set([
+  'OBSCURA_DATA_DIR', 'OBSCURA_HOST', 'OBSCURA_PORT', 'OBSCURA_ROLE', 'OBSCURA_PUBLIC_URL', 'OBSCURA_DATABASE_URL',
+  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_KEY_CACHE_TTL_MS',
+  'OBSCURA_AUTH_BURST_THRESHOLD', 'OBSCURA_AUTH_BURST_WINDOW_MS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
+  'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
+  'OBSCURA_CONFIG_FILE',
+]);
+
+function int(src: Source, name: string, def: number, min: number, max: number): number {
+  const raw = src[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function bool(src: Source, name: string, def: boolean): boolean {
+  const raw = src[name];
+  if (raw === undefined || raw === '') return def;
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+function list(src: Source, name: string): string[] {
+  const raw = src[name];
+  if (!raw) return [];
+  return raw.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function readFileSource(path: string): Source {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError('OBSCURA_CONFIG_FILE', `cannot read ${path} as JSON (${(err as Error).message})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError('OBSCURA_CONFIG_FILE', 'must contain a JSON object of OBSCURA_* settings');
+  }
+  const out: Source = {};
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!KNOWN.has(k) || k === 'OBSCURA_CONFIG_FILE') throw new ConfigError(k, `unknown setting in ${path}`);
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+      throw new ConfigError(k, `must be a string, number or boolean in ${path}`);
+    }
+    out[k] = String(v);
+  }
+  return out;
+}
+
+/**
+ * Builds the frozen configuration from an environment (usually `process.env`).
+ * Unknown `OBSCURA_*` variables are refused so that a typo never silently falls back to a default.
+ */
+export function loadConfig(env: Source, cwd = process.cwd()): Config {
+  for (const k of Object.keys(env)) {
+    if (k.startsWith('OBSCURA_') && !KNOWN.has(k) && !k.startsWith('OBSCURA_TEST_')) {
+      throw new ConfigError(k, 'unknown setting (check the spelling; see the configuration table in README.md)');
+    }
+  }
+  const file = env.OBSCURA_CONFIG_FILE ? readFileSource(resolve(cwd, env.OBSCURA_CONFIG_FILE)) : {};
+  const src: Source = { ...file };
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') src[k] = v;
+
+  const dataDir = resolve(cwd, src.OBSCURA_DATA_DIR ?? './data');
+  const host = src.OBSCURA_HOST ?? '127.0.0.1';
+  const port = int(src, 'OBSCURA_PORT', 8080, 0, 65535);
+  const role = (src.OBSCURA_ROLE ?? 'all') as Role;
+  if (!['all', 'api', 'worker'].includes(role)) throw new ConfigError('OBSCURA_ROLE', 'must be all, api or worker');
+
+  const dbUrl = src.OBSCURA_DATABASE_URL ?? src.DATABASE_URL ?? env.DATABASE_URL;
+  if (dbUrl !== undefined && !/^postgres(ql)?:\/\//.test(dbUrl)) {
+    throw new ConfigError('DATABASE_URL', 'must be a postgres:// or postgresql:// connection string');
+  }
+
+  const trustProxy = list(src, 'OBSCURA_TRUST_PROXY');
+  const tlsCertFile = src.OBSCURA_TLS_CERT_FILE;
+  const tlsKeyFile = src.OBSCURA_TLS_KEY_FILE;
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    throw new ConfigError(tlsCertFile ? 'OBSCURA_TLS_KEY_FILE' : 'OBSCURA_TLS_CERT_FILE', 'TLS needs both a certificate and a key file');
+  }
+  const allowPlainHttp = bool(src, 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP', false);
+  const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';
+  // Secure by default: refuse to serve plain HTTP to the network unless TLS ends at a trusted proxy
+  // or the operator said so explicitly (STYLE.md: refuse to start rather than warn).
+  if (!loopback && !tlsCertFile && trustProxy.length === 0 && !allowPlainHttp) {
+    throw new ConfigError(
+      'OBSCURA_HOST',
+      `listening on ${host} over plain HTTP needs TLS (OBSCURA_TLS_CERT_FILE/OBSCURA_TLS_KEY_FILE), a trusted proxy (OBSCURA_TRUST_PROXY) or OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP=true`,
+    );
+  }
+  const scheme = tlsCertFile ? 'https' : 'http';
+  const publicUrl = (src.OBSCURA_PUBLIC_URL ?? `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, '');
+  try {
+    const u = new URL(publicUrl);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+  } catch {
+    throw new ConfigError('OBSCURA_PUBLIC_URL', `must be an absolute http(s) URL, got "${publicUrl}"`);
+  }
+  const logLevel = src.OBSCURA_LOG_LEVEL ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError('OBSCURA_LOG_LEVEL', 'must be one of fatal, error, warn, info, debug, trace, silent');
+  }
+
+  const config: Config = {
+    dataDir,
+    host,
+    port,
+    role,
+    publicUrl,
+    database: {
+      kind: dbUrl ? 'postgres' : 'pglite',
+      url: dbUrl,
+      poolSize: int(src, 'OBSCURA_DATABASE_POOL_SIZE', 10, 1, 500),
+    },
+    masterKey: src.OBSCURA_MASTER_KEY,
+    previousMasterKeys: list(src, 'OBSCURA_PREVIOUS_MASTER_KEYS'),
+    auth: {
+      keyCacheTtlMs: int(src, 'OBSCURA_KEY_CACHE_TTL_MS', 2000, 0, 5000),
+      burstThreshold: int(src, 'OBSCURA_AUTH_BURST_THRESHOLD', 20, 1, 1_000_000),
+      burstWindowMs: int(src, 'OBSCURA_AUTH_BURST_WINDOW_MS', 60_000, 1000, 86_400_000),
+    },
+    http: {
+      trustProxy,
+      bodyLimit: int(src, 'OBSCURA_BODY_LIMIT', 1024 * 1024, 1024, 100 * 1024 * 1024),
+      tlsCertFile,
+      tlsKeyFile,
+    },
+    log: { level: logLevel },
+    unsafe: { allowPlainHttp },
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** A report line from `obscura doctor`. */
+export interface DoctorFinding {
+  readonly level: 'unsafe' | 'warn' | 'ok';
+  readonly setting: string;
+  readonly message: string;
+}
+
+/**
+ * Reviews a configuration (and facts gathered by the caller, e.g. whether the master key lives in
+ * the data dir) and lists what weakens security. Pure: the CLI gathers the facts.
+ */
+export function doctor(config: Config, facts: { masterKeyInDataDir: boolean }): DoctorFinding[] {
+  const out: DoctorFinding[] = [];
+  const loopback = ['127.0.0.1', '::1', 'localhost'].includes(config.host);
+  if (facts.masterKeyInDataDir) {
+    out.push({
+      level: 'unsafe',
+      setting: 'OBSCURA_MASTER_KEY',
+      message: 'the master key is a file inside the data dir: a copy of the data dir (backup, snapshot) can decrypt everything. Set OBSCURA_MASTER_KEY from a secret manager.',
+    });
+  }
+  if (!config.http.tlsCertFile && config.http.trustProxy.length === 0) {
+    out.push({
+      level: loopback ? 'warn' : 'unsafe',
+      setting: 'OBSCURA_TLS_CERT_FILE',
+      message: loopback
+        ? 'TLS is off; fine for a loopback listener, but put TLS (native or a trusted proxy) in front before exposing it.'
+        : `plain HTTP on a public listener (${config.host}) without a trusted proxy: keys and media cross the network in clear.`,
+    });
+  }
+  if (config.unsafe.allowPlainHttp) {
+    out.push({ level: 'unsafe', setting: 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP', message: 'plain HTTP to the network is explicitly allowed.' });
+  }
+  if (config.auth.keyCacheTtlMs > 5000) {
+    out.push({ level: 'warn', setting: 'OBSCURA_KEY_CACHE_TTL_MS', message: 'revocations may take longer than 5 s to reach other nodes.' });
+  }
+  if (config.database.kind === 'postgres' && config.database.url && !/sslmode=(require|verify-ca|verify-full)/.test(config.database.url)) {
+    const u = new URL(config.database.url);
+    if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(u.hostname)) {
+      out.push({ level: 'warn', setting: 'DATABASE_URL', message: 'the database connection does not require TLS (add sslmode=verify-full).' });
+    }
+  }
+  if (out.length === 0) out.push({ level: 'ok', setting: '-', message: 'no unsafe settings found' });
+  return out;
+}

@@ -1,0 +1,90 @@
+/**
+ * Table types for Kysely. Every tenant-owned table has `org_id`, and row-level security keeps a
+ * tenant transaction (see `tenant.ts`) to its own org's rows even if a query forgets the filter.
+ */
+import type { ColumnType, Generated } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+type Json<T> = ColumnType<T, string | T, string | T>;
+
+export type UserRole = 'owner' | 'admin' | 'developer' | 'viewer';
+export type KeyKind = 'secret' | 'publishable' | 'restricted';
+
+export interface OrgsTable {
+  id: string;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface UsersTable {
+  id: string;
+  org_id: string;
+  email: string;
+  password_hash: string;
+  role: UserRole;
+  created_at: Timestamp;
+}
+
+/** Per-app policy. Later capabilities add fields; unknown fields are refused at the API. */
+export interface AppSettings {
+  allowed_types?: string[];
+  allow_browser_uploads?: boolean;
+  max_upload_bytes?: number;
+  require_authorized_urls?: boolean;
+  retention_seconds?: number | null;
+  allow_svg?: boolean;
+  strict_transforms?: boolean;
+}
+
+export interface AppsTable {
+  id: string;
+  org_id: string;
+  name: string;
+  settings: Json<AppSettings>;
+  created_at: Timestamp;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  org_id: string;
+  app_id: string;
+  kind: KeyKind;
+  name: string;
+  /** SHA-256 of the whole key, hex. The key itself is never stored. */
+  hash: string;
+  /** Non-secret display form, e.g. `obs_sk_4fQa…x9Zk`. */
+  display: string;
+  scopes: string[];
+  allowed_ips: string[];
+  allowed_origins: string[];
+  expires_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+  rolled_to: string | null;
+  grace_ends_at: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+export interface AuditLogTable {
+  id: Generated<string>;
+  chain: string;
+  chain_seq: string | number;
+  org_id: string | null;
+  at: Timestamp;
+  actor: Json<Record<string, unknown>>;
+  action: string;
+  target: Json<Record<string, unknown>>;
+  data: Json<Record<string, unknown>>;
+  ip: string | null;
+  request_id: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface Database {
+  orgs: OrgsTable;
+  users: UsersTable;
+  apps: AppsTable;
+  api_keys: ApiKeysTable;
+  audit_log: AuditLogTable;
+}

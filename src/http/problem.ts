@@ -1,0 +1,113 @@
+/**
+ * The root error handler: every error leaves as RFC 9457 `application/problem+json` with a stable
+ * `code`. AppErrors carry their own public message; schema validation errors are described by path
+ * and rule (never Ajv's text); everything else is a generic 500 that names only the request id.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+
+const TITLES: Partial<Record<number, string>> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  410: 'Gone',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  request_id: string;
+  [extension: string]: unknown;
+}
+
+export function problemFor(err: AppError, requestId: string): Problem {
+  return {
+    ...(err.details ?? {}),
+    type: `urn:obscura:error:${err.code}`,
+    title: TITLES[err.status] ?? 'Error',
+    status: err.status,
+    detail: err.publicMessage,
+    code: err.code,
+    request_id: requestId,
+  };
+}
+
+export function sendProblem(reply: FastifyReply, err: AppError): FastifyReply {
+  if (err.headers) for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
+  if (err.status === 401) reply.header('WWW-Authenticate', 'Bearer realm="obscura"');
+  return reply.code(err.status).type('application/problem+json; charset=utf-8').send(problemFor(err, String(reply.request.id)));
+}
+
+/** Maps framework errors (body parsing, validation, limits) to our codes; never reuses their text. */
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  const fe = err as FastifyError & { validation?: Array<{ instancePath?: string; keyword?: string; params?: Record<string, unknown> }>; validationContext?: string };
+  if (fe && Array.isArray(fe.validation)) {
+    const errors = fe.validation.slice(0, 10).map((v) => {
+      const path = `${fe.validationContext ?? 'body'}${v.instancePath ?? ''}`;
+      const extra = v.keyword === 'additionalProperties' ? `/${String(v.params?.additionalProperty ?? '')}` : v.keyword === 'required' ? `/${String(v.params?.missingProperty ?? '')}` : '';
+      return { path: path + extra, rule: v.keyword ?? 'invalid' };
+    });
+    const first = errors[0];
+    const msg = first
+      ? first.rule === 'additionalProperties'
+        ? `Unknown property ${first.path}.`
+        : first.rule === 'required'
+          ? `Missing required property ${first.path}.`
+          : `${first.path} is invalid (${first.rule}).`
+      : 'The request is invalid.';
+    return new AppError('ERR_VALIDATION', msg, { details: { errors } });
+  }
+  const code = fe?.code;
+  const status = fe?.statusCode;
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return new AppError('ERR_PAYLOAD_TOO_LARGE', 'The request body is too large.');
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || status === 415) return new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', 'The request Content-Type is not supported here.');
+  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (status === 400 && /JSON/i.test(String(fe?.message)))) {
+    return new AppError('ERR_BAD_REQUEST', 'The request body is not valid JSON.');
+  }
+  if (code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new AppError('ERR_BAD_REQUEST', 'The Content-Length does not match the body.');
+  if (status === 429) return new AppError('ERR_RATE_LIMITED', 'Too many requests.');
+  if (typeof status === 'number' && status >= 400 && status < 500) return new AppError('ERR_BAD_REQUEST', 'The request is invalid.', { status });
+  return new AppError('ERR_INTERNAL', 'Something went wrong on our side; quote the request id when reporting it.', { cause: err });
+}
+
+/** Installs the one error handler and the not-found handler. */
+export function installProblemHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const appErr = toAppError(err);
+    if (appErr.status >= 500) request.log.error({ err, code: appErr.code }, 'request failed');
+    else request.log.info({ code: appErr.code, status: appErr.status }, 'request refused');
+    return sendProblem(reply, appErr);
+  });
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, new AppError('ERR_NOT_FOUND', 'No such route.')));
+}
+
+/** The problem+json schema used in every route's error responses (OpenAPI). */
+export const PROBLEM_SCHEMA = {
+  $id: 'Problem',
+  type: 'object',
+  description: 'RFC 9457 problem details with a stable machine-readable `code`.',
+  required: ['type', 'title', 'status', 'detail', 'code', 'request_id'],
+  properties: {
+    type: { type: 'string', examples: ['urn:obscura:error:ERR_KEY_REVOKED'] },
+    title: { type: 'string', examples: ['Unauthorized'] },
+    status: { type: 'integer', examples: [401] },
+    detail: { type: 'string', examples: ['The API key has been revoked.'] },
+    code: { type: 'string', enum: Object.keys(ERROR_CODES), examples: ['ERR_KEY_REVOKED'] },
+    request_id: { type: 'string' },
+  },
+  additionalProperties: true,
+} as const;

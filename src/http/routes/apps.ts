@@ -1,0 +1,65 @@
+/** `/v1/apps`: list, create, read and update an org's apps. */
+import type { FastifyInstance } from 'fastify';
+import { Type, type Static } from 'typebox';
+import type { DatabaseHandle } from '../../db/database.js';
+import { createApp, getApp, listApps, updateAppSettings, type App } from '../../tenants/index.js';
+import { principalOf } from '../auth.js';
+import { DateTime, IdParams, Uuid, bearer, ctxOf, errorResponses } from './common.js';
+
+export const AppSettingsSchema = Type.Object(
+  {
+    allowed_types: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z]+/[a-z0-9.+-]+$', maxLength: 100 }), { maxItems: 50, description: 'Media types this app accepts (sniffed from bytes).' })),
+    allow_browser_uploads: Type.Optional(Type.Boolean({ description: 'Allow uploads with publishable keys (origin-checked). Default false.' })),
+    max_upload_bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 ** 4 })),
+    require_authorized_urls: Type.Optional(Type.Boolean({ description: 'Signed download URLs also need a bearer credential. Default false.' })),
+    retention_seconds: Type.Optional(Type.Union([Type.Integer({ minimum: 60, maximum: 10 * 365 * 86400 }), Type.Null()])),
+    allow_svg: Type.Optional(Type.Boolean({ description: 'Accept SVG input (sanitised before rasterising). Default false.' })),
+    strict_transforms: Type.Optional(Type.Boolean({ description: 'Only named presets through transform URLs. Default false.' })),
+  },
+  { additionalProperties: false },
+);
+
+const AppSchema = Type.Object(
+  { id: Uuid, name: Type.String(), settings: AppSettingsSchema, created_at: DateTime },
+  { additionalProperties: false, examples: [{ id: '3f0c2a8e-6f5e-4b8a-9c55-0d3a1f6a9b10', name: 'Storefront', settings: {}, created_at: '2026-11-24T12:00:00.000Z' }] },
+);
+const CreateBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }), settings: Type.Optional(AppSettingsSchema) }, { additionalProperties: false });
+const PatchBody = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })), settings: Type.Optional(AppSettingsSchema) }, { additionalProperties: false });
+
+const out = (a: App) => ({ id: a.id, name: a.name, settings: a.settings, created_at: a.createdAt });
+
+export function appRoutes(app: FastifyInstance, db: DatabaseHandle): void {
+  app.get('/v1/apps', {
+    config: { auth: true, scope: 'apps:read' },
+    schema: { tags: ['apps'], summary: "List the org's apps", security: bearer, response: { 200: Type.Object({ data: Type.Array(AppSchema) }), ...errorResponses() } },
+    handler: async (req) => {
+      const p = principalOf(req);
+      return { data: (await db.withTenant(p.orgId, (trx) => listApps(trx, p.orgId))).map(out) };
+    },
+  });
+  app.post<{ Body: Static<typeof CreateBody> }>('/v1/apps', {
+    config: { auth: true, scope: 'apps:write' },
+    schema: { tags: ['apps'], summary: 'Create an app', security: bearer, body: CreateBody, response: { 201: AppSchema, ...errorResponses() } },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      const created = await db.withTenant(p.orgId, (trx) => createApp(trx, p.orgId, { name: req.body.name, settings: req.body.settings ?? {} }, ctxOf(req)));
+      return reply.code(201).send(out(created));
+    },
+  });
+  app.get<{ Params: Static<typeof IdParams> }>('/v1/apps/:id', {
+    config: { auth: true, scope: 'apps:read' },
+    schema: { tags: ['apps'], summary: 'Read an app', security: bearer, params: IdParams, response: { 200: AppSchema, ...errorResponses() } },
+    handler: async (req) => {
+      const p = principalOf(req);
+      return out(await db.withTenant(p.orgId, (trx) => getApp(trx, p.orgId, req.params.id)));
+    },
+  });
+  app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof PatchBody> }>('/v1/apps/:id', {
+    config: { auth: true, scope: 'apps:write' },
+    schema: { tags: ['apps'], summary: "Rename an app or change its policy", security: bearer, params: IdParams, body: PatchBody, response: { 200: AppSchema, ...errorResponses() } },
+    handler: async (req) => {
+      const p = principalOf(req);
+      return out(await db.withTenant(p.orgId, (trx) => updateAppSettings(trx, p.orgId, req.params.id, req.body, ctxOf(req))));
+    },
+  });
+}

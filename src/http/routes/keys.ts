@@ -1,0 +1,133 @@
+/** API key management: create and list an app's keys, roll and revoke a key. */
+import type { FastifyInstance } from 'fastify';
+import { Type, type Static } from 'typebox';
+import type { DatabaseHandle } from '../../db/database.js';
+import { createKey, getKey, listKeys, revokeKey, rollKey, MAX_GRACE_SECONDS, type KeyInfo, type KeyVerifier } from '../../auth/keys.js';
+import { SCOPES } from '../../auth/scopes.js';
+import { principalOf } from '../auth.js';
+import { DateTime, IdParams, Uuid, bearer, ctxOf, errorResponses } from './common.js';
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+const KeySchema = Type.Object(
+  {
+    id: Uuid,
+    app_id: Uuid,
+    kind: Type.Union([Type.Literal('secret'), Type.Literal('publishable'), Type.Literal('restricted')]),
+    name: Type.String(),
+    display: Type.String({ description: 'Non-secret hint to recognise the key.' }),
+    scopes: Type.Array(Type.String()),
+    allowed_ips: Type.Array(Type.String()),
+    allowed_origins: Type.Array(Type.String()),
+    expires_at: Nullable(DateTime),
+    revoked_at: Nullable(DateTime),
+    rolled_to: Nullable(Uuid),
+    grace_ends_at: Nullable(DateTime),
+    created_at: DateTime,
+  },
+  { additionalProperties: false },
+);
+
+const CreateBody = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('secret'), Type.Literal('publishable'), Type.Literal('restricted')], { description: 'publishable keys need allowed_origins and hold only assets:write.' }),
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    scopes: Type.Optional(Type.Array(Type.Union(SCOPES.map((s) => Type.Literal(s))), { maxItems: SCOPES.length, description: 'Least privilege: defaults to all scopes for secret keys; required for restricted keys.' })),
+    expires_at: Type.Optional(Nullable(DateTime)),
+    allowed_ips: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100, description: 'IPv4/IPv6 addresses or CIDR ranges.' })),
+    allowed_origins: Type.Optional(Type.Array(Type.String({ maxLength: 300 }), { maxItems: 50, description: 'Exact origins such as https://app.example.com.' })),
+  },
+  { additionalProperties: false, examples: [{ kind: 'restricted', name: 'uploader', scopes: ['assets:write'], allowed_ips: ['203.0.113.0/24'] }] },
+);
+
+const CreatedSchema = Type.Object(
+  { key: KeySchema, secret: Type.String({ description: 'The key itself. Shown once; store it in your secret manager.', examples: ['obs_sk_…'] }) },
+  { additionalProperties: false },
+);
+
+const RollBody = Type.Object(
+  { grace_period_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_GRACE_SECONDS, default: 0, description: 'How long the old key keeps working (0 to 30 days).' })) },
+  { additionalProperties: false },
+);
+
+const out = (k: KeyInfo) => ({
+  id: k.id,
+  app_id: k.appId,
+  kind: k.kind,
+  name: k.name,
+  display: k.display,
+  scopes: k.scopes,
+  allowed_ips: k.allowedIps,
+  allowed_origins: k.allowedOrigins,
+  expires_at: k.expiresAt,
+  revoked_at: k.revokedAt,
+  rolled_to: k.rolledTo,
+  grace_ends_at: k.graceEndsAt,
+  created_at: k.createdAt,
+});
+
+export function keyRoutes(app: FastifyInstance, db: DatabaseHandle, verifier: KeyVerifier): void {
+  app.get<{ Params: Static<typeof IdParams> }>('/v1/apps/:id/keys', {
+    config: { auth: true, scope: 'keys:manage' },
+    schema: { tags: ['keys'], summary: "List an app's keys (never the secrets)", security: bearer, params: IdParams, response: { 200: Type.Object({ data: Type.Array(KeySchema) }), ...errorResponses() } },
+    handler: async (req) => {
+      const p = principalOf(req);
+      return { data: (await db.withTenant(p.orgId, (trx) => listKeys(trx, p.orgId, req.params.id))).map(out) };
+    },
+  });
+  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof CreateBody> }>('/v1/apps/:id/keys', {
+    config: { auth: true, scope: 'keys:manage' },
+    schema: { tags: ['keys'], summary: 'Create a key (the secret is returned once)', security: bearer, params: IdParams, body: CreateBody, response: { 201: CreatedSchema, ...errorResponses() } },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      const b = req.body;
+      const { key, secret } = await db.withTenant(p.orgId, (trx) =>
+        createKey(
+          trx,
+          p.orgId,
+          req.params.id,
+          { kind: b.kind, name: b.name, scopes: b.scopes, expiresAt: b.expires_at ?? null, allowedIps: b.allowed_ips, allowedOrigins: b.allowed_origins },
+          { ...ctxOf(req), granter: p.scopes },
+        ),
+      );
+      return reply.code(201).header('Cache-Control', 'no-store').send({ key: out(key), secret });
+    },
+  });
+  app.get<{ Params: Static<typeof IdParams> }>('/v1/keys/:id', {
+    config: { auth: true, scope: 'keys:manage' },
+    schema: { tags: ['keys'], summary: 'Read a key', security: bearer, params: IdParams, response: { 200: KeySchema, ...errorResponses() } },
+    handler: async (req) => {
+      const p = principalOf(req);
+      return out(await db.withTenant(p.orgId, (trx) => getKey(trx, p.orgId, req.params.id)));
+    },
+  });
+  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof RollBody> | undefined }>('/v1/keys/:id/roll', {
+    config: { auth: true, scope: 'keys:manage' },
+    schema: {
+      tags: ['keys'],
+      summary: 'Roll a key: a replacement now, the old key stops after the grace period',
+      security: bearer,
+      params: IdParams,
+      body: RollBody,
+      response: { 200: Type.Object({ key: KeySchema, secret: Type.String(), previous: KeySchema }, { additionalProperties: false }), ...errorResponses({ 409: 'The key is revoked or already rolled (ERR_CONFLICT).' }) },
+    },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      const grace = req.body?.grace_period_seconds ?? 0;
+      const r = await db.withTenant(p.orgId, (trx) => rollKey(trx, p.orgId, req.params.id, grace, { ...ctxOf(req), granter: p.scopes }));
+      // This node stops honouring the old key at once when the grace is 0; others within the cache TTL.
+      verifier.invalidate(r.oldHash);
+      return reply.header('Cache-Control', 'no-store').send({ key: out(r.key), secret: r.secret, previous: out(r.previous) });
+    },
+  });
+  app.delete<{ Params: Static<typeof IdParams> }>('/v1/keys/:id', {
+    config: { auth: true, scope: 'keys:manage' },
+    schema: { tags: ['keys'], summary: 'Revoke a key immediately', security: bearer, params: IdParams, response: { 200: KeySchema, ...errorResponses() } },
+    handler: async (req) => {
+      const p = principalOf(req);
+      const r = await db.withTenant(p.orgId, (trx) => revokeKey(trx, p.orgId, req.params.id, ctxOf(req)));
+      verifier.invalidate(r.hash);
+      return out(r.key);
+    },
+  });
+}

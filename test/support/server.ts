@@ -1,0 +1,72 @@
+/**
+ * Starts the real HTTP server on 127.0.0.1 (an ephemeral port) over a test database, plus helpers to
+ * create tenants through the domain layer.
+ */
+import type { AddressInfo } from 'node:net';
+import { loadConfig, type Config } from '../../src/config/index.js';
+import { buildApp, type AppDeps } from '../../src/app.js';
+import type { DatabaseHandle } from '../../src/db/database.js';
+import { createApp, createOrg, type Ctx } from '../../src/tenants/index.js';
+import { createKey, type CreateKeyInput } from '../../src/auth/keys.js';
+
+export interface TestServer {
+  url: string;
+  config: Config;
+  close(): Promise<void>;
+  keys: Awaited<ReturnType<typeof buildApp>>['keys'];
+}
+
+export async function startServer(db: DatabaseHandle, opts: { env?: Record<string, string>; deps?: Partial<AppDeps> } = {}): Promise<TestServer> {
+  const config = loadConfig({ OBSCURA_DATA_DIR: '/nonexistent-test-data-dir', OBSCURA_PORT: '0', OBSCURA_LOG_LEVEL: 'silent', ...opts.env });
+  const { app, keys } = await buildApp(config, { db, logger: false, ...opts.deps });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, config, keys, close: () => app.close() };
+}
+
+const ctx: Ctx = { actor: { type: 'cli', id: 'test' } };
+
+export interface Tenant {
+  orgId: string;
+  appId: string;
+  /** A secret key with every scope. */
+  key: string;
+  keyId: string;
+}
+
+/** Creates an org with one app and a full secret key. */
+export async function createTenant(db: DatabaseHandle, name = 'Org'): Promise<Tenant> {
+  const org = await db.withSystem((trx) => createOrg(trx, name, ctx));
+  return db.withTenant(org.id, async (trx) => {
+    const app = await createApp(trx, org.id, { name: `${name} app` }, ctx);
+    const k = await createKey(trx, org.id, app.id, { kind: 'secret', name: 'full' }, { ...ctx, granter: null });
+    return { orgId: org.id, appId: app.id, key: k.secret, keyId: k.key.id };
+  });
+}
+
+/** Mints an extra key for a tenant's app. */
+export async function mintKey(db: DatabaseHandle, t: Tenant, input: CreateKeyInput): Promise<{ id: string; secret: string }> {
+  const k = await db.withTenant(t.orgId, (trx) => createKey(trx, t.orgId, t.appId, input, { ...ctx, granter: null }));
+  return { id: k.key.id, secret: k.secret };
+}
+
+/** fetch with a bearer credential and JSON body; returns status, headers and parsed body. */
+export async function api(
+  base: string,
+  method: string,
+  path: string,
+  opts: { key?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<{ status: number; headers: Headers; body: any }> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  if (opts.key) headers.authorization = `Bearer ${opts.key}`;
+  if (opts.body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(base + path, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, headers: res.headers, body };
+}
