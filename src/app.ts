@@ -9,6 +9,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Config } from './config/index.js';
 import type { DatabaseHandle } from './db/database.js';
+import type { MasterKeys } from './crypto/master.js';
 import { KeyVerifier } from './auth/keys.js';
 import { FailureTracker } from './auth/failures.js';
 import { installProblemHandlers, PROBLEM_SCHEMA } from './http/problem.js';
@@ -21,12 +22,14 @@ import { auditRoutes } from './http/routes/audit.js';
 
 export interface AppDeps {
   db: DatabaseHandle;
+  /** The master key(s) wrapping tenant keys and server signing keys. */
+  masterKeys: MasterKeys;
   /** Wall clock, injectable for expiry tests. */
   now?: () => number;
   /** Extra bearer-token verifier (OAuth2 access tokens). */
   tokens?: TokenVerifier;
-  /** Logger options or `false` to silence (tests). */
-  logger?: FastifyServerOptions['logger'];
+  /** `false` silences logging (tests); a stream receives the (redacted) JSON log lines instead of stdout. */
+  logger?: false | { stream: NodeJS.WritableStream; level?: string };
   /** HTTPS options when TLS is terminated natively. */
   https?: { key: Buffer; cert: Buffer };
 }
@@ -40,7 +43,9 @@ export const API_VERSION = '0.1.0';
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp> {
   const logger: FastifyServerOptions['logger'] =
-    deps.logger === undefined ? { level: config.log.level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, serializers: logSerializers } : deps.logger;
+    deps.logger === false
+      ? false
+      : { level: deps.logger?.level ?? config.log.level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, serializers: logSerializers, ...(deps.logger?.stream ? { stream: deps.logger.stream } : {}) };
   const app = Fastify({
     logger,
     // Never trust a client-supplied request id; generate our own and return it.

@@ -7,12 +7,13 @@ import { loadConfig, type Config } from './config/index.js';
 import { lockDataDir, type DataDirLock } from './db/lock.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { buildApp } from './app.js';
-import { resolveMasterKey } from './crypto/master.js';
+import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
 
 export interface Runtime {
   config: Config;
   db: DatabaseHandle;
   lock: DataDirLock | null;
+  masterKeys: MasterKeys;
   close(): Promise<void>;
 }
 
@@ -25,12 +26,13 @@ export async function openRuntime(env: NodeJS.ProcessEnv = process.env): Promise
   // Embedded mode keeps the database in the data dir: one process only.
   const lock = config.database.kind === 'pglite' ? lockDataDir(config.dataDir) : null;
   try {
-    resolveMasterKey(config);
+    const masterKeys = resolveMasterKey(config);
     const db = await openDatabase({ kind: config.database.kind, url: config.database.url, dataDir: config.dataDir, poolSize: config.database.poolSize });
     return {
       config,
       db,
       lock,
+      masterKeys,
       async close() {
         await db.close();
         lock?.release();
@@ -47,7 +49,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   const rt = await openRuntime(env);
   const { config } = rt;
   const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
-  const { app } = await buildApp(config, { db: rt.db, https });
+  const { app } = await buildApp(config, { db: rt.db, masterKeys: rt.masterKeys, https });
   let closing = false;
   const shutdown = async (signal: string) => {
     if (closing) return;

@@ -11,7 +11,7 @@
  *   the code forgot its `org_id` filter (the second wall).
  */
 import { join } from 'node:path';
-import { Kysely, PostgresDialect, sql, type Transaction, type Migration } from 'kysely';
+import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import { PGlite } from '@electric-sql/pglite';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
@@ -45,8 +45,6 @@ export interface OpenOptions {
   /** embedded data dir (the database lives in `<dataDir>/db`) */
   dataDir?: string;
   poolSize?: number;
-  /** Extra migrations from other capabilities. */
-  migrations?: Record<string, Migration>;
 }
 
 // node-postgres parses bigint (int8) as string by default; our counters fit in a double.
@@ -68,7 +66,7 @@ export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
     pool.on('error', () => {});
     system = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   }
-  await migrate(system, opts.migrations);
+  await migrate(system);
 
   const withTenant = async <T>(orgId: string, fn: (trx: Tx) => Promise<T>): Promise<T> => {
     // Not a user-input check (routes validate ids); a guard so a programming error can never widen scope.

@@ -74,3 +74,18 @@ export async function superQuery(t: TestDb, text: string, params: unknown[] = []
     await c.end();
   }
 }
+
+/** Runs several statements at once as a superuser (no parameters). */
+export async function superExec(t: TestDb, text: string): Promise<void> {
+  if (t.kind === 'pglite') {
+    await t.db.pglite!.exec(text);
+    return;
+  }
+  const c = new pg.Client({ connectionString: t.adminUrl });
+  await c.connect();
+  try {
+    await c.query(text);
+  } finally {
+    await c.end();
+  }
+}

@@ -3,6 +3,9 @@
  * create tenants through the domain layer.
  */
 import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { MasterKeys } from '../../src/crypto/master.js';
+import { masterKeyId } from '../../src/crypto/keywrap.js';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { buildApp, type AppDeps } from '../../src/app.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
@@ -18,10 +21,17 @@ export interface TestServer {
 
 export async function startServer(db: DatabaseHandle, opts: { env?: Record<string, string>; deps?: Partial<AppDeps> } = {}): Promise<TestServer> {
   const config = loadConfig({ OBSCURA_DATA_DIR: '/nonexistent-test-data-dir', OBSCURA_PORT: '0', OBSCURA_LOG_LEVEL: 'silent', ...opts.env });
-  const { app, keys } = await buildApp(config, { db, logger: false, ...opts.deps });
+  const { app, keys } = await buildApp(config, { db, masterKeys: testMasterKeys(), logger: false, ...opts.deps });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}`, config, keys, close: () => app.close() };
+}
+
+/** Random master keys for one test server (as OBSCURA_MASTER_KEY would provide). */
+export function testMasterKeys(): MasterKeys {
+  const current = randomBytes(32);
+  const currentId = masterKeyId(current);
+  return { current, currentId, all: new Map([[currentId, current]]), source: 'env', file: undefined };
 }
 
 const ctx: Ctx = { actor: { type: 'cli', id: 'test' } };

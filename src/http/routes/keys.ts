@@ -66,7 +66,22 @@ const out = (k: KeyInfo) => ({
   created_at: k.createdAt,
 });
 
+const WhoAmI = Type.Object(
+  { org_id: Uuid, app_id: Uuid, credential_id: Uuid, kind: Type.String({ examples: ['secret'] }), scopes: Type.Array(Type.String()) },
+  { additionalProperties: false },
+);
+
 export function keyRoutes(app: FastifyInstance, db: DatabaseHandle, verifier: KeyVerifier): void {
+  // Answers from the verified credential alone (no database access beyond verification): a cheap way
+  // for an integration to check its configuration, and the authenticated no-op of the benchmark.
+  app.get('/v1/whoami', {
+    config: { auth: true },
+    schema: { tags: ['keys'], summary: 'Describe the calling credential', security: bearer, response: { 200: WhoAmI, ...errorResponses() } },
+    handler: async (req) => {
+      const p = principalOf(req);
+      return { org_id: p.orgId, app_id: p.appId, credential_id: p.keyId, kind: p.kind, scopes: [...p.scopes].sort() };
+    },
+  });
   app.get<{ Params: Static<typeof IdParams> }>('/v1/apps/:id/keys', {
     config: { auth: true, scope: 'keys:manage' },
     schema: { tags: ['keys'], summary: "List an app's keys (never the secrets)", security: bearer, params: IdParams, response: { 200: Type.Object({ data: Type.Array(KeySchema) }), ...errorResponses() } },

@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig, doctor, ConfigError } from '../../src/config/index.js';
+import { tempDir } from '../support/db.js';
+
+const refuses = (env: Record<string, string>, setting: string) =>
+  assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.setting === setting, JSON.stringify(env));
+
+test('defaults are the safe ones: loopback listener, embedded database, ./data', () => {
+  const c = loadConfig({}, '/srv/app');
+  assert.equal(c.host, '127.0.0.1');
+  assert.equal(c.dataDir, '/srv/app/data');
+  assert.equal(c.database.kind, 'pglite');
+  assert.equal(c.unsafe.allowPlainHttp, false);
+  assert.ok(c.auth.keyCacheTtlMs <= 5000);
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.database));
+});
+
+test('bad values are refused with an error naming the setting', () => {
+  refuses({ OBSCURA_PORT: 'eighty' }, 'OBSCURA_PORT');
+  refuses({ OBSCURA_PORT: '70000' }, 'OBSCURA_PORT');
+  refuses({ OBSCURA_KEY_CACHE_TTL_MS: '60000' }, 'OBSCURA_KEY_CACHE_TTL_MS');
+  refuses({ OBSCURA_ROLE: 'boss' }, 'OBSCURA_ROLE');
+  refuses({ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL');
+  refuses({ OBSCURA_TLS_CERT_FILE: '/x.pem' }, 'OBSCURA_TLS_KEY_FILE');
+  refuses({ OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP: 'maybe' }, 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP');
+});
+
+test('a misspelt OBSCURA_ variable is refused rather than silently ignored', () => {
+  refuses({ OBSCURA_MASTERKEY: 'x' }, 'OBSCURA_MASTERKEY');
+});
+
+test('plain HTTP on a public address is refused unless TLS, a trusted proxy or an explicit unsafe switch', () => {
+  refuses({ OBSCURA_HOST: '0.0.0.0' }, 'OBSCURA_HOST');
+  assert.equal(loadConfig({ OBSCURA_HOST: '0.0.0.0', OBSCURA_TRUST_PROXY: '10.0.0.0/8' }).host, '0.0.0.0');
+  const unsafe = loadConfig({ OBSCURA_HOST: '0.0.0.0', OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP: 'true' });
+  const findings = doctor(unsafe, { masterKeyInDataDir: false });
+  assert.ok(findings.some((f) => f.level === 'unsafe' && f.setting === 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP'));
+  assert.ok(findings.some((f) => f.level === 'unsafe' && f.setting === 'OBSCURA_TLS_CERT_FILE'));
+});
+
+test('doctor reports a master key kept in the data dir, and nothing unsafe for a safe setup', () => {
+  const c = loadConfig({});
+  assert.ok(doctor(c, { masterKeyInDataDir: true }).some((f) => f.level === 'unsafe' && f.setting === 'OBSCURA_MASTER_KEY'));
+  assert.ok(!doctor(c, { masterKeyInDataDir: false }).some((f) => f.level === 'unsafe'));
+});
+
+test('a config file supplies settings, the environment overrides it, and unknown keys in it are refused', () => {
+  const dir = tempDir();
+  const file = join(dir, 'obscura.json');
+  writeFileSync(file, JSON.stringify({ OBSCURA_PORT: 9001, OBSCURA_LOG_LEVEL: 'warn' }));
+  const c = loadConfig({ OBSCURA_CONFIG_FILE: file, OBSCURA_LOG_LEVEL: 'error' });
+  assert.equal(c.port, 9001);
+  assert.equal(c.log.level, 'error');
+  writeFileSync(file, JSON.stringify({ OBSCURA_PROT: 9001 }));
+  refuses({ OBSCURA_CONFIG_FILE: file }, 'OBSCURA_PROT');
+  writeFileSync(file, '{not json');
+  refuses({ OBSCURA_CONFIG_FILE: file }, 'OBSCURA_CONFIG_FILE');
+});
