@@ -56,6 +56,32 @@ export interface Config {
     readonly tlsCertFile: string | undefined;
     readonly tlsKeyFile: string | undefined;
   };
+  readonly storage: {
+    /** `fs` (default: `<dataDir>/blobs`) or `s3`. Either way only ciphertext is stored. */
+    readonly kind: 'fs' | 's3';
+    readonly s3: {
+      readonly bucket: string | undefined;
+      /** Custom endpoint (MinIO, Ceph, R2…); unset means AWS. */
+      readonly endpoint: string | undefined;
+      readonly region: string;
+      readonly prefix: string;
+      readonly forcePathStyle: boolean;
+    };
+  };
+  readonly uploads: {
+    /** Largest one-request upload (`POST /v1/assets`), default 25 MB. */
+    readonly maxSimpleBytes: number;
+    /** Largest upload of any kind (tus, presigned) unless an app sets less, default 5 GiB. */
+    readonly maxBytes: number;
+    /** Lifetime of a presigned direct upload URL (default 900 s = 15 min). */
+    readonly presignTtlSeconds: number;
+  };
+  readonly downloads: {
+    /** Default lifetime of a signed download URL (default 86400 s = 24 h). */
+    readonly defaultTtlSeconds: number;
+    /** Longest lifetime a caller may ask for (default 7 days). */
+    readonly maxTtlSeconds: number;
+  };
   readonly log: {
     /** pino level (default `info`). */
     readonly level: string;
@@ -82,7 +108,9 @@ const KNOWN = new Set([
   'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_KEY_CACHE_TTL_MS',
   'OBSCURA_AUTH_BURST_THRESHOLD', 'OBSCURA_AUTH_BURST_WINDOW_MS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
   'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
-  'OBSCURA_CONFIG_FILE',
+  'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
+  'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS',
+  'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
 ]);
 
 function int(src: Source, name: string, def: number, min: number, max: number): number {
@@ -184,6 +212,20 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
     throw new ConfigError('OBSCURA_LOG_LEVEL', 'must be one of fatal, error, warn, info, debug, trace, silent');
   }
 
+  const storeKind = (src.OBSCURA_STORE ?? 'fs') as 'fs' | 's3';
+  if (storeKind !== 'fs' && storeKind !== 's3') throw new ConfigError('OBSCURA_STORE', 'must be fs or s3');
+  if (storeKind === 's3' && !src.OBSCURA_S3_BUCKET) throw new ConfigError('OBSCURA_S3_BUCKET', 'is required when OBSCURA_STORE=s3');
+  if (src.OBSCURA_S3_ENDPOINT) {
+    try {
+      new URL(src.OBSCURA_S3_ENDPOINT);
+    } catch {
+      throw new ConfigError('OBSCURA_S3_ENDPOINT', 'must be an absolute URL');
+    }
+  }
+  const urlMaxTtl = int(src, 'OBSCURA_URL_MAX_TTL_SECONDS', 7 * 86400, 60, 365 * 86400);
+  const urlTtl = int(src, 'OBSCURA_URL_TTL_SECONDS', 86400, 60, 365 * 86400);
+  if (urlTtl > urlMaxTtl) throw new ConfigError('OBSCURA_URL_TTL_SECONDS', `must not exceed OBSCURA_URL_MAX_TTL_SECONDS (${urlMaxTtl})`);
+
   const config: Config = {
     dataDir,
     host,
@@ -208,6 +250,22 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       tlsCertFile,
       tlsKeyFile,
     },
+    storage: {
+      kind: storeKind,
+      s3: {
+        bucket: src.OBSCURA_S3_BUCKET,
+        endpoint: src.OBSCURA_S3_ENDPOINT,
+        region: src.OBSCURA_S3_REGION ?? 'us-east-1',
+        prefix: src.OBSCURA_S3_PREFIX ?? '',
+        forcePathStyle: bool(src, 'OBSCURA_S3_FORCE_PATH_STYLE', false),
+      },
+    },
+    uploads: {
+      maxSimpleBytes: int(src, 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 25 * 1000 * 1000, 1, 1024 ** 3),
+      maxBytes: int(src, 'OBSCURA_MAX_UPLOAD_BYTES', 5 * 1024 ** 3, 1, 5 * 1024 ** 4),
+      presignTtlSeconds: int(src, 'OBSCURA_PRESIGN_TTL_SECONDS', 900, 30, 3600),
+    },
+    downloads: { defaultTtlSeconds: urlTtl, maxTtlSeconds: urlMaxTtl },
     log: { level: logLevel },
     unsafe: { allowPlainHttp },
   };

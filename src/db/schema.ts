@@ -81,7 +81,62 @@ export interface AuditLogTable {
   hash: string;
 }
 
+export interface TenantKeysTable {
+  id: string;
+  org_id: string;
+  wrapped: string;
+  master_key_id: string;
+  created_at: Timestamp;
+}
+
+export interface AssetsTable {
+  id: string;
+  org_id: string;
+  app_id: string;
+  kind: 'upload' | 'output';
+  mime: string;
+  ext: string;
+  size: ColumnType<number, number, number>;
+  sha256: string;
+  width: number | null;
+  height: number | null;
+  filename: string | null;
+  blob_key: string;
+  tenant_key_id: string;
+  created_by: string | null;
+  created_at: Timestamp;
+  expires_at: NullableTimestamp;
+  deleted_at: NullableTimestamp;
+}
+
+export interface UploadIntentsTable {
+  id: string;
+  org_id: string;
+  app_id: string;
+  staging_key: string;
+  content_type: string;
+  content_length: ColumnType<number, number, number>;
+  filename: string | null;
+  created_by: string | null;
+  expires_at: Timestamp;
+  used_at: NullableTimestamp;
+  asset_id: string | null;
+  created_at: Timestamp;
+}
+
+export interface UrlSigningKeysTable {
+  kid: string;
+  wrapped: string;
+  master_key_id: string;
+  created_at: Timestamp;
+  retired_at: NullableTimestamp;
+}
+
 export interface Database {
+  tenant_keys: TenantKeysTable;
+  assets: AssetsTable;
+  upload_intents: UploadIntentsTable;
+  url_signing_keys: UrlSigningKeysTable;
   orgs: OrgsTable;
   users: UsersTable;
   apps: AppsTable;

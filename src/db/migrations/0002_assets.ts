@@ -28,10 +28,14 @@ export const assets = statements([
      tenant_key_id text NOT NULL,
      created_by text,
      created_at timestamptz NOT NULL DEFAULT now(),
-     expires_at timestamptz
+     expires_at timestamptz,
+     -- Tombstone: set in the deleting transaction; the blob goes next and the row last, so a crash in
+     -- between leaves a row the sweeper finishes, never an orphaned blob.
+     deleted_at timestamptz
    )`,
   `CREATE INDEX assets_org_idx ON assets (org_id, created_at)`,
   `CREATE INDEX assets_expiry_idx ON assets (expires_at) WHERE expires_at IS NOT NULL`,
+  `CREATE INDEX assets_deleted_idx ON assets (deleted_at) WHERE deleted_at IS NOT NULL`,
   // Presigned direct uploads: single use, bound to size and type, short-lived.
   `CREATE TABLE upload_intents (
      id text PRIMARY KEY,
