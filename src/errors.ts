@@ -40,6 +40,9 @@ export const ERROR_CODES = {
   ERR_ROLE_FORBIDDEN: 403,
   ERR_SIGNATURE_INVALID: 403,
   ERR_URL_EXPIRED: 410,
+  // remote fetches (SSRF-safe fetcher)
+  ERR_REMOTE_FORBIDDEN: 400,
+  ERR_REMOTE_FAILED: 502,
   // data integrity
   ERR_INTEGRITY: 500,
 } as const;
