@@ -1,0 +1,245 @@
+/**
+ * The operation registry, the operations grammar and the processing plan.
+ *
+ * ## Two spellings of the same operations
+ *
+ * JSON (API bodies, jobs): an array of objects, `[{ "op": "resize", "width": 400 }, { "op": "format", "type": "webp" }]`.
+ *
+ * String (transform URLs `/t/{sig}/{ops}/{asset}`, the CLI `--op`):
+ * ```
+ * ops    = op *( "/" op )
+ * op     = name [ ":" params ]
+ * params = item *( "," item )
+ * item   = key "=" value        ; the FIRST item may be a bare value, bound to the operation's
+ *        / value                ;   primary parameter: rotate:90, format:webp, blur:2, tint:%23ff0000
+ * name, key = ALPHA *( ALPHA / DIGIT )
+ * value  = 1*( any character except "/" and "," )   ; percent-decoded after splitting
+ * ```
+ * Example: `resize:width=400,fit=cover/format:webp,quality=80`. A `/`, `,` or `%` inside a value (text
+ * overlays) and `#` in a colour (in URLs) must be percent-encoded (`%2F`, `%2C`, `%25`, `%23`).
+ * Numbers are decimal (`-12`, `0.5`), booleans `true`/`false`; nothing else is coerced.
+ *
+ * Whichever spelling is used, every operation and parameter is validated against its schema before
+ * any byte is decoded; unknown operations and parameters are refused (AppError `ERR_VALIDATION`, 400,
+ * `details.operation` names the operation). The order written does not matter: {@link buildPlan}
+ * sorts by each operation's `order`.
+ */
+import type { TSchema } from 'typebox';
+import Value from 'typebox/value';
+import { AppError } from '../../errors.js';
+import { background, flatten, gamma, grayscale, modulate, normalize, tint } from './colour.js';
+import { blur, sharpen } from './filters.js';
+import { extract, flip, flop, resize, rotate, trim } from './geometry.js';
+import { format, quality } from './output.js';
+import { text, watermark } from './overlay.js';
+import type { OperationDef, OutputFormat } from './types.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyOperation = OperationDef<any>;
+
+/** Every operation, in pipeline order. Adding an operation: one entry here and its own file/test. */
+export const OPERATION_LIST: readonly AnyOperation[] = Object.freeze(
+  [
+    background, flip, flop, rotate, trim, extract, flatten, gamma, grayscale, resize,
+    blur, modulate, sharpen, normalize, tint, watermark, text, format, quality,
+  ].sort((a, b) => a.order - b.order),
+);
+
+/** Lookup by name and alias. */
+export const OPERATIONS: ReadonlyMap<string, AnyOperation> = new Map(
+  OPERATION_LIST.flatMap((op) => [op.name, ...(op.aliases ?? [])].map((n) => [n, op] as const)),
+);
+
+/** At most this many operations per request. */
+export const MAX_OPERATIONS = 20;
+/** At most this many characters in the string form. */
+export const MAX_OPERATIONS_LENGTH = 4096;
+
+/** One validated operation: canonical name and its parameters. */
+export interface ParsedOperation {
+  readonly name: string;
+  readonly args: Readonly<Record<string, unknown>>;
+}
+
+const NAME = /^[A-Za-z][A-Za-z0-9]{0,31}$/;
+
+function invalid(operation: string | null, details: Record<string, unknown>, index?: number): AppError {
+  const label = operation === null ? 'operations' : `operation "${operation}"`;
+  return new AppError('ERR_VALIDATION', `Invalid ${label}.`, {
+    details: { operation, ...(index !== undefined ? { index } : {}), ...details },
+  });
+}
+
+function schemaProperties(schema: TSchema): Record<string, TSchema> {
+  return ((schema as { properties?: Record<string, TSchema> }).properties ?? {}) as Record<string, TSchema>;
+}
+
+/** Validates one operation's name and parameters; returns it with its canonical name. */
+function validate(name: unknown, args: Record<string, unknown>, index: number): ParsedOperation {
+  if (typeof name !== 'string' || !NAME.test(name)) throw invalid(null, { reason: 'invalid_operation_name' }, index);
+  const def = OPERATIONS.get(name);
+  if (!def) throw invalid(name, { reason: 'unknown_operation' }, index);
+  const properties = schemaProperties(def.schema);
+  const unknown = Object.keys(args).filter((k) => !Object.hasOwn(properties, k));
+  if (unknown.length > 0) {
+    throw invalid(def.name, { reason: 'unknown_parameter', parameters: unknown.slice(0, 5).map((k) => k.slice(0, 32)) }, index);
+  }
+  if (!Value.Check(def.schema, args)) {
+    const errors: Array<{ parameter: string; message: string }> = [];
+    for (const e of Value.Errors(def.schema, args)) {
+      const parameter = e.instancePath.replace(/^\//, '') || '(parameters)';
+      if (errors.some((x) => x.parameter === parameter)) continue;
+      errors.push({ parameter, message: e.message });
+      if (errors.length >= 5) break;
+    }
+    throw invalid(def.name, { reason: 'invalid_parameters', errors }, index);
+  }
+  const reason = def.check?.(args);
+  if (reason !== undefined) throw invalid(def.name, { reason }, index);
+  return Object.freeze({ name: def.name, args: Object.freeze({ ...args }) });
+}
+
+function coerce(schema: TSchema | undefined, raw: string): unknown {
+  const type = (schema as { type?: unknown } | undefined)?.type;
+  if (type === 'integer' && /^[+-]?\d{1,15}$/.test(raw)) return Number(raw);
+  if (type === 'number' && /^[+-]?(?:\d{1,15}(?:\.\d{1,15})?|\.\d{1,15})$/.test(raw)) return Number(raw);
+  if (type === 'boolean' && (raw === 'true' || raw === 'false')) return raw === 'true';
+  return raw;
+}
+
+function decode(value: string, operation: string, index: number): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw invalid(operation, { reason: 'invalid_encoding' }, index);
+  }
+}
+
+/** Parses one `name:params` segment of the string form. */
+function parseSegment(segment: string, index: number): ParsedOperation {
+  const colon = segment.indexOf(':');
+  const name = colon < 0 ? segment : segment.slice(0, colon);
+  if (!NAME.test(name)) throw invalid(null, { reason: 'invalid_operation_name' }, index);
+  const def = OPERATIONS.get(name);
+  if (!def) throw invalid(name, { reason: 'unknown_operation' }, index);
+  const properties = schemaProperties(def.schema);
+  const args: Record<string, unknown> = {};
+  if (colon >= 0) {
+    const items = segment.slice(colon + 1).split(',');
+    items.forEach((item, i) => {
+      const eq = item.indexOf('=');
+      let key: string;
+      let raw: string;
+      if (eq < 0) {
+        if (i !== 0 || def.primary === undefined) throw invalid(def.name, { reason: 'expected_key_value' }, index);
+        key = def.primary;
+        raw = item;
+      } else {
+        key = item.slice(0, eq);
+        raw = item.slice(eq + 1);
+        if (!NAME.test(key)) throw invalid(def.name, { reason: 'invalid_parameter_name' }, index);
+      }
+      if (raw === '') throw invalid(def.name, { reason: 'empty_value', parameter: key }, index);
+      if (Object.hasOwn(args, key)) throw invalid(def.name, { reason: 'duplicate_parameter', parameter: key }, index);
+      args[key] = coerce(properties[key], decode(raw, def.name, index));
+    });
+  }
+  return validate(name, args, index);
+}
+
+/** Parses the string form (see the module comment). */
+function parseString(input: string, offset: number): ParsedOperation[] {
+  if (input.length > MAX_OPERATIONS_LENGTH) throw invalid(null, { reason: 'too_long', maxLength: MAX_OPERATIONS_LENGTH });
+  const segments = input.split('/');
+  if (segments.length > MAX_OPERATIONS) throw invalid(null, { reason: 'too_many_operations', max: MAX_OPERATIONS });
+  return segments.map((segment, i) => {
+    if (segment === '') throw invalid(null, { reason: 'empty_operation' }, offset + i);
+    return parseSegment(segment, offset + i);
+  });
+}
+
+/**
+ * Parses and validates operations in either spelling.
+ *
+ * @param input the string form, or an array whose items are JSON objects (`{ op, ...params }`) or
+ *   string-form segments (as the CLI collects repeated `--op` flags).
+ * @returns validated operations, in the order given (use {@link buildPlan} to order them).
+ * @throws AppError `ERR_VALIDATION` (400) naming the operation; nothing has been decoded yet.
+ */
+export function parseOperations(input: unknown): ParsedOperation[] {
+  const out: ParsedOperation[] = [];
+  if (typeof input === 'string') {
+    if (input !== '') out.push(...parseString(input, 0));
+  } else if (Array.isArray(input)) {
+    if (input.length > MAX_OPERATIONS) throw invalid(null, { reason: 'too_many_operations', max: MAX_OPERATIONS });
+    for (const item of input as unknown[]) {
+      if (typeof item === 'string') {
+        out.push(...parseString(item, out.length));
+      } else if (item !== null && typeof item === 'object' && !Array.isArray(item)) {
+        const { op, ...args } = item as Record<string, unknown>;
+        out.push(validate(op, args, out.length));
+      } else {
+        throw invalid(null, { reason: 'invalid_operation' }, out.length);
+      }
+    }
+  } else {
+    throw invalid(null, { reason: 'invalid_operations' });
+  }
+  if (out.length > MAX_OPERATIONS) throw invalid(null, { reason: 'too_many_operations', max: MAX_OPERATIONS });
+  return out;
+}
+
+/** Canonical string form of validated operations (sorted keys, percent-encoded values). */
+export function serializeOperations(ops: readonly ParsedOperation[]): string {
+  return ops
+    .map((op) => {
+      const keys = Object.keys(op.args).sort();
+      if (keys.length === 0) return op.name;
+      return `${op.name}:${keys.map((k) => `${k}=${encodeURIComponent(String(op.args[k]))}`).join(',')}`;
+    })
+    .join('/');
+}
+
+/** One step of a plan. */
+export interface PlanStep {
+  readonly operation: AnyOperation;
+  readonly args: Readonly<Record<string, unknown>>;
+}
+
+/** An ordered, executable list of operations plus what the caller needs to know up front. */
+export interface Plan {
+  readonly steps: readonly PlanStep[];
+  /** The requested output format, if any (`auto` = negotiated from Accept). */
+  readonly format: OutputFormat | 'auto' | undefined;
+  /** True when the response varies with Accept (send `Vary: Accept`). */
+  readonly negotiatesFormat: boolean;
+  /** True when watermark/text overlays are present. */
+  readonly hasOverlays: boolean;
+}
+
+/**
+ * Orders validated operations by their registry `order` (stable for repeatable overlays).
+ * @throws AppError `ERR_VALIDATION` when a non-repeatable operation appears twice.
+ */
+export function buildPlan(ops: readonly ParsedOperation[]): Plan {
+  if (ops.length > MAX_OPERATIONS) throw invalid(null, { reason: 'too_many_operations', max: MAX_OPERATIONS });
+  const seen = new Set<string>();
+  const steps: PlanStep[] = ops.map((op, index) => {
+    const operation = OPERATIONS.get(op.name);
+    if (!operation) throw invalid(op.name, { reason: 'unknown_operation' }, index);
+    if (!operation.repeatable) {
+      if (seen.has(operation.name)) throw invalid(operation.name, { reason: 'duplicate_operation' }, index);
+      seen.add(operation.name);
+    }
+    return Object.freeze({ operation, args: op.args });
+  });
+  steps.sort((a, b) => a.operation.order - b.operation.order);
+  const formatStep = steps.find((s) => s.operation.name === 'format');
+  const fmt = formatStep?.args.type as OutputFormat | 'auto' | undefined;
+  return Object.freeze({
+    steps: Object.freeze(steps),
+    format: fmt,
+    negotiatesFormat: fmt === 'auto',
+    hasOverlays: steps.some((s) => s.operation.name === 'watermark' || s.operation.name === 'text'),
+  });
+}
