@@ -10,6 +10,11 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Config } from './config/index.js';
 import type { DatabaseHandle } from './db/database.js';
 import type { MasterKeys } from './crypto/master.js';
+import type { BlobStore } from './assets/stores/types.js';
+import { Keyring } from './crypto/keyring.js';
+import { UrlSigner } from './assets/signing.js';
+import { assetRoutes } from './http/routes/assets.js';
+import { hkdfSync } from 'node:crypto';
 import { KeyVerifier } from './auth/keys.js';
 import { FailureTracker } from './auth/failures.js';
 import { installProblemHandlers, PROBLEM_SCHEMA } from './http/problem.js';
@@ -24,6 +29,8 @@ export interface AppDeps {
   db: DatabaseHandle;
   /** The master key(s) wrapping tenant keys and server signing keys. */
   masterKeys: MasterKeys;
+  /** Where encrypted blobs live (fs or S3). */
+  store: BlobStore;
   /** Wall clock, injectable for expiry tests. */
   now?: () => number;
   /** Extra bearer-token verifier (OAuth2 access tokens). */
@@ -37,6 +44,8 @@ export interface AppDeps {
 export interface BuiltApp {
   app: FastifyInstance;
   keys: KeyVerifier;
+  keyring: Keyring;
+  signer: UrlSigner;
 }
 
 export const API_VERSION = '0.1.0';
@@ -107,12 +116,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
 
   const keys = new KeyVerifier(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
   const failures = new FailureTracker(deps.db, { threshold: config.auth.burstThreshold, windowMs: config.auth.burstWindowMs, now: deps.now });
-  installAuth(app, { keys, failures, tokens: deps.tokens });
+  const authDeps = { keys, failures, tokens: deps.tokens };
+  installAuth(app, authDeps);
+  const keyring = new Keyring(deps.db, deps.masterKeys);
+  const signer = new UrlSigner(deps.db, deps.masterKeys);
+  // Direct-upload URLs (local store) are short-lived; a key derived from the master key is enough.
+  const directUploadKey = Buffer.from(hkdfSync('sha256', deps.masterKeys.current, Buffer.alloc(0), 'obscura/direct-upload/v1', 32));
 
   healthRoutes(app, deps.db);
   appRoutes(app, deps.db);
   keyRoutes(app, deps.db, keys);
   auditRoutes(app, deps.db);
+  assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
 
-  return { app, keys };
+  return { app, keys, keyring, signer };
 }

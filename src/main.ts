@@ -3,6 +3,12 @@
  * the app, listen, and shut down cleanly on SIGINT/SIGTERM.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { S3Client } from '@aws-sdk/client-s3';
+import type { BlobStore } from './assets/stores/types.js';
+import { createFsStore } from './assets/stores/fs.js';
+import { createS3Store } from './assets/stores/s3.js';
 import { loadConfig, type Config } from './config/index.js';
 import { lockDataDir, type DataDirLock } from './db/lock.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
@@ -44,12 +50,37 @@ export async function openRuntime(env: NodeJS.ProcessEnv = process.env): Promise
   }
 }
 
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The configured blob store: `<dataDir>/blobs` on disk, or S3 (credentials from the AWS default chain). */
+export async function openStore(config: Config): Promise<BlobStore> {
+  if (config.storage.kind === 's3') {
+    const s3 = config.storage.s3;
+    const client = new S3Client({ region: s3.region, endpoint: s3.endpoint, forcePathStyle: s3.forcePathStyle });
+    // SSE on top of our own encryption: staged presigned uploads are plaintext until finalised.
+    return createS3Store({ client, bucket: s3.bucket!, prefix: s3.prefix || undefined, serverSideEncryption: 'AES256' });
+  }
+  return createFsStore({ root: join(config.dataDir, 'blobs') });
+}
+
 /** `obscura serve`. Resolves when the server has stopped. */
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  // Port 0 means "any free port": choose it before building, so the public URL names the real port.
+  if (env.OBSCURA_PORT === '0' && !env.OBSCURA_PUBLIC_URL) env = { ...env, OBSCURA_PORT: String(await freePort(env.OBSCURA_HOST ?? '127.0.0.1')) };
   const rt = await openRuntime(env);
   const { config } = rt;
   const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
-  const { app } = await buildApp(config, { db: rt.db, masterKeys: rt.masterKeys, https });
+  const store = await openStore(config);
+  const { app } = await buildApp(config, { db: rt.db, masterKeys: rt.masterKeys, store, https });
   let closing = false;
   const shutdown = async (signal: string) => {
     if (closing) return;

@@ -2,7 +2,11 @@
  * Starts the real HTTP server on 127.0.0.1 (an ephemeral port) over a test database, plus helpers to
  * create tenants through the domain layer.
  */
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createFsStore } from '../../src/assets/stores/fs.js';
+import type { BlobStore } from '../../src/assets/stores/types.js';
+import { tempDir } from './db.js';
 import { randomBytes } from 'node:crypto';
 import type { MasterKeys } from '../../src/crypto/master.js';
 import { masterKeyId } from '../../src/crypto/keywrap.js';
@@ -17,14 +21,40 @@ export interface TestServer {
   config: Config;
   close(): Promise<void>;
   keys: Awaited<ReturnType<typeof buildApp>>['keys'];
+  keyring: Awaited<ReturnType<typeof buildApp>>['keyring'];
+  signer: Awaited<ReturnType<typeof buildApp>>['signer'];
+  store: BlobStore;
 }
 
 export async function startServer(db: DatabaseHandle, opts: { env?: Record<string, string>; deps?: Partial<AppDeps> } = {}): Promise<TestServer> {
-  const config = loadConfig({ OBSCURA_DATA_DIR: '/nonexistent-test-data-dir', OBSCURA_PORT: '0', OBSCURA_LOG_LEVEL: 'silent', ...opts.env });
-  const { app, keys } = await buildApp(config, { db, masterKeys: testMasterKeys(), logger: false, ...opts.deps });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  // Pick the port first so that the public URL (signed URLs, token issuer) names the real listener.
+  const port0 = opts.env?.OBSCURA_PORT ? Number(opts.env.OBSCURA_PORT) : await freePort();
+  const config = loadConfig({ OBSCURA_DATA_DIR: '/nonexistent-test-data-dir', OBSCURA_PORT: String(port0), OBSCURA_LOG_LEVEL: 'silent', ...opts.env });
+  const store = opts.deps?.store ?? (await createFsStore({ root: join(tempDir('obscura-blobs-'), 'blobs') }));
+  const { app, keys, keyring, signer } = await buildApp(config, { db, masterKeys: masterKeysFor(db), store, logger: false, ...opts.deps });
+  await app.listen({ host: '127.0.0.1', port: config.port });
   const { port } = app.server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, config, keys, close: () => app.close() };
+  const url = `http://127.0.0.1:${port}`;
+  return { url, config, keys, keyring, signer, store, close: () => app.close() };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const keysByDb = new WeakMap<DatabaseHandle, MasterKeys>();
+/** One master key set per test database, shared by every server ("node") on it. */
+export function masterKeysFor(db: DatabaseHandle): MasterKeys {
+  let k = keysByDb.get(db);
+  if (!k) keysByDb.set(db, (k = testMasterKeys()));
+  return k;
 }
 
 /** Random master keys for one test server (as OBSCURA_MASTER_KEY would provide). */
