@@ -1,0 +1,353 @@
+/**
+ * Assets: the records and the one ingest path every upload route shares (simple upload, presigned
+ * direct upload, tus completion, processing outputs).
+ *
+ * Ingest streams with bounded memory: sniff the real type from the first bytes (never the name or the
+ * declared Content-Type) → check the app's allowlist (415) → count against the size limit (413) →
+ * SHA-256 the plaintext → encrypt (AES-256-GCM STREAM, per-blob key from the org key) → atomic put in
+ * the blob store → insert the row with its audit entry. Plaintext never reaches a disk or a bucket.
+ */
+import { createHash } from 'node:crypto';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import sharp from 'sharp';
+import type { DatabaseHandle, Tx } from '../db/database.js';
+import type { AppSettings } from '../db/schema.js';
+import { AppError, notFound } from '../errors.js';
+import { publicId } from '../crypto/random.js';
+import type { Keyring } from '../crypto/keyring.js';
+import { encryptStream } from '../crypto/stream.js';
+import { appendAudit } from '../audit/log.js';
+import { sniffStream } from '../media/sniff.js';
+import type { Ctx } from '../tenants/index.js';
+import type { BlobStore } from './stores/types.js';
+
+/** Types accepted when an app has no `allowed_types` policy: common images and videos. SVG never by default. */
+export const DEFAULT_ALLOWED_TYPES: readonly string[] = [
+  'image/jpeg',
+  'image/png',
+  'image/webp',
+  'image/avif',
+  'image/gif',
+  'image/tiff',
+  'video/mp4',
+  'video/webm',
+  'video/quicktime',
+];
+
+/** Image types whose dimensions are recorded at ingest. */
+const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/avif', 'image/gif', 'image/tiff']);
+
+/** Retention of processing outputs when the caller does not say: 24 hours. */
+export const DEFAULT_OUTPUT_TTL_SECONDS = 24 * 3600;
+
+export interface Asset {
+  id: string;
+  orgId: string;
+  appId: string;
+  kind: 'upload' | 'output';
+  mime: string;
+  ext: string;
+  size: number;
+  sha256: string;
+  width: number | null;
+  height: number | null;
+  filename: string | null;
+  blobKey: string;
+  tenantKeyId: string;
+  createdAt: string;
+  expiresAt: string | null;
+}
+
+export interface AssetDeps {
+  db: DatabaseHandle;
+  store: BlobStore;
+  keyring: Keyring;
+  now?: () => number;
+}
+
+/** The allowlist an app's policy gives (SVG only when explicitly enabled). */
+export function allowedTypes(settings: AppSettings): Set<string> {
+  const list = new Set(settings.allowed_types?.length ? settings.allowed_types : DEFAULT_ALLOWED_TYPES);
+  if (!settings.allow_svg) list.delete('image/svg+xml');
+  return list;
+}
+
+/** Reduces a client-supplied file name to a safe display name (no paths, controls or quotes). */
+export function safeFilename(name: string | undefined | null): string | null {
+  if (!name) return null;
+  const base = name.split(/[\\/]/).pop() ?? '';
+  // eslint-disable-next-line no-control-regex
+  const cleaned = base.replace(/[\u0000-\u001f\u007f"';<>`]/g, '').replace(/\s+/g, ' ').trim().slice(0, 200);
+  return cleaned && cleaned !== '.' && cleaned !== '..' ? cleaned : null;
+}
+
+export const blobKeyFor = (orgId: string, assetId: string) => `orgs/${orgId}/assets/${assetId}`;
+
+export interface IngestInput {
+  orgId: string;
+  appId: string;
+  kind: 'upload' | 'output';
+  body: Readable;
+  /** Maximum plaintext bytes (413 beyond). */
+  maxBytes: number;
+  /** When known (presigned uploads), the exact size the body must have. */
+  expectedSize?: number;
+  /** When known (presigned uploads), the type the client declared; the sniffed type must equal it. */
+  declaredType?: string;
+  filename?: string | null;
+  /** Overrides the app's retention (seconds from now); `null` keeps forever. */
+  ttlSeconds?: number | null;
+  ctx: Ctx;
+}
+
+class Limiter extends Transform {
+  bytes = 0;
+  constructor(private readonly max: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.max) {
+      cb(new AppError('ERR_PAYLOAD_TOO_LARGE', `The file exceeds the ${this.max}-byte limit.`, { details: { limit: this.max } }));
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+/** Keeps the first `limit` bytes (for header-only dimension probing) while passing everything through. */
+class HeadKeeper extends Transform {
+  private readonly parts: Buffer[] = [];
+  private kept = 0;
+  readonly hash = createHash('sha256');
+  constructor(private readonly limit: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    if (this.kept < this.limit) {
+      const part = chunk.subarray(0, this.limit - this.kept);
+      this.parts.push(Buffer.from(part));
+      this.kept += part.length;
+    }
+    cb(null, chunk);
+  }
+  head(): Buffer {
+    return Buffer.concat(this.parts, this.kept);
+  }
+}
+
+async function dimensions(mime: string, head: Buffer): Promise<{ width: number | null; height: number | null }> {
+  if (!IMAGE_TYPES.has(mime)) return { width: null, height: null };
+  try {
+    // Header-only: sharp reads the dimensions from the first bytes without decoding pixels.
+    const m = await sharp(head, { failOn: 'none', limitInputPixels: false }).metadata();
+    return { width: m.width ?? null, height: m.height ?? null };
+  } catch {
+    return { width: null, height: null };
+  }
+}
+
+type AssetRow = {
+  id: string;
+  org_id: string;
+  app_id: string;
+  kind: 'upload' | 'output';
+  mime: string;
+  ext: string;
+  size: number | string;
+  sha256: string;
+  width: number | null;
+  height: number | null;
+  filename: string | null;
+  blob_key: string;
+  tenant_key_id: string;
+  created_at: Date;
+  expires_at: Date | null;
+};
+
+export function toAsset(r: AssetRow): Asset {
+  return {
+    id: r.id,
+    orgId: r.org_id,
+    appId: r.app_id,
+    kind: r.kind,
+    mime: r.mime,
+    ext: r.ext,
+    size: Number(r.size),
+    sha256: r.sha256,
+    width: r.width,
+    height: r.height,
+    filename: r.filename,
+    blobKey: r.blob_key,
+    tenantKeyId: r.tenant_key_id,
+    createdAt: new Date(r.created_at).toISOString(),
+    expiresAt: r.expires_at ? new Date(r.expires_at).toISOString() : null,
+  };
+}
+
+/**
+ * Drops the rest of a refused body. Reading (a bounded amount) rather than destroying lets an HTTP
+ * client receive our error instead of a connection reset; past 1 MiB the source is destroyed.
+ */
+function discard(stream: Readable, cap = 1024 * 1024): void {
+  let seen = 0;
+  stream.on('data', (c: Buffer) => {
+    seen += c.length;
+    if (seen > cap) stream.destroy();
+  });
+  stream.on('error', () => undefined);
+  stream.resume();
+}
+
+async function appSettings(trx: Tx, orgId: string, appId: string): Promise<AppSettings> {
+  const row = await trx.selectFrom('apps').select('settings').where('org_id', '=', orgId).where('id', '=', appId).executeTakeFirst();
+  if (!row) throw notFound('app');
+  return (typeof row.settings === 'string' ? JSON.parse(row.settings) : row.settings) as AppSettings;
+}
+
+/**
+ * Stores a plaintext stream as a new encrypted asset. On any failure nothing is visible: the blob put
+ * is atomic and the row is inserted only after it succeeded (and the blob removed if the insert fails).
+ */
+export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset> {
+  const { db, store, keyring } = deps;
+  const now = deps.now?.() ?? Date.now();
+  const { settings, tk } = await db.withTenant(input.orgId, async (trx) => ({ settings: await appSettings(trx, input.orgId, input.appId), tk: await keyring.current(trx, input.orgId) }));
+  const maxBytes = Math.min(input.maxBytes, settings.max_upload_bytes ?? Number.MAX_SAFE_INTEGER);
+
+  const { type, stream } = await sniffStream(input.body);
+  const allowed = allowedTypes(settings);
+  if (!type || !allowed.has(type.mime)) {
+    discard(stream);
+    throw new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', type ? `Files of type ${type.mime} are not accepted by this app.` : 'The file type could not be recognised from its content.', {
+      details: { detected: type?.mime ?? null, allowed: [...allowed] },
+    });
+  }
+  if (input.declaredType && input.declaredType !== type.mime) {
+    discard(stream);
+    throw new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', `The content is ${type.mime}, not the declared ${input.declaredType}.`, { details: { detected: type.mime, declared: input.declaredType } });
+  }
+
+  const id = publicId('ast');
+  const blobKey = blobKeyFor(input.orgId, id);
+  const limiter = new Limiter(input.expectedSize !== undefined ? Math.min(maxBytes, input.expectedSize) : maxBytes);
+  const keeper = new HeadKeeper(1024 * 1024);
+  const encrypted = new PassThrough({ highWaterMark: 64 * 1024 });
+  const writing = store.put(blobKey, encrypted);
+  try {
+    await pipeline(stream, limiter, keeper, encryptStream({ key: tk.key, keyId: tk.id, blobId: id }), encrypted);
+  } catch (err) {
+    encrypted.destroy(err as Error);
+    await writing.catch(() => undefined);
+    throw err;
+  }
+  await writing;
+  if (input.expectedSize !== undefined && limiter.bytes !== input.expectedSize) {
+    await store.delete(blobKey);
+    throw new AppError('ERR_VALIDATION', `Expected ${input.expectedSize} bytes, received ${limiter.bytes}.`);
+  }
+
+  const sha256 = keeper.hash.digest('hex');
+  const { width, height } = await dimensions(type.mime, keeper.head());
+  const ttl = input.ttlSeconds !== undefined ? input.ttlSeconds : input.kind === 'output' ? DEFAULT_OUTPUT_TTL_SECONDS : settings.retention_seconds ?? null;
+  const expiresAt = ttl === null ? null : new Date(now + ttl * 1000);
+  try {
+    return await db.withTenant(input.orgId, async (trx) => {
+      const row = await trx
+        .insertInto('assets')
+        .values({
+          id,
+          org_id: input.orgId,
+          app_id: input.appId,
+          kind: input.kind,
+          mime: type.mime,
+          ext: type.ext,
+          size: limiter.bytes,
+          sha256,
+          width,
+          height,
+          filename: safeFilename(input.filename),
+          blob_key: blobKey,
+          tenant_key_id: tk.id,
+          created_by: input.ctx.actor.id ?? null,
+          expires_at: expiresAt,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await appendAudit(trx, {
+        orgId: input.orgId,
+        actor: input.ctx.actor,
+        action: 'asset.create',
+        target: { asset: id, app: input.appId },
+        data: { kind: input.kind, mime: type.mime, size: limiter.bytes, sha256 },
+        ip: input.ctx.ip,
+        requestId: input.ctx.requestId,
+      });
+      return toAsset(row as AssetRow);
+    });
+  } catch (err) {
+    await store.delete(blobKey).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The asset, or ERR_NOT_FOUND (missing, expired, deleted, or another org's: one answer). */
+export async function getAsset(trx: Tx, orgId: string, assetId: string, now = Date.now()): Promise<Asset> {
+  const row = await trx.selectFrom('assets').selectAll().where('org_id', '=', orgId).where('id', '=', assetId).where('deleted_at', 'is', null).executeTakeFirst();
+  if (!row || (row.expires_at && new Date(row.expires_at).getTime() <= now)) throw notFound('asset');
+  return toAsset(row as AssetRow);
+}
+
+/**
+ * Deletes an asset: tombstone + audit in one transaction, then the blob, then the row. A crash between
+ * steps leaves a tombstone that `sweep` completes, so a deleted asset's ciphertext never lingers.
+ */
+export async function deleteAsset(deps: AssetDeps, orgId: string, assetId: string, ctx: Ctx, reason: 'request' | 'expired' = 'request'): Promise<Asset> {
+  const now = new Date(deps.now?.() ?? Date.now());
+  const asset = await deps.db.withTenant(orgId, async (trx) => {
+    const row = await trx
+      .updateTable('assets')
+      .set({ deleted_at: now })
+      .where('org_id', '=', orgId)
+      .where('id', '=', assetId)
+      .where('deleted_at', 'is', null)
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw notFound('asset');
+    await appendAudit(trx, { orgId, actor: ctx.actor, action: reason === 'expired' ? 'asset.expire' : 'asset.delete', target: { asset: assetId, app: row.app_id }, ip: ctx.ip, requestId: ctx.requestId });
+    return toAsset(row as AssetRow);
+  });
+  await finishDeletion(deps, asset.orgId, asset.id, asset.blobKey);
+  return asset;
+}
+
+async function finishDeletion(deps: AssetDeps, orgId: string, assetId: string, blobKey: string): Promise<void> {
+  await deps.store.delete(blobKey);
+  await deps.db.withTenant(orgId, (trx) => trx.deleteFrom('assets').where('org_id', '=', orgId).where('id', '=', assetId).where('deleted_at', 'is not', null).execute());
+}
+
+/**
+ * Retention sweeper: expires assets past `expires_at` (audited as `asset.expire`) and completes
+ * interrupted deletions. Owner-level scan, tenant-level changes. Returns how many it removed.
+ */
+export async function sweepAssets(deps: AssetDeps, batch = 100): Promise<number> {
+  const now = new Date(deps.now?.() ?? Date.now());
+  let removed = 0;
+  const tombstones = await deps.db.system.selectFrom('assets').select(['id', 'org_id', 'blob_key']).where('deleted_at', 'is not', null).limit(batch).execute();
+  for (const t of tombstones) {
+    await finishDeletion(deps, t.org_id, t.id, t.blob_key);
+    removed++;
+  }
+  const expired = await deps.db.system.selectFrom('assets').select(['id', 'org_id']).where('deleted_at', 'is', null).where('expires_at', '<=', now).limit(batch).execute();
+  for (const e of expired) {
+    try {
+      await deleteAsset(deps, e.org_id, e.id, { actor: { type: 'system', id: 'retention' } }, 'expired');
+      removed++;
+    } catch (err) {
+      if (!(err instanceof AppError && err.code === 'ERR_NOT_FOUND')) throw err;
+    }
+  }
+  return removed;
+}

@@ -1,0 +1,360 @@
+/**
+ * Assets over HTTP: one-request upload, presigned direct upload, metadata, delete, signed download
+ * URLs and the download itself. Registered as an encapsulated plugin so that the raw-body parser
+ * (uploads stream straight into the encrypting ingest, never buffered) applies only here.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type Static } from 'typebox';
+import type { Config } from '../../config/index.js';
+import type { Readable } from 'node:stream';
+import { AppError } from '../../errors.js';
+import { ingest, getAsset, deleteAsset, type Asset, type AssetDeps } from '../../assets/assets.js';
+import type { UrlSigner, Disposition } from '../../assets/signing.js';
+import { createUploadIntent, completeUploadIntent, receiveDirectUpload, type UploadIntentDeps } from '../../assets/direct.js';
+import { openAssetStream, parseRange } from '../../assets/read.js';
+import { appendAudit } from '../../audit/log.js';
+import type { Principal } from '../../auth/keys.js';
+import type { AppSettings } from '../../db/schema.js';
+import { authenticate, principalOf, type AuthDeps } from '../auth.js';
+import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
+
+export const AssetId = Type.String({ pattern: '^ast_[0-9A-Za-z]{22}$', description: 'An asset id (≥ 128 random bits).', examples: ['ast_4Xg0bQ2mZk9TtP1vYc8LrA'] });
+const AssetParams = Type.Object({ id: AssetId }, { additionalProperties: false });
+
+export const AssetSchema = Type.Object(
+  {
+    id: AssetId,
+    app_id: Uuid,
+    kind: Type.Union([Type.Literal('upload'), Type.Literal('output')]),
+    content_type: Type.String({ description: 'Sniffed from the bytes, never taken from the client.', examples: ['image/png'] }),
+    size: Type.Integer(),
+    sha256: Type.String({ description: 'SHA-256 of the plaintext, hex.' }),
+    width: Type.Union([Type.Integer(), Type.Null()]),
+    height: Type.Union([Type.Integer(), Type.Null()]),
+    filename: Type.Union([Type.String(), Type.Null()]),
+    created_at: DateTime,
+    expires_at: Type.Union([DateTime, Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+
+export const assetOut = (a: Asset) => ({
+  id: a.id,
+  app_id: a.appId,
+  kind: a.kind,
+  content_type: a.mime,
+  size: a.size,
+  sha256: a.sha256,
+  width: a.width,
+  height: a.height,
+  filename: a.filename,
+  created_at: a.createdAt,
+  expires_at: a.expiresAt,
+});
+
+export interface AssetRouteDeps extends AssetDeps, UploadIntentDeps {
+  signer: UrlSigner;
+  auth: AuthDeps;
+  config: Config;
+}
+
+async function settingsOf(deps: AssetRouteDeps, p: Principal): Promise<AppSettings> {
+  const row = await deps.db.withTenant(p.orgId, (trx) => trx.selectFrom('apps').select('settings').where('org_id', '=', p.orgId).where('id', '=', p.appId).executeTakeFirst());
+  return ((typeof row?.settings === 'string' ? JSON.parse(row.settings) : row?.settings) ?? {}) as AppSettings;
+}
+
+/** Publishable keys upload only when their app allows browser uploads (origin already checked). */
+export async function assertUploadAllowed(deps: AssetRouteDeps, p: Principal): Promise<void> {
+  if (p.kind !== 'publishable') return;
+  if (!(await settingsOf(deps, p)).allow_browser_uploads) {
+    throw new AppError('ERR_ROLE_FORBIDDEN', 'This app does not accept uploads with publishable keys (enable allow_browser_uploads).');
+  }
+}
+
+const UploadQuery = Type.Object({ filename: Type.Optional(Type.String({ maxLength: 255 })) }, { additionalProperties: false });
+const UrlBody = Type.Object(
+  {
+    ttl_seconds: Type.Optional(Type.Integer({ minimum: 1, description: 'Lifetime; default 24 h, capped by OBSCURA_URL_MAX_TTL_SECONDS.' })),
+    disposition: Type.Optional(Type.Union([Type.Literal('inline'), Type.Literal('attachment')], { default: 'inline' })),
+  },
+  { additionalProperties: false },
+);
+const UrlResponse = Type.Object({ url: Type.String(), expires_at: DateTime }, { additionalProperties: false });
+const IntentBody = Type.Object(
+  {
+    content_type: Type.String({ pattern: '^[a-z]+/[a-z0-9.+-]+$', maxLength: 100 }),
+    content_length: Type.Integer({ minimum: 1 }),
+    filename: Type.Optional(Type.String({ maxLength: 255 })),
+  },
+  { additionalProperties: false },
+);
+const IntentResponse = Type.Object(
+  {
+    id: Type.String(),
+    method: Type.Literal('PUT'),
+    url: Type.String({ description: 'Send the bytes here with exactly `headers`. Single use.' }),
+    headers: Type.Record(Type.String(), Type.String()),
+    expires_at: DateTime,
+    complete_url: Type.Union([Type.String(), Type.Null()], { description: 'POST here after the PUT (S3 only); null when the PUT itself completes the upload.' }),
+  },
+  { additionalProperties: false },
+);
+const IntentParams = Type.Object({ id: Type.String({ pattern: '^upl_[0-9A-Za-z]{22}$' }) }, { additionalProperties: false });
+const SignedQuery = Type.Object(
+  { exp: Type.Optional(Type.String()), kid: Type.Optional(Type.String()), sig: Type.Optional(Type.String()), dl: Type.Optional(Type.Literal('1')) },
+  { additionalProperties: false },
+);
+
+/**
+ * A refused upload's body may still be arriving. Reading up to a small amount lets well-behaved
+ * clients see our answer instead of a reset; beyond that, the connection is closed after the reply.
+ */
+export function refuseUnreadBody(req: FastifyRequest, reply: FastifyReply): void {
+  const body = req.body as Readable | undefined;
+  if (!body || typeof body.resume !== 'function') return;
+  reply.header('Connection', 'close');
+  // Already being read (ingest sniffed it and is discarding the rest), or finished.
+  if (body.readableEnded || body.listenerCount('readable') > 0 || body.listenerCount('data') > 0) return;
+  let drained = 0;
+  body.on('data', (c: Buffer) => {
+    drained += c.length;
+    if (drained > 1024 * 1024) body.destroy();
+  });
+  body.on('error', () => undefined);
+  body.resume();
+}
+
+function mediaHeaders(reply: FastifyReply): void {
+  reply.header('X-Robots-Tag', 'noindex, nofollow');
+  reply.header('Referrer-Policy', 'no-referrer');
+  reply.header('Content-Security-Policy', "default-src 'none'; sandbox");
+  reply.header('X-Content-Type-Options', 'nosniff');
+  reply.header('Cross-Origin-Resource-Policy', 'cross-origin');
+}
+
+function contentDisposition(disposition: Disposition, a: Asset): string {
+  const name = a.filename ?? `${a.id}.${a.ext}`;
+  const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\%]/g, '_');
+  return `${disposition}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}
+
+export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
+  app.register(async (scope) => {
+    // Raw bodies for uploads: handed to ingest as a stream (sniffed, limited, hashed, encrypted on the fly).
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+
+    scope.post<{ Querystring: Static<typeof UploadQuery> }>('/v1/assets', {
+      config: { auth: true, scope: 'assets:write' },
+      schema: {
+        tags: ['assets'],
+        summary: 'Upload a small file in one request (raw body; the type is sniffed from the bytes)',
+        security: bearer,
+        querystring: UploadQuery,
+        response: { 201: AssetSchema, ...errorResponses({ 413: 'Too large (ERR_PAYLOAD_TOO_LARGE).', 415: 'Type not accepted (ERR_UNSUPPORTED_MEDIA_TYPE).' }) },
+      },
+      handler: async (req, reply) => {
+        const p = principalOf(req);
+        await assertUploadAllowed(deps, p);
+        const declared = Number(req.headers['content-length']);
+        if (Number.isFinite(declared) && declared > deps.config.uploads.maxSimpleBytes) {
+          throw new AppError('ERR_PAYLOAD_TOO_LARGE', `One-request uploads are limited to ${deps.config.uploads.maxSimpleBytes} bytes; use tus or a presigned upload.`);
+        }
+        if (!req.body) throw new AppError('ERR_BAD_REQUEST', 'Send the file as the request body.');
+        try {
+          const asset = await ingest(deps, {
+            orgId: p.orgId,
+            appId: p.appId,
+            kind: 'upload',
+            body: req.body as Readable,
+            maxBytes: Math.min(deps.config.uploads.maxSimpleBytes, deps.config.uploads.maxBytes),
+            filename: req.query.filename,
+            ctx: ctxOf(req),
+          });
+          return reply.code(201).send(assetOut(asset));
+        } catch (err) {
+          refuseUnreadBody(req, reply);
+          throw err;
+        }
+      },
+    });
+
+    scope.put<{ Params: Static<typeof IntentParams>; Querystring: Static<typeof SignedQuery> }>('/v1/uploads/direct/:id', {
+      schema: {
+        tags: ['assets'],
+        summary: 'Presigned direct upload target (local store): PUT the bytes with the signed URL',
+        params: IntentParams,
+        querystring: SignedQuery,
+        response: { 201: AssetSchema, ...errorResponses({ 410: 'Expired (ERR_URL_EXPIRED).', 409: 'Already used (ERR_CONFLICT).' }) },
+      },
+      handler: async (req, reply) => {
+        try {
+          const asset = await receiveDirectUpload(deps, req.params.id, req.query, {
+            body: req.body as Readable,
+            contentType: String(req.headers['content-type'] ?? ''),
+            contentLength: Number(req.headers['content-length']),
+            ip: req.ip,
+            requestId: String(req.id),
+          });
+          return reply.code(201).send(assetOut(asset));
+        } catch (err) {
+          refuseUnreadBody(req, reply);
+          throw err;
+        }
+      },
+    });
+  });
+
+  app.post<{ Body: Static<typeof IntentBody> }>('/v1/assets/upload-url', {
+    config: { auth: true, scope: 'assets:write' },
+    schema: {
+      tags: ['assets'],
+      summary: 'Get a presigned, single-use direct upload URL bound to size and type (15 min)',
+      security: bearer,
+      body: IntentBody,
+      response: { 201: IntentResponse, ...errorResponses({ 413: 'Too large.', 415: 'Type not accepted.' }) },
+    },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      await assertUploadAllowed(deps, p);
+      const intent = await createUploadIntent(deps, p, req.body, ctxOf(req));
+      return reply.code(201).header('Cache-Control', 'no-store').send(intent);
+    },
+  });
+
+  app.post<{ Params: Static<typeof IntentParams> }>('/v1/assets/upload-url/:id/complete', {
+    config: { auth: true, scope: 'assets:write' },
+    schema: {
+      tags: ['assets'],
+      summary: 'Finalise a presigned S3 upload: sniff, validate, encrypt into the store, remove the staged object',
+      security: bearer,
+      params: IntentParams,
+      response: { 201: AssetSchema, ...errorResponses({ 409: 'Already used (ERR_CONFLICT).', 410: 'Expired.', 415: 'Type not accepted.' }) },
+    },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      const asset = await completeUploadIntent(deps, p, req.params.id, ctxOf(req));
+      return reply.code(201).send(assetOut(asset));
+    },
+  });
+
+  app.get<{ Params: Static<typeof AssetParams> }>('/v1/assets/:id', {
+    config: { auth: true, scope: 'assets:read' },
+    schema: { tags: ['assets'], summary: "Read an asset's metadata", security: bearer, params: AssetParams, response: { 200: AssetSchema, ...errorResponses() } },
+    handler: async (req) => {
+      const p = principalOf(req);
+      return assetOut(await deps.db.withTenant(p.orgId, (trx) => getAsset(trx, p.orgId, req.params.id)));
+    },
+  });
+
+  app.delete<{ Params: Static<typeof AssetParams> }>('/v1/assets/:id', {
+    config: { auth: true, scope: 'assets:write' },
+    schema: { tags: ['assets'], summary: 'Delete an asset: its encrypted blob and its record (audited)', security: bearer, params: AssetParams, response: { 204: Type.Null(), ...errorResponses() } },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      if (p.kind === 'publishable') throw new AppError('ERR_SCOPE_MISSING', 'Publishable keys cannot delete assets.');
+      await deleteAsset(deps, p.orgId, req.params.id, ctxOf(req));
+      return reply.code(204).send();
+    },
+  });
+
+  app.post<{ Params: Static<typeof AssetParams>; Body: Static<typeof UrlBody> | undefined }>('/v1/assets/:id/url', {
+    config: { auth: true, scope: 'assets:read' },
+    schema: {
+      tags: ['assets'],
+      summary: 'Create a signed, expiring download URL',
+      security: bearer,
+      params: AssetParams,
+      body: UrlBody,
+      response: { 201: UrlResponse, ...errorResponses() },
+    },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      const asset = await deps.db.withTenant(p.orgId, (trx) => getAsset(trx, p.orgId, req.params.id));
+      const ttl = Math.min(req.body?.ttl_seconds ?? deps.config.downloads.defaultTtlSeconds, deps.config.downloads.maxTtlSeconds);
+      const nowS = Math.floor((deps.now?.() ?? Date.now()) / 1000);
+      // A URL never outlives its asset.
+      const exp = asset.expiresAt ? Math.min(nowS + ttl, Math.floor(new Date(asset.expiresAt).getTime() / 1000)) : nowS + ttl;
+      const qs = await deps.signer.sign({ assetId: asset.id, exp, disposition: req.body?.disposition ?? 'inline' });
+      return reply.code(201).header('Cache-Control', 'no-store').send({ url: `${deps.config.publicUrl}/v1/files/${asset.id}?${qs}`, expires_at: new Date(exp * 1000).toISOString() });
+    },
+  });
+
+  app.get<{ Params: Static<typeof AssetParams>; Querystring: Static<typeof SignedQuery> }>('/v1/files/:id', {
+    schema: {
+      tags: ['assets'],
+      summary: 'Download through a signed URL (Range supported)',
+      params: AssetParams,
+      querystring: SignedQuery,
+      response: {
+        200: { type: 'string', format: 'binary', description: 'The decrypted bytes.' },
+        206: { type: 'string', format: 'binary', description: 'The requested byte range.' },
+        304: Type.Null(),
+        ...errorResponses({ 403: 'Bad signature (ERR_SIGNATURE_INVALID) or missing bearer for authorized URLs.', 410: 'Expired (ERR_URL_EXPIRED).', 416: 'Range not satisfiable.' }),
+      },
+    },
+    handler: async (req, reply) => download(req, reply, deps),
+  });
+}
+
+async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>; Querystring: Static<typeof SignedQuery> }>, reply: FastifyReply, deps: AssetRouteDeps) {
+  const disposition: Disposition = req.query.dl === '1' ? 'attachment' : 'inline';
+  const nowMs = deps.now?.() ?? Date.now();
+  const nowS = Math.floor(nowMs / 1000);
+  await deps.signer.verify({ assetId: req.params.id, exp: req.query.exp, kid: req.query.kid, sig: req.query.sig, disposition }, nowS);
+  const row = await deps.db.system.selectFrom('assets').select(['org_id']).where('id', '=', req.params.id).where('deleted_at', 'is', null).executeTakeFirst();
+  if (!row) throw new AppError('ERR_NOT_FOUND', 'The asset does not exist.');
+  const asset = await deps.db.withTenant(row.org_id, (trx) => getAsset(trx, row.org_id, req.params.id, nowMs));
+  const settings = await deps.db.withTenant(row.org_id, (trx) => trx.selectFrom('apps').select('settings').where('id', '=', asset.appId).executeTakeFirst());
+  const appSettings = ((typeof settings?.settings === 'string' ? JSON.parse(settings.settings) : settings?.settings) ?? {}) as AppSettings;
+  if (appSettings.require_authorized_urls) {
+    // "Authorized" URLs: the link alone is not enough; the caller must also hold a credential of the org.
+    const principal = await authenticate(req, deps.auth);
+    if (principal.orgId !== asset.orgId) throw new AppError('ERR_NOT_FOUND', 'The asset does not exist.');
+    if (!principal.scopes.has('assets:read')) throw new AppError('ERR_SCOPE_MISSING', 'This credential lacks the "assets:read" scope.');
+  }
+
+  const etag = `"${asset.sha256}"`;
+  const remaining = Math.max(0, Number(req.query.exp) - nowS);
+  mediaHeaders(reply);
+  reply.header('ETag', etag);
+  reply.header('Accept-Ranges', 'bytes');
+  reply.header('Cache-Control', `private, max-age=${remaining}`);
+  reply.header('Content-Disposition', contentDisposition(disposition, asset));
+  if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+
+  const range = parseRange(req.headers.range, asset.size);
+  if (range === 'unsatisfiable') {
+    throw new AppError('ERR_RANGE_NOT_SATISFIABLE', 'The requested range is outside the file.', { headers: { 'Content-Range': `bytes */${asset.size}` } });
+  }
+  let stream: Readable;
+  try {
+    stream = await openAssetStream(deps, asset, range ?? undefined);
+  } catch (err) {
+    if (err instanceof AppError && err.code === 'ERR_INTEGRITY') await auditIntegrity(deps, asset, req);
+    throw err;
+  }
+  stream.on('error', (err) => {
+    // Headers are gone: cut the connection so the client sees a broken transfer, never bad bytes.
+    req.log.error({ err, asset: asset.id }, 'integrity failure while streaming');
+    void auditIntegrity(deps, asset, req);
+    reply.raw.destroy();
+  });
+  reply.type(asset.mime);
+  if (range) {
+    reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${asset.size}`).header('Content-Length', String(range.end - range.start + 1));
+  } else {
+    reply.header('Content-Length', String(asset.size));
+  }
+  return reply.send(stream);
+}
+
+async function auditIntegrity(deps: AssetRouteDeps, asset: Asset, req: FastifyRequest): Promise<void> {
+  try {
+    await deps.db.withTenant(asset.orgId, (trx) =>
+      appendAudit(trx, { orgId: asset.orgId, actor: { type: 'system', id: 'download' }, action: 'asset.integrity_failure', target: { asset: asset.id, app: asset.appId }, ip: req.ip, requestId: String(req.id) }),
+    );
+  } catch (err) {
+    req.log.error({ err }, 'could not audit an integrity failure');
+  }
+}
