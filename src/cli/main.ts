@@ -12,13 +12,14 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ConfigError, doctor, loadConfig } from '../config/index.js';
-import { DataDirLockedError } from '../db/lock.js';
+import { DataDirLockedError, lockDataDir } from '../db/lock.js';
 import { AppError } from '../errors.js';
 import { openRuntime, serve, type Runtime } from '../main.js';
 import { createApp, createOrg, createUser, setUserRole, ROLES, type Ctx } from '../tenants/index.js';
 import { createKey, listKeys, revokeKey, rollKey, type KeyInfo } from '../auth/keys.js';
 import { verifyAudit } from '../audit/log.js';
-import { masterKeyFile } from '../crypto/master.js';
+import { masterKeyFile, beginFileRotation, finishFileRotation } from '../crypto/master.js';
+import { rewrapAll } from '../crypto/keyring.js';
 import type { KeyKind, UserRole } from '../db/schema.js';
 
 class UsageError extends Error {}
@@ -34,6 +35,7 @@ Usage:
   obscura keys list --app ID [--json]
   obscura keys roll KEY_ID [--grace SECONDS] [--json]
   obscura keys revoke KEY_ID [--json]
+  obscura keys rotate-master [--json]   re-wrap every tenant key under a new master key (blobs untouched)
   obscura users add --org ID --email EMAIL --role owner|admin|developer|viewer [--password-stdin] [--json]
   obscura users set-role --org ID --email EMAIL --role ROLE
   obscura audit verify [--org ID] [--json]
@@ -206,6 +208,23 @@ async function cmdKeys(argv: string[]): Promise<number> {
         return 0;
       });
     }
+    case 'rotate-master': {
+      // Embedded: write the next key first (crash-safe), re-wrap under it, then promote it.
+      // Env: OBSCURA_MASTER_KEY is the new key and OBSCURA_PREVIOUS_MASTER_KEYS holds the old one(s).
+      const config = loadConfig(process.env);
+      const fileMode = !config.masterKey && config.database.kind === 'pglite';
+      if (fileMode) {
+        const lock = lockDataDir(config.dataDir);
+        lock.release();
+        beginFileRotation(config.dataDir);
+      } else if (config.previousMasterKeys.length === 0) {
+        throw new UsageError('set OBSCURA_MASTER_KEY to the new key and OBSCURA_PREVIOUS_MASTER_KEYS to the old one(s)');
+      }
+      const moved = await withRuntime((rt) => rewrapAll(rt.db, rt.masterKeys));
+      if (fileMode) finishFileRotation(config.dataDir);
+      print(json, moved, () => `re-wrapped ${moved.tenantKeys} tenant keys and ${moved.signingKeys} signing keys under the new master key${fileMode ? ' (master.key replaced)' : '; remove OBSCURA_PREVIOUS_MASTER_KEYS once every node runs with the new key'}`);
+      return 0;
+    }
     case 'revoke': {
       const keyId = uuidArg(positionals[0], 'KEY_ID');
       return withRuntime(async (rt) => {
@@ -216,7 +235,7 @@ async function cmdKeys(argv: string[]): Promise<number> {
       });
     }
     default:
-      throw new UsageError('keys needs a subcommand: create, list, roll or revoke');
+      throw new UsageError('keys needs a subcommand: create, list, roll, revoke or rotate-master');
   }
 }
 

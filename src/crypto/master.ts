@@ -6,7 +6,7 @@
  * set explicitly: nodes cannot share a file.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, openSync, writeSync, closeSync, readFileSync, statSync, fsyncSync } from 'node:fs';
+import { existsSync, openSync, writeSync, closeSync, readFileSync, statSync, fsyncSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/index.js';
 import { ConfigError } from '../config/index.js';
@@ -23,6 +23,21 @@ export interface MasterKeys {
 }
 
 export const masterKeyFile = (dataDir: string) => join(dataDir, 'master.key');
+/** A rotation in progress (embedded mode): the new key is written here before anything is re-wrapped. */
+export const nextMasterKeyFile = (dataDir: string) => join(dataDir, 'master.key.next');
+
+function writePrivateFile(path: string, text: string): void {
+  const fd = openSync(path, 'wx', 0o600);
+  writeSync(fd, text);
+  fsyncSync(fd);
+  closeSync(fd);
+}
+
+function readKeyFile(path: string): Buffer {
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) throw new ConfigError('OBSCURA_MASTER_KEY', `${path} is readable by other users (mode ${mode.toString(8)}); chmod 600 it`);
+  return parseSetting(readFileSync(path, 'utf8'), 'OBSCURA_MASTER_KEY');
+}
 
 function parseSetting(text: string, setting: string): Buffer {
   try {
@@ -37,29 +52,51 @@ export function resolveMasterKey(config: Config): MasterKeys {
   let current: Buffer;
   let source: 'env' | 'file';
   let file: string | undefined;
+  const previous: Buffer[] = [];
   if (config.masterKey) {
     current = parseSetting(config.masterKey, 'OBSCURA_MASTER_KEY');
     source = 'env';
   } else if (config.database.kind === 'pglite') {
     file = masterKeyFile(config.dataDir);
-    if (!existsSync(file)) {
-      const fd = openSync(file, 'wx', 0o600);
-      writeSync(fd, randomBytes(32).toString('hex') + '\n');
-      fsyncSync(fd);
-      closeSync(fd);
-    }
-    const mode = statSync(file).mode & 0o777;
-    if (mode & 0o077) throw new ConfigError('OBSCURA_MASTER_KEY', `${file} is readable by other users (mode ${mode.toString(8)}); chmod 600 it`);
-    current = parseSetting(readFileSync(file, 'utf8'), 'OBSCURA_MASTER_KEY');
+    if (!existsSync(file)) writePrivateFile(file, randomBytes(32).toString('hex') + '\n');
+    current = readKeyFile(file);
     source = 'file';
+    // An interrupted rotation: the next key may already wrap some keys. Use it for new wraps and
+    // keep accepting the old one; `obscura keys rotate-master` finishes the job.
+    const next = nextMasterKeyFile(config.dataDir);
+    if (existsSync(next)) {
+      previous.push(current);
+      current = readKeyFile(next);
+    }
   } else {
     throw new ConfigError('OBSCURA_MASTER_KEY', 'is required with DATABASE_URL (generate one with: node -e "console.log(require(\'crypto\').randomBytes(32).toString(\'hex\'))")');
   }
   const currentId = masterKeyId(current);
   const all = new Map<string, Buffer>([[currentId, current]]);
+  for (const k of previous) all.set(masterKeyId(k), k);
   for (const prev of config.previousMasterKeys) {
     const k = parseSetting(prev, 'OBSCURA_PREVIOUS_MASTER_KEYS');
     all.set(masterKeyId(k), k);
   }
   return { currentId, current, all, source, file };
+}
+
+/**
+ * Embedded mode, step 1 of a rotation: writes a new random key to `master.key.next` (0600, fsynced)
+ * unless one is already there. From then on `resolveMasterKey` wraps with it and still accepts the old.
+ */
+export function beginFileRotation(dataDir: string): void {
+  const next = nextMasterKeyFile(dataDir);
+  if (!existsSync(next)) writePrivateFile(next, randomBytes(32).toString('hex') + '\n');
+}
+
+/** Embedded mode, last step: after every key is re-wrapped under the next key, it becomes `master.key`. */
+export function finishFileRotation(dataDir: string): void {
+  renameSync(nextMasterKeyFile(dataDir), masterKeyFile(dataDir));
+  const dir = openSync(dataDir, 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }

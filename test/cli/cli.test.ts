@@ -1,12 +1,13 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { readdirSync, readFileSync as read, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { createEmptyDatabase, tempDir } from '../support/db.js';
 import { runCli, startServe, type ServerProcess } from '../support/cli.js';
 import { api } from '../support/server.js';
+import { markedPng } from '../support/media.js';
 import pg from 'pg';
 
 describe('obscura CLI on the embedded default', () => {
@@ -166,3 +167,38 @@ describe('obscura CLI on PostgreSQL', () => {
     assert.equal(report.chains[0].broken.id, Number(row.id));
   });
 });
+
+describe('obscura keys rotate-master', () => {
+  test('embedded: re-wraps every tenant key under a new master.key, blobs untouched, data still readable', async () => {
+    const dataDir = tempDir();
+    const env = { OBSCURA_DATA_DIR: dataDir };
+    const init = JSON.parse((await runCli(['init', '--json'], env)).stdout);
+    let server = await startServe(env);
+    const png = await markedPng('rotate-marker');
+    const up = await fetch(`${server.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${init.secret_key.key}` }, body: new Uint8Array(png) });
+    const asset = (await up.json()) as { id: string; sha256: string };
+    assert.equal(up.status, 201);
+    await server.stop();
+    const keyBefore = read(join(dataDir, 'master.key'), 'utf8');
+    const blobsBefore = walk(join(dataDir, 'blobs')).map((f) => read(f).toString('base64'));
+    const r = await runCli(['keys', 'rotate-master', '--json'], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(JSON.parse(r.stdout).tenantKeys >= 1);
+    assert.notEqual(read(join(dataDir, 'master.key'), 'utf8'), keyBefore);
+    assert.equal(statSync(join(dataDir, 'master.key')).mode & 0o777, 0o600);
+    assert.deepEqual(walk(join(dataDir, 'blobs')).map((f) => read(f).toString('base64')), blobsBefore, 'blobs untouched');
+    server = await startServe(env);
+    try {
+      const link = await api(server.url, 'POST', `/v1/assets/${asset.id}/url`, { key: init.secret_key.key, body: {} });
+      const body = Buffer.from(await (await fetch(link.body.url)).arrayBuffer());
+      assert.equal(body.length, png.length);
+      assert.ok(body.equals(png));
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+function walk(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => (statSync(join(dir, n)).isDirectory() ? walk(join(dir, n)) : [join(dir, n)])).sort();
+}

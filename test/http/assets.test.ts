@@ -10,24 +10,7 @@ import { sweepAssets } from '../../src/assets/assets.js';
 import { shredOrgKeys, rewrapAll } from '../../src/crypto/keyring.js';
 import { masterKeyId } from '../../src/crypto/keywrap.js';
 import type { FsBlobStore } from '../../src/assets/stores/fs.js';
-
-/** A valid PNG carrying a unique text marker (tEXt chunk), so a scan for the marker finds any plaintext copy. */
-export async function markedPng(marker: string, size = 300): Promise<Buffer> {
-  const raw = await sharp({ create: { width: size, height: Math.round(size * 0.75), channels: 3, background: { r: 10, g: 120, b: 200 } } })
-    .composite([{ input: Buffer.from(randomBytes(size * 20).map((b) => b)), raw: { width: size, height: 20, channels: 1 }, top: 0, left: 0 }])
-    .png({ compressionLevel: 0 })
-    .withMetadata()
-    .toBuffer();
-  // Insert a tEXt chunk after IHDR (8-byte signature + 25-byte IHDR chunk).
-  const { crc32 } = await import('node:zlib');
-  const data = Buffer.from(`Comment\0${marker}`, 'latin1');
-  const type = Buffer.from('tEXt');
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([type, data])) >>> 0);
-  return Buffer.concat([raw.subarray(0, 33), len, type, data, crc, raw.subarray(33)]);
-}
+import { markedPng } from '../support/media.js';
 
 function walkFiles(dir: string): string[] {
   const out: string[] = [];
