@@ -24,6 +24,7 @@ import { healthRoutes } from './http/routes/health.js';
 import { appRoutes } from './http/routes/apps.js';
 import { keyRoutes } from './http/routes/keys.js';
 import { auditRoutes } from './http/routes/audit.js';
+import { oauthRoutes } from './http/routes/oauth.js';
 
 export interface AppDeps {
   db: DatabaseHandle;
@@ -116,7 +117,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
 
   const keys = new KeyVerifier(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
   const failures = new FailureTracker(deps.db, { threshold: config.auth.burstThreshold, windowMs: config.auth.burstWindowMs, now: deps.now });
-  const authDeps = { keys, failures, tokens: deps.tokens };
+  const oauth = oauthRoutes(app, config, { db: deps.db, masterKeys: deps.masterKeys, failures, now: deps.now });
+  const authDeps = { keys, failures, tokens: deps.tokens ?? oauth.tokens };
   installAuth(app, authDeps);
   const keyring = new Keyring(deps.db, deps.masterKeys);
   const signer = new UrlSigner(deps.db, deps.masterKeys);

@@ -47,6 +47,12 @@ export interface Config {
     /** Window for burst detection (ms, default 60000). */
     readonly burstWindowMs: number;
   };
+  readonly oauth: {
+    /** Lifetime of OAuth2 access tokens (`OBSCURA_ACCESS_TOKEN_TTL_SECONDS`, default 900 = 15 min, 60–3600). Also how long a revoked client's tokens keep working. */
+    readonly accessTokenTtlSeconds: number;
+    /** Scheduled rotation of the JWT signing key (`OBSCURA_JWT_ROTATION_DAYS`, default 30, 1–365). */
+    readonly signingKeyRotationDays: number;
+  };
   readonly http: {
     /** Trust `X-Forwarded-*` from these proxies (comma-separated IPs/CIDRs; default none). */
     readonly trustProxy: readonly string[];
@@ -111,6 +117,7 @@ const KNOWN = new Set([
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS',
   'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
+  'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
 ]);
 
 function int(src: Source, name: string, def: number, min: number, max: number): number {
@@ -243,6 +250,10 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       keyCacheTtlMs: int(src, 'OBSCURA_KEY_CACHE_TTL_MS', 2000, 0, 5000),
       burstThreshold: int(src, 'OBSCURA_AUTH_BURST_THRESHOLD', 20, 1, 1_000_000),
       burstWindowMs: int(src, 'OBSCURA_AUTH_BURST_WINDOW_MS', 60_000, 1000, 86_400_000),
+    },
+    oauth: {
+      accessTokenTtlSeconds: int(src, 'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 900, 60, 3600),
+      signingKeyRotationDays: int(src, 'OBSCURA_JWT_ROTATION_DAYS', 30, 1, 365),
     },
     http: {
       trustProxy,

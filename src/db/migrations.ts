@@ -6,12 +6,14 @@
 import { Kysely, Migrator, type Migration, type MigrationProvider } from 'kysely';
 import { foundation } from './migrations/0001_foundation.js';
 import { assets } from './migrations/0002_assets.js';
+import { oauth } from './migrations/0003_oauth.js';
 
 export { TENANT_ROLE } from './migrations/helpers.js';
 
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_foundation': foundation,
   '0002_assets': assets,
+  '0003_oauth': oauth,
 };
 
 class StaticProvider implements MigrationProvider {
