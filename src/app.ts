@@ -25,6 +25,7 @@ import { appRoutes } from './http/routes/apps.js';
 import { keyRoutes } from './http/routes/keys.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { oauthRoutes } from './http/routes/oauth.js';
+import { consoleRoutes } from './http/routes/console.js';
 
 export interface AppDeps {
   db: DatabaseHandle;
@@ -129,6 +130,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   appRoutes(app, deps.db);
   keyRoutes(app, deps.db, keys);
   auditRoutes(app, deps.db);
+  await app.register(consoleRoutes, { config, deps });
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
 
   return { app, keys, keyring, signer };

@@ -7,6 +7,7 @@ import { Kysely, Migrator, type Migration, type MigrationProvider } from 'kysely
 import { foundation } from './migrations/0001_foundation.js';
 import { assets } from './migrations/0002_assets.js';
 import { oauth } from './migrations/0003_oauth.js';
+import { consoleAccounts } from './migrations/0004_console.js';
 
 export { TENANT_ROLE } from './migrations/helpers.js';
 
@@ -14,6 +15,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0001_foundation': foundation,
   '0002_assets': assets,
   '0003_oauth': oauth,
+  '0004_console': consoleAccounts,
 };
 
 class StaticProvider implements MigrationProvider {
