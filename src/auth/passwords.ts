@@ -7,9 +7,6 @@ import { hash, verify, Algorithm } from '@node-rs/argon2';
 
 export const ARGON2_OPTIONS = { algorithm: Algorithm.Argon2id, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
 
-/** Minimum length; longer policies (breached patterns, MFA) arrive with console accounts. */
-export const MIN_PASSWORD_LENGTH = 12;
-
 export function hashPassword(password: string): Promise<string> {
   return hash(password, ARGON2_OPTIONS);
 }

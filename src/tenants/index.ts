@@ -9,7 +9,8 @@ import type { AppSettings, UserRole } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { newId } from '../crypto/random.js';
 import { appendAudit, type AuditActor } from '../audit/log.js';
-import { hashPassword, verifyPassword, dummyHash, MIN_PASSWORD_LENGTH } from '../auth/passwords.js';
+import { hashPassword, verifyPassword, dummyHash } from '../auth/passwords.js';
+import { assertPasswordPolicy } from '../auth/password-policy.js';
 
 export const ROLES: readonly UserRole[] = ['owner', 'admin', 'developer', 'viewer'];
 
@@ -53,13 +54,6 @@ export async function createOrg(trx: Tx, name: string, ctx: Ctx, id = newId()): 
   return { id: row.id, name: row.name, createdAt: iso(row.created_at) };
 }
 
-function validatePassword(password: string): void {
-  if (password.length < MIN_PASSWORD_LENGTH) {
-    throw new AppError('ERR_VALIDATION', `The password must be at least ${MIN_PASSWORD_LENGTH} characters long.`, { details: { field: 'password' } });
-  }
-  if (password.length > 1024) throw new AppError('ERR_VALIDATION', 'The password is too long.', { details: { field: 'password' } });
-}
-
 function validateEmail(email: string): string {
   const e = email.trim();
   if (e.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(e)) {
@@ -70,7 +64,8 @@ function validateEmail(email: string): string {
 
 export async function createUser(trx: Tx, orgId: string, input: { email: string; password: string; role: UserRole }, ctx: Ctx): Promise<User> {
   const email = validateEmail(input.email);
-  validatePassword(input.password);
+  const org = await trx.selectFrom('orgs').select('name').where('id', '=', orgId).executeTakeFirst();
+  assertPasswordPolicy(input.password, { email, orgName: org?.name });
   if (!ROLES.includes(input.role)) throw new AppError('ERR_VALIDATION', 'Unknown role.', { details: { field: 'role' } });
   const exists = await trx.selectFrom('users').select('id').where((eb) => eb(eb.fn('lower', ['email']), '=', email.toLowerCase())).executeTakeFirst();
   if (exists) throw new AppError('ERR_CONFLICT', 'A user with this email already exists.');
