@@ -73,7 +73,12 @@ async function timedDownload(url: string, headers: Record<string, string> = {}):
   const res = await fetch(url, { headers });
   if (!res.ok || !res.body) throw new Error(`download failed: ${res.status}`);
   let n = 0;
-  for await (const chunk of res.body) n += (chunk as Uint8Array).length;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.length;
+  }
   if (n !== size) throw new Error(`downloaded ${n} of ${size} bytes`);
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
