@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import * as tus from 'tus-js-client';
+import sharp from 'sharp';
 import { runCli, startServe } from '../test/support/cli.js';
 import { tempDir } from '../test/support/db.js';
 import { freePort } from '../test/support/server.js';
@@ -29,9 +30,9 @@ const chunkSize = Number(values['chunk-mib']) * 1024 * 1024;
 const work = tempDir('obscura-bench-storage-');
 const file = join(work, 'big.png');
 
-/** A file that sniffs as PNG (valid signature and IHDR) followed by incompressible bytes. */
+/** A file that sniffs as PNG (a real small PNG) followed by incompressible bytes. */
 async function makeFile(): Promise<void> {
-  const head = Buffer.from('89504e470d0a1a0a0000000d49484452000003e8000003e80802000000', 'hex');
+  const head = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#3366aa' } }).png().toBuffer();
   const out = createWriteStream(file);
   out.write(head);
   let written = head.length;
