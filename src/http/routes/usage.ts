@@ -1,0 +1,79 @@
+/** `GET /v1/usage`: one month of the org's metered usage, per app and per credential (counts, not content). */
+import type { FastifyInstance } from 'fastify';
+import { Type, type Static } from 'typebox';
+import type { DatabaseHandle } from '../../db/database.js';
+import type { UsageMeter } from '../../usage/meter.js';
+import { usageReport, type UsageFigures } from '../../usage/report.js';
+import { monthEnd, monthOf } from '../../usage/month.js';
+import { principalOf } from '../auth.js';
+import { DateTime, Uuid, bearer, errorResponses } from './common.js';
+
+const Query = Type.Object(
+  {
+    month: Type.Optional(Type.String({ pattern: '^[0-9]{4}-(0[1-9]|1[0-2])$', description: 'UTC month, YYYY-MM (default: the current month).', examples: ['2026-11'] })),
+    app_id: Type.Optional(Uuid),
+  },
+  { additionalProperties: false },
+);
+
+const Figures = {
+  requests: Type.Integer(),
+  bytes_in: Type.Integer({ description: 'Bytes received (request bodies).' }),
+  bytes_out: Type.Integer({ description: 'Bytes sent (responses).' }),
+  processing_seconds: Type.Number(),
+  exports: Type.Object({ total: Type.Integer(), by_type: Type.Record(Type.String(), Type.Integer()) }, { description: 'Outputs produced, by media type.' }),
+};
+const Limit = Type.Union([Type.Integer(), Type.Null()]);
+const AppUsage = Type.Object({
+  app_id: Uuid,
+  ...Figures,
+  monthly_active_end_users: Type.Integer({ description: 'Distinct Obscura-End-User ids seen this month (stored only as keyed hashes).' }),
+  quotas: Type.Object({ requests: Limit, exports: Limit, bytes: Limit }, { description: 'Monthly quotas from the app settings (null = unlimited).' }),
+  keys: Type.Array(Type.Object({ key_id: Type.Union([Type.String(), Type.Null()], { description: 'Credential id; null for usage no credential caused.' }), ...Figures })),
+});
+const Report = Type.Object(
+  { month: Type.String(), resets_at: DateTime, apps: Type.Array(AppUsage) },
+  { examples: [{ month: '2026-11', resets_at: '2026-12-01T00:00:00.000Z', apps: [] }] },
+);
+
+const figures = (f: UsageFigures) => ({
+  requests: f.requests,
+  bytes_in: f.bytesIn,
+  bytes_out: f.bytesOut,
+  processing_seconds: f.processingSeconds,
+  exports: { total: f.exports.total, by_type: f.exports.byType },
+});
+
+export function usageRoutes(app: FastifyInstance, deps: { db: DatabaseHandle; meter: UsageMeter; now?: () => number }): void {
+  app.get<{ Querystring: Static<typeof Query> }>('/v1/usage', {
+    // Exempt from quotas: an app that used up its quota must still be able to see why.
+    config: { auth: true, scope: 'usage:read', quota: false },
+    schema: {
+      tags: ['usage'],
+      summary: "The org's metered usage for a month, per app and credential",
+      description: 'Counts written by other nodes appear within a few seconds (usage is buffered and flushed in batches).',
+      security: bearer,
+      querystring: Query,
+      response: { 200: Report, ...errorResponses() },
+    },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      const month = req.query.month ?? monthOf(deps.now ? deps.now() : Date.now());
+      // Include what this node has buffered so far (a client reads its own writes on one node).
+      await deps.meter.flush();
+      const apps = await deps.db.withTenant(p.orgId, (trx) => usageReport(trx, p.orgId, month, req.query.app_id));
+      reply.header('cache-control', 'no-store');
+      return {
+        month,
+        resets_at: monthEnd(month).toISOString(),
+        apps: apps.map((a) => ({
+          app_id: a.appId,
+          ...figures(a),
+          monthly_active_end_users: a.monthlyActiveEndUsers,
+          quotas: { requests: a.quotas.requests, exports: a.quotas.exports, bytes: a.quotas.bytes },
+          keys: a.keys.map((k) => ({ key_id: k.keyId, ...figures(k) })),
+        })),
+      };
+    },
+  });
+}

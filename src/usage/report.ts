@@ -1,0 +1,83 @@
+/** Reading usage back: one month of an org's counters, per app and per credential. */
+import { sql } from 'kysely';
+import type { Tx } from '../db/database.js';
+import type { AppSettings } from '../db/schema.js';
+import { limitsFromSettings, type QuotaLimits } from './quota.js';
+import './schema.js';
+
+/** Counts of one app or one credential in one month. */
+export interface UsageFigures {
+  requests: number;
+  bytesIn: number;
+  bytesOut: number;
+  processingSeconds: number;
+  /** Exports by media type, and their total. */
+  exports: { total: number; byType: Record<string, number> };
+}
+
+export interface AppUsage extends UsageFigures {
+  appId: string;
+  /** Distinct end users seen this month (from keyed hashes). */
+  monthlyActiveEndUsers: number;
+  quotas: QuotaLimits;
+  /** Per credential; `keyId` null is usage no credential caused. */
+  keys: Array<UsageFigures & { keyId: string | null }>;
+}
+
+function empty(): UsageFigures {
+  return { requests: 0, bytesIn: 0, bytesOut: 0, processingSeconds: 0, exports: { total: 0, byType: {} } };
+}
+
+function add(f: UsageFigures, metric: string, v: number): void {
+  if (metric === 'requests') f.requests += v;
+  else if (metric === 'bytes_in') f.bytesIn += v;
+  else if (metric === 'bytes_out') f.bytesOut += v;
+  else if (metric === 'processing_ms') f.processingSeconds += v / 1000;
+  else if (metric.startsWith('exports:')) {
+    const type = metric.slice('exports:'.length);
+    f.exports.byType[type] = (f.exports.byType[type] ?? 0) + v;
+    f.exports.total += v;
+  }
+}
+
+/** The org's usage in `month` (`YYYY-MM`), for every app (or just `appId`), inside a tenant transaction. */
+export async function usageReport(trx: Tx, orgId: string, month: string, appId?: string): Promise<AppUsage[]> {
+  let apps = trx.selectFrom('apps').select(['id', 'settings']).where('org_id', '=', orgId);
+  if (appId) apps = apps.where('id', '=', appId);
+  const appRows = await apps.orderBy('created_at').orderBy('id').execute();
+  let counters = trx.selectFrom('usage_counters').select(['app_id', 'key_id', 'metric', sql<string>`value::text`.as('value')]).where('org_id', '=', orgId).where('month', '=', month);
+  if (appId) counters = counters.where('app_id', '=', appId);
+  const counterRows = await counters.execute();
+  let users = trx.selectFrom('usage_end_users').select(['app_id', sql<string>`count(*)::text`.as('n')]).where('org_id', '=', orgId).where('month', '=', month).groupBy('app_id');
+  if (appId) users = users.where('app_id', '=', appId);
+  const userRows = await users.execute();
+
+  const byApp = new Map<string, AppUsage>();
+  const keysByApp = new Map<string, Map<string, UsageFigures & { keyId: string | null }>>();
+  for (const a of appRows) {
+    const settings = (typeof a.settings === 'string' ? JSON.parse(a.settings) : a.settings) as AppSettings;
+    byApp.set(a.id, { appId: a.id, ...empty(), monthlyActiveEndUsers: 0, quotas: limitsFromSettings(settings), keys: [] });
+    keysByApp.set(a.id, new Map());
+  }
+  for (const r of counterRows) {
+    const app = byApp.get(r.app_id);
+    if (!app) continue;
+    const v = Number(r.value);
+    add(app, r.metric, v);
+    const keys = keysByApp.get(r.app_id)!;
+    let k = keys.get(r.key_id);
+    if (!k) keys.set(r.key_id, (k = { keyId: r.key_id === '' ? null : r.key_id, ...empty() }));
+    add(k, r.metric, v);
+  }
+  for (const r of userRows) {
+    const app = byApp.get(r.app_id);
+    if (app) app.monthlyActiveEndUsers = Number(r.n);
+  }
+  const ms = (s: number) => Math.round(s * 1000) / 1000;
+  for (const [id, app] of byApp) {
+    app.processingSeconds = ms(app.processingSeconds);
+    app.keys = [...keysByApp.get(id)!.values()].sort((a, b) => (a.keyId ?? '').localeCompare(b.keyId ?? ''));
+    for (const k of app.keys) k.processingSeconds = ms(k.processingSeconds);
+  }
+  return [...byApp.values()];
+}
