@@ -21,6 +21,7 @@ import { verifyAudit } from '../audit/log.js';
 import { masterKeyFile, beginFileRotation, finishFileRotation } from '../crypto/master.js';
 import { rewrapAll } from '../crypto/keyring.js';
 import type { KeyKind, UserRole } from '../db/schema.js';
+import { clientCommand } from './client.js';
 
 class UsageError extends Error {}
 
@@ -314,6 +315,7 @@ export async function run(argv: string[]): Promise<number> {
         return await cmdAudit(rest);
       case 'doctor':
         return await cmdDoctor(rest);
+      case 'upload': case 'process': case 'download': case 'jobs': return await clientCommand(cmd, rest);
       case undefined:
       case 'help':
       case '--help':

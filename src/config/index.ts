@@ -118,6 +118,8 @@ const KNOWN = new Set([
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS',
   'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
   'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
+  // client commands (src/cli/credentials.ts); the server ignores them
+  'OBSCURA_URL', 'OBSCURA_API_KEY', 'OBSCURA_CREDENTIALS_FILE',
 ]);
 
 function int(src: Source, name: string, def: number, min: number, max: number): number {

@@ -1,0 +1,188 @@
+/**
+ * Wire types of the Obscura API v1, exactly as the API sends and accepts them (snake_case, as in the
+ * OpenAPI document at `/docs/json`). Options that exist only in the SDK (callbacks, signals) are
+ * camelCase.
+ */
+
+/** ISO 8601 date-time string. */
+export type DateTime = string;
+
+/** Scopes a credential can hold. */
+export type Scope =
+  | 'apps:read'
+  | 'apps:write'
+  | 'keys:manage'
+  | 'assets:read'
+  | 'assets:write'
+  | 'jobs:read'
+  | 'jobs:write'
+  | 'webhooks:manage'
+  | 'audit:read'
+  | 'usage:read';
+
+/** `GET /v1/whoami` */
+export interface WhoAmI {
+  org_id: string;
+  app_id: string;
+  credential_id: string;
+  kind: 'secret' | 'publishable' | 'restricted' | 'token' | string;
+  scopes: string[];
+}
+
+/** An app's policy. */
+export interface AppSettings {
+  allowed_types?: string[];
+  allow_browser_uploads?: boolean;
+  max_upload_bytes?: number;
+  require_authorized_urls?: boolean;
+  retention_seconds?: number | null;
+  allow_svg?: boolean;
+  strict_transforms?: boolean;
+  [setting: string]: unknown;
+}
+
+export interface App {
+  id: string;
+  name: string;
+  settings: AppSettings;
+  created_at: DateTime;
+}
+
+export interface CreateAppInput {
+  name: string;
+  settings?: AppSettings;
+}
+
+export interface UpdateAppInput {
+  name?: string;
+  settings?: AppSettings;
+}
+
+export type KeyKind = 'secret' | 'publishable' | 'restricted';
+
+export interface ApiKey {
+  id: string;
+  app_id: string;
+  kind: KeyKind;
+  name: string;
+  /** Non-secret hint to recognise the key. */
+  display: string;
+  scopes: string[];
+  allowed_ips: string[];
+  allowed_origins: string[];
+  expires_at: DateTime | null;
+  revoked_at: DateTime | null;
+  rolled_to: string | null;
+  grace_ends_at: DateTime | null;
+  created_at: DateTime;
+}
+
+export interface CreateKeyInput {
+  kind: KeyKind;
+  name?: string;
+  scopes?: Scope[];
+  expires_at?: DateTime | null;
+  allowed_ips?: string[];
+  allowed_origins?: string[];
+}
+
+/** A new key: `secret` is shown once. */
+export interface CreatedKey {
+  key: ApiKey;
+  secret: string;
+}
+
+export interface RolledKey extends CreatedKey {
+  previous: ApiKey;
+}
+
+export interface OAuthClient {
+  id: string;
+  app_id: string;
+  client_id: string;
+  name: string;
+  scopes: string[];
+  revoked_at: DateTime | null;
+  created_at: DateTime;
+}
+
+export interface CreatedOAuthClient {
+  client: OAuthClient;
+  client_id: string;
+  /** Shown once. */
+  client_secret: string;
+}
+
+export interface Asset {
+  /** `ast_…` (≥ 128 random bits). */
+  id: string;
+  app_id: string;
+  kind: 'upload' | 'output';
+  /** Sniffed from the bytes. */
+  content_type: string;
+  size: number;
+  /** SHA-256 of the plaintext, hex. */
+  sha256: string;
+  width: number | null;
+  height: number | null;
+  filename: string | null;
+  created_at: DateTime;
+  expires_at: DateTime | null;
+}
+
+export interface UploadIntent {
+  id: string;
+  method: 'PUT';
+  /** PUT the bytes here with exactly `headers`. Single use. */
+  url: string;
+  headers: Record<string, string>;
+  expires_at: DateTime;
+  /** POST here after the PUT (S3), or null when the PUT completes the upload. */
+  complete_url: string | null;
+}
+
+export interface CreateUploadUrlInput {
+  content_type: string;
+  content_length: number;
+  filename?: string;
+}
+
+export interface SignedUrl {
+  url: string;
+  expires_at: DateTime;
+}
+
+export interface SignedUrlInput {
+  ttl_seconds?: number;
+  disposition?: 'inline' | 'attachment';
+}
+
+export interface AuditEntry {
+  id: number;
+  seq: number;
+  at: DateTime;
+  actor: Record<string, unknown>;
+  action: string;
+  target: Record<string, unknown>;
+  data: Record<string, unknown>;
+  ip: string | null;
+  request_id: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditPage {
+  data: AuditEntry[];
+  next_before: number | null;
+}
+
+export interface AuditQuery {
+  before?: number;
+  limit?: number;
+}
+
+/**
+ * One image operation in the JSON spelling (`{ op: 'resize', width: 400 }`), or a segment of the
+ * string spelling (`'resize:width=400'`); see the API reference for the registry.
+ */
+export type Operation = ({ op: string } & Record<string, unknown>) | string;

@@ -1,0 +1,385 @@
+/**
+ * Client commands of the `obscura` CLI, built on the SDK: `upload`, `process`, `download`, `jobs`.
+ * They talk to a running server over HTTP with `OBSCURA_URL` + `OBSCURA_API_KEY` (or a 0600
+ * credentials file; see credentials.ts), draw progress on stderr when attached to a terminal, and
+ * print JSON with `--json`.
+ *
+ * Exit codes (documented in docs/cli.md):
+ *   0 success
+ *   1 the API refused or processing failed (the problem `code` is printed on stderr), network error
+ *   2 usage error (bad arguments, unreadable input, invalid operations), checked before any request
+ *   3 credentials: none configured, refused by the server (401/403), or an unsafe credentials file
+ *   130 interrupted (Ctrl-C); an interrupted upload prints how to resume it
+ */
+import { parseArgs } from 'node:util';
+import { stat, access, constants as fsConstants, readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { Obscura, ObscuraError, type Asset, type Job, type ProcessRequest } from '../../sdk/src/index.js';
+import { downloadToFile, uploadFile, writeStreamAtomically } from '../../sdk/src/node.js';
+import { parseOperations } from '../media/operations/registry.js';
+import { AppError } from '../errors.js';
+import { CredentialsError, resolveCredentials } from './credentials.js';
+import { progressEnabled, statusSpinner, transferBar, formatBytes } from './progress.js';
+
+/** Exit codes of the client commands. */
+export const EXIT = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2, CREDENTIALS: 3, INTERRUPTED: 130 });
+
+class UsageError extends Error {}
+class Interrupted extends Error {}
+
+const ASSET_ID = /^ast_[0-9A-Za-z]{22}$/;
+const JOB_ID = /^job_[0-9A-Za-z]{22}$/;
+/** Files up to this size are sent in the process request itself; larger ones are uploaded with tus first. */
+const INLINE_PROCESS_BYTES = 8 * 1024 * 1024;
+
+export const CLIENT_HELP = `Client commands (talk to a running server; see docs/cli.md):
+  obscura upload FILE [--filename NAME] [--resume UPLOAD_URL] [--json]
+                                        resumable upload (tus) with a progress bar; prints the asset id
+  obscura process FILE|ASSET_ID|URL --op OP [--op OP ...] (-o OUT | --store) [--async] [--preview]
+                  [--keep-metadata] [--ttl SECONDS] [--json]
+                                        e.g. --op resize:width=400 --op format:webp -o out.webp
+  obscura download ASSET_ID [-o FILE] [--force] [--json]
+  obscura jobs get JOB_ID [--json]
+  obscura jobs wait JOB_ID [--timeout SECONDS] [-o FILE] [--force] [--json]
+
+Credentials: OBSCURA_URL and OBSCURA_API_KEY, or ~/.config/obscura/credentials.json
+(OBSCURA_CREDENTIALS_FILE) readable only by you (chmod 600).
+Exit codes: 0 ok, 1 API/processing failure, 2 usage error, 3 credentials problem, 130 interrupted.`;
+
+interface Io {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+  env: NodeJS.ProcessEnv;
+}
+
+function out(io: Io, json: boolean, value: unknown, text: string): void {
+  io.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text + '\n');
+}
+
+function client(io: Io): Obscura {
+  const c = resolveCredentials(io.env);
+  if (c.source === 'none') {
+    throw new CredentialsError('missing', 'no credentials: set OBSCURA_URL and OBSCURA_API_KEY, or create ~/.config/obscura/credentials.json (mode 0600)');
+  }
+  return c.apiKey
+    ? new Obscura({ baseUrl: c.url, apiKey: c.apiKey, userAgent: 'obscura-cli/0.1.0' })
+    : new Obscura({ baseUrl: c.url, clientCredentials: { clientId: c.clientId!, clientSecret: c.clientSecret! }, userAgent: 'obscura-cli/0.1.0' });
+}
+
+async function assertWritable(path: string, force: boolean): Promise<void> {
+  if (path === '-') return;
+  const exists = await access(path, fsConstants.F_OK).then(
+    () => true,
+    () => false,
+  );
+  if (exists && !force) throw new UsageError(`${path} exists; pass --force to overwrite it`);
+}
+
+const EXT: Record<string, string> = { 'image/jpeg': '.jpg', 'image/png': '.png', 'image/webp': '.webp', 'image/avif': '.avif', 'image/gif': '.gif', 'image/tiff': '.tiff', 'image/svg+xml': '.svg' };
+
+async function cmdUpload(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean', default: false }, filename: { type: 'string' }, resume: { type: 'string' }, 'chunk-size': { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const [file, ...extra] = positionals;
+  if (!file || extra.length) throw new UsageError('upload needs exactly one FILE');
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) throw new UsageError(`${file} is not a readable file`);
+  const chunk = values['chunk-size'] === undefined ? undefined : Number(values['chunk-size']);
+  if (chunk !== undefined && (!Number.isInteger(chunk) || chunk < 64 * 1024)) throw new UsageError('--chunk-size must be a whole number of bytes >= 65536');
+  const json = values.json!;
+  const obscura = client(io);
+  const bar = transferBar(`upload ${basename(file)}`, progressEnabled(json, io));
+  let uploadUrl = values.resume;
+  try {
+    const r = await uploadFile(obscura, file, {
+      filename: values.filename ?? basename(file),
+      uploadUrl: values.resume,
+      chunkSize: chunk,
+      signal,
+      onUploadUrl: (u) => (uploadUrl = u),
+      onProgress: (p) => bar.update(p.bytes, p.total),
+    });
+    bar.stop();
+    let asset: Asset | { id: string; size: number } = { id: r.assetId, size: r.size };
+    try {
+      asset = await obscura.assets.get(r.assetId);
+    } catch (err) {
+      // A key limited to assets:write (e.g. an uploader key) cannot read the metadata back; the id is enough.
+      if (!(err instanceof ObscuraError && err.status === 403)) throw err;
+    }
+    out(io, json, asset, json ? '' : `${r.assetId}`);
+    if (!json && 'content_type' in asset) io.stderr.write(`uploaded ${formatBytes(asset.size)} as ${asset.content_type} (sha256 ${asset.sha256})\n`);
+    return EXIT.OK;
+  } catch (err) {
+    bar.stop();
+    if (err instanceof ObscuraError && err.code === 'ERR_ABORTED' && uploadUrl) {
+      io.stderr.write(`obscura: upload interrupted; resume with:\n  obscura upload ${file} --resume ${uploadUrl}\n`);
+      throw new Interrupted();
+    }
+    throw err;
+  }
+}
+
+function parseInput(arg: string): { kind: 'asset'; id: string } | { kind: 'url'; url: string } | { kind: 'file'; path: string } {
+  if (ASSET_ID.test(arg)) return { kind: 'asset', id: arg };
+  if (/^https?:\/\//i.test(arg)) return { kind: 'url', url: arg };
+  return { kind: 'file', path: arg };
+}
+
+async function writeOutput(io: Io, path: string, data: Uint8Array): Promise<void> {
+  if (path === '-') {
+    await new Promise<void>((resolve, reject) => io.stdout.write(data, (e) => (e ? reject(e) : resolve())));
+    return;
+  }
+  await writeStreamAtomically(data, path);
+}
+
+async function cmdProcess(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      op: { type: 'string', multiple: true },
+      output: { type: 'string', short: 'o' },
+      store: { type: 'boolean', default: false },
+      async: { type: 'boolean', default: false },
+      preview: { type: 'boolean', default: false },
+      'keep-metadata': { type: 'boolean', default: false },
+      ttl: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const [source, ...extra] = positionals;
+  if (!source || extra.length) throw new UsageError('process needs exactly one input: FILE, ASSET_ID or URL');
+  const ops = values.op ?? [];
+  if (ops.length === 0) throw new UsageError('give at least one --op, e.g. --op resize:width=400 --op format:webp');
+  // Same registry as the server: a typo fails here, before any upload, naming the operation.
+  try {
+    parseOperations(ops);
+  } catch (err) {
+    if (err instanceof AppError) {
+      const d = err.details as { operation?: string | null; reason?: string; errors?: Array<{ parameter: string; message: string }>; parameters?: string[] } | undefined;
+      const why = d?.errors?.length ? d.errors.map((e) => `${e.parameter} ${e.message}`).join('; ') : d?.parameters?.length ? `${d.reason}: ${d.parameters.join(', ')}` : (d?.reason ?? err.publicMessage);
+      throw new UsageError(`invalid --op${d?.operation ? ` "${d.operation}"` : ''}: ${why}`);
+    }
+    throw err;
+  }
+  const json = values.json!;
+  const outPath = values.output;
+  if (!values.async && !values.store && outPath === undefined) throw new UsageError('give -o FILE (or -o - for stdout), --store, or --async');
+  if (values.store && outPath !== undefined) throw new UsageError('--store and -o are exclusive (use --async -o FILE to store and download)');
+  if (outPath !== undefined) await assertWritable(outPath, values.force!);
+  let ttl: number | undefined;
+  if (values.ttl !== undefined) {
+    if (!/^\d+$/.test(values.ttl)) throw new UsageError('--ttl must be a number of seconds');
+    ttl = Number(values.ttl);
+  }
+  const input = parseInput(source);
+  let fileSize = 0;
+  if (input.kind === 'file') {
+    const info = await stat(input.path).catch(() => undefined);
+    if (!info?.isFile()) throw new UsageError(`${input.path} is not a readable file (or an asset id ast_…, or an https URL)`);
+    fileSize = info.size;
+  }
+
+  const obscura = client(io);
+  const showProgress = progressEnabled(json, io);
+  let req: ProcessRequest;
+  if (input.kind === 'asset') req = { input: { assetId: input.id }, operations: ops };
+  else if (input.kind === 'url') req = { input: { url: input.url }, operations: ops };
+  else if (fileSize <= INLINE_PROCESS_BYTES && !values.async) req = { input: { bytes: await readFile(input.path) }, operations: ops };
+  else {
+    const bar = transferBar(`upload ${basename(input.path)}`, showProgress);
+    try {
+      const r = await uploadFile(obscura, input.path, { signal, onProgress: (p) => bar.update(p.bytes, p.total) });
+      req = { input: { assetId: r.assetId }, operations: ops };
+    } finally {
+      bar.stop();
+    }
+  }
+  if (values.preview) req.preview = true;
+  if (values['keep-metadata']) req.keep_metadata = true;
+  if (ttl !== undefined) req.output = { ttl_seconds: ttl };
+
+  if (values.async) {
+    const job = await obscura.processing.start(req, { signal });
+    return finishJob(io, obscura, job.id, { json, outPath, force: values.force!, timeoutMs: undefined, signal });
+  }
+  if (values.store) {
+    const asset = await obscura.processing.store(req, { signal });
+    out(io, json, asset, asset.id);
+    return EXIT.OK;
+  }
+  const spinner = statusSpinner(showProgress);
+  spinner.update('processing');
+  let result;
+  try {
+    result = await obscura.processing.run(req, { signal, timeoutMs: 300_000 });
+  } finally {
+    spinner.stop();
+  }
+  await writeOutput(io, outPath!, result.data);
+  if (outPath !== '-') out(io, json, { output: outPath, content_type: result.contentType, size: result.data.byteLength }, `${outPath}: ${result.contentType}, ${formatBytes(result.data.byteLength)}`);
+  return EXIT.OK;
+}
+
+async function finishJob(io: Io, obscura: Obscura, id: string, o: { json: boolean; outPath: string | undefined; force: boolean; timeoutMs: number | undefined; signal: AbortSignal }): Promise<number> {
+  const spinner = statusSpinner(progressEnabled(o.json, io));
+  let job: Job;
+  try {
+    spinner.update(`job ${id}: waiting`);
+    job = await obscura.jobs.wait(id, {
+      signal: o.signal,
+      timeoutMs: o.timeoutMs,
+      allowFailure: true,
+      onPoll: (j) => spinner.update(`job ${id}: ${j.status}${j.attempts > 1 ? ` (attempt ${j.attempts})` : ''}`),
+    });
+  } finally {
+    spinner.stop();
+  }
+  if (job.status === 'failed') {
+    if (o.json) io.stdout.write(JSON.stringify(job, null, 2) + '\n');
+    throw new ObscuraError({ code: job.error?.code ?? 'ERR_JOB_FAILED', detail: `job ${id} failed: ${job.error?.message ?? 'no reason given'}` });
+  }
+  if (o.outPath !== undefined && job.output.asset_id) {
+    await assertWritable(o.outPath, o.force);
+    if (o.outPath === '-') {
+      const dl = await obscura.assets.download(job.output.asset_id, { signal: o.signal });
+      await writeOutput(io, '-', await dl.bytes());
+    } else {
+      const bar = transferBar('download', progressEnabled(o.json, io));
+      try {
+        await downloadToFile(obscura, job.output.asset_id, o.outPath, { signal: o.signal, onProgress: (p) => bar.update(p.bytes, p.total) });
+      } finally {
+        bar.stop();
+      }
+    }
+  }
+  if (o.outPath !== '-') out(io, o.json, job, `${job.id} ${job.status}${job.output.asset_id ? ` output ${job.output.asset_id}` : ''}${o.outPath ? ` -> ${o.outPath}` : ''}`);
+  return EXIT.OK;
+}
+
+async function cmdDownload(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { output: { type: 'string', short: 'o' }, force: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const [id, ...extra] = positionals;
+  if (!id || extra.length || !ASSET_ID.test(id)) throw new UsageError('download needs one ASSET_ID (ast_…)');
+  const json = values.json!;
+  const obscura = client(io);
+  if (values.output === '-') {
+    const dl = await obscura.assets.download(id, { signal });
+    await writeOutput(io, '-', await dl.bytes());
+    return EXIT.OK;
+  }
+  let path = values.output;
+  if (path === undefined) {
+    // Never a name chosen by the server or the uploader (path traversal): the id plus the sniffed type's extension.
+    const asset = await obscura.assets.get(id, { signal });
+    path = `${id}${EXT[asset.content_type] ?? ''}`;
+  }
+  await assertWritable(path, values.force!);
+  const bar = transferBar(`download ${id}`, progressEnabled(json, io));
+  let r;
+  try {
+    r = await downloadToFile(obscura, id, path, { signal, onProgress: (p) => bar.update(p.bytes, p.total) });
+  } finally {
+    bar.stop();
+  }
+  out(io, json, { id, output: path, content_type: r.contentType, size: r.bytes }, `${path}: ${r.contentType}, ${formatBytes(r.bytes)}`);
+  return EXIT.OK;
+}
+
+async function cmdJobs(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: { json: { type: 'boolean', default: false }, timeout: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean', default: false } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const [id, ...extra] = positionals;
+  if ((sub !== 'get' && sub !== 'wait') || !id || extra.length) throw new UsageError('jobs needs a subcommand and a JOB_ID: jobs get JOB_ID | jobs wait JOB_ID');
+  if (!JOB_ID.test(id)) throw new UsageError('JOB_ID must look like job_…');
+  let timeoutMs: number | undefined;
+  if (values.timeout !== undefined) {
+    if (!/^\d+$/.test(values.timeout)) throw new UsageError('--timeout must be a number of seconds');
+    timeoutMs = Number(values.timeout) * 1000;
+  }
+  if (values.output !== undefined) await assertWritable(values.output, values.force!);
+  const obscura = client(io);
+  if (sub === 'get') {
+    const job = await obscura.jobs.get(id, { signal });
+    out(io, values.json!, job, `${job.id} ${job.status}${job.output.asset_id ? ` output ${job.output.asset_id}` : ''}${job.error ? ` error ${job.error.code}` : ''}`);
+    return EXIT.OK;
+  }
+  return finishJob(io, obscura, id, { json: values.json!, outPath: values.output, force: values.force!, timeoutMs, signal });
+}
+
+function report(io: Io, json: boolean, err: unknown): number {
+  const line = (s: string) => io.stderr.write(`obscura: ${s}\n`);
+  if (err instanceof Interrupted) return EXIT.INTERRUPTED;
+  if (err instanceof UsageError || (err as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS')) {
+    line(`${(err as Error).message}\nRun "obscura help" for usage.`);
+    return EXIT.USAGE;
+  }
+  if (err instanceof CredentialsError) {
+    if (json) io.stderr.write(JSON.stringify({ error: { code: `ERR_CREDENTIALS_${err.reason.toUpperCase()}`, detail: err.message } }) + '\n');
+    else line(err.message);
+    return EXIT.CREDENTIALS;
+  }
+  if (err instanceof ObscuraError) {
+    if (err.code === 'ERR_ABORTED') {
+      line('interrupted');
+      return EXIT.INTERRUPTED;
+    }
+    if (json) io.stderr.write(JSON.stringify({ error: { code: err.code, status: err.status, detail: err.detail, request_id: err.requestId ?? null } }) + '\n');
+    else line(`${err.code}: ${err.detail}${err.requestId ? ` (request ${err.requestId})` : ''}`);
+    if (err.code === 'ERR_SDK_USAGE') return EXIT.USAGE;
+    return err.status === 401 || err.status === 403 ? EXIT.CREDENTIALS : EXIT.FAILURE;
+  }
+  line(`unexpected error: ${(err as Error)?.message ?? String(err)}`);
+  return EXIT.FAILURE;
+}
+
+/**
+ * Runs one client command (`upload`, `process`, `download`, `jobs`) and returns its exit code.
+ * Never throws; errors are reported on stderr (as JSON with `--json`).
+ */
+export async function clientCommand(cmd: string, argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
+  const ctl = new AbortController();
+  const onSigint = () => ctl.abort(new Error('SIGINT'));
+  process.once('SIGINT', onSigint);
+  const json = argv.includes('--json');
+  try {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      io.stdout.write(CLIENT_HELP + '\n');
+      return EXIT.OK;
+    }
+    switch (cmd) {
+      case 'upload':
+        return await cmdUpload(argv, io, ctl.signal);
+      case 'process':
+        return await cmdProcess(argv, io, ctl.signal);
+      case 'download':
+        return await cmdDownload(argv, io, ctl.signal);
+      case 'jobs':
+        return await cmdJobs(argv, io, ctl.signal);
+      default:
+        throw new UsageError(`unknown client command "${cmd}"`);
+    }
+  } catch (err) {
+    return report(io, json, err);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The client commands (`obscura upload|process|download|jobs`) run as real processes (the built CLI)
+ * against a real server on 127.0.0.1: exit codes, `--json`, credentials from the environment or a
+ * 0600 file (and the refusal of a file others can read), and an upload/download round trip.
+ * Run `npm run build` first (test/support/cli.ts runs the compiled code).
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { openTestDb, tempDir, type TestDb } from '../support/db.js';
+import { startServer, createTenant, mintKey, api, type TestServer, type Tenant } from '../support/server.js';
+import { runCli, type CliResult } from '../support/cli.js';
+import { quadrants } from '../fixtures/make.js';
+import { resolveCredentials, CredentialsError } from '../../src/cli/credentials.js';
+import { progressEnabled } from '../../src/cli/progress.js';
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('obscura client commands', () => {
+  let t: TestDb;
+  let s: TestServer;
+  let a: Tenant;
+  let dir: string;
+  let home: string;
+  let png: Buffer;
+  let pngPath: string;
+
+  /** A clean environment: no credential unless given, HOME in a temp dir. */
+  const env = (extra: Record<string, string> = {}) => ({ HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...extra });
+  const withKey = (extra: Record<string, string> = {}) => env({ OBSCURA_URL: s.url, OBSCURA_API_KEY: a.key, ...extra });
+  const cli = (args: string[], e: Record<string, string>) => runCli(args, e, { timeoutMs: 60_000 });
+  const stderrJson = (r: CliResult) => JSON.parse(r.stderr.trim().split('\n').at(-1)!) as { error: { code: string; status?: number } };
+
+  before(async () => {
+    t = await openTestDb('pglite');
+    s = await startServer(t.db);
+    a = await createTenant(t.db, 'CliCo');
+    dir = tempDir('obscura-cli-client-');
+    home = join(dir, 'home');
+    mkdirSync(home, { recursive: true });
+    png = await quadrants(120, 80);
+    pngPath = join(dir, 'in.png');
+    writeFileSync(pngPath, png);
+  });
+  after(async () => {
+    await s.close();
+    await t.close();
+  });
+
+  test('upload then download round-trips the bytes, with --json output for scripts', async () => {
+    const up = await cli(['upload', pngPath, '--json'], withKey());
+    assert.equal(up.code, 0, up.stderr);
+    const asset = JSON.parse(up.stdout);
+    assert.match(asset.id, /^ast_[0-9A-Za-z]{22}$/);
+    assert.equal(asset.sha256, sha256(png));
+    assert.equal(asset.content_type, 'image/png');
+    assert.equal(asset.filename, 'in.png');
+
+    const outPath = join(dir, 'back.png');
+    const down = await cli(['download', asset.id, '-o', outPath, '--json'], withKey());
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(JSON.parse(down.stdout).size, png.length);
+    assert.equal(sha256(readFileSync(outPath)), sha256(png));
+    assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.back.png')), [], 'no temporary file left behind');
+
+    // Never overwrites without --force.
+    const again = await cli(['download', asset.id, '-o', outPath], withKey());
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /--force/);
+  });
+
+  test('without a terminal, upload prints only the asset id and draws no progress bar', async () => {
+    const up = await cli(['upload', pngPath], withKey());
+    assert.equal(up.code, 0, up.stderr);
+    assert.match(up.stdout, /^ast_[0-9A-Za-z]{22}\n$/);
+    assert.ok(!up.stderr.includes('\r') && !up.stderr.includes('\x1b['), 'no bar drawn on a pipe');
+    assert.equal(progressEnabled(false, { stdout: { isTTY: true }, stderr: { isTTY: true } }), true);
+    assert.equal(progressEnabled(false, { stdout: { isTTY: false }, stderr: { isTTY: true } }), false);
+    assert.equal(progressEnabled(true, { stdout: { isTTY: true }, stderr: { isTTY: true } }), false);
+  });
+
+  test('an API refusal exits 1 and prints the problem code on stderr (JSON with --json)', async () => {
+    const missing = 'ast_0000000000000000000000';
+    const [r, j] = await Promise.all([
+      cli(['download', missing, '-o', join(dir, 'nope.png')], withKey()),
+      cli(['download', missing, '-o', join(dir, 'nope2.png'), '--json'], withKey()),
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /ERR_NOT_FOUND/);
+    assert.equal(r.stdout, '');
+    assert.ok(!existsSync(join(dir, 'nope.png')), 'no partial output file');
+    assert.equal(j.code, 1);
+    assert.equal(stderrJson(j).error.code, 'ERR_NOT_FOUND');
+    assert.equal(stderrJson(j).error.status, 404);
+  });
+
+  test('usage errors exit 2 before any request: unknown flag, missing file, bad operation, missing output, bad id', async () => {
+    const cases: string[][] = [
+      ['upload', join(dir, 'does-not-exist.png')],
+      ['upload', pngPath, '--bogus'],
+      ['process', pngPath, '--op', 'resiz:width=10', '-o', join(dir, 'x.webp')],
+      ['process', pngPath, '--op', 'resize:width=10'],
+      ['download', 'not-an-asset-id'],
+    ];
+    // A key the server would refuse: had any of these reached it, the exit code would be 3, not 2.
+    const results = await Promise.all(cases.map((args) => cli(args, env({ OBSCURA_URL: s.url, OBSCURA_API_KEY: 'obs_sk_invalid' }))));
+    results.forEach((r, i) => {
+      assert.equal(r.code, 2, `${cases[i]!.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^obscura: /);
+    });
+    assert.match(results[2]!.stderr, /resiz/);
+  });
+
+  test('credential problems exit 3: none configured, or a key the server refuses', async () => {
+    const k = await mintKey(t.db, a, { kind: 'secret', name: 'cli revoke' });
+    assert.equal((await api(s.url, 'DELETE', `/v1/keys/${k.id}`, { key: a.key })).status, 200);
+    const [none, revoked] = await Promise.all([
+      cli(['upload', pngPath], env()),
+      cli(['upload', pngPath, '--json'], env({ OBSCURA_URL: s.url, OBSCURA_API_KEY: k.secret })),
+    ]);
+    assert.equal(none.code, 3);
+    assert.match(none.stderr, /OBSCURA_API_KEY/);
+    assert.equal(revoked.code, 3, revoked.stderr);
+    assert.equal(stderrJson(revoked).error.code, 'ERR_KEY_REVOKED');
+  });
+
+  test('reads a 0600 credentials file and refuses one that group or others can read', async () => {
+    const fileWith = (name: string, mode: number) => {
+      const f = join(dir, name);
+      writeFileSync(f, JSON.stringify({ url: s.url, api_key: a.key }), { mode });
+      chmodSync(f, mode);
+      return f;
+    };
+    const good = fileWith('creds-600.json', 0o600);
+    const world = fileWith('creds-644.json', 0o644);
+    const group = fileWith('creds-640.json', 0o640);
+    const [ok, refusedWorld, refusedGroup] = await Promise.all([
+      cli(['upload', pngPath], env({ OBSCURA_CREDENTIALS_FILE: good })),
+      cli(['upload', pngPath, '--json'], env({ OBSCURA_CREDENTIALS_FILE: world })),
+      cli(['upload', pngPath], env({ OBSCURA_CREDENTIALS_FILE: group })),
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /^ast_/);
+    assert.equal(refusedWorld.code, 3);
+    assert.equal(stderrJson(refusedWorld).error.code, 'ERR_CREDENTIALS_INSECURE');
+    assert.equal(refusedWorld.stdout, '');
+    assert.equal(refusedGroup.code, 3);
+    assert.match(refusedGroup.stderr, /mode 0640.*chmod 600/);
+    for (const r of [refusedWorld, refusedGroup]) assert.ok(!r.stderr.includes(a.key), 'the key is never echoed');
+    // The same rules in-process for every other permission bit (no process needed).
+    for (const mode of [0o604, 0o660, 0o606, 0o620, 0o602, 0o610, 0o601]) {
+      chmodSync(good, mode);
+      assert.throws(() => resolveCredentials({ OBSCURA_CREDENTIALS_FILE: good }), (e: unknown) => e instanceof CredentialsError && e.reason === 'insecure', mode.toString(8));
+    }
+    chmodSync(good, 0o400);
+    assert.equal(resolveCredentials({ OBSCURA_CREDENTIALS_FILE: good }).apiKey, a.key);
+  });
+
+  test('the default location ~/.config/obscura/credentials.json is checked the same way', async () => {
+    const defaultFile = join(home, '.config', 'obscura', 'credentials.json');
+    mkdirSync(join(home, '.config', 'obscura'), { recursive: true });
+    writeFileSync(defaultFile, JSON.stringify({ url: s.url, api_key: a.key }), { mode: 0o644 });
+    chmodSync(defaultFile, 0o644);
+    assert.equal((await cli(['upload', pngPath], env())).code, 3);
+    chmodSync(defaultFile, 0o600);
+    assert.equal(resolveCredentials(env()).apiKey, a.key);
+    assert.equal(resolveCredentials(env()).url, s.url);
+  });
+
+  test('refuses a credentials file owned by someone else, a symlink, or malformed JSON', () => {
+    const file = join(dir, 'other.json');
+    writeFileSync(file, JSON.stringify({ url: 'http://127.0.0.1:1', api_key: 'obs_sk_x' }), { mode: 0o600 });
+    const uid = process.getuid!();
+    const code = (fn: () => unknown) => {
+      try {
+        fn();
+        return 'accepted';
+      } catch (e) {
+        assert.ok(e instanceof CredentialsError);
+        return e.reason;
+      }
+    };
+    assert.equal(code(() => resolveCredentials({ OBSCURA_CREDENTIALS_FILE: file }, uid)), 'accepted');
+    assert.equal(code(() => resolveCredentials({ OBSCURA_CREDENTIALS_FILE: file }, uid + 1)), 'insecure');
+    if (uid === 0) {
+      chownSync(file, 65534, 65534);
+      assert.equal(code(() => resolveCredentials({ OBSCURA_CREDENTIALS_FILE: file }, 0)), 'insecure');
+    }
+    const link = join(dir, 'link.json');
+    symlinkSync(file, link);
+    assert.equal(code(() => resolveCredentials({ OBSCURA_CREDENTIALS_FILE: link }, uid)), 'insecure');
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, '{"api_key": obs_sk_secret', { mode: 0o600 });
+    assert.equal(code(() => resolveCredentials({ OBSCURA_CREDENTIALS_FILE: bad }, uid)), 'invalid');
+    assert.equal(code(() => resolveCredentials({ OBSCURA_CREDENTIALS_FILE: join(dir, 'missing.json') }, uid)), 'missing');
+    // The environment wins and the file is then not even opened.
+    assert.equal(resolveCredentials({ OBSCURA_API_KEY: 'obs_sk_env', OBSCURA_CREDENTIALS_FILE: bad }, uid).apiKey, 'obs_sk_env');
+  });
+
+  test('process FILE --op resize --op format:webp -o out.webp writes the processed image', async (ctx) => {
+    const probe = await fetch(`${s.url}/v1/process`, { method: 'POST', headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json' }, body: '{}' });
+    if (probe.status === 404) return ctx.skip('POST /v1/process is not registered in this build');
+    const outPath = join(dir, 'out.webp');
+    const r = await cli(['process', pngPath, '--op', 'resize:width=60', '--op', 'format:webp', '-o', outPath, '--json'], withKey());
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).content_type, 'image/webp');
+    const meta = await sharp(readFileSync(outPath)).metadata();
+    assert.equal(meta.format, 'webp');
+    assert.equal(meta.width, 60);
+    assert.equal(meta.height, 40);
+  });
+});
