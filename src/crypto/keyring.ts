@@ -7,6 +7,9 @@
  * - Deleting an org's key rows makes every blob of that org undecryptable: crypto-shredding. No
  *   other copy of the key exists (the cache holds unwrapped keys in memory only, and `forget` clears it).
  */
+import { sql } from 'kysely';
+import { wrapContext as jwtWrapContext } from '../auth/jwt.js';
+import { mfaContext } from '../auth/console.js';
 import type { DatabaseHandle, Tx } from '../db/database.js';
 import { AppError } from '../errors.js';
 import type { MasterKeys } from './master.js';
@@ -82,29 +85,55 @@ export async function shredOrgKeys(db: DatabaseHandle, orgId: string): Promise<n
   return Number(r.numDeletedRows);
 }
 
+/** A column holding values wrapped by the master key, and how to rebuild each value's context. */
+export interface WrappedColumn {
+  table: string;
+  /** Primary-key columns. */
+  key: string[];
+  column: string;
+  /** Columns the context needs (besides the key). */
+  fields?: string[];
+  /** Optional column recording which master key wraps the value. */
+  masterIdColumn?: string;
+  context: (row: Record<string, unknown>) => string;
+}
+
 /**
- * Re-wraps every tenant key (and URL signing key) under the current master key, accepting any key in
- * `master.all` for unwrapping. One transaction: either every key moves or none. Blobs are untouched.
+ * Every secret stored wrapped by the master key. A capability that stores a new kind of wrapped
+ * secret adds it here, so that `obscura keys rotate-master` moves it too (the rotation test checks
+ * that no listed column keeps a value under the old key).
  */
-export async function rewrapAll(db: DatabaseHandle, master: MasterKeys): Promise<{ tenantKeys: number; signingKeys: number }> {
+export const WRAPPED_COLUMNS: WrappedColumn[] = [
+  { table: 'tenant_keys', key: ['id'], fields: ['org_id'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => String(r.org_id) },
+  { table: 'url_signing_keys', key: ['kid'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => `url-signing:${String(r.kid)}` },
+  { table: 'signing_keys', key: ['kid'], column: 'private_wrapped', masterIdColumn: 'master_key_id', context: (r) => jwtWrapContext(String(r.kid)) },
+  { table: 'user_mfa', key: ['user_id'], fields: ['org_id'], column: 'secret_wrapped', masterIdColumn: 'master_key_id', context: (r) => mfaContext(String(r.org_id), String(r.user_id)) },
+];
+
+/**
+ * Re-wraps every secret in `WRAPPED_COLUMNS` under the current master key, accepting any key in
+ * `master.all` for unwrapping. One transaction: either every value moves or none. Blobs are untouched.
+ * Returns how many values moved per table.
+ */
+export async function rewrapAll(db: DatabaseHandle, master: MasterKeys): Promise<{ tenantKeys: number; signingKeys: number; byTable: Record<string, number> }> {
+  const prefix = `v1.${master.currentId}.`;
   return db.withSystem(async (trx) => {
-    let tenantKeys = 0;
-    const rows = await trx.selectFrom('tenant_keys').select(['id', 'org_id', 'wrapped', 'master_key_id']).forUpdate().execute();
-    for (const r of rows) {
-      if (r.master_key_id === master.currentId) continue;
-      const key = unwrapKey(master.all as Map<string, Buffer>, r.wrapped, r.org_id);
-      await trx.updateTable('tenant_keys').set({ wrapped: wrapKey(master.current, master.currentId, key, r.org_id), master_key_id: master.currentId }).where('id', '=', r.id).execute();
-      key.fill(0);
-      tenantKeys++;
+    const byTable: Record<string, number> = {};
+    for (const col of WRAPPED_COLUMNS) {
+      const exists = await sql<{ t: string | null }>`select to_regclass(${col.table}) as t`.execute(trx);
+      if (!exists.rows[0]?.t) continue;
+      const cols = [...new Set([...col.key, ...(col.fields ?? []), col.column])];
+      const rows = await sql<Record<string, unknown>>`select ${sql.join(cols.map((c) => sql.ref(c)))} from ${sql.table(col.table)} where ${sql.ref(col.column)} is not null and ${sql.ref(col.column)} not like ${prefix + '%'} for update`.execute(trx);
+      for (const r of rows.rows) {
+        const plain = unwrapKey(master.all as Map<string, Buffer>, String(r[col.column]), col.context(r));
+        const wrapped = wrapKey(master.current, master.currentId, plain, col.context(r));
+        plain.fill(0);
+        const where = sql.join(col.key.map((k) => sql`${sql.ref(k)} = ${r[k]}`), sql` and `);
+        const setMaster = col.masterIdColumn ? sql`, ${sql.ref(col.masterIdColumn)} = ${master.currentId}` : sql``;
+        await sql`update ${sql.table(col.table)} set ${sql.ref(col.column)} = ${wrapped}${setMaster} where ${where}`.execute(trx);
+        byTable[`${col.table}.${col.column}`] = (byTable[`${col.table}.${col.column}`] ?? 0) + 1;
+      }
     }
-    let signingKeys = 0;
-    const sk = await trx.selectFrom('url_signing_keys').select(['kid', 'wrapped', 'master_key_id']).forUpdate().execute();
-    for (const r of sk) {
-      if (r.master_key_id === master.currentId) continue;
-      const key = unwrapKey(master.all as Map<string, Buffer>, r.wrapped, `url-signing:${r.kid}`);
-      await trx.updateTable('url_signing_keys').set({ wrapped: wrapKey(master.current, master.currentId, key, `url-signing:${r.kid}`), master_key_id: master.currentId }).where('kid', '=', r.kid).execute();
-      signingKeys++;
-    }
-    return { tenantKeys, signingKeys };
+    return { tenantKeys: byTable['tenant_keys.wrapped'] ?? 0, signingKeys: byTable['url_signing_keys.wrapped'] ?? 0, byTable };
   });
 }

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { DB_KINDS, openTestDb, superQuery, type TestDb } from '../support/db.js';
 import { startServer, createTenant, mintKey, api, masterKeysFor, type TestServer, type Tenant } from '../support/server.js';
 import { sweepAssets } from '../../src/assets/assets.js';
-import { shredOrgKeys, rewrapAll } from '../../src/crypto/keyring.js';
+import { shredOrgKeys, rewrapAll, WRAPPED_COLUMNS } from '../../src/crypto/keyring.js';
 import { masterKeyId } from '../../src/crypto/keywrap.js';
 import type { FsBlobStore } from '../../src/assets/stores/fs.js';
 import { markedPng } from '../support/media.js';
@@ -301,6 +301,13 @@ for (const kind of DB_KINDS) {
       assert.ok(moved.tenantKeys >= 1);
       const wraps = await superQuery(t, 'select master_key_id from tenant_keys');
       assert.ok(wraps.every((w) => w.master_key_id === next.currentId));
+      // Nothing listed as master-wrapped is left under the old key.
+      for (const col of WRAPPED_COLUMNS) {
+        const exists = await superQuery(t, 'select to_regclass($1)::text as t', [col.table]);
+        if (!exists[0]!.t) continue;
+        const stale = await superQuery(t, `select count(*)::int as n from ${col.table} where ${col.column} like $1`, [`v1.${old.currentId}.%`]);
+        assert.equal(stale[0]!.n, 0, `${col.table}.${col.column}`);
+      }
       // A node that only knows the new master key reads everything.
       const onlyNew = { ...next, all: new Map([[next.currentId, fresh]]) };
       const s2 = await startServer(t.db, { deps: { masterKeys: onlyNew, store: s.store } });
