@@ -134,7 +134,8 @@ export interface SessionSummary {
 const clockOf = (deps: { now?: (() => number) | undefined }) => deps.now ?? Date.now;
 const iso = (ms: number) => new Date(ms).toISOString();
 const ms = (d: Date | string) => new Date(d).getTime();
-const mfaContext = (orgId: string, userId: string) => `obscura/mfa/${orgId}/${userId}`;
+/** Wrapping context of a TOTP secret (also used by `obscura keys rotate-master`). */
+export const mfaContext = (orgId: string, userId: string) => `obscura/mfa/${orgId}/${userId}`;
 const sessionInvalid = () => new AppError('ERR_SESSION_INVALID', 'The session has expired or was revoked; log in again.');
 
 /** The CSRF token of a session: HMAC-SHA256 keyed by the session token (OWASP "HMAC based token"). */

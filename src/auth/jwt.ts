@@ -103,7 +103,8 @@ interface PublishedKey {
 }
 
 /** The wrap context binds a wrapped private key to its kid: a row's ciphertext cannot be swapped in. */
-const wrapContext = (kid: string) => `signing_key:${kid}`;
+/** Wrapping context of a signing key (also used by `obscura keys rotate-master`). */
+export const wrapContext = (kid: string) => `signing_key:${kid}`;
 const parseJwk = (v: PublicSigningJwk | string): PublicSigningJwk => (typeof v === 'string' ? (JSON.parse(v) as PublicSigningJwk) : v);
 
 /**
