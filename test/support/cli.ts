@@ -13,7 +13,9 @@ export const BIN = join(ROOT, 'bin', 'obscura.js');
 export function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const base: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OBSCURA_') && k !== 'DATABASE_URL') base[k] = v;
-  return { ...base, OBSCURA_LOG_LEVEL: 'warn', ...extra };
+  // Event-loop shedding off unless a test asks for it: two CPUs shared by parallel test files stall
+  // every process's loop now and then (see TEST_SERVER_ENV in server.ts).
+  return { ...base, OBSCURA_LOG_LEVEL: 'warn', OBSCURA_SHED_EVENT_LOOP_DELAY_MS: '0', ...extra };
 }
 
 export interface CliResult {

@@ -26,10 +26,22 @@ export interface TestServer {
   store: BlobStore;
 }
 
+/**
+ * Settings every in-process test server starts from. Event-loop load shedding is off: the test
+ * process itself (PGlite's synchronous WASM, fixture generation, parallel test files on 2 cores)
+ * stalls the loop in ways a production server does not, and a stray 503 is not what those tests are
+ * about. The shedding test turns it back on explicitly.
+ */
+export const TEST_SERVER_ENV: Record<string, string> = {
+  OBSCURA_DATA_DIR: '/nonexistent-test-data-dir',
+  OBSCURA_LOG_LEVEL: 'silent',
+  OBSCURA_SHED_EVENT_LOOP_DELAY_MS: '0',
+};
+
 export async function startServer(db: DatabaseHandle, opts: { env?: Record<string, string>; deps?: Partial<AppDeps> } = {}): Promise<TestServer> {
   // Pick the port first so that the public URL (signed URLs, token issuer) names the real listener.
   const port0 = opts.env?.OBSCURA_PORT ? Number(opts.env.OBSCURA_PORT) : await freePort();
-  const config = loadConfig({ OBSCURA_DATA_DIR: '/nonexistent-test-data-dir', OBSCURA_PORT: String(port0), OBSCURA_LOG_LEVEL: 'silent', ...opts.env });
+  const config = loadConfig({ ...TEST_SERVER_ENV, OBSCURA_PORT: String(port0), ...opts.env });
   const store = opts.deps?.store ?? (await createFsStore({ root: join(tempDir('obscura-blobs-'), 'blobs') }));
   const { app, keys, keyring, signer } = await buildApp(config, { db, masterKeys: masterKeysFor(db), store, logger: false, ...opts.deps });
   await app.listen({ host: '127.0.0.1', port: config.port });

@@ -11,7 +11,7 @@ import { buildApp, type AppDeps } from '../../src/app.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
 import type { Perimeter } from '../../src/http/limits.js';
 import { tempDir } from '../support/db.js';
-import { freePort, masterKeysFor } from '../support/server.js';
+import { freePort, masterKeysFor, TEST_SERVER_ENV } from '../support/server.js';
 
 export interface PerimeterServer {
   url: string;
@@ -27,7 +27,7 @@ export async function startPerimeterServer(
   opts: { env?: Record<string, string>; routes?: (app: FastifyInstance) => void; deps?: Partial<AppDeps>; scheme?: 'http' | 'https' } = {},
 ): Promise<PerimeterServer> {
   const port0 = await freePort();
-  const config = loadConfig({ OBSCURA_DATA_DIR: '/nonexistent-test-data-dir', OBSCURA_PORT: String(port0), OBSCURA_LOG_LEVEL: 'silent', ...opts.env });
+  const config = loadConfig({ ...TEST_SERVER_ENV, OBSCURA_PORT: String(port0), ...opts.env });
   const store = await createFsStore({ root: join(tempDir('obscura-blobs-'), 'blobs') });
   const { app, perimeter } = await buildApp(config, { db, masterKeys: masterKeysFor(db), store, logger: false, ...opts.deps });
   opts.routes?.(app);
