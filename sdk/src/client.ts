@@ -450,4 +450,3 @@ export class Obscura {
   }
 }
 
-export { spec as _spec };

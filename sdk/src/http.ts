@@ -60,9 +60,17 @@ export interface RequestSpec {
 const UNSAFE = new Set(['POST', 'PATCH', 'DELETE']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-/** A random Idempotency-Key (122 random bits from the platform CSPRNG). */
+/**
+ * A random Idempotency-Key: a UUID v4 (122 random bits from the platform CSPRNG). Built from
+ * `getRandomValues` because `randomUUID` exists only in secure contexts (a page on plain http on a
+ * LAN address has no `crypto.randomUUID`).
+ */
 export function newIdempotencyKey(): string {
-  return globalThis.crypto.randomUUID();
+  const b = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /** `Retry-After` in seconds (delta-seconds or an HTTP-date, RFC 9110 §10.2.3); undefined when absent or unparsable. */
@@ -180,7 +188,7 @@ export class Transport {
     const u = /^https?:\/\//i.test(path) ? new URL(path) : new URL(this.baseUrl + path);
     if (u.origin !== this.origin) {
       // The credential must never follow a server-supplied URL to another host.
-      throw new ObscuraError({ code: 'ERR_INVALID_RESPONSE', detail: `Refusing to send a credential to ${u.origin} (the client talks to ${this.origin}).` });
+      throw new ObscuraError({ code: 'ERR_SDK_USAGE', detail: `Refusing to send a credential to ${u.origin} (the client talks to ${this.origin}).` });
     }
     for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== null) u.searchParams.set(k, String(v));
     return u;

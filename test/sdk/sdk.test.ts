@@ -211,6 +211,23 @@ describe('SDK against a real server', () => {
     await rejects(obscura.assets.get(asset.id), 'ERR_NOT_FOUND', 404);
   });
 
+  test('the credential goes only to the API origin: a signed URL on another origin is fetched without it', async () => {
+    const png = await quadrants(24, 24);
+    const asset = await obscura.assets.upload(png);
+    const signed = await obscura.assets.signedUrl(asset.id);
+    // The proxy is another origin (another port) standing in for a CDN in front of the API.
+    proxy.seen.length = 0;
+    proxy.intercept = () => 'pass';
+    const viaCdn = signed.url.replace(s.url, proxy.url);
+    const dl = await obscura.assets.fetchSignedUrl(viaCdn);
+    assert.equal(sha256(await dl.bytes()), asset.sha256);
+    assert.equal(proxy.seen.length, 1);
+    assert.equal(proxy.seen[0]!.headers.authorization, undefined);
+    // Asked to call another origin with the credential, the client refuses before sending anything.
+    await rejects(obscura.request('GET', `${proxy.url}/v1/whoami`), 'ERR_SDK_USAGE');
+    assert.equal(proxy.seen.length, 1);
+  });
+
   test('presigned direct upload: PUT without the credential, then the asset exists', async () => {
     const png = await quadrants(40, 40);
     proxy.seen.length = 0;
