@@ -342,8 +342,14 @@ class ByteQueue {
     }
   }
 
-  /** Removes and returns the next `n` bytes (a view when they lie in one chunk, else one copy). */
-  take(n: number): Buffer {
+  /**
+   * Removes and returns the next `n` bytes: a view when they lie in one chunk, else one copy. The
+   * copy goes into `scratch` when it is large enough, so the result is then only valid until the
+   * next `take` with the same scratch; callers that consume it synchronously (a cipher's `update`
+   * copies its input) pass one reused buffer and avoid a fresh 64 KiB allocation per segment, which
+   * is what drove V8's external-memory-triggered full GCs on large blobs.
+   */
+  take(n: number, scratch?: Buffer): Buffer {
     if (n > this.length) throw new RangeError('ByteQueue underflow');
     if (n === 0) return Buffer.alloc(0);
     this.length -= n;
@@ -354,7 +360,7 @@ class ByteQueue {
       if (this.head === c0.length) this.advance();
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = scratch && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[this.first]!;
@@ -394,6 +400,8 @@ class Encryptor extends Transform {
   private readonly segmentSize: number;
   private index = 0;
   private headerSent = false;
+  /** Reused for segments that span input chunks (cipher.update copies, so reuse is safe). */
+  private readonly scratch: Buffer;
 
   constructor(opts: EncryptOptions) {
     const segmentSize = opts.segmentSize ?? SEGMENT_SIZE;
@@ -407,6 +415,7 @@ class Encryptor extends Transform {
     const prefix = random(NONCE_PREFIX_LENGTH);
     if (salt.length !== SALT_LENGTH || prefix.length !== NONCE_PREFIX_LENGTH) throw new RangeError('random returned the wrong number of bytes');
     this.segmentSize = segmentSize;
+    this.scratch = Buffer.allocUnsafe(segmentSize);
     this.header = encodeHeader(keyId, segmentSize, salt, prefix);
     this.prefix = Buffer.from(prefix);
     this.blobKey = deriveBlobKey(opts.key, salt, blobId);
@@ -435,7 +444,7 @@ class Encryptor extends Transform {
       this.queue.push(chunk);
       // Hold back a full segment until at least one more byte arrives: only then do we know it is
       // not the last one (the writer never learns the total size in advance).
-      while (this.queue.length > this.segmentSize) this.seal(this.queue.take(this.segmentSize), false);
+      while (this.queue.length > this.segmentSize) this.seal(this.queue.take(this.segmentSize, this.scratch), false);
       cb();
     } catch (err) {
       cb(err as Error);
@@ -445,8 +454,9 @@ class Encryptor extends Transform {
   override _flush(cb: TransformCallback): void {
     try {
       this.sendHeader();
-      this.seal(this.queue.take(this.queue.length), true);
+      this.seal(this.queue.take(this.queue.length, this.scratch), true);
       this.blobKey.fill(0);
+      this.scratch.fill(0);
       cb();
     } catch (err) {
       cb(err as Error);
@@ -455,6 +465,7 @@ class Encryptor extends Transform {
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
     this.blobKey.fill(0);
+    this.scratch.fill(0);
     this.queue.clear();
     cb(err);
   }
@@ -507,8 +518,18 @@ async function openerFor(header: BlobHeader, keyFor: KeyLookup, blobId: Buffer):
   return new SegmentOpener(deriveBlobKey(tenantKey, header.salt, blobId), header);
 }
 
+/**
+ * A reusable buffer for assembling ciphertext segments that span input chunks. `SegmentOpener.open`
+ * consumes its input synchronously (decipher.update/setAuthTag copy), so one buffer per stream
+ * serves every segment. Allocated lazily at the header's segment size (bounded by MAX_SEGMENT_SIZE).
+ */
+function scratchFor(current: Buffer | undefined, segmentSize: number): Buffer {
+  return current && current.length >= segmentSize + TAG_LENGTH ? current : Buffer.allocUnsafe(segmentSize + TAG_LENGTH);
+}
+
 class Decryptor extends Transform {
   private readonly queue = new ByteQueue();
+  private scratch: Buffer | undefined;
   private readonly blobId: Buffer;
   private readonly keyFor: KeyLookup;
   private header: BlobHeader | undefined;
@@ -538,11 +559,12 @@ class Decryptor extends Transform {
   private drain(final: boolean): void {
     const opener = this.opener!;
     const full = this.header!.segmentSize + TAG_LENGTH;
+    const scratch = (this.scratch = scratchFor(this.scratch, this.header!.segmentSize));
     // A full segment is known not to be last only once a byte beyond it has arrived.
-    while (this.queue.length > full) this.push(opener.open(this.queue.take(full), this.index++, false));
+    while (this.queue.length > full) this.push(opener.open(this.queue.take(full, scratch), this.index++, false));
     if (final) {
       if (this.queue.length < TAG_LENGTH) throw integrityError('truncated segment', { segment: this.index });
-      this.push(opener.open(this.queue.take(this.queue.length), this.index++, true));
+      this.push(opener.open(this.queue.take(this.queue.length, scratch), this.index++, true));
     }
   }
 
@@ -602,6 +624,7 @@ export interface DecryptRangeOptions {
 
 class RangeDecryptor extends Transform {
   private readonly queue = new ByteQueue();
+  private scratch: Buffer | undefined;
   private readonly blobId: Buffer;
   private opener: SegmentOpener | undefined;
   private index: number;
@@ -630,7 +653,8 @@ class RangeDecryptor extends Transform {
     const { plan } = this.opts;
     while (this.index <= plan.lastSegment && this.queue.length >= this.segmentLength(this.index)) {
       const i = this.index++;
-      let pt = this.opener!.open(this.queue.take(this.segmentLength(i)), i, i === plan.totalSegments - 1);
+      this.scratch = scratchFor(this.scratch, this.opts.header.segmentSize);
+      let pt = this.opener!.open(this.queue.take(this.segmentLength(i), this.scratch), i, i === plan.totalSegments - 1);
       if (this.skip > 0) {
         pt = pt.subarray(this.skip);
         this.skip = 0;

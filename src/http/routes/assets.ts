@@ -336,9 +336,10 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
   }
   stream.on('error', (err) => {
     // Headers are gone: cut the connection so the client sees a broken transfer, never bad bytes.
+    // The audit entry is committed first, so whoever sees the broken transfer also finds the record
+    // (it was a race under load); nothing more is written to the response meanwhile (pipe stopped).
     req.log.error({ err, asset: asset.id }, 'integrity failure while streaming');
-    void auditIntegrity(deps, asset, req);
-    reply.raw.destroy();
+    void auditIntegrity(deps, asset, req).finally(() => reply.raw.destroy());
   });
   reply.type(asset.mime);
   if (range) {
