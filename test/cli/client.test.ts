@@ -10,8 +10,9 @@ import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { openTestDb, tempDir, type TestDb } from '../support/db.js';
-import { startServer, createTenant, mintKey, api, type TestServer, type Tenant } from '../support/server.js';
+import { tempDir, type TestDb } from '../support/db.js';
+import { mintKey, api, type TestServer, type Tenant } from '../support/server.js';
+import { startHarness, startTestWorkers, type Harness } from '../jobs/support.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { quadrants } from '../fixtures/make.js';
 import { resolveCredentials, CredentialsError } from '../../src/cli/credentials.js';
@@ -20,6 +21,8 @@ import { progressEnabled } from '../../src/cli/progress.js';
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 describe('obscura client commands', () => {
+  let h: Harness;
+  let workers: Awaited<ReturnType<typeof startTestWorkers>>;
   let t: TestDb;
   let s: TestServer;
   let a: Tenant;
@@ -35,9 +38,10 @@ describe('obscura client commands', () => {
   const stderrJson = (r: CliResult) => JSON.parse(r.stderr.trim().split('\n').at(-1)!) as { error: { code: string; status?: number } };
 
   before(async () => {
-    t = await openTestDb('pglite');
-    s = await startServer(t.db);
-    a = await createTenant(t.db, 'CliCo');
+    // A server with job workers in this process (as `obscura serve` runs them).
+    h = await startHarness('pglite');
+    workers = await startTestWorkers(h);
+    ({ t, srv: s, a } = h);
     dir = tempDir('obscura-cli-client-');
     home = join(dir, 'home');
     mkdirSync(home, { recursive: true });
@@ -46,8 +50,8 @@ describe('obscura client commands', () => {
     writeFileSync(pngPath, png);
   });
   after(async () => {
-    await s.close();
-    await t.close();
+    await workers.stop();
+    await h.close();
   });
 
   test('upload then download round-trips the bytes, with --json output for scripts', async () => {
@@ -200,9 +204,7 @@ describe('obscura client commands', () => {
     assert.equal(resolveCredentials({ OBSCURA_API_KEY: 'obs_sk_env', OBSCURA_CREDENTIALS_FILE: bad }, uid).apiKey, 'obs_sk_env');
   });
 
-  test('process FILE --op resize --op format:webp -o out.webp writes the processed image', async (ctx) => {
-    const probe = await fetch(`${s.url}/v1/process`, { method: 'POST', headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json' }, body: '{}' });
-    if (probe.status === 404) return ctx.skip('POST /v1/process is not registered in this build');
+  test('process FILE --op resize --op format:webp -o out.webp writes the processed image', async () => {
     const outPath = join(dir, 'out.webp');
     const r = await cli(['process', pngPath, '--op', 'resize:width=60', '--op', 'format:webp', '-o', outPath, '--json'], withKey());
     assert.equal(r.code, 0, r.stderr);
@@ -211,5 +213,27 @@ describe('obscura client commands', () => {
     assert.equal(meta.format, 'webp');
     assert.equal(meta.width, 60);
     assert.equal(meta.height, 40);
+  });
+
+  test('process --async runs a job, waits for it and downloads the output; jobs get/wait follow a job by id', async () => {
+    const outPath = join(dir, 'async.png');
+    const r = await cli(['process', pngPath, '--op', 'resize:width=30', '--op', 'format:png', '--async', '-o', outPath, '--json'], withKey());
+    assert.equal(r.code, 0, r.stderr);
+    const job = JSON.parse(r.stdout) as { id: string; status: string; output: { asset_id: string } };
+    assert.equal(job.status, 'succeeded');
+    assert.equal((await sharp(readFileSync(outPath)).metadata()).width, 30);
+
+    const [got, waited, missing] = await Promise.all([
+      cli(['jobs', 'get', job.id, '--json'], withKey()),
+      cli(['jobs', 'wait', job.id, '-o', join(dir, 'again.png')], withKey()),
+      cli(['jobs', 'wait', 'job_0000000000000000000000', '--json'], withKey()),
+    ]);
+    assert.equal(got.code, 0, got.stderr);
+    assert.equal(JSON.parse(got.stdout).output.asset_id, job.output.asset_id);
+    assert.equal(waited.code, 0, waited.stderr);
+    assert.match(waited.stdout, new RegExp(`^${job.id} succeeded`));
+    assert.equal(sha256(readFileSync(join(dir, 'again.png'))), sha256(readFileSync(outPath)));
+    assert.equal(missing.code, 1);
+    assert.equal(stderrJson(missing).error.code, 'ERR_NOT_FOUND');
   });
 });
