@@ -14,6 +14,8 @@ import type { BlobStore } from './assets/stores/types.js';
 import { Keyring } from './crypto/keyring.js';
 import { UrlSigner } from './assets/signing.js';
 import { assetRoutes } from './http/routes/assets.js';
+import { processingApi } from './http/routes/process.js';
+import { uploadRoutes } from './http/routes/uploads.js';
 import { hkdfSync } from 'node:crypto';
 import { KeyVerifier } from './auth/keys.js';
 import { FailureTracker } from './auth/failures.js';
@@ -24,8 +26,12 @@ import { healthRoutes } from './http/routes/health.js';
 import { appRoutes } from './http/routes/apps.js';
 import { keyRoutes } from './http/routes/keys.js';
 import { auditRoutes } from './http/routes/audit.js';
-import { oauthRoutes } from './http/routes/oauth.js';
+// perimeter: rate limits, quotas, shedding, CORS, TLS, metering (src/http/limits.ts, src/http/tls.ts)
+import { installLimits, type Perimeter } from './http/limits.js';
+import { serverTlsOptions } from './http/tls.js';
+import { usageRoutes } from './http/routes/usage.js';
 import { consoleRoutes } from './http/routes/console.js';
+import { oauthRoutes } from './http/routes/oauth.js';
 
 export interface AppDeps {
   db: DatabaseHandle;
@@ -41,11 +47,15 @@ export interface AppDeps {
   logger?: false | { stream: NodeJS.WritableStream; level?: string };
   /** HTTPS options when TLS is terminated natively. */
   https?: { key: Buffer; cert: Buffer };
+  /** UNSAFE, tests/development only: remote-URL policy overrides (e.g. `unsafeTestAllow` for a 127.0.0.1 test server). */
+  remote?: import('./jobs/remote.js').RemotePolicy;
 }
 
 export interface BuiltApp {
   app: FastifyInstance;
   keys: KeyVerifier;
+  /** Usage meter, quotas, metrics and CORS origins (main.ts starts the metrics/redirect listeners from it). */
+  perimeter: Perimeter;
   keyring: Keyring;
   signer: UrlSigner;
 }
@@ -65,9 +75,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     trustProxy: config.http.trustProxy.length ? [...config.http.trustProxy] : false,
     bodyLimit: config.http.bodyLimit,
     // Slow clients must not hold sockets forever (slowloris): bound headers and whole requests.
-    requestTimeout: 120_000,
+    requestTimeout: config.perimeter.requestTimeoutMs,
     connectionTimeout: 0,
-    keepAliveTimeout: 5_000,
+    keepAliveTimeout: config.perimeter.keepAliveTimeoutMs,
     return503OnClosing: true,
     ajv: {
       // Reject unknown properties instead of silently dropping them (no mass assignment, and the caller
@@ -75,7 +85,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
       customOptions: { removeAdditional: false, allErrors: false, coerceTypes: 'array', useDefaults: true },
       plugins: [(await import('ajv-formats')).default as never],
     },
-    ...(deps.https ? { https: { ...deps.https, minVersion: 'TLSv1.2' as const } } : {}),
+    // TLS >= 1.2 with forward-secret AEAD suites only (src/http/tls.ts).
+    ...(deps.https ? { https: serverTlsOptions(deps.https) } : {}),
   }) as unknown as FastifyInstance;
 
   app.addSchema(PROBLEM_SCHEMA);
@@ -116,6 +127,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     uiConfig: { deepLinking: false },
   });
 
+  // Perimeter first: its onRequest hooks (shedding, CORS, failed-auth throttle) must run before auth's,
+  // and its onRoute hooks must see every route registered below.
+  const perimeter = await installLimits(app, config, { db: deps.db, masterKeys: deps.masterKeys, now: deps.now });
   const keys = new KeyVerifier(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
   const failures = new FailureTracker(deps.db, { threshold: config.auth.burstThreshold, windowMs: config.auth.burstWindowMs, now: deps.now });
   const oauth = oauthRoutes(app, config, { db: deps.db, masterKeys: deps.masterKeys, failures, now: deps.now });
@@ -130,8 +144,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   appRoutes(app, deps.db);
   keyRoutes(app, deps.db, keys);
   auditRoutes(app, deps.db);
+  usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
   await app.register(consoleRoutes, { config, deps });
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
+  processingApi(app, { db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote });
+  uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
 
-  return { app, keys, keyring, signer };
+  return { app, keys, keyring, signer, perimeter };
 }

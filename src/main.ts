@@ -13,6 +13,8 @@ import { loadConfig, type Config } from './config/index.js';
 import { lockDataDir, type DataDirLock } from './db/lock.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { buildApp } from './app.js';
+import { runWorkerRole, startJobWorkers } from './jobs/runtime.js';
+import { startSideListeners, type SideListeners } from './http/limits.js'; // perimeter: redirect + metrics listeners
 import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
 
 export interface Runtime {
@@ -80,7 +82,11 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   const { config } = rt;
   const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
   const store = await openStore(config);
-  const { app } = await buildApp(config, { db: rt.db, masterKeys: rt.masterKeys, store, https });
+  // jobs: pg-boss workers for roles all/worker; OBSCURA_TEST_JOB_DELAY_MS is a test-only slowdown (see jobs/runtime.ts).
+  const workers = config.role === 'api' ? null : await startJobWorkers({ config, db: rt.db, masterKeys: rt.masterKeys, store, testDelayMs: Number(env.OBSCURA_TEST_JOB_DELAY_MS ?? 0) });
+  if (workers && config.role === 'worker') return runWorkerRole(workers, () => rt.close());
+  const { app, perimeter } = await buildApp(config, { db: rt.db, masterKeys: rt.masterKeys, store, https });
+  let side: SideListeners | null = null; // perimeter: OBSCURA_HTTP_REDIRECT_PORT / OBSCURA_METRICS_PORT listeners
   let closing = false;
   const shutdown = async (signal: string) => {
     if (closing) return;
@@ -88,6 +94,8 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
     app.log.info({ signal }, 'shutting down');
     const timer = setTimeout(() => process.exit(1), 15_000).unref();
     try {
+      await side?.close(); // perimeter
+      await workers?.stop(); // jobs
       await app.close();
       await rt.close();
     } finally {
@@ -99,9 +107,15 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   try {
     const address = await app.listen({ host: config.host, port: config.port });
     app.log.info({ address, database: config.database.kind, dataDir: config.dataDir }, 'obscura listening');
+    // perimeter: side listeners start once the main one is up (a failure stops the server cleanly).
+    side = await startSideListeners(config, perimeter).catch(async (err: unknown) => {
+      await app.close();
+      throw err;
+    });
     // Machine-readable line for scripts and tests that start us with port 0.
     process.stdout.write(`OBSCURA_LISTENING ${address}\n`);
   } catch (err) {
+    await workers?.stop(); // jobs
     await rt.close();
     throw err;
   }

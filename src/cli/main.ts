@@ -21,7 +21,9 @@ import { verifyAudit } from '../audit/log.js';
 import { masterKeyFile, beginFileRotation, finishFileRotation } from '../crypto/master.js';
 import { rewrapAll } from '../crypto/keyring.js';
 import type { KeyKind, UserRole } from '../db/schema.js';
-import { clientCommand } from './client.js';
+import { oauthCommand, OAUTH_HELP } from './oauth.js';
+import { createPasswordResetLink, setRequireMfa } from '../auth/console.js';
+import { clientCommand, CLIENT_HELP } from './client.js';
 
 class UsageError extends Error {}
 
@@ -39,12 +41,18 @@ Usage:
   obscura keys rotate-master [--json]   re-wrap every tenant key under a new master key (blobs untouched)
   obscura users add --org ID --email EMAIL --role owner|admin|developer|viewer [--password-stdin] [--json]
   obscura users set-role --org ID --email EMAIL --role ROLE
+${OAUTH_HELP}
+  obscura users reset-link --email EMAIL [--json]
+                                        issue a single-use, 30-minute password reset token (printed once)
+  obscura users require-mfa --org ID --on|--off
   obscura audit verify [--org ID] [--json]
                                         recompute the hash chains; exit 1 and name the first broken entry
   obscura doctor [--json]               report unsafe settings; exit 1 if any
   obscura help
 
-Configuration comes from OBSCURA_* environment variables (see README.md).`;
+Configuration comes from OBSCURA_* environment variables (see README.md).
+
+${CLIENT_HELP}`;
 
 const cliActor = (): Ctx => ({ actor: { type: 'cli', id: safeUser() } });
 
@@ -244,9 +252,34 @@ async function cmdUsers(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   const { values } = parseArgs({
     args: rest,
-    options: { org: { type: 'string' }, email: { type: 'string' }, role: { type: 'string' }, 'password-stdin': { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    options: {
+      org: { type: 'string' },
+      email: { type: 'string' },
+      role: { type: 'string' },
+      'password-stdin': { type: 'boolean', default: false },
+      on: { type: 'boolean', default: false },
+      off: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
     strict: true,
   });
+  if (sub === 'reset-link') {
+    if (!values.email) throw new UsageError('--email is required');
+    return withRuntime(async (rt) => {
+      const link = await createPasswordResetLink(rt.db, values.email!, { actor: cliActor().actor, baseUrl: rt.config.publicUrl });
+      print(values.json!, { token: link.token, url: link.url, expires_at: link.expiresAt }, () => `Reset token for ${link.email} (single use, expires ${new Date(link.expiresAt).toISOString()}):\n  ${link.token}${link.url ? `\n  ${link.url}` : ''}`);
+      return 0;
+    });
+  }
+  if (sub === 'require-mfa') {
+    const orgId = uuidArg(values.org, '--org');
+    if (values.on === values.off) throw new UsageError('give exactly one of --on or --off');
+    return withRuntime(async (rt) => {
+      await rt.db.withTenant(orgId, (trx) => setRequireMfa(trx, orgId, values.on!, cliActor()));
+      print(values.json!, { org: orgId, require_mfa: values.on }, () => `MFA is now ${values.on ? 'required' : 'optional'} for org ${orgId}`);
+      return 0;
+    });
+  }
   const orgId = uuidArg(values.org, '--org');
   if (!values.email) throw new UsageError('--email is required');
   if (!values.role || !ROLES.includes(values.role as UserRole)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
@@ -315,6 +348,8 @@ export async function run(argv: string[]): Promise<number> {
         return await cmdAudit(rest);
       case 'doctor':
         return await cmdDoctor(rest);
+      case 'oauth':
+        return await withRuntime((rt) => oauthCommand(rest, rt));
       case 'upload': case 'process': case 'download': case 'jobs': return await clientCommand(cmd, rest);
       case undefined:
       case 'help':

@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 export type Role = 'all' | 'api' | 'worker';
@@ -92,10 +93,73 @@ export interface Config {
     /** pino level (default `info`). */
     readonly level: string;
   };
+  readonly processing: {
+    /** Largest raw request body of `POST /v1/process` (`OBSCURA_PROCESS_MAX_BODY_BYTES`, default 10 MB); bigger inputs go through uploads and jobs. */
+    readonly maxBodyBytes: number;
+    /** Images processed at once per process for `/v1/process` and transform URLs (`OBSCURA_PROCESS_CONCURRENCY`, default: CPU count). */
+    readonly concurrency: number;
+    /** Requests allowed to wait for a slot; beyond that 503 + Retry-After (`OBSCURA_PROCESS_MAX_QUEUED`, default 4 × concurrency). Bounds memory. */
+    readonly maxQueued: number;
+    /** Time limit of one remote fetch: input, presigned PUT (`OBSCURA_REMOTE_TIMEOUT_MS`, default 15000). */
+    readonly remoteTimeoutMs: number;
+  };
+  readonly jobs: {
+    /** Jobs run at once per worker process (`OBSCURA_WORKER_CONCURRENCY`, default: CPU count). */
+    readonly workerConcurrency: number;
+    /** A running job is retried after this long without finishing (`OBSCURA_JOB_TIMEOUT_SECONDS`, default 300). */
+    readonly timeoutSeconds: number;
+    /** Retries after a failed attempt (`OBSCURA_JOB_RETRY_LIMIT`, default 3; exponential backoff). */
+    readonly retryLimit: number;
+    /** Idle polling interval of workers, ms (`OBSCURA_JOB_POLL_INTERVAL_MS`, default 2000, min 500); new jobs also wake workers by NOTIFY. */
+    readonly pollIntervalMs: number;
+    /** How often expired jobs (dead workers) are detected, seconds (`OBSCURA_JOB_MONITOR_INTERVAL_SECONDS`, default 30). */
+    readonly monitorIntervalSeconds: number;
+    /** First webhook retry delay, seconds, doubled with jitter up to 1 h, retried for about 24 h (`OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS`, default 10). */
+    readonly webhookRetryDelaySeconds: number;
+  };
+  // --- perimeter (rate limits, timeouts, load shedding, redirect, metrics): src/http/limits.ts ---
+  readonly perimeter: {
+    /** Requests per minute per credential: API key or OAuth client (`OBSCURA_RATE_LIMIT_PER_MINUTE`, default 600). */
+    readonly perKeyPerMinute: number;
+    /** Requests per minute per app, all its credentials together (`OBSCURA_RATE_LIMIT_APP_PER_MINUTE`, default 3000). */
+    readonly perAppPerMinute: number;
+    /** Requests per minute per client IP on routes without authentication (`OBSCURA_RATE_LIMIT_IP_PER_MINUTE`, default 600). */
+    readonly perIpPerMinute: number;
+    /** Failed authentications per client IP per minute before that IP gets 429 on authenticated routes (`OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE`, default 30). */
+    readonly authFailuresPerMinute: number;
+    /** Redis for rate-limit counters shared by every node (`REDIS_URL` or `OBSCURA_REDIS_URL`); unset = per process. Never logged. */
+    readonly redisUrl: string | undefined;
+    /** Time a client has to send a request's headers (`OBSCURA_HEADERS_TIMEOUT_MS`, default 10000): cuts slowloris clients off. */
+    readonly headersTimeoutMs: number;
+    /** Time a client has to send a whole request, body included (`OBSCURA_REQUEST_TIMEOUT_MS`, default 120000). */
+    readonly requestTimeoutMs: number;
+    /** Idle keep-alive connections are closed after this (`OBSCURA_KEEP_ALIVE_TIMEOUT_MS`, default 5000). */
+    readonly keepAliveTimeoutMs: number;
+    /** Shed load (503 + Retry-After) when the mean event-loop delay exceeds this for two samples in a row (`OBSCURA_SHED_EVENT_LOOP_DELAY_MS`, default 1000; 0 = off). */
+    readonly shedEventLoopDelayMs: number;
+    /** Shed load above this V8 heap use (`OBSCURA_SHED_HEAP_USED_BYTES`; unset = 90% of the heap limit; 0 = off). */
+    readonly shedHeapUsedBytes: number | undefined;
+    /** How often pressure is sampled (`OBSCURA_SHED_SAMPLE_INTERVAL_MS`, default 1000). */
+    readonly shedSampleIntervalMs: number;
+    /** Retry-After sent with a shed request (`OBSCURA_SHED_RETRY_AFTER_SECONDS`, default 10). */
+    readonly shedRetryAfterSeconds: number;
+    /** A plain-HTTP listener on this port that only redirects to HTTPS (`OBSCURA_HTTP_REDIRECT_PORT`; unset = none). Needs an https public URL. */
+    readonly httpRedirectPort: number | undefined;
+    /** Separate Prometheus listener port (`OBSCURA_METRICS_PORT`; unset = none). */
+    readonly metricsPort: number | undefined;
+    /** Its host (`OBSCURA_METRICS_HOST`, default 127.0.0.1; a non-loopback host requires a metrics token). */
+    readonly metricsHost: string;
+    /** Bearer token for `/metrics` (`OBSCURA_METRICS_TOKEN`, >= 32 chars); when set, `/metrics` is also served on the main listener. Never logged. */
+    readonly metricsToken: string | undefined;
+  };
   /** Explicitly unsafe switches (each reported by `obscura doctor`). */
   readonly unsafe: {
     /** Listen on a non-loopback address over plain HTTP without a trusted proxy. Default false. */
     readonly allowPlainHttp: boolean;
+    /** Remote inputs, presigned PUTs and webhooks may use plain `http:` (`OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP`, development only). Default false. */
+    readonly remoteAllowHttp: boolean;
+    /** Remote URLs may point at private/loopback addresses, never cloud metadata (`OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE`, development only: an SSRF primitive). Default false. */
+    readonly remoteAllowPrivate: boolean;
   };
 }
 
@@ -117,7 +181,13 @@ const KNOWN = new Set([
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS',
   'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
+  'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
   'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
+  // perimeter (src/http/limits.ts)
+  'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
+  'OBSCURA_REDIS_URL', 'OBSCURA_HEADERS_TIMEOUT_MS', 'OBSCURA_REQUEST_TIMEOUT_MS', 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS',
+  'OBSCURA_SHED_HEAP_USED_BYTES', 'OBSCURA_SHED_SAMPLE_INTERVAL_MS', 'OBSCURA_SHED_RETRY_AFTER_SECONDS', 'OBSCURA_HTTP_REDIRECT_PORT',
+  'OBSCURA_METRICS_PORT', 'OBSCURA_METRICS_HOST', 'OBSCURA_METRICS_TOKEN',
   // client commands (src/cli/credentials.ts); the server ignores them
   'OBSCURA_URL', 'OBSCURA_API_KEY', 'OBSCURA_CREDENTIALS_FILE',
 ]);
@@ -231,6 +301,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       throw new ConfigError('OBSCURA_S3_ENDPOINT', 'must be an absolute URL');
     }
   }
+  const cpus = availableParallelism();
   const urlMaxTtl = int(src, 'OBSCURA_URL_MAX_TTL_SECONDS', 7 * 86400, 60, 365 * 86400);
   const urlTtl = int(src, 'OBSCURA_URL_TTL_SECONDS', 86400, 60, 365 * 86400);
   if (urlTtl > urlMaxTtl) throw new ConfigError('OBSCURA_URL_TTL_SECONDS', `must not exceed OBSCURA_URL_MAX_TTL_SECONDS (${urlMaxTtl})`);
@@ -280,9 +351,67 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
     },
     downloads: { defaultTtlSeconds: urlTtl, maxTtlSeconds: urlMaxTtl },
     log: { level: logLevel },
-    unsafe: { allowPlainHttp },
+    processing: {
+      maxBodyBytes: int(src, 'OBSCURA_PROCESS_MAX_BODY_BYTES', 10 * 1000 * 1000, 1024, 1024 ** 3),
+      concurrency: int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024),
+      maxQueued: int(src, 'OBSCURA_PROCESS_MAX_QUEUED', 4 * int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024), 0, 100_000),
+      remoteTimeoutMs: int(src, 'OBSCURA_REMOTE_TIMEOUT_MS', 15_000, 100, 600_000),
+    },
+    jobs: {
+      workerConcurrency: int(src, 'OBSCURA_WORKER_CONCURRENCY', cpus, 1, 1024),
+      timeoutSeconds: int(src, 'OBSCURA_JOB_TIMEOUT_SECONDS', 300, 1, 86_400),
+      retryLimit: int(src, 'OBSCURA_JOB_RETRY_LIMIT', 3, 0, 100),
+      pollIntervalMs: int(src, 'OBSCURA_JOB_POLL_INTERVAL_MS', 2000, 500, 600_000),
+      monitorIntervalSeconds: int(src, 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 30, 1, 3600),
+      webhookRetryDelaySeconds: int(src, 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 10, 1, 3600),
+    },
+    perimeter: loadPerimeter(src, env, { port, publicUrl }),
+    unsafe: { allowPlainHttp, remoteAllowHttp: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', false), remoteAllowPrivate: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE', false) },
   };
   return deepFreeze(config);
+}
+
+/** The perimeter section (rate limits, timeouts, load shedding, redirect listener, metrics exposure). */
+function loadPerimeter(src: Source, env: Source, main: { port: number; publicUrl: string }): Config['perimeter'] {
+  const optionalPort = (name: string): number | undefined => (src[name] === undefined || src[name] === '' ? undefined : int(src, name, 0, 1, 65535));
+  const redisUrl = src.OBSCURA_REDIS_URL ?? src.REDIS_URL ?? env.REDIS_URL;
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL');
+  const headersTimeoutMs = int(src, 'OBSCURA_HEADERS_TIMEOUT_MS', 10_000, 1000, 600_000);
+  const requestTimeoutMs = int(src, 'OBSCURA_REQUEST_TIMEOUT_MS', 120_000, 1000, 24 * 3_600_000);
+  // Node requires it, and a request cannot finish before its headers have.
+  if (requestTimeoutMs < headersTimeoutMs) throw new ConfigError('OBSCURA_REQUEST_TIMEOUT_MS', `must be at least OBSCURA_HEADERS_TIMEOUT_MS (${headersTimeoutMs})`);
+  const httpRedirectPort = optionalPort('OBSCURA_HTTP_REDIRECT_PORT');
+  if (httpRedirectPort !== undefined) {
+    if (!main.publicUrl.startsWith('https://')) throw new ConfigError('OBSCURA_HTTP_REDIRECT_PORT', 'redirects to HTTPS: configure TLS (OBSCURA_TLS_CERT_FILE/OBSCURA_TLS_KEY_FILE) or an https OBSCURA_PUBLIC_URL');
+    if (httpRedirectPort === main.port) throw new ConfigError('OBSCURA_HTTP_REDIRECT_PORT', 'must differ from OBSCURA_PORT');
+  }
+  const metricsPort = optionalPort('OBSCURA_METRICS_PORT');
+  if (metricsPort !== undefined && metricsPort === main.port) throw new ConfigError('OBSCURA_METRICS_PORT', 'must differ from OBSCURA_PORT (use OBSCURA_METRICS_TOKEN to serve /metrics on the main listener)');
+  const metricsHost = src.OBSCURA_METRICS_HOST ?? '127.0.0.1';
+  const metricsToken = src.OBSCURA_METRICS_TOKEN;
+  if (metricsToken !== undefined && (metricsToken.length < 32 || /\s/.test(metricsToken))) throw new ConfigError('OBSCURA_METRICS_TOKEN', 'must be at least 32 characters without spaces (e.g. `openssl rand -hex 32`)');
+  if (metricsPort !== undefined && !['127.0.0.1', '::1', 'localhost'].includes(metricsHost) && metricsToken === undefined) {
+    throw new ConfigError('OBSCURA_METRICS_HOST', `serving metrics on ${metricsHost} needs OBSCURA_METRICS_TOKEN (metrics are never public without authentication)`);
+  }
+  const heap = src.OBSCURA_SHED_HEAP_USED_BYTES;
+  return {
+    perKeyPerMinute: int(src, 'OBSCURA_RATE_LIMIT_PER_MINUTE', 600, 1, 10_000_000),
+    perAppPerMinute: int(src, 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 3000, 1, 100_000_000),
+    perIpPerMinute: int(src, 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 600, 1, 10_000_000),
+    authFailuresPerMinute: int(src, 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
+    redisUrl,
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: int(src, 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 5000, 1000, 600_000),
+    shedEventLoopDelayMs: int(src, 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS', 1000, 0, 600_000),
+    shedHeapUsedBytes: heap === undefined || heap === '' ? undefined : int(src, 'OBSCURA_SHED_HEAP_USED_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
+    shedSampleIntervalMs: int(src, 'OBSCURA_SHED_SAMPLE_INTERVAL_MS', 1000, 10, 60_000),
+    shedRetryAfterSeconds: int(src, 'OBSCURA_SHED_RETRY_AFTER_SECONDS', 10, 1, 3600),
+    httpRedirectPort,
+    metricsPort,
+    metricsHost,
+    metricsToken,
+  };
 }
 
 function deepFreeze<T>(o: T): T {
@@ -325,6 +454,15 @@ export function doctor(config: Config, facts: { masterKeyInDataDir: boolean }): 
   }
   if (config.unsafe.allowPlainHttp) {
     out.push({ level: 'unsafe', setting: 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP', message: 'plain HTTP to the network is explicitly allowed.' });
+  }
+  if (config.unsafe.remoteAllowHttp) {
+    out.push({ level: 'unsafe', setting: 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', message: 'remote inputs, presigned PUTs and webhooks may use plain http: forwarded credentials and media cross the network in clear.' });
+  }
+  if (config.unsafe.remoteAllowPrivate) {
+    out.push({ level: 'unsafe', setting: 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE', message: 'remote URLs may reach private and loopback addresses: any API key can probe your internal network (SSRF).' });
+  }
+  if (config.database.kind === 'postgres' && !config.perimeter.redisUrl) {
+    out.push({ level: 'warn', setting: 'REDIS_URL', message: 'rate limits are counted per process: with several API nodes a client gets the limit once per node. Set REDIS_URL to share them.' });
   }
   if (config.auth.keyCacheTtlMs > 5000) {
     out.push({ level: 'warn', setting: 'OBSCURA_KEY_CACHE_TTL_MS', message: 'revocations may take longer than 5 s to reach other nodes.' });

@@ -8,6 +8,9 @@ import { foundation } from './migrations/0001_foundation.js';
 import { assets } from './migrations/0002_assets.js';
 import { oauth } from './migrations/0003_oauth.js';
 import { consoleAccounts } from './migrations/0004_console.js';
+import { usage } from './migrations/0005_usage.js';
+import { tus } from './migrations/0006_tus.js';
+import { jobs } from './migrations/0007_jobs.js';
 
 export { TENANT_ROLE } from './migrations/helpers.js';
 
@@ -16,6 +19,9 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0002_assets': assets,
   '0003_oauth': oauth,
   '0004_console': consoleAccounts,
+  '0005_usage': usage,
+  '0006_tus': tus,
+  '0007_jobs': jobs,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -35,6 +35,10 @@ export interface AppSettings {
   retention_seconds?: number | null;
   allow_svg?: boolean;
   strict_transforms?: boolean;
+  /** Monthly quotas (src/usage/quota.ts); unset = unlimited. Bytes are received + sent. */
+  quota_requests_per_month?: number | null;
+  quota_exports_per_month?: number | null;
+  quota_bytes_per_month?: number | null;
 }
 
 export interface AppsTable {

@@ -15,6 +15,9 @@ export const AppSettingsSchema = Type.Object(
     retention_seconds: Type.Optional(Type.Union([Type.Integer({ minimum: 60, maximum: 10 * 365 * 86400 }), Type.Null()])),
     allow_svg: Type.Optional(Type.Boolean({ description: 'Accept SVG input (sanitised before rasterising). Default false.' })),
     strict_transforms: Type.Optional(Type.Boolean({ description: 'Only named presets through transform URLs. Default false.' })),
+    quota_requests_per_month: Type.Optional(Type.Unsafe<number | null>({ type: ['integer', 'null'], minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Monthly request quota; beyond it 429 ERR_QUOTA_EXCEEDED until the next UTC month. Unset or null = unlimited.' })),
+    quota_exports_per_month: Type.Optional(Type.Unsafe<number | null>({ type: ['integer', 'null'], minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Monthly quota of outputs produced. Unset or null = unlimited.' })),
+    quota_bytes_per_month: Type.Optional(Type.Unsafe<number | null>({ type: ['integer', 'null'], minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Monthly quota of bytes received + sent. Unset or null = unlimited.' })),
   },
   { additionalProperties: false },
 );

@@ -1,0 +1,202 @@
+/**
+ * `POST /v1/process`: synchronous processing (small inputs), `Prefer: respond-async` for a job.
+ *
+ * Input is exactly one of:
+ * - the raw request body (`Content-Type: image/*` or `application/octet-stream`, at most
+ *   `OBSCURA_PROCESS_MAX_BODY_BYTES`), with `?operations=resize:width=400/format:webp` and the other
+ *   options in the query string;
+ * - a JSON body `{ input: { asset_id } | { url, headers? }, operations, preview?, keep_metadata?, output? }`.
+ *
+ * Operations are validated before anything is fetched or decoded. The answer is the output bytes
+ * (`Content-Type` of the output, `Content-Security-Policy: default-src 'none'`, `nosniff`), or with
+ * `output.store` a 201 and the stored output asset (encrypted, expiring after 24 h by default).
+ *
+ * This module also exposes {@link processingApi}, the one registration of the whole processing
+ * surface (process, jobs, webhooks, transform URLs) over one shared service.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type, type Static } from 'typebox';
+import type { Config } from '../../config/index.js';
+import type { DatabaseHandle } from '../../db/database.js';
+import type { MasterKeys } from '../../crypto/master.js';
+import type { Keyring } from '../../crypto/keyring.js';
+import type { BlobStore } from '../../assets/stores/types.js';
+import { AppError } from '../../errors.js';
+import type { ProcessResult } from '../../media/pipeline.js';
+import { createProcessingService, type ProcessingService } from '../../jobs/service.js';
+import type { JobInput } from '../../jobs/jobs.js';
+import type { RemotePolicy } from '../../jobs/remote.js';
+import { principalOf } from '../auth.js';
+import { AssetSchema, assetOut } from './assets.js';
+import { bearer, ctxOf, errorResponses } from './common.js';
+import { JobSchema, jobRoutes, IdempotencyKeyHeader, ProcessBody, jobInputOf, type ProcessBodyT } from './jobs.js';
+import { webhookRoutes } from './webhooks.js';
+import { mediaHeaders, transformRoutes } from './transform.js';
+
+const RawQuery = Type.Object(
+  {
+    operations: Type.Optional(Type.String({ maxLength: 4096, description: 'Raw-body form only: operations in the string form.' })),
+    preview: Type.Optional(Type.Boolean()),
+    keep_metadata: Type.Optional(Type.Boolean()),
+    store: Type.Optional(Type.Boolean()),
+    ttl_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 7 * 86400 })),
+  },
+  { additionalProperties: false },
+);
+
+/** Everything the processing routes need. */
+export interface ProcessingApiDeps {
+  db: DatabaseHandle;
+  store: BlobStore;
+  keyring: Keyring;
+  masterKeys: MasterKeys;
+  config: Config;
+  now?: (() => number) | undefined;
+  /** UNSAFE test/dev overrides of the remote-URL policy (see ProcessingServiceOptions.remote). */
+  remote?: Partial<RemotePolicy> | undefined;
+}
+
+/** RFC 7240: does the request prefer an asynchronous answer? */
+function prefersAsync(req: FastifyRequest): boolean {
+  const prefer = req.headers.prefer;
+  const values = Array.isArray(prefer) ? prefer : prefer ? [prefer] : [];
+  return values.some((v) => v.split(',').some((p) => p.trim().split(';')[0]!.trim().toLowerCase() === 'respond-async'));
+}
+
+function idempotencyKeyOf(req: FastifyRequest): string | undefined {
+  const k = req.headers['idempotency-key'];
+  if (k === undefined) return undefined;
+  if (typeof k !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(k)) {
+    throw new AppError('ERR_VALIDATION', 'Idempotency-Key must be 1-255 visible ASCII characters.', { details: { field: 'Idempotency-Key' } });
+  }
+  return k;
+}
+
+/** Registers `POST /v1/process`. */
+export function processRoutes(app: FastifyInstance, service: ProcessingService): void {
+  const maxBody = service.config.processing.maxBodyBytes;
+  app.register(async (scope) => {
+    // Raw image bodies are buffered up to the processing limit (small inputs by design); the
+    // sniffed bytes decide the decoder, never this Content-Type.
+    scope.addContentTypeParser(/^(?:image\/[a-z0-9.+-]+|application\/octet-stream)$/i, { parseAs: 'buffer', bodyLimit: maxBody }, (_req, body, done) => done(null, body));
+
+    scope.post<{ Body: ProcessBodyT | Buffer; Querystring: Static<typeof RawQuery> }>('/v1/process', {
+      config: { auth: true, scope: 'jobs:write' },
+      schema: {
+        tags: ['processing'],
+        summary: 'Process an image now (or as a job with Prefer: respond-async)',
+        description:
+          'Input: the raw body (`Content-Type: image/*` or `application/octet-stream`, operations in `?operations=`), or JSON (`input` = `{ asset_id }` or `{ url, headers? }`). ' +
+          'Returns the output bytes, or 201 + the stored asset with `output.store`. With `Prefer: respond-async` (RFC 7240) answers 202 + a job (`Location: /v1/jobs/{id}`); `Idempotency-Key` is honoured then.',
+        security: bearer,
+        querystring: RawQuery,
+        headers: Type.Object({ prefer: Type.Optional(Type.String({ description: '`respond-async` for a job.' })), 'idempotency-key': IdempotencyKeyHeader }),
+        body: {
+          content: {
+            'application/json': { schema: ProcessBody },
+            // Not a schema to validate (the bytes are sniffed and inspected by the pipeline); here for the docs.
+            'image/*': { schema: { description: 'The image itself (≤ OBSCURA_PROCESS_MAX_BODY_BYTES); options in the query string.' } },
+            'application/octet-stream': { schema: { description: 'The image itself, as for image/*.' } },
+          },
+        } as never,
+        response: {
+          200: { type: 'string', format: 'binary', description: 'The output image.' },
+          201: AssetSchema,
+          202: JobSchema,
+          ...errorResponses({
+            409: 'Idempotency-Key reused with another request (ERR_IDEMPOTENCY_MISMATCH).',
+            413: 'Input too large (ERR_PAYLOAD_TOO_LARGE).',
+            415: 'Input type not accepted (ERR_UNSUPPORTED_MEDIA_TYPE).',
+            422: 'Undecodable or over the pixel limit (ERR_UNPROCESSABLE, ERR_IMAGE_TOO_LARGE).',
+            502: 'Remote input could not be fetched (ERR_REMOTE_FAILED).',
+            503: 'Busy: retry after Retry-After (ERR_UNAVAILABLE).',
+          }),
+        },
+      },
+      handler: async (req, reply) => {
+        const p = principalOf(req);
+        if (p.kind === 'publishable') throw new AppError('ERR_SCOPE_MISSING', 'Publishable keys cannot process images.');
+        let input: JobInput;
+        let operations: unknown;
+        let preview: boolean | undefined;
+        let keepMetadata: boolean | undefined;
+        let store: boolean | undefined;
+        let ttlSeconds: number | undefined;
+        let putUrl: string | undefined;
+        if (Buffer.isBuffer(req.body)) {
+          if (req.body.length === 0) throw new AppError('ERR_BAD_REQUEST', 'Send the image as the request body.');
+          input = { kind: 'upload', bytes: req.body };
+          operations = req.query.operations ?? '';
+          ({ preview, keep_metadata: keepMetadata, store, ttl_seconds: ttlSeconds } = req.query);
+        } else {
+          const body = req.body as ProcessBodyT | undefined;
+          if (!body || typeof body !== 'object') throw new AppError('ERR_BAD_REQUEST', 'Send JSON or an image body.');
+          if (Object.keys(req.query).length > 0) throw new AppError('ERR_VALIDATION', 'With a JSON body, put every option in the body.', { details: { field: 'query' } });
+          input = jobInputOf(body.input);
+          operations = body.operations;
+          preview = body.preview;
+          keepMetadata = body.keep_metadata;
+          store = body.output?.store;
+          ttlSeconds = body.output?.ttl_seconds;
+          putUrl = body.output?.put_url;
+        }
+
+        if (prefersAsync(req)) {
+          const { job, replayed } = await service.jobs.create({
+            orgId: p.orgId,
+            appId: p.appId,
+            input,
+            operations,
+            preview,
+            keepMetadata,
+            ttlSeconds,
+            putUrl,
+            idempotencyKey: idempotencyKeyOf(req),
+            ctx: ctxOf(req),
+          });
+          reply.header('Preference-Applied', 'respond-async').header('Location', `/v1/jobs/${job.id}`);
+          if (replayed) reply.header('Idempotent-Replayed', 'true');
+          return reply.code(202).send(job);
+        }
+        if (putUrl !== undefined) {
+          throw new AppError('ERR_VALIDATION', 'output.put_url needs an asynchronous job (send Prefer: respond-async or use POST /v1/jobs).', { details: { field: 'output.put_url' } });
+        }
+        const abort = new AbortController();
+        // A client that goes away frees its queue slot instead of holding it until processing ends.
+        const onClose = () => {
+          if (!reply.raw.writableEnded) abort.abort();
+        };
+        reply.raw.once('close', onClose);
+        let result: ProcessResult;
+        try {
+          result = await service.processSync({ orgId: p.orgId, appId: p.appId, input, operations, preview, keepMetadata, accept: req.headers.accept, signal: abort.signal });
+        } finally {
+          reply.raw.off('close', onClose);
+        }
+        if (store) {
+          const asset = await service.storeOutput(p.orgId, p.appId, result, ttlSeconds, ctxOf(req));
+          return reply.code(201).header('Location', `/v1/assets/${asset.id}`).send(assetOut(asset));
+        }
+        mediaHeaders(reply, result);
+        reply.header('Cache-Control', 'no-store');
+        return reply.code(200).send(result.data);
+      },
+    });
+  });
+}
+
+/**
+ * Registers the whole processing surface — `/v1/process`, `/v1/jobs`, `/v1/webhooks`, transform keys
+ * and presets, and `GET /t/...` — over one shared service, closed with the app.
+ */
+export function processingApi(app: FastifyInstance, deps: ProcessingApiDeps): ProcessingService {
+  const service = createProcessingService(deps);
+  processRoutes(app, service);
+  jobRoutes(app, service);
+  webhookRoutes(app, service);
+  transformRoutes(app, service);
+  app.addHook('onClose', async () => {
+    await service.close();
+  });
+  return service;
+}

@@ -1,0 +1,165 @@
+/**
+ * pg-boss on our database: one instance per database handle per process, shared (reference-counted)
+ * by the API routes that enqueue and the workers that run.
+ *
+ * - PostgreSQL: pg-boss runs its statements on the handle's pool (as the same non-superuser role,
+ *   outside any tenant transaction) and holds one pooled connection for LISTEN, so an idle worker
+ *   wakes the moment a job is created instead of waiting out its polling interval.
+ * - PGlite: there is exactly one connection, and Kysely's PGlite driver serialises access to it with
+ *   its own queue. pg-boss's `fromPglite` adapter calls the PGlite instance directly, so its statements
+ *   would land INSIDE whatever Kysely transaction is open at that moment: measured here, every tenant
+ *   transaction (`SET LOCAL ROLE obscura_app`) interleaved with pg-boss polling failed, and a worker
+ *   ran 199 handlers for 100 jobs. So every pg-boss statement first takes the Kysely connection
+ *   (`db.connection().execute`), i.e. waits its turn behind open transactions, and only then talks to
+ *   PGlite. Code inside a transaction must therefore never call pg-boss without passing that
+ *   transaction (it would wait for itself); we only enqueue after commit.
+ *
+ * Queue entries carry ids only (`{ org, id }`): no operations, no URLs, no credentials.
+ */
+import { PgBoss, fromPglite, type Db as IDatabase, type ConstructorOptions } from 'pg-boss';
+import type pg from 'pg';
+import type { DatabaseHandle } from '../db/database.js';
+
+/** Queue names. */
+export const QUEUES = Object.freeze({
+  process: 'obscura_process',
+  processDead: 'obscura_process_dead',
+  webhook: 'obscura_webhook',
+  webhookDead: 'obscura_webhook_dead',
+});
+
+/** Tuning shared by every user of the instance. */
+export interface BossOptions {
+  /** How often expired and heartbeat-less jobs are retried, in seconds (>= 1). Default 30. */
+  monitorIntervalSeconds?: number;
+}
+
+/** A started pg-boss plus its release function. */
+export interface BossHandle {
+  readonly boss: PgBoss;
+  release(): Promise<void>;
+}
+
+interface Shared {
+  started: Promise<PgBoss>;
+  refs: number;
+}
+
+const instances = new WeakMap<DatabaseHandle, Shared>();
+
+/** The PGlite adapter that queues behind Kysely's single connection (see the module comment). */
+function serialisedPglite(db: DatabaseHandle): IDatabase {
+  const inner = fromPglite(db.pglite!);
+  const adapter: IDatabase = {
+    executeSql: (text: string, values?: unknown[]) => db.system.connection().execute(() => inner.executeSql(text, values)),
+  };
+  // LISTEN on PGlite is in-process (no SQL through the connection) and delivers after commit.
+  if (inner.listen) adapter.listen = inner.listen.bind(inner);
+  return adapter;
+}
+
+/** The pool adapter for PostgreSQL, with LISTEN on one dedicated pooled connection. */
+function pooled(pool: pg.Pool): IDatabase {
+  return {
+    executeSql: (text, values) => pool.query(text, values as unknown[] | undefined) as unknown as Promise<{ rows: unknown[] }>,
+    async listen(channel, onNotification, onReconnect) {
+      const client = await pool.connect();
+      const onMessage = (m: pg.Notification): void => {
+        if (m.channel === channel) onNotification(m.payload ?? '');
+      };
+      // A broken listener connection only costs latency: polling (see pollingIntervalSeconds) still
+      // finds every job. Drop the client so the pool replaces it.
+      client.on('error', () => {});
+      client.on('notification', onMessage);
+      await client.query(`LISTEN "${channel.replace(/"/g, '""')}"`);
+      onReconnect();
+      return {
+        async close() {
+          client.off('notification', onMessage);
+          await client.query('UNLISTEN *').catch(() => undefined);
+          client.release();
+        },
+      };
+    },
+  };
+}
+
+async function create(db: DatabaseHandle, opts: BossOptions): Promise<PgBoss> {
+  const monitor = opts.monitorIntervalSeconds ?? 30;
+  const common: ConstructorOptions = {
+    schema: 'pgboss',
+    useListenNotify: true,
+    schedule: false,
+    registerInstance: false,
+    superviseIntervalSeconds: monitor,
+    monitorIntervalSeconds: monitor,
+    openTelemetry: { enabled: false },
+  };
+  const boss =
+    db.kind === 'pglite'
+      ? new PgBoss({ ...common, db: serialisedPglite(db), backend: 'pglite' })
+      : new PgBoss({ ...common, db: pooled(db.pool!) });
+  // pg-boss reports background failures (a poll that hit a restarting database) as events; without a
+  // listener an 'error' event would crash the process. They are retried by pg-boss itself.
+  boss.on('error', () => {});
+  boss.on('warning', () => {});
+  await boss.start();
+  await ensureQueues(boss);
+  return boss;
+}
+
+async function ensureQueues(boss: PgBoss): Promise<void> {
+  const existing = new Set((await boss.getQueues()).map((q) => q.name));
+  const want: Array<[string, Record<string, unknown>]> = [
+    [QUEUES.processDead, { notify: true }],
+    [QUEUES.process, { notify: true, deadLetter: QUEUES.processDead }],
+    [QUEUES.webhookDead, { notify: true }],
+    [QUEUES.webhook, { notify: true, deadLetter: QUEUES.webhookDead }],
+  ];
+  for (const [name, options] of want) {
+    if (existing.has(name)) continue;
+    try {
+      await boss.createQueue(name, options);
+    } catch (err) {
+      // Another node created it between our read and our create.
+      if (!(await boss.getQueue(name))) throw err;
+    }
+  }
+}
+
+/**
+ * Returns the process-wide pg-boss for `db`, starting it on first use. Call `release()` once per
+ * acquire; the last release stops it (waiting for running handlers up to `stopTimeoutMs`).
+ */
+export async function acquireBoss(db: DatabaseHandle, opts: BossOptions = {}): Promise<BossHandle> {
+  let shared = instances.get(db);
+  if (!shared) {
+    const s: Shared = { refs: 0, started: create(db, opts) };
+    instances.set(db, s);
+    s.started.catch(() => {
+      if (instances.get(db) === s) instances.delete(db);
+    });
+    shared = s;
+  }
+  shared.refs += 1;
+  const s = shared;
+  let boss: PgBoss;
+  try {
+    boss = await s.started;
+  } catch (err) {
+    s.refs -= 1;
+    throw err;
+  }
+  let released = false;
+  return {
+    boss,
+    async release() {
+      if (released) return;
+      released = true;
+      s.refs -= 1;
+      if (s.refs > 0) return;
+      if (instances.get(db) === s) instances.delete(db);
+      await boss.stop({ graceful: true, timeout: 10_000, close: true });
+    },
+  };
+}

@@ -1,0 +1,503 @@
+/**
+ * Asynchronous processing jobs: creation with `Idempotency-Key`, the worker's run, failure and
+ * dead-letter handling, and the reconciler that repairs a crash between commit and enqueue.
+ *
+ * Guarantees:
+ * - Idempotency: per org, 24 h. Same key + same request → the same job; same key + another request
+ *   → 409 ERR_IDEMPOTENCY_MISMATCH. The fingerprint covers the app and the canonical request (the
+ *   names of forwarded headers, never their values).
+ * - At-least-once, safe to repeat: each attempt writes its output under an id derived from the job's
+ *   secret seed and the attempt number; the asset row and the job's `succeeded` status commit in ONE
+ *   transaction, only if the job is not already final. A repeated or zombie attempt finds the job
+ *   final, rolls back and deletes its own blob; a later attempt deletes earlier attempts' orphans.
+ *   So a job never shows two outputs and never a half-written one (blob puts are atomic).
+ * - Credentials: a remote input is fetched when the job is created (the customer's headers are used
+ *   once and never stored); a presigned PUT URL is stored only wrapped by the master key and shown
+ *   redacted.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Selectable } from 'kysely';
+import type { PgBoss } from 'pg-boss';
+import type { MasterKeys } from '../crypto/master.js';
+import { unwrapKey, wrapKey } from '../crypto/keywrap.js';
+import { publicId } from '../crypto/random.js';
+import { AppError, isAppError } from '../errors.js';
+import { appendAudit, canonicalJson } from '../audit/log.js';
+import type { Ctx } from '../tenants/index.js';
+import { blobKeyFor, getAsset, ingest } from '../assets/assets.js';
+import { redactUrl } from '../media/fetcher.js';
+import {
+  appSettings,
+  attemptAssetId,
+  compileOperations,
+  fetchRemote,
+  insertOutputRow,
+  limitsFor,
+  newOutputSeed,
+  readAsset,
+  runPipeline,
+  stageOutput,
+  type ProcessingDeps,
+} from './processing.js';
+import { QUEUES } from './boss.js';
+import type { Remote } from './remote.js';
+import { deliveryRetryPolicy, recordEvent, type DeliveryRef } from './webhooks.js';
+import type { JobsTable } from './schema.js';
+
+/** How long an `Idempotency-Key` is remembered. */
+export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+/** Largest output retention a caller may ask for (7 days); the default is 24 h. */
+export const MAX_OUTPUT_TTL_SECONDS = 7 * 24 * 3600;
+export const DEFAULT_OUTPUT_TTL_SECONDS = 24 * 3600;
+/** Remote/raw input copies made for async jobs live as long as a default output. */
+const INPUT_COPY_TTL_SECONDS = 24 * 3600;
+
+/** Where a job's input comes from. */
+export type JobInput =
+  | { kind: 'asset'; assetId: string }
+  | { kind: 'url'; url: string; headers?: Record<string, string> | undefined }
+  | { kind: 'upload'; bytes: Buffer };
+
+/** A request for a new job. */
+export interface NewJob {
+  orgId: string;
+  appId: string;
+  input: JobInput;
+  /** Operations in either spelling; validated before anything else happens. */
+  operations: unknown;
+  preview?: boolean | undefined;
+  keepMetadata?: boolean | undefined;
+  /** Output retention in seconds (default 24 h, at most 7 days). */
+  ttlSeconds?: number | undefined;
+  /** Customer's presigned URL to PUT the output to (checked now and at PUT time). */
+  putUrl?: string | undefined;
+  idempotencyKey?: string | undefined;
+  ctx: Ctx;
+}
+
+/** A job as the API shows it. */
+export interface JobView {
+  id: string;
+  status: JobsTable['status'];
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  attempts: number;
+  input: { source: 'asset' | 'url' | 'upload'; asset_id: string; url: string | null };
+  operations: string;
+  preview: boolean;
+  keep_metadata: boolean;
+  output: { asset_id: string | null; ttl_seconds: number; put_url: string | null; put_status: number | null };
+  error: { code: string; message: string } | null;
+}
+
+type JobRow = Selectable<JobsTable>;
+
+const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
+
+/** Tuning of the job system (from Config.jobs). */
+export interface JobSettings {
+  timeoutSeconds: number;
+  retryLimit: number;
+  webhookRetryDelaySeconds: number;
+  /** Largest raw input accepted for a job. */
+  maxInputBytes: number;
+}
+
+/** What the job service needs. */
+export interface JobDeps extends ProcessingDeps {
+  masterKeys: MasterKeys;
+  remote: Remote;
+  settings: JobSettings;
+  /** The started pg-boss (lazily acquired by the caller). */
+  boss: () => Promise<PgBoss>;
+  /** TEST ONLY: extra delay inside each run, so a test can kill a worker mid-job. Default 0. */
+  testDelayMs?: number;
+}
+
+const putContext = (orgId: string, jobId: string) => `job-put:${orgId}:${jobId}`;
+
+function view(r: JobRow): JobView {
+  return {
+    id: r.id,
+    status: r.status,
+    created_at: iso(r.created_at)!,
+    started_at: iso(r.started_at),
+    finished_at: iso(r.finished_at),
+    attempts: r.attempts,
+    input: { source: r.input_source, asset_id: r.input_asset_id, url: r.input_url },
+    operations: r.operations,
+    preview: r.preview,
+    keep_metadata: r.keep_metadata,
+    output: {
+      asset_id: r.output_asset_id,
+      ttl_seconds: r.output_ttl_seconds ?? DEFAULT_OUTPUT_TTL_SECONDS,
+      put_url: r.put_url_wrapped ? '[redacted]' : null,
+      put_status: r.put_status,
+    },
+    error: r.error_code ? { code: r.error_code, message: r.error_message ?? '' } : null,
+  };
+}
+
+/** The job system (creation side and worker side share it). */
+export class JobService {
+  constructor(private readonly deps: JobDeps) {}
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  /** pg-boss send options of a processing job. */
+  private processSendOptions(queueId: string): Record<string, unknown> {
+    const s = this.deps.settings;
+    return {
+      id: queueId,
+      expireInSeconds: s.timeoutSeconds,
+      retryLimit: s.retryLimit,
+      retryDelay: 2,
+      retryBackoff: true,
+      retryDelayMax: 60,
+      // A worker that dies (SIGKILL, OOM) stops heartbeating; the job is retried after this long
+      // instead of waiting for its full timeout.
+      ...(s.timeoutSeconds > 30 ? { heartbeatSeconds: 30 } : {}),
+    };
+  }
+
+  /** Enqueues a processing job (idempotent: the queue id is fixed). Failures are left to the reconciler. */
+  private async enqueue(orgId: string, jobId: string, queueId: string): Promise<void> {
+    try {
+      const boss = await this.deps.boss();
+      await boss.send(QUEUES.process, { org: orgId, id: jobId }, this.processSendOptions(queueId));
+    } catch {
+      // Committed is committed: the reconciler re-sends jobs that stay queued without a queue entry.
+    }
+  }
+
+  /** Enqueues webhook deliveries written in a committed transaction. */
+  async dispatch(refs: readonly DeliveryRef[]): Promise<void> {
+    if (refs.length === 0) return;
+    try {
+      const boss = await this.deps.boss();
+      const policy = deliveryRetryPolicy(this.deps.settings.webhookRetryDelaySeconds);
+      for (const r of refs) await boss.send(QUEUES.webhook, { org: r.orgId, id: r.id }, { id: r.queueId, expireInSeconds: 60, ...policy });
+    } catch {
+      // As above: pending deliveries without a queue entry are re-sent by the reconciler.
+    }
+  }
+
+  /**
+   * Creates a job (or returns the one an earlier request with the same `Idempotency-Key` created).
+   * Validates operations first, then the PUT URL, then resolves the input to an asset of the org.
+   */
+  async create(req: NewJob): Promise<{ job: JobView; replayed: boolean }> {
+    const { db } = this.deps;
+    const compiled = compileOperations(req.operations);
+    const ttlSeconds = req.ttlSeconds ?? DEFAULT_OUTPUT_TTL_SECONDS;
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > MAX_OUTPUT_TTL_SECONDS) {
+      throw new AppError('ERR_VALIDATION', `The output retention must be 60 to ${MAX_OUTPUT_TTL_SECONDS} seconds.`, { details: { field: 'output.ttl_seconds' } });
+    }
+    if (req.putUrl !== undefined) await this.deps.remote.check(req.putUrl);
+    const fingerprint = createHash('sha256')
+      .update(
+        canonicalJson({
+          app: req.appId,
+          input:
+            req.input.kind === 'asset'
+              ? { asset_id: req.input.assetId }
+              : req.input.kind === 'url'
+                ? { url: req.input.url, header_names: Object.keys(req.input.headers ?? {}).map((h) => h.toLowerCase()).sort() }
+                : { upload_sha256: createHash('sha256').update(req.input.bytes).digest('hex') },
+          operations: compiled.canonical,
+          preview: req.preview === true,
+          keep_metadata: req.keepMetadata === true,
+          ttl: ttlSeconds,
+          put_url: req.putUrl ?? null,
+        }),
+      )
+      .digest('hex');
+
+    if (req.idempotencyKey !== undefined) {
+      const existing = await this.findByKey(req.orgId, req.idempotencyKey, fingerprint);
+      if (existing) return { job: existing, replayed: true };
+    }
+
+    // Resolve the input to an asset of this org. Remote and raw inputs become encrypted input copies.
+    let inputAssetId: string;
+    let inputUrl: string | null = null;
+    let copied = false;
+    if (req.input.kind === 'asset') {
+      const assetId = req.input.assetId;
+      await db.withTenant(req.orgId, (trx) => getAsset(trx, req.orgId, assetId, this.now()));
+      inputAssetId = assetId;
+    } else {
+      const bytes = req.input.kind === 'url' ? await fetchRemote(this.deps.remote.inputs, req.input.url, req.input.headers) : req.input.bytes;
+      if (req.input.kind === 'url') inputUrl = redactUrl(req.input.url);
+      const asset = await ingest(this.deps, {
+        orgId: req.orgId,
+        appId: req.appId,
+        kind: 'upload',
+        body: Readable.from([bytes]),
+        maxBytes: this.deps.settings.maxInputBytes,
+        ttlSeconds: INPUT_COPY_TTL_SECONDS,
+        ctx: req.ctx,
+      });
+      inputAssetId = asset.id;
+      copied = true;
+    }
+
+    const id = publicId('job');
+    const queueId = randomUUID();
+    const now = this.now();
+    const outcome = await db.withTenant(req.orgId, async (trx) => {
+      const row = await trx
+        .insertInto('jobs')
+        .values({
+          id,
+          queue_id: queueId,
+          org_id: req.orgId,
+          app_id: req.appId,
+          status: 'queued',
+          input_asset_id: inputAssetId,
+          input_source: req.input.kind,
+          input_url: inputUrl,
+          operations: compiled.canonical,
+          preview: req.preview === true,
+          keep_metadata: req.keepMetadata === true,
+          output_ttl_seconds: ttlSeconds,
+          put_url_wrapped: req.putUrl === undefined ? null : wrapKey(this.deps.masterKeys.current, this.deps.masterKeys.currentId, Buffer.from(req.putUrl, 'utf8'), putContext(req.orgId, id)),
+          output_seed: newOutputSeed(),
+          created_by: req.ctx.actor.id ?? null,
+          created_at: new Date(now),
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      if (req.idempotencyKey !== undefined) {
+        // An expired key may be reused: remove it first (same transaction, so no window).
+        await trx.deleteFrom('idempotency_keys').where('org_id', '=', req.orgId).where('key', '=', req.idempotencyKey).where('expires_at', '<=', new Date(now)).execute();
+        const claimed = await trx
+          .insertInto('idempotency_keys')
+          .values({ org_id: req.orgId, key: req.idempotencyKey, fingerprint, job_id: id, expires_at: new Date(now + IDEMPOTENCY_TTL_SECONDS * 1000) })
+          .onConflict((oc) => oc.columns(['org_id', 'key']).doNothing())
+          .returning('job_id')
+          .executeTakeFirst();
+        // A concurrent request with the same key won the race: undo ours, answer with theirs.
+        if (!claimed) throw new LostRace();
+      }
+      await appendAudit(trx, {
+        orgId: req.orgId,
+        actor: req.ctx.actor,
+        action: 'job.create',
+        target: { job: id, app: req.appId },
+        data: { input: req.input.kind, operations: compiled.canonical, preview: req.preview === true },
+        ip: req.ctx.ip,
+        requestId: req.ctx.requestId,
+      });
+      return row;
+    }).catch(async (err: unknown) => {
+      if (err instanceof LostRace && req.idempotencyKey !== undefined) {
+        const winner = await this.findByKey(req.orgId, req.idempotencyKey, fingerprint);
+        if (winner) return winner;
+      }
+      throw err;
+    });
+
+    if (!('queue_id' in outcome)) {
+      if (copied) await this.discardInputCopy(req.orgId, inputAssetId);
+      return { job: outcome, replayed: true };
+    }
+    await this.enqueue(req.orgId, id, queueId);
+    return { job: view(outcome), replayed: false };
+  }
+
+  private async discardInputCopy(orgId: string, assetId: string): Promise<void> {
+    // Best effort: an unreferenced input copy also expires on its own after 24 h.
+    await this.deps.db
+      .withTenant(orgId, (trx) => trx.updateTable('assets').set({ deleted_at: new Date(this.now()) }).where('org_id', '=', orgId).where('id', '=', assetId).execute())
+      .catch(() => undefined);
+  }
+
+  private async findByKey(orgId: string, key: string, fingerprint: string): Promise<JobView | null> {
+    const now = new Date(this.now());
+    return this.deps.db.withTenant(orgId, async (trx) => {
+      const k = await trx.selectFrom('idempotency_keys').selectAll().where('org_id', '=', orgId).where('key', '=', key).where('expires_at', '>', now).executeTakeFirst();
+      if (!k) return null;
+      if (k.fingerprint !== fingerprint) {
+        throw new AppError('ERR_IDEMPOTENCY_MISMATCH', 'This Idempotency-Key was already used with a different request.');
+      }
+      const row = await trx.selectFrom('jobs').selectAll().where('org_id', '=', orgId).where('id', '=', k.job_id).executeTakeFirst();
+      return row ? view(row) : null;
+    });
+  }
+
+  /** A job of the org, or ERR_NOT_FOUND (missing and other orgs' jobs alike). */
+  async get(orgId: string, id: string): Promise<JobView> {
+    const row = await this.deps.db.withTenant(orgId, (trx) => trx.selectFrom('jobs').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst());
+    if (!row) throw new AppError('ERR_NOT_FOUND', 'The job does not exist.');
+    return view(row);
+  }
+
+  /**
+   * One attempt of a job (the pg-boss handler). Returns normally when the job reached a final state
+   * or was already final; throws to ask pg-boss for a retry.
+   */
+  async run(ref: { orgId: string; id: string }, opts: { lastAttempt: boolean; signal?: AbortSignal }): Promise<void> {
+    const { db } = this.deps;
+    const started = await db.withTenant(ref.orgId, async (trx) => {
+      const row = await trx
+        .updateTable('jobs')
+        .set((eb) => ({ status: 'running', attempts: eb('attempts', '+', 1), started_at: eb.fn.coalesce('started_at', eb.val(new Date(this.now()))) }))
+        .where('org_id', '=', ref.orgId)
+        .where('id', '=', ref.id)
+        .where('status', 'in', ['queued', 'running'])
+        .returningAll()
+        .executeTakeFirst();
+      return row;
+    });
+    if (!started) return;
+    const job = started;
+    const attempt = job.attempts;
+    const assetId = attemptAssetId(job.output_seed, attempt);
+    try {
+      await this.removeOrphans(job, attempt);
+      const settings = await db.withTenant(job.org_id, (trx) => appSettings(trx, job.org_id, job.app_id));
+      const limits = limitsFor(settings);
+      const compiled = compileOperations(job.operations);
+      const { bytes } = await readAsset(this.deps, job.org_id, job.input_asset_id, limits.maxInputBytes);
+      if (this.deps.testDelayMs) await delay(this.deps.testDelayMs, opts.signal);
+      const result = await runPipeline(this.deps, { orgId: job.org_id, input: bytes, plan: compiled.plan, limits, preview: job.preview, keepMetadata: job.keep_metadata, signal: opts.signal });
+      const staged = await stageOutput(this.deps, job.org_id, assetId, result);
+      let putStatus: number | null = null;
+      try {
+        if (job.put_url_wrapped) putStatus = await this.putOutput(job, result.data, result.info.mime, opts.signal);
+        const refs = await this.commitSuccess(job, staged, putStatus);
+        if (refs === null) {
+          // Another attempt finished first: ours must not become a second visible output.
+          await this.deps.store.delete(staged.blobKey).catch(() => undefined);
+          return;
+        }
+        await this.dispatch(refs);
+      } catch (err) {
+        await this.deps.store.delete(staged.blobKey).catch(() => undefined);
+        throw err;
+      }
+    } catch (err) {
+      // Expired (timeout) or the worker is stopping: pg-boss already owns what happens next (a retry,
+      // or the dead-letter queue that records ERR_JOB_TIMEOUT).
+      if (opts.signal?.aborted) throw err;
+      const permanent = isAppError(err) && err.status >= 400 && err.status < 500;
+      if (permanent || opts.lastAttempt) {
+        const e = isAppError(err) ? err : new AppError('ERR_INTERNAL', 'Processing failed.');
+        await this.fail(job.org_id, job.id, e.code, e.publicMessage);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** Deletes blobs of earlier attempts that never got a row (a worker died between put and commit). */
+  private async removeOrphans(job: JobRow, attempt: number): Promise<void> {
+    if (attempt <= 1) return;
+    const ids = Array.from({ length: attempt - 1 }, (_, i) => attemptAssetId(job.output_seed, i + 1));
+    const rows = await this.deps.db.withTenant(job.org_id, (trx) => trx.selectFrom('assets').select('id').where('org_id', '=', job.org_id).where('id', 'in', ids).execute());
+    const live = new Set(rows.map((r) => r.id));
+    for (const id of ids) if (!live.has(id)) await this.deps.store.delete(blobKeyFor(job.org_id, id)).catch(() => undefined);
+  }
+
+  /** PUTs the output to the customer's presigned URL; 4xx is permanent, 5xx/network retried. */
+  private async putOutput(job: JobRow, data: Buffer, mime: string, signal?: AbortSignal): Promise<number> {
+    const bytes = unwrapKey(this.deps.masterKeys.all, job.put_url_wrapped!, putContext(job.org_id, job.id));
+    const url = bytes.toString('utf8');
+    bytes.fill(0);
+    const res = await this.deps.remote.puts.put(url, data, { headers: { 'content-type': mime }, signal });
+    if (res.status >= 200 && res.status <= 299) return res.status;
+    throw new AppError('ERR_REMOTE_FAILED', 'The output could not be uploaded to the given URL.', {
+      status: res.status >= 400 && res.status < 500 ? 400 : 502,
+      details: { upstreamStatus: res.status },
+    });
+  }
+
+  /** Asset row + `succeeded` in one transaction, only if the job is not final yet. Null when it was. */
+  private async commitSuccess(job: JobRow, staged: Awaited<ReturnType<typeof stageOutput>>, putStatus: number | null): Promise<DeliveryRef[] | null> {
+    const now = this.now();
+    try {
+      return await this.deps.db.withTenant(job.org_id, async (trx) => {
+        const done = await trx
+          .updateTable('jobs')
+          .set({ status: 'succeeded', output_asset_id: staged.assetId, put_status: putStatus, finished_at: new Date(now), error_code: null, error_message: null })
+          .where('org_id', '=', job.org_id)
+          .where('id', '=', job.id)
+          .where('status', 'not in', ['succeeded', 'failed'])
+          .returningAll()
+          .executeTakeFirst();
+        if (!done) throw new AlreadyFinal();
+        await insertOutputRow(trx, {
+          orgId: job.org_id,
+          appId: job.app_id,
+          staged,
+          ttlSeconds: job.output_ttl_seconds ?? DEFAULT_OUTPUT_TTL_SECONDS,
+          ctx: WORKER_CTX,
+          now,
+        });
+        return recordEvent(trx, { orgId: job.org_id, appId: job.app_id, type: 'job.completed', data: { job: view(done) }, now });
+      });
+    } catch (err) {
+      if (err instanceof AlreadyFinal) return null;
+      throw err;
+    }
+  }
+
+  /** Marks a job failed (once) and emits `job.failed`. No-op when it is already final. */
+  async fail(orgId: string, id: string, code: string, message: string): Promise<void> {
+    const now = this.now();
+    const refs = await this.deps.db.withTenant(orgId, async (trx) => {
+      const row = await trx
+        .updateTable('jobs')
+        .set({ status: 'failed', error_code: code, error_message: message.slice(0, 500), finished_at: new Date(now) })
+        .where('org_id', '=', orgId)
+        .where('id', '=', id)
+        .where('status', 'in', ['queued', 'running'])
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) return [];
+      return recordEvent(trx, { orgId, appId: row.app_id, type: 'job.failed', data: { job: view(row) }, now });
+    });
+    await this.dispatch(refs);
+  }
+
+  /**
+   * Repairs what a crash between commit and enqueue left behind: re-sends queued jobs and pending
+   * deliveries older than `olderThanSeconds` (the fixed queue ids make re-sending a no-op when the
+   * entry exists), and drops expired idempotency keys. Owner-level scan (a sweeper: no tenant known).
+   */
+  async reconcile(olderThanSeconds = 60): Promise<{ jobs: number; deliveries: number }> {
+    const { db } = this.deps;
+    const before = new Date(this.now() - olderThanSeconds * 1000);
+    const jobs = await db.system.selectFrom('jobs').select(['id', 'org_id', 'queue_id']).where('status', '=', 'queued').where('created_at', '<', before).limit(500).execute();
+    for (const j of jobs) await this.enqueue(j.org_id, j.id, j.queue_id);
+    const deliveries = await db.system.selectFrom('webhook_deliveries').select(['id', 'org_id', 'queue_id']).where('status', '=', 'pending').where('created_at', '<', before).limit(500).execute();
+    await this.dispatch(deliveries.map((d) => ({ orgId: d.org_id, id: d.id, queueId: d.queue_id })));
+    await db.system.deleteFrom('idempotency_keys').where('expires_at', '<=', new Date(this.now())).execute();
+    return { jobs: jobs.length, deliveries: deliveries.length };
+  }
+}
+
+/** The audit actor of worker-side changes. */
+const WORKER_CTX: Ctx = { actor: { type: 'system', id: 'worker' } };
+
+class LostRace extends Error {}
+class AlreadyFinal extends Error {}
+
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        reject(new AppError('ERR_UNAVAILABLE', 'Processing was cancelled.'));
+      },
+      { once: true },
+    );
+  });
+}

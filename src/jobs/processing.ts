@@ -1,0 +1,223 @@
+/**
+ * The processing core shared by `POST /v1/process`, jobs and transform URLs: validate operations,
+ * load inputs (an asset of the caller's org, a remote URL through the SSRF-safe fetcher, or bytes),
+ * run the pipeline, and write outputs as encrypted assets.
+ *
+ * Nothing here knows HTTP. Every asset read is scoped to one org (RLS transaction + explicit filter),
+ * so a watermark or input id of another org is "not found", never read.
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { DatabaseHandle, Tx } from '../db/database.js';
+import type { AppSettings } from '../db/schema.js';
+import { AppError, notFound } from '../errors.js';
+import type { Keyring } from '../crypto/keyring.js';
+import { encryptStream } from '../crypto/stream.js';
+import { randomBase62 } from '../crypto/random.js';
+import { appendAudit } from '../audit/log.js';
+import type { Ctx } from '../tenants/index.js';
+import type { BlobStore } from '../assets/stores/types.js';
+import { blobKeyFor, getAsset, toAsset, type Asset } from '../assets/assets.js';
+import { openAssetStream } from '../assets/read.js';
+import { mediaLimits, type MediaLimits } from '../media/limits.js';
+import { buildPlan, parseOperations, serializeOperations, type ParsedOperation, type Plan } from '../media/operations/registry.js';
+import { processImage, type ProcessResult } from '../media/pipeline.js';
+import type { OutputFormat } from '../media/operations/types.js';
+import type { Fetcher } from '../media/fetcher.js';
+import './schema.js';
+
+/** What processing needs from the outside world. */
+export interface ProcessingDeps {
+  db: DatabaseHandle;
+  store: BlobStore;
+  keyring: Keyring;
+  now?: () => number;
+}
+
+/** Validated operations in the three forms callers need. */
+export interface CompiledOperations {
+  ops: ParsedOperation[];
+  plan: Plan;
+  /** Canonical string form (sorted parameters), stored on jobs and used in fingerprints. */
+  canonical: string;
+}
+
+/**
+ * Parses and validates operations (JSON array or string form) before anything is fetched or decoded.
+ * @throws AppError `ERR_VALIDATION` (400) naming the operation.
+ */
+export function compileOperations(input: unknown): CompiledOperations {
+  const ops = parseOperations(input);
+  const plan = buildPlan(ops);
+  return { ops, plan, canonical: serializeOperations(ops) };
+}
+
+/** The app's settings (policy), inside a tenant transaction. 404 when the app is not the org's. */
+export async function appSettings(trx: Tx, orgId: string, appId: string): Promise<AppSettings> {
+  const row = await trx.selectFrom('apps').select('settings').where('org_id', '=', orgId).where('id', '=', appId).executeTakeFirst();
+  if (!row) throw notFound('app');
+  return (typeof row.settings === 'string' ? JSON.parse(row.settings) : row.settings) as AppSettings;
+}
+
+/** Media limits for an app: the secure defaults, SVG only when the app enabled it. */
+export function limitsFor(settings: AppSettings): Readonly<MediaLimits> {
+  return mediaLimits({ allowSvg: settings.allow_svg === true });
+}
+
+/** Reads a stream into memory, failing with 413 beyond `maxBytes` (bounded memory). */
+export async function readBounded(stream: Readable, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > maxBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The input is too large.', { details: { maxBytes } });
+      chunks.push(chunk);
+    }
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/**
+ * The decrypted bytes of an asset of `orgId`. Missing, expired, deleted and other orgs' assets are
+ * all ERR_NOT_FOUND (one answer); larger than `maxBytes` is ERR_PAYLOAD_TOO_LARGE before reading.
+ */
+export async function readAsset(deps: ProcessingDeps, orgId: string, assetId: string, maxBytes: number): Promise<{ asset: Asset; bytes: Buffer }> {
+  const asset = await deps.db.withTenant(orgId, (trx) => getAsset(trx, orgId, assetId, deps.now?.() ?? Date.now()));
+  if (asset.size > maxBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The input is too large.', { details: { maxBytes } });
+  const stream = await openAssetStream(deps, asset);
+  return { asset, bytes: await readBounded(stream, maxBytes) };
+}
+
+/**
+ * Fetches a remote input through the SSRF-safe fetcher. `headers` (the customer's temporary
+ * credentials for their storage) are forwarded on this one call and kept nowhere.
+ */
+export async function fetchRemote(fetcher: Fetcher, url: string, headers: Record<string, string> | undefined, signal?: AbortSignal): Promise<Buffer> {
+  const res = await fetcher.getBuffer(url, { headers: headers ?? {}, signal });
+  return res.body;
+}
+
+/** Options of {@link runPipeline}. */
+export interface RunOptions {
+  orgId: string;
+  input: Buffer;
+  plan: Plan;
+  limits: Readonly<MediaLimits>;
+  accept?: string | undefined;
+  preview?: boolean;
+  keepMetadata?: boolean;
+  signal?: AbortSignal | undefined;
+}
+
+/** Runs the pipeline; watermarks load only assets of the same org. */
+export function runPipeline(deps: ProcessingDeps, o: RunOptions): Promise<ProcessResult> {
+  return processImage(o.input, o.plan, {
+    limits: o.limits,
+    accept: o.accept,
+    preview: o.preview === true,
+    keepMetadata: o.keepMetadata === true,
+    signal: o.signal,
+    loadAsset: async (assetId) => (await readAsset(deps, o.orgId, assetId, o.limits.maxInputBytes)).bytes,
+  });
+}
+
+const EXT: Readonly<Record<OutputFormat, string>> = { jpeg: 'jpg', png: 'png', webp: 'webp', avif: 'avif', gif: 'gif', tiff: 'tif' };
+
+/** File extension for an output format (as the sniffer names it). */
+export function extensionOf(format: OutputFormat): string {
+  return EXT[format];
+}
+
+/**
+ * The output asset id of one job attempt: `ast_` + 22 base62 characters of HMAC-SHA256(seed, attempt).
+ * Deterministic, so a later attempt can find and remove an earlier attempt's half-written blob; as
+ * unguessable as a random id because the seed is a secret random value stored with the job.
+ */
+export function attemptAssetId(seed: string, attempt: number): string {
+  const mac = createHmac('sha256', seed).update(`obscura/job-output/v1:${attempt}`).digest();
+  const alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+  let n = BigInt(`0x${mac.toString('hex')}`);
+  let out = '';
+  for (let i = 0; i < 22; i++) {
+    out += alphabet[Number(n % 62n)];
+    n /= 62n;
+  }
+  return `ast_${out}`;
+}
+
+/** A new secret seed for {@link attemptAssetId}. */
+export function newOutputSeed(): string {
+  return randomBase62(32);
+}
+
+/** An output's ciphertext, written but not yet visible (no row). */
+export interface StagedOutput {
+  assetId: string;
+  blobKey: string;
+  tenantKeyId: string;
+  size: number;
+  sha256: string;
+  result: ProcessResult;
+}
+
+/**
+ * Encrypts and stores an output blob under `assetId` (atomic put). Nothing is visible until
+ * {@link insertOutputRow} commits the row; until then the blob is an orphan its writer removes.
+ */
+export async function stageOutput(deps: ProcessingDeps, orgId: string, assetId: string, result: ProcessResult): Promise<StagedOutput> {
+  const tk = await deps.db.withTenant(orgId, (trx) => deps.keyring.current(trx, orgId));
+  const blobKey = blobKeyFor(orgId, assetId);
+  const encrypted = Readable.from([result.data]).pipe(encryptStream({ key: tk.key, keyId: tk.id, blobId: assetId }));
+  await deps.store.put(blobKey, encrypted);
+  return {
+    assetId,
+    blobKey,
+    tenantKeyId: tk.id,
+    size: result.data.length,
+    sha256: createHash('sha256').update(result.data).digest('hex'),
+    result,
+  };
+}
+
+/** Inserts the asset row of a staged output (kind `output`) with its audit entry, in the caller's transaction. */
+export async function insertOutputRow(
+  trx: Tx,
+  o: { orgId: string; appId: string; staged: StagedOutput; ttlSeconds: number; ctx: Ctx; now: number },
+): Promise<Asset> {
+  const { staged } = o;
+  const info = staged.result.info;
+  const row = await trx
+    .insertInto('assets')
+    .values({
+      id: staged.assetId,
+      org_id: o.orgId,
+      app_id: o.appId,
+      kind: 'output',
+      mime: info.mime,
+      ext: extensionOf(info.format),
+      size: staged.size,
+      sha256: staged.sha256,
+      width: info.width,
+      height: info.height,
+      filename: null,
+      blob_key: staged.blobKey,
+      tenant_key_id: staged.tenantKeyId,
+      created_by: o.ctx.actor.id ?? null,
+      expires_at: new Date(o.now + o.ttlSeconds * 1000),
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  await appendAudit(trx, {
+    orgId: o.orgId,
+    actor: o.ctx.actor,
+    action: 'asset.create',
+    target: { asset: staged.assetId, app: o.appId },
+    data: { kind: 'output', mime: info.mime, size: staged.size, sha256: staged.sha256 },
+    ip: o.ctx.ip,
+    requestId: o.ctx.requestId,
+  });
+  return toAsset(row as Parameters<typeof toAsset>[0]);
+}

@@ -1,0 +1,202 @@
+/**
+ * The processing service: one object per process that the HTTP routes and the workers share. It owns
+ * the bounded work queue, the remote-URL fetchers, the job service, the transform key cache and a
+ * lazily started pg-boss (started on the first enqueue, so an API that never queues never polls).
+ */
+import type { PgBoss } from 'pg-boss';
+import type { Config } from '../config/index.js';
+import type { DatabaseHandle } from '../db/database.js';
+import type { MasterKeys } from '../crypto/master.js';
+import type { Keyring } from '../crypto/keyring.js';
+import type { BlobStore } from '../assets/stores/types.js';
+import { ingest, DEFAULT_OUTPUT_TTL_SECONDS, type Asset } from '../assets/assets.js';
+import { openAssetStream } from '../assets/read.js';
+import { createWorkQueue, type WorkQueue } from '../media/queue.js';
+import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
+import type { ProcessResult } from '../media/pipeline.js';
+import { AppError } from '../errors.js';
+import type { Ctx } from '../tenants/index.js';
+import { Readable } from 'node:stream';
+import { acquireBoss, type BossHandle } from './boss.js';
+import { JobService, MAX_OUTPUT_TTL_SECONDS, type JobInput } from './jobs.js';
+import { appSettings, compileOperations, fetchRemote, limitsFor, readAsset, readBounded, runPipeline, type ProcessingDeps } from './processing.js';
+import { createRemote, type Remote, type RemotePolicy } from './remote.js';
+import { SourceCache, TransformKeys, acceptClass, parseTransformUrl, resolveTransformOperations, transformEtag } from './transform.js';
+import type { WebhookDeps } from './webhooks.js';
+
+/** Construction options of {@link createProcessingService}. */
+export interface ProcessingServiceOptions {
+  db: DatabaseHandle;
+  store: BlobStore;
+  keyring: Keyring;
+  masterKeys: MasterKeys;
+  config: Config;
+  now?: (() => number) | undefined;
+  /**
+   * UNSAFE overrides of the remote-URL policy, for tests and development only: `unsafeTestAllow`
+   * (e.g. one 127.0.0.1 test server), `lookup`, `tls`. Never from user input.
+   */
+  remote?: Partial<RemotePolicy> | undefined;
+  /** TEST ONLY: extra delay per job attempt (`OBSCURA_TEST_JOB_DELAY_MS`), to kill a worker mid-job. */
+  testDelayMs?: number | undefined;
+}
+
+/** A transform response, decided before (304) or after processing (200). */
+export interface TransformResponse {
+  status: 200 | 304;
+  etag: string;
+  /** Seconds until the URL expires (the CDN may keep the response that long). */
+  maxAge: number;
+  varyAccept: boolean;
+  result?: ProcessResult;
+}
+
+/** Input of {@link ProcessingService.processSync}. */
+export interface SyncRequest {
+  orgId: string;
+  appId: string;
+  input: JobInput;
+  operations: unknown;
+  preview?: boolean | undefined;
+  keepMetadata?: boolean | undefined;
+  accept?: string | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/** See the module comment. */
+export class ProcessingService {
+  readonly remote: Remote;
+  readonly queue: WorkQueue;
+  readonly jobs: JobService;
+  readonly transformKeys: TransformKeys;
+  /** Decrypted transform sources, briefly (see SourceCache). */
+  readonly sources: SourceCache;
+  readonly webhookDeps: WebhookDeps;
+  readonly deps: ProcessingDeps;
+  private bossHandle: Promise<BossHandle> | undefined;
+  private closed = false;
+
+  constructor(private readonly o: ProcessingServiceOptions) {
+    const { config } = o;
+    this.remote = createRemote(
+      { allowHttp: config.unsafe.remoteAllowHttp, unsafeAllowPrivateAddresses: config.unsafe.remoteAllowPrivate, ...o.remote },
+      { timeoutMs: config.processing.remoteTimeoutMs },
+    );
+    this.queue = createWorkQueue({ concurrency: config.processing.concurrency, maxQueued: config.processing.maxQueued });
+    this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now };
+    this.jobs = new JobService({
+      ...this.deps,
+      masterKeys: o.masterKeys,
+      remote: this.remote,
+      settings: {
+        timeoutSeconds: config.jobs.timeoutSeconds,
+        retryLimit: config.jobs.retryLimit,
+        webhookRetryDelaySeconds: config.jobs.webhookRetryDelaySeconds,
+        maxInputBytes: Math.max(config.processing.maxBodyBytes, DEFAULT_MEDIA_LIMITS.maxInputBytes),
+      },
+      boss: () => this.boss(),
+      testDelayMs: o.testDelayMs,
+    });
+    this.transformKeys = new TransformKeys(o.db, o.masterKeys, { now: o.now });
+    this.sources = new SourceCache({ now: o.now });
+    this.webhookDeps = { db: o.db, masterKeys: o.masterKeys, remote: this.remote, now: o.now };
+  }
+
+  get config(): Config {
+    return this.o.config;
+  }
+
+  get masterKeys(): MasterKeys {
+    return this.o.masterKeys;
+  }
+
+  /** The shared pg-boss, started on first use. */
+  async boss(): Promise<PgBoss> {
+    if (this.closed) throw new AppError('ERR_UNAVAILABLE', 'The server is shutting down.', { headers: { 'Retry-After': '5' } });
+    this.bossHandle ??= acquireBoss(this.o.db, { monitorIntervalSeconds: this.o.config.jobs.monitorIntervalSeconds });
+    this.bossHandle.catch(() => {
+      this.bossHandle = undefined;
+    });
+    return (await this.bossHandle).boss;
+  }
+
+  /** Polling interval workers should use (seconds). */
+  get pollingIntervalSeconds(): number {
+    return this.o.config.jobs.pollIntervalMs / 1000;
+  }
+
+  /** Releases pg-boss (stopping it when this was the last user). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const h = this.bossHandle;
+    this.bossHandle = undefined;
+    if (h) await (await h.catch(() => undefined))?.release();
+  }
+
+  /**
+   * Synchronous processing: validate operations, then load the input and process it inside one slot
+   * of the bounded queue (so concurrency also bounds the memory held by inputs).
+   * @throws AppError 400 (operations) before any fetch or decode; 503 + Retry-After when the queue is full.
+   */
+  async processSync(req: SyncRequest): Promise<ProcessResult> {
+    const compiled = compileOperations(req.operations);
+    const settings = await this.o.db.withTenant(req.orgId, (trx) => appSettings(trx, req.orgId, req.appId));
+    const limits = limitsFor(settings);
+    return this.queue.run(async () => {
+      let input: Buffer;
+      if (req.input.kind === 'asset') input = (await readAsset(this.deps, req.orgId, req.input.assetId, limits.maxInputBytes)).bytes;
+      else if (req.input.kind === 'url') input = await fetchRemote(this.remote.inputs, req.input.url, req.input.headers, req.signal);
+      else input = req.input.bytes;
+      return runPipeline(this.deps, { orgId: req.orgId, input, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal });
+    }, req.signal);
+  }
+
+  /** Stores a synchronous result as an output asset (encrypted, expiring after `ttlSeconds`, default 24 h). */
+  async storeOutput(orgId: string, appId: string, result: ProcessResult, ttlSeconds: number | undefined, ctx: Ctx): Promise<Asset> {
+    const ttl = ttlSeconds ?? DEFAULT_OUTPUT_TTL_SECONDS;
+    if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_OUTPUT_TTL_SECONDS) {
+      throw new AppError('ERR_VALIDATION', `The output retention must be 60 to ${MAX_OUTPUT_TTL_SECONDS} seconds.`, { details: { field: 'output.ttl_seconds' } });
+    }
+    return ingest({ db: this.o.db, store: this.o.store, keyring: this.o.keyring, now: this.o.now }, {
+      orgId,
+      appId,
+      kind: 'output',
+      body: Readable.from([result.data]),
+      maxBytes: result.data.length,
+      ttlSeconds: ttl,
+      ctx,
+    });
+  }
+
+  /**
+   * Serves a signed transform URL (`rawUrl` = path and query exactly as received).
+   * A matching `If-None-Match` is answered 304 before any decoding.
+   */
+  async transform(rawUrl: string, accept: string | undefined, ifNoneMatch: string | undefined, signal?: AbortSignal): Promise<TransformResponse> {
+    const parsed = parseTransformUrl(rawUrl);
+    const key = await this.transformKeys.verify(parsed);
+    const facts = await this.transformKeys.app(key.orgId, key.appId);
+    const compiled = resolveTransformOperations(parsed.operations, facts);
+    const now = this.o.now?.() ?? Date.now();
+    // The key decides the org: an asset of any other org is "not found" (RLS + explicit filter).
+    const asset = await this.transformKeys.asset(key.orgId, parsed.assetId);
+    const varyAccept = compiled.plan.negotiatesFormat;
+    const etag = transformEtag({ sourceSha256: asset.sha256, operations: compiled.canonical, accept: varyAccept ? acceptClass(accept) : '' });
+    const maxAge = Math.max(0, Math.min(365 * 86400, parsed.exp - Math.floor(now / 1000)));
+    if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) {
+      return { status: 304, etag, maxAge, varyAccept };
+    }
+    const limits = limitsFor(facts.settings);
+    const result = await this.queue.run(async () => {
+      if (asset.size > limits.maxInputBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The input is too large.', { details: { maxBytes: limits.maxInputBytes } });
+      const input = await this.sources.get(`${asset.orgId}/${asset.id}/${asset.sha256}`, async () => readBounded(await openAssetStream(this.deps, asset), limits.maxInputBytes));
+      return runPipeline(this.deps, { orgId: key.orgId, input, plan: compiled.plan, limits, accept, signal });
+    }, signal);
+    return { status: 200, etag, maxAge, varyAccept, result };
+  }
+}
+
+/** Creates the per-process processing service. */
+export function createProcessingService(o: ProcessingServiceOptions): ProcessingService {
+  return new ProcessingService(o);
+}

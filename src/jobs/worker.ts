@@ -1,0 +1,103 @@
+/**
+ * Workers: the pg-boss handlers for processing jobs and webhook deliveries, their dead-letter
+ * handlers, and the reconciler. Started by `main.ts` for roles `all` and `worker`.
+ *
+ * Failure model: a handler that throws is retried by pg-boss with exponential backoff; a worker that
+ * dies mid-job (SIGKILL, OOM, power) stops heartbeating and its job expires after
+ * `OBSCURA_JOB_TIMEOUT_SECONDS` (or 30 s without a heartbeat), then runs again elsewhere. Whatever
+ * ran out of retries lands in the dead-letter queue, whose handler marks the job failed (once) and
+ * emits `job.failed`. Repeating any of these steps is harmless (see jobs.ts).
+ */
+import type { Job, JobWithMetadata } from 'pg-boss';
+import { QUEUES } from './boss.js';
+import type { ProcessingService } from './service.js';
+import { abandonDelivery, attemptDelivery } from './webhooks.js';
+
+/** Options of {@link startWorkers}. */
+export interface WorkerOptions {
+  /** Processing jobs run at once in this process (`OBSCURA_WORKER_CONCURRENCY`). */
+  concurrency: number;
+  /** Webhook deliveries in flight at once. Default 4. */
+  webhookConcurrency?: number;
+  /** Reconciler period in seconds. Default: the job monitor interval. */
+  reconcileSeconds?: number;
+}
+
+/** Running workers. */
+export interface Workers {
+  /** Stops taking jobs and waits (bounded) for running handlers. */
+  stop(): Promise<void>;
+}
+
+interface Ref {
+  org: string;
+  id: string;
+}
+
+function isRef(data: unknown): data is Ref {
+  return typeof data === 'object' && data !== null && typeof (data as Ref).org === 'string' && typeof (data as Ref).id === 'string';
+}
+
+// `includeMetadata: true` makes pg-boss fill retryLimit; without it, assume this is not the last attempt.
+const lastAttempt = (job: Job<unknown>) => job.retryCount >= ((job as Partial<JobWithMetadata<unknown>>).retryLimit ?? Number.POSITIVE_INFINITY);
+
+/** Starts the workers of this process on the service's pg-boss. */
+export async function startWorkers(service: ProcessingService, opts: WorkerOptions): Promise<Workers> {
+  const boss = await service.boss();
+  const polling = { pollingIntervalSeconds: service.pollingIntervalSeconds, notifyPollingIntervalSeconds: service.pollingIntervalSeconds };
+  const ids: Array<[string, string]> = [];
+
+  /**
+   * Registers `count` single-slot workers on `queue`. pg-boss fetches one job per poll and then
+   * waits out its polling interval unless woken by NOTIFY, which only fires for new jobs; so a busy
+   * queue would drain at one job per interval per slot. Each slot therefore wakes itself after a job
+   * (`notifyWorker`): a backlog drains back to back, an empty fetch falls back to polling.
+   */
+  const register = async (queue: string, count: number, handle: (job: Job<unknown> & { data: Ref }) => Promise<void>): Promise<void> => {
+    for (let i = 0; i < count; i++) {
+      let self: string | undefined;
+      self = await boss.work<unknown>(queue, { ...polling, localConcurrency: 1, includeMetadata: true }, async (jobs) => {
+        try {
+          for (const job of jobs) if (isRef(job.data)) await handle(job as Job<unknown> & { data: Ref });
+        } finally {
+          if (self) boss.notifyWorker(self);
+        }
+      });
+      ids.push([queue, self]);
+    }
+  };
+
+  await register(QUEUES.process, opts.concurrency, (job) => service.jobs.run({ orgId: job.data.org, id: job.data.id }, { lastAttempt: lastAttempt(job), signal: job.signal }));
+  // Only timeouts and dead workers reach the dead-letter queue (handler errors on the last attempt
+  // are recorded by the handler itself); `fail` is a no-op for a job that is already final.
+  await register(QUEUES.processDead, 1, (job) => service.jobs.fail(job.data.org, job.data.id, 'ERR_JOB_TIMEOUT', 'The job did not finish in time, including retries.'));
+  await register(QUEUES.webhook, opts.webhookConcurrency ?? 4, async (job) => {
+    const outcome = await attemptDelivery(service.webhookDeps, { orgId: job.data.org, id: job.data.id }, { lastAttempt: lastAttempt(job), signal: job.signal });
+    // Throwing is how pg-boss schedules the next attempt (backoff with jitter).
+    if (outcome === 'retry') throw new Error('webhook delivery failed; retrying');
+  });
+  await register(QUEUES.webhookDead, 1, (job) => abandonDelivery(service.webhookDeps, { orgId: job.data.org, id: job.data.id }));
+
+  const period = (opts.reconcileSeconds ?? service.config.jobs.monitorIntervalSeconds) * 1000;
+  let reconciling: Promise<unknown> | undefined;
+  const timer = setInterval(() => {
+    reconciling ??= service.jobs
+      .reconcile()
+      .catch(() => undefined)
+      .finally(() => {
+        reconciling = undefined;
+      });
+  }, period);
+  timer.unref();
+
+  let stopped = false;
+  return {
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      await reconciling;
+      for (const [queue, id] of ids) await boss.offWork(queue, { id, wait: true }).catch(() => undefined);
+    },
+  };
+}
