@@ -14,6 +14,11 @@ import { lockDataDir, type DataDirLock } from './db/lock.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { buildApp } from './app.js';
 import { runWorkerRole, startJobWorkers } from './jobs/runtime.js';
+import { startMaintenance, type Maintenance } from './assets/maintenance.js';
+import { sweepExpiredUploads } from './assets/tus.js';
+import { sweepConsole } from './auth/console.js';
+import { LoginThrottle } from './auth/throttle.js';
+import { Keyring } from './crypto/keyring.js';
 import { startSideListeners, type SideListeners } from './http/limits.js'; // perimeter: redirect + metrics listeners
 import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
 
@@ -74,6 +79,16 @@ export async function openStore(config: Config): Promise<BlobStore> {
   return createFsStore({ root: join(config.dataDir, 'blobs') });
 }
 
+/** Starts the periodic sweepers of a worker process; errors are logged as JSON lines on stderr. */
+function startHousekeeping(config: Config, rt: Runtime, store: BlobStore): Maintenance {
+  const deps = { db: rt.db, store, keyring: new Keyring(rt.db, rt.masterKeys) };
+  const throttle = new LoginThrottle(rt.db);
+  return startMaintenance(deps, {
+    onError: (err) => process.stderr.write(JSON.stringify({ level: 50, msg: 'housekeeping failed', err: (err as Error)?.message }) + '\n'),
+    extra: [() => sweepExpiredUploads({ ...deps, config }), () => sweepConsole(rt.db, throttle)],
+  });
+}
+
 /** `obscura serve`. Resolves when the server has stopped. */
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   // Port 0 means "any free port": choose it before building, so the public URL names the real port.
@@ -84,7 +99,14 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   const store = await openStore(config);
   // jobs: pg-boss workers for roles all/worker; OBSCURA_TEST_JOB_DELAY_MS is a test-only slowdown (see jobs/runtime.ts).
   const workers = config.role === 'api' ? null : await startJobWorkers({ config, db: rt.db, masterKeys: rt.masterKeys, store, testDelayMs: Number(env.OBSCURA_TEST_JOB_DELAY_MS ?? 0) });
-  if (workers && config.role === 'worker') return runWorkerRole(workers, () => rt.close());
+  // Housekeeping (retention, interrupted deletions, expired uploads and sessions) runs beside the workers.
+  const maintenance = config.role === 'api' ? null : startHousekeeping(config, rt, store);
+  if (workers && config.role === 'worker') {
+    return runWorkerRole(workers, async () => {
+      maintenance?.stop();
+      await rt.close();
+    });
+  }
   const { app, perimeter } = await buildApp(config, { db: rt.db, masterKeys: rt.masterKeys, store, https });
   let side: SideListeners | null = null; // perimeter: OBSCURA_HTTP_REDIRECT_PORT / OBSCURA_METRICS_PORT listeners
   let closing = false;
@@ -96,6 +118,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
     try {
       await side?.close(); // perimeter
       await workers?.stop(); // jobs
+      maintenance?.stop();
       await app.close();
       await rt.close();
     } finally {
