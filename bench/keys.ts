@@ -53,7 +53,14 @@ async function load(url: string, headers: Record<string, string>): Promise<numbe
 
 const { tempDir } = await import('../test/support/db.js');
 const dataDir = tempDir('obscura-bench-');
-const env = { OBSCURA_DATA_DIR: dataDir, OBSCURA_LOG_LEVEL: 'warn' };
+// Rate limits would turn most of a load test into 429s: lift them for the measurement.
+const env = {
+  OBSCURA_DATA_DIR: dataDir,
+  OBSCURA_LOG_LEVEL: 'warn',
+  OBSCURA_RATE_LIMIT_PER_MINUTE: '10000000',
+  OBSCURA_RATE_LIMIT_APP_PER_MINUTE: '100000000',
+  OBSCURA_RATE_LIMIT_IP_PER_MINUTE: '10000000',
+};
 const init = JSON.parse((await runCli(['init', '--json'], env)).stdout);
 const server = await startServe(env);
 try {
