@@ -7,8 +7,8 @@
  * so no CBC, no RSA key exchange, no SHA-1 MACs; TLS 1.3's three standard suites. HSTS is sent by
  * helmet on every response (browsers honour it only over HTTPS, RFC 6797 §8.1).
  */
+import { listenSide } from '../listen.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 
 /** TLS 1.3 suites (OpenSSL names), strongest first. */
@@ -82,22 +82,5 @@ export async function startRedirectServer(opts: { host: string; port: number; pu
     }
     res.writeHead(308, { location: httpsRedirectTarget(opts.publicUrl, req.url ?? '/'), 'content-length': 0, connection: 'close', 'cache-control': 'no-store' }).end();
   });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 15_000;
-  server.keepAliveTimeout = 1_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenSide(server, { port: opts.port, host: opts.host, requestTimeoutMs: 15_000, keepAliveTimeoutMs: 1_000 });
 }

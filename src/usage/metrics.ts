@@ -7,9 +7,9 @@
  * (`OBSCURA_METRICS_PORT`, bound to `OBSCURA_METRICS_HOST`, default 127.0.0.1), and/or `GET /metrics`
  * on the main listener when `OBSCURA_METRICS_TOKEN` is set, with `Authorization: Bearer <token>`.
  */
+import { listenSide } from '../listen.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface ProcessMetrics {
@@ -111,23 +111,5 @@ export async function startMetricsServer(opts: { host: string; port: number; met
       () => res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('error\n'),
     );
   });
-  // Same slow-client bounds as the main listener.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenSide(server, { port: opts.port, host: opts.host, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000 });
 }
