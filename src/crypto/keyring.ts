@@ -10,6 +10,7 @@
 import { sql } from 'kysely';
 import { wrapContext as jwtWrapContext } from '../auth/jwt.js';
 import { mfaContext } from '../auth/console.js';
+import { putUrlContext, transformKeyContext, webhookSecretContext } from '../jobs/contexts.js';
 import type { DatabaseHandle, Tx } from '../db/database.js';
 import { AppError } from '../errors.js';
 import type { MasterKeys } from './master.js';
@@ -108,6 +109,11 @@ export const WRAPPED_COLUMNS: WrappedColumn[] = [
   { table: 'url_signing_keys', key: ['kid'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => `url-signing:${String(r.kid)}` },
   { table: 'signing_keys', key: ['kid'], column: 'private_wrapped', masterIdColumn: 'master_key_id', context: (r) => jwtWrapContext(String(r.kid)) },
   { table: 'user_mfa', key: ['user_id'], fields: ['org_id'], column: 'secret_wrapped', masterIdColumn: 'master_key_id', context: (r) => mfaContext(String(r.org_id), String(r.user_id)) },
+  // jobs: transform-URL keys, webhook secrets (current and previous), presigned PUT URLs of jobs
+  { table: 'transform_keys', key: ['id'], fields: ['org_id'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => transformKeyContext(String(r.org_id), String(r.id)) },
+  { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
+  { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'previous_secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
+  { table: 'jobs', key: ['id'], fields: ['org_id'], column: 'put_url_wrapped', context: (r) => putUrlContext(String(r.org_id), String(r.id)) },
 ];
 
 /**

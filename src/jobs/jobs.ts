@@ -44,6 +44,7 @@ import { QUEUES } from './boss.js';
 import type { Remote } from './remote.js';
 import { deliveryRetryPolicy, recordEvent, type DeliveryRef } from './webhooks.js';
 import type { JobsTable } from './schema.js';
+import { putUrlContext } from './contexts.js';
 
 /** How long an `Idempotency-Key` is remembered. */
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -116,7 +117,7 @@ export interface JobDeps extends ProcessingDeps {
   testDelayMs?: number;
 }
 
-const putContext = (orgId: string, jobId: string) => `job-put:${orgId}:${jobId}`;
+const putContext = putUrlContext;
 
 function view(r: JobRow): JobView {
   return {

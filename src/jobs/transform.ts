@@ -28,6 +28,7 @@ import { MAX_OPERATIONS_LENGTH } from '../media/operations/registry.js';
 import { appSettings, compileOperations, type CompiledOperations } from './processing.js';
 import { getAsset, type Asset } from '../assets/assets.js';
 import './schema.js';
+import { transformKeyContext } from './contexts.js';
 
 /** Key ids: `tfk_` + 22 base62. */
 export const TRANSFORM_KID_PATTERN = /^tfk_[0-9A-Za-z]{22}$/;
@@ -42,7 +43,7 @@ const ASSET_ID = /^ast_[0-9A-Za-z]{22}$/;
 const MAC = /^[A-Za-z0-9_-]{43}$/;
 const EXP = /^[0-9]{1,12}$/;
 
-const keyContext = (orgId: string, kid: string) => `transform-key:${orgId}:${kid}`;
+const keyContext = transformKeyContext;
 
 /**
  * The string a transform URL's MAC covers: `/{operations}/{asset id}?exp={exp}`.

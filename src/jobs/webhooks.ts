@@ -24,6 +24,7 @@ import { generateWebhookSecret, signWebhook, WEBHOOK_SIGNATURE_HEADER } from './
 import type { Remote } from './remote.js';
 import type { WebhookEndpointsTable } from './schema.js';
 import { sql, type Selectable } from 'kysely';
+import { webhookSecretContext } from './contexts.js';
 
 /** Events an endpoint may subscribe to. */
 export const WEBHOOK_EVENTS = ['job.completed', 'job.failed'] as const;
@@ -77,7 +78,7 @@ function toEndpoint(r: EndpointRow, now: number): WebhookEndpoint {
   };
 }
 
-const secretContext = (orgId: string, endpointId: string) => `webhook:${orgId}:${endpointId}`;
+const secretContext = webhookSecretContext;
 
 function wrapSecret(master: MasterKeys, orgId: string, endpointId: string, secret: string): string {
   return wrapKey(master.current, master.currentId, Buffer.from(secret, 'utf8'), secretContext(orgId, endpointId));
