@@ -19,6 +19,7 @@ import type { Keyring } from '../crypto/keyring.js';
 import { encryptStream } from '../crypto/stream.js';
 import { appendAudit } from '../audit/log.js';
 import { sniffStream } from '../media/sniff.js';
+import { OUTPUT_MIME } from '../media/pipeline.js';
 import type { Ctx } from '../tenants/index.js';
 import type { BlobStore } from './stores/types.js';
 
@@ -218,7 +219,9 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
   const maxBytes = Math.min(input.maxBytes, settings.max_upload_bytes ?? Number.MAX_SAFE_INTEGER);
 
   const { type, stream } = await sniffStream(input.body);
-  const allowed = allowedTypes(settings);
+  // The app's allowlist governs what clients upload; outputs are what our own pipeline produced (their
+  // format is chosen by the requested operations), so they are held to the set of formats it writes.
+  const allowed = input.kind === 'output' ? new Set(Object.values(OUTPUT_MIME)) : allowedTypes(settings);
   if (!type || !allowed.has(type.mime)) {
     discard(stream);
     throw new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', type ? `Files of type ${type.mime} are not accepted by this app.` : 'The file type could not be recognised from its content.', {

@@ -74,6 +74,19 @@ for (const kind of DB_KINDS) {
       assert.notEqual(Buffer.concat(first).subarray(0, 4).toString('latin1'), 'RIFF');
     });
 
+    test("an app's upload allowlist does not block outputs in another format (regression)", async () => {
+      const appId = (await api(h.srv.url, 'GET', '/v1/whoami', { key: h.a.key })).body.app_id;
+      const settings = (await api(h.srv.url, 'GET', `/v1/apps/${appId}`, { key: h.a.key })).body.settings;
+      await api(h.srv.url, 'PATCH', `/v1/apps/${appId}`, { key: h.a.key, body: { settings: { allowed_types: ['image/jpeg', 'image/png'] } } });
+      try {
+        const r = await api(h.srv.url, 'POST', '/v1/process', { key: h.a.key, body: { input: { asset_id: assetA }, operations: 'format:webp', output: { store: true } } });
+        assert.equal(r.status, 201, JSON.stringify(r.body));
+        assert.equal(r.body.content_type, 'image/webp');
+      } finally {
+        await api(h.srv.url, 'PATCH', `/v1/apps/${appId}`, { key: h.a.key, body: { settings: { allowed_types: settings.allowed_types ?? [] } } });
+      }
+    });
+
     test('rejects an invalid operation with 400 naming it, before fetching the remote input', async () => {
       const target = h.targets[0]!;
       const seen = target.requests.length;
