@@ -28,7 +28,7 @@ describe('Prometheus metrics', () => {
     const none = await api(s.url, 'GET', '/metrics');
     assert.equal(none.status, 401);
     assert.equal(none.body.code, 'ERR_AUTH_MISSING');
-    const wrong = await api(s.url, 'GET', '/metrics', { headers: { authorization: `Bearer ${token.slice(0, -1)}0` } });
+    const wrong = await api(s.url, 'GET', '/metrics', { headers: { authorization: `Bearer ${token.slice(0, -1)}${token.endsWith('0') ? '1' : '0'}` } });
     assert.equal(wrong.status, 401);
     assert.equal(wrong.body.code, 'ERR_TOKEN_INVALID');
     const apiKey = await api(s.url, 'GET', '/metrics', { key: a.key });
