@@ -261,7 +261,7 @@ for (const kind of DB_KINDS) {
       assert.equal(wrongSize.status, 400);
       const wrongType = await fetch(intent.body.url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: new Uint8Array(jpeg) });
       assert.equal(wrongType.status, 415);
-      const tampered = await fetch(intent.body.url.replace(/sig=./, 'sig=A'), { method: 'PUT', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(jpeg) });
+      const tampered = await fetch(intent.body.url.replace(/sig=(.)/, (_m: string, c: string) => `sig=${c === 'A' ? 'B' : 'A'}`), { method: 'PUT', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(jpeg) });
       assert.equal(tampered.status, 403);
       const ok = await fetch(intent.body.url, { method: 'PUT', headers: intent.body.headers, body: new Uint8Array(jpeg) });
       const asset = (await ok.json()) as { sha256: string; content_type: string };
