@@ -21,7 +21,7 @@ test('request logs never contain the API key, cookies or URL signatures, but do 
   try {
     const a = await createTenant(t.db, 'Log');
     await api(s.url, 'GET', '/v1/apps?sig=SIGNATURE-SECRET', { key: a.key, headers: { cookie: 'session=COOKIE-SECRET' } });
-    await api(s.url, 'GET', '/v1/apps', { key: a.key.slice(0, -1) + 'x' });
+    await api(s.url, 'GET', '/v1/apps', { key: a.key.slice(0, -1) + (a.key.endsWith('x') ? 'y' : 'x') });
     await new Promise((r) => setTimeout(r, 50));
     const all = lines.join('');
     assert.ok(all.includes('/v1/apps'), 'requests are logged');
