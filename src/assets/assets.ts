@@ -20,7 +20,7 @@ import { encryptStream } from '../crypto/stream.js';
 import { appendAudit } from '../audit/log.js';
 import { sniffStream } from '../media/sniff.js';
 import { OUTPUT_MIME } from '../media/pipeline.js';
-import type { Ctx } from '../tenants/index.js';
+import { getApp, type Ctx } from '../tenants/index.js';
 import type { BlobStore } from './stores/types.js';
 
 /** Types accepted when an app has no `allowed_types` policy: common images and videos. SVG never by default. */
@@ -202,12 +202,6 @@ function discard(stream: Readable, cap = 1024 * 1024): void {
   stream.resume();
 }
 
-async function appSettings(trx: Tx, orgId: string, appId: string): Promise<AppSettings> {
-  const row = await trx.selectFrom('apps').select('settings').where('org_id', '=', orgId).where('id', '=', appId).executeTakeFirst();
-  if (!row) throw notFound('app');
-  return (typeof row.settings === 'string' ? JSON.parse(row.settings) : row.settings) as AppSettings;
-}
-
 /**
  * Stores a plaintext stream as a new encrypted asset. On any failure nothing is visible: the blob put
  * is atomic and the row is inserted only after it succeeded (and the blob removed if the insert fails).
@@ -215,7 +209,7 @@ async function appSettings(trx: Tx, orgId: string, appId: string): Promise<AppSe
 export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset> {
   const { db, store, keyring } = deps;
   const now = deps.now?.() ?? Date.now();
-  const { settings, tk } = await db.withTenant(input.orgId, async (trx) => ({ settings: await appSettings(trx, input.orgId, input.appId), tk: await keyring.current(trx, input.orgId) }));
+  const { settings, tk } = await db.withTenant(input.orgId, async (trx) => ({ settings: (await getApp(trx, input.orgId, input.appId)).settings, tk: await keyring.current(trx, input.orgId) }));
   const maxBytes = Math.min(input.maxBytes, settings.max_upload_bytes ?? Number.MAX_SAFE_INTEGER);
 
   const { type, stream } = await sniffStream(input.body);

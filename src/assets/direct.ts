@@ -17,10 +17,9 @@ import type { Config } from '../config/index.js';
 import { AppError, notFound } from '../errors.js';
 import { publicId } from '../crypto/random.js';
 import type { Principal } from '../auth/keys.js';
-import type { Ctx } from '../tenants/index.js';
+import { getApp, type Ctx } from '../tenants/index.js';
 import { appendAudit } from '../audit/log.js';
 import { allowedTypes, ingest, type Asset, type AssetDeps } from './assets.js';
-import type { AppSettings } from '../db/schema.js';
 
 export interface UploadIntentDeps extends AssetDeps {
   config: Config;
@@ -43,12 +42,6 @@ function directSignature(key: Buffer, id: string, exp: number): string {
   return createHmac('sha256', key).update(`obscura-direct-upload-v1\n${id}\n${exp}`).digest('base64url');
 }
 
-async function appSettings(deps: AssetDeps, p: Principal): Promise<AppSettings> {
-  const row = await deps.db.withTenant(p.orgId, (trx) => trx.selectFrom('apps').select('settings').where('org_id', '=', p.orgId).where('id', '=', p.appId).executeTakeFirst());
-  if (!row) throw notFound('app');
-  return (typeof row.settings === 'string' ? JSON.parse(row.settings) : row.settings) as AppSettings;
-}
-
 /** Creates the intent and returns where and how to PUT. Checks type and size before anything is signed. */
 export async function createUploadIntent(
   deps: UploadIntentDeps,
@@ -56,7 +49,7 @@ export async function createUploadIntent(
   body: { content_type: string; content_length: number; filename?: string },
   ctx: Ctx,
 ): Promise<UploadIntentView> {
-  const settings = await appSettings(deps, p);
+  const { settings } = await deps.db.withTenant(p.orgId, (trx) => getApp(trx, p.orgId, p.appId));
   if (!allowedTypes(settings).has(body.content_type)) {
     throw new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', `Files of type ${body.content_type} are not accepted by this app.`);
   }

@@ -10,7 +10,8 @@ import { createHash, createHmac } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { DatabaseHandle, Tx } from '../db/database.js';
 import type { AppSettings } from '../db/schema.js';
-import { AppError, notFound } from '../errors.js';
+import { AppError } from '../errors.js';
+import { getApp } from '../tenants/index.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { encryptStream } from '../crypto/stream.js';
 import { randomBase62 } from '../crypto/random.js';
@@ -54,9 +55,7 @@ export function compileOperations(input: unknown): CompiledOperations {
 
 /** The app's settings (policy), inside a tenant transaction. 404 when the app is not the org's. */
 export async function appSettings(trx: Tx, orgId: string, appId: string): Promise<AppSettings> {
-  const row = await trx.selectFrom('apps').select('settings').where('org_id', '=', orgId).where('id', '=', appId).executeTakeFirst();
-  if (!row) throw notFound('app');
-  return (typeof row.settings === 'string' ? JSON.parse(row.settings) : row.settings) as AppSettings;
+  return (await getApp(trx, orgId, appId)).settings;
 }
 
 /** Media limits for an app: the secure defaults, SVG only when the app enabled it. */

@@ -21,7 +21,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { addAbortSignal, pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
-import { AppError, notFound } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import type { BlobStore, BlobStoreFeature, ByteRange, PresignedPut, PresignPutOptions, PutOptions } from './types.js';
 import {
   assertValidKey,

@@ -13,8 +13,8 @@ import type { UrlSigner, Disposition } from '../../assets/signing.js';
 import { createUploadIntent, completeUploadIntent, receiveDirectUpload, type UploadIntentDeps } from '../../assets/direct.js';
 import { openAssetStream, parseRange } from '../../assets/read.js';
 import { appendAudit } from '../../audit/log.js';
+import { getApp } from '../../tenants/index.js';
 import type { Principal } from '../../auth/keys.js';
-import type { AppSettings } from '../../db/schema.js';
 import { authenticate, principalOf, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
 
@@ -58,15 +58,11 @@ export interface AssetRouteDeps extends AssetDeps, UploadIntentDeps {
   config: Config;
 }
 
-async function settingsOf(deps: AssetRouteDeps, p: Principal): Promise<AppSettings> {
-  const row = await deps.db.withTenant(p.orgId, (trx) => trx.selectFrom('apps').select('settings').where('org_id', '=', p.orgId).where('id', '=', p.appId).executeTakeFirst());
-  return ((typeof row?.settings === 'string' ? JSON.parse(row.settings) : row?.settings) ?? {}) as AppSettings;
-}
-
 /** Publishable keys upload only when their app allows browser uploads (origin already checked). */
 export async function assertUploadAllowed(deps: AssetRouteDeps, p: Principal): Promise<void> {
   if (p.kind !== 'publishable') return;
-  if (!(await settingsOf(deps, p)).allow_browser_uploads) {
+  const { settings } = await deps.db.withTenant(p.orgId, (trx) => getApp(trx, p.orgId, p.appId));
+  if (!settings.allow_browser_uploads) {
     throw new AppError('ERR_ROLE_FORBIDDEN', 'This app does not accept uploads with publishable keys (enable allow_browser_uploads).');
   }
 }
@@ -305,8 +301,7 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
   const row = await deps.db.system.selectFrom('assets').select(['org_id']).where('id', '=', req.params.id).where('deleted_at', 'is', null).executeTakeFirst();
   if (!row) throw new AppError('ERR_NOT_FOUND', 'The asset does not exist.');
   const asset = await deps.db.withTenant(row.org_id, (trx) => getAsset(trx, row.org_id, req.params.id, nowMs));
-  const settings = await deps.db.withTenant(row.org_id, (trx) => trx.selectFrom('apps').select('settings').where('id', '=', asset.appId).executeTakeFirst());
-  const appSettings = ((typeof settings?.settings === 'string' ? JSON.parse(settings.settings) : settings?.settings) ?? {}) as AppSettings;
+  const { settings: appSettings } = await deps.db.withTenant(row.org_id, (trx) => getApp(trx, row.org_id, asset.appId));
   if (appSettings.require_authorized_urls) {
     // "Authorized" URLs: the link alone is not enough; the caller must also hold a credential of the org.
     const principal = await authenticate(req, deps.auth);

@@ -7,7 +7,7 @@
  * `maxOutputDimension`), so no request can allocate more than ~8192² pixels of output.
  */
 import { Type } from 'typebox';
-import type { OverlayOptions, Sharp } from 'sharp';
+import type { Sharp } from 'sharp';
 import { Color, invalidFor, orientFirst, parseColor } from './common.js';
 import { defineOperation, type OperationContext } from './types.js';
 
