@@ -3,7 +3,7 @@
  * against slow clients, listening before they resolve, and closing their idle connections on stop.
  */
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 
 export interface SideListener {
   port: number;
@@ -29,4 +29,16 @@ export async function listenSide(server: Server, opts: { port: number; host: str
         server.closeAllConnections();
       }),
   };
+}
+
+/** A port that is free on `host` right now (for "port 0" setups that must know the port before listening). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 }

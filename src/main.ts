@@ -4,13 +4,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { BlobStore } from './assets/stores/types.js';
 import { createFsStore } from './assets/stores/fs.js';
 import { createS3Store } from './assets/stores/s3.js';
 import { loadConfig, type Config } from './config/index.js';
 import { lockDataDir, type DataDirLock } from './db/lock.js';
+import { freePort } from './listen.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { buildApp } from './app.js';
 import { runWorkerRole, startJobWorkers } from './jobs/runtime.js';
@@ -55,17 +55,6 @@ export async function openRuntime(env: NodeJS.ProcessEnv = process.env): Promise
     lock?.release();
     throw err;
   }
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** The configured blob store: `<dataDir>/blobs` on disk, or S3 (credentials from the AWS default chain). */

@@ -2,7 +2,8 @@
  * Starts the real HTTP server on 127.0.0.1 (an ephemeral port) over a test database, plus helpers to
  * create tenants through the domain layer.
  */
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { freePort } from '../../src/listen.js';
 import { join } from 'node:path';
 import { createFsStore } from '../../src/assets/stores/fs.js';
 import type { BlobStore } from '../../src/assets/stores/types.js';
@@ -50,16 +51,7 @@ export async function startServer(db: DatabaseHandle, opts: { env?: Record<strin
   return { url, config, keys, keyring, signer, store, close: () => app.close() };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 const keysByDb = new WeakMap<DatabaseHandle, MasterKeys>();
 /** One master key set per test database, shared by every server ("node") on it. */
