@@ -1,5 +1,6 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import sharp from 'sharp';
 import { DB_KINDS, openTestDb, superQuery, type TestDb } from '../support/db.js';
 import { startServer, createTenant, mintKey, api, type TestServer, type Tenant } from '../support/server.js';
 
@@ -210,6 +211,13 @@ for (const kind of DB_KINDS) {
       const rightOriginWrongScope = await api(s.url, 'GET', '/v1/apps', { key: pk.secret, headers: { origin: 'https://shop.example.com' } });
       assert.equal(rightOriginWrongScope.status, 403);
       assert.equal(rightOriginWrongScope.body.code, 'ERR_SCOPE_MISSING');
+      // The legitimate use: an upload from the allowed origin, once the app accepts browser uploads.
+      await api(s.url, 'PATCH', `/v1/apps/${a.appId}`, { key: a.key, body: { settings: { allow_browser_uploads: true } } });
+      const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#123456' } }).png().toBuffer();
+      const up = await fetch(`${s.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${pk.secret}`, origin: 'https://shop.example.com' }, body: new Uint8Array(png) });
+      assert.equal(up.status, 201);
+      const elsewhere = await fetch(`${s.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${pk.secret}`, origin: 'https://evil.example.net' }, body: new Uint8Array(png) });
+      assert.equal(elsewhere.status, 403);
     });
 
     test('a publishable key cannot be created without origins or with broader scopes', async () => {
