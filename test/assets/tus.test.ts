@@ -6,9 +6,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import * as tus from 'tus-js-client';
 import { DB_KINDS, openTestDb, superQuery, tempDir, type TestDb } from '../support/db.js';
 import { startServer, createTenant, mintKey, api, type TestServer, type Tenant } from '../support/server.js';
@@ -16,23 +14,11 @@ import { createFsStore } from '../../src/assets/stores/fs.js';
 import type { BlobStore } from '../../src/assets/stores/types.js';
 import { parseUploadChecksum, sweepExpiredUploads } from '../../src/assets/tus.js';
 import { AppError } from '../../src/errors.js';
+import { markedPng } from '../support/media.js';
 
 const MiB = 1024 * 1024;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const digest = (alg: 'sha1' | 'sha256', b: Buffer) => `${alg} ${createHash(alg).update(b).digest('base64')}`;
-
-/** A valid PNG of random pixels (stored, not compressed: ~3 B/pixel) with a text marker in a tEXt chunk. */
-async function markedPng(marker: string, width = 1024, height = 1024): Promise<Buffer> {
-  const png = await sharp(randomBytes(width * height * 3), { raw: { width, height, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
-  const data = Buffer.from(`Comment\0${marker}`, 'latin1');
-  const type = Buffer.from('tEXt');
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([type, data])) >>> 0);
-  // After the signature (8 bytes) and IHDR (25 bytes).
-  return Buffer.concat([png.subarray(0, 33), len, type, data, crc, png.subarray(33)]);
-}
 
 interface TusResult {
   url: string;
@@ -131,7 +117,7 @@ for (const kind of DB_KINDS) {
       s = await startServer(t.db, { env: { OBSCURA_SHED_EVENT_LOOP_DELAY_MS: '0' }, deps: { store, now: () => Date.now() + clockOffset } });
       a = await createTenant(t.db, 'A');
       b = await createTenant(t.db, 'B');
-      png = await markedPng(`marker-${randomBytes(8).toString('hex')}`);
+      png = await markedPng(`marker-${randomBytes(8).toString('hex')}`, 1024, 1024);
       assert.ok(png.length > 3 * MiB);
     });
     after(async () => {

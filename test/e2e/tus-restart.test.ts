@@ -8,26 +8,13 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
-import sharp from 'sharp';
 import * as tus from 'tus-js-client';
 import { tempDir } from '../support/db.js';
 import { runCli, startServe, type ServerProcess } from '../support/cli.js';
 import { api } from '../support/server.js';
+import { markedPng } from '../support/media.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** A valid PNG (random pixels, stored uncompressed) carrying `marker` in a tEXt chunk. */
-async function markedPng(marker: string, width = 1024, height = 1024): Promise<Buffer> {
-  const png = await sharp(randomBytes(width * height * 3), { raw: { width, height, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
-  const data = Buffer.from(`Comment\0${marker}`, 'latin1');
-  const type = Buffer.from('tEXt');
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([type, data])) >>> 0);
-  return Buffer.concat([png.subarray(0, 33), len, type, data, crc, png.subarray(33)]);
-}
 
 function walkFiles(dir: string): string[] {
   const out: string[] = [];
@@ -63,7 +50,7 @@ describe('tus upload across a SIGKILLed and restarted `obscura serve`', () => {
     const key: string = JSON.parse(init.stdout).secret_key.key;
 
     const marker = `obscura-marker-${randomBytes(12).toString('hex')}`;
-    const png = await markedPng(marker);
+    const png = await markedPng(marker, 1024, 1024);
     // Needles: the marker, and a run of pixel bytes from the middle (plaintext of any part, not just the first).
     const needles = [Buffer.from(marker), png.subarray(png.length >> 1, (png.length >> 1) + 48)];
     assert.ok(png.includes(needles[0]!) && png.length > 3 * 1024 * 1024);
