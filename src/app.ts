@@ -21,8 +21,11 @@ import { KeyVerifier } from './auth/keys.js';
 import { FailureTracker } from './auth/failures.js';
 import { installProblemHandlers, PROBLEM_SCHEMA } from './http/problem.js';
 import { installAuth, type TokenVerifier } from './http/auth.js';
+import { installOptionalBodies } from './http/bodies.js';
+import { addProblemExamples } from './http/openapi-examples.js';
 import { logSerializers, REDACT_PATHS } from './http/logging.js';
 import { healthRoutes } from './http/routes/health.js';
+import { setupRoutes, type FirstRunDeps } from './http/routes/setup.js';
 import { appRoutes } from './http/routes/apps.js';
 import { keyRoutes } from './http/routes/keys.js';
 import { auditRoutes } from './http/routes/audit.js';
@@ -49,6 +52,8 @@ export interface AppDeps {
   https?: { key: Buffer; cert: Buffer };
   /** UNSAFE, tests/development only: remote-URL policy overrides (e.g. `unsafeTestAllow` for a 127.0.0.1 test server). */
   remote?: import('./jobs/remote.js').RemotePolicy;
+  /** First run: the one-time setup gate while the database has no org (`serve` creates it). */
+  firstRun?: FirstRunDeps;
 }
 
 export interface BuiltApp {
@@ -91,6 +96,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
 
   app.addSchema(PROBLEM_SCHEMA);
   installProblemHandlers(app);
+  installOptionalBodies(app);
   app.addHook('onSend', async (req, reply) => {
     reply.header('X-Request-Id', String(req.id));
   });
@@ -118,6 +124,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
         },
       },
     },
+    // Each error response gets an example with a code that route really returns (src/http/openapi-examples.ts).
+    transformObject: (doc) => addProblemExamples((doc as { openapiObject: Record<string, any> }).openapiObject),
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
   await app.register(swaggerUi, {
@@ -141,6 +149,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   const directUploadKey = Buffer.from(hkdfSync('sha256', deps.masterKeys.current, Buffer.alloc(0), 'obscura/direct-upload/v1', 32));
 
   healthRoutes(app, deps.db);
+  setupRoutes(app, { db: deps.db, firstRun: deps.firstRun });
   appRoutes(app, deps.db);
   keyRoutes(app, deps.db, keys);
   auditRoutes(app, deps.db);

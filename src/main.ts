@@ -2,17 +2,19 @@
  * The composition root: load config, build the adapters (data-dir lock, database, master key), build
  * the app, listen, and shut down cleanly on SIGINT/SIGTERM.
  */
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { BlobStore } from './assets/stores/types.js';
 import { createFsStore } from './assets/stores/fs.js';
 import { createS3Store } from './assets/stores/s3.js';
-import { loadConfig, type Config } from './config/index.js';
+import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { lockDataDir, type DataDirLock } from './db/lock.js';
 import { freePort } from './listen.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { buildApp } from './app.js';
+import { hasNoOrg, SetupGate } from './tenants/setup.js';
 import { runWorkerRole, startJobWorkers } from './jobs/runtime.js';
 import { startMaintenance, type Maintenance } from './assets/maintenance.js';
 import { sweepExpiredUploads } from './assets/tus.js';
@@ -78,6 +80,48 @@ function startHousekeeping(config: Config, rt: Runtime, store: BlobStore): Maint
   });
 }
 
+/**
+ * A listen failure the operator can fix is a configuration error naming the setting; anything else
+ * is passed through unchanged.
+ */
+function listenError(err: unknown, config: Config): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  const where = `${config.host}:${config.port}`;
+  if (code === 'EADDRINUSE') return new ConfigError('OBSCURA_PORT', `${where} is already in use by another process; stop it or set OBSCURA_PORT to a free port (0 picks one).`);
+  if (code === 'EACCES') return new ConfigError('OBSCURA_PORT', `not allowed to listen on ${where} (ports below 1024 need privileges); set OBSCURA_PORT to 1024 or above.`);
+  if (code === 'EADDRNOTAVAIL') return new ConfigError('OBSCURA_HOST', `${config.host} is not an address of this machine; set OBSCURA_HOST to one of its addresses (or 0.0.0.0).`);
+  return err;
+}
+
+/** Where a waiting first-run setup token is written (owner-only), for `obscura init` to find. */
+export function setupFilePath(dataDir: string): string {
+  return join(dataDir, 'setup.json');
+}
+
+/**
+ * Writes the setup token owner-only (atomically: a reader never sees half a file) and tells the
+ * person at the terminal what to do next.
+ */
+function announceFirstRun(app: FastifyInstance, file: string, url: string, token: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify({ url, token }) + '\n', { mode: 0o600, flag: 'w' });
+  chmodSync(tmp, 0o600); // in case the file existed with a wider mode
+  renameSync(tmp, file);
+  app.log.warn({ setupFile: file }, 'no org yet: run `npx obscura init --org NAME --email EMAIL` to create the first org (the server can keep running)');
+  process.stderr.write(
+    [
+      '',
+      'Obscura has no org yet. Create the first org, its owner and an app (this server can keep running):',
+      '',
+      '  npx obscura init --org "Acme" --email you@acme.example',
+      '',
+      "It prints the owner's password and the app's secret key once. (It uses the one-time setup token in",
+      `${file}, readable only by you.)`,
+      '',
+    ].join('\n') + '\n',
+  );
+}
+
 /** `obscura serve`. Resolves when the server has stopped. */
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   // Port 0 means "any free port": choose it before building, so the public URL names the real port.
@@ -96,7 +140,18 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
       await rt.close();
     });
   }
-  const { app, perimeter } = await buildApp(config, { db: rt.db, masterKeys: rt.masterKeys, store, https });
+  // First run on the embedded default: a one-time setup token lets `obscura init` create the first
+  // org through this server while it holds the data dir (src/tenants/setup.ts).
+  const firstRun = rt.lock && (await hasNoOrg(rt.db)) ? SetupGate.issue() : null;
+  const setupFile = setupFilePath(config.dataDir);
+  const { app, perimeter } = await buildApp(config, {
+    db: rt.db,
+    masterKeys: rt.masterKeys,
+    store,
+    https,
+    firstRun: firstRun ? { gate: firstRun.gate, onDone: () => rmSync(setupFile, { force: true }) } : undefined,
+  });
+  app.addHook('onClose', async () => rmSync(setupFile, { force: true }));
   let side: SideListeners | null = null; // perimeter: OBSCURA_HTTP_REDIRECT_PORT / OBSCURA_METRICS_PORT listeners
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -116,8 +171,10 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   };
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  let listening = false;
   try {
     const address = await app.listen({ host: config.host, port: config.port });
+    listening = true;
     app.log.info({ address, database: config.database.kind, dataDir: config.dataDir }, 'obscura listening');
     // perimeter: side listeners start once the main one is up (a failure stops the server cleanly).
     side = await startSideListeners(config, perimeter).catch(async (err: unknown) => {
@@ -126,10 +183,11 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
     });
     // Machine-readable line for scripts and tests that start us with port 0.
     process.stdout.write(`OBSCURA_LISTENING ${address}\n`);
+    if (firstRun) announceFirstRun(app, setupFile, address, firstRun.token);
   } catch (err) {
     await workers?.stop(); // jobs
     await rt.close();
-    throw err;
+    throw listening ? err : listenError(err, config);
   }
   await new Promise<void>((resolve) => app.server.once('close', () => resolve()));
 }

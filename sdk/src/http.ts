@@ -252,7 +252,7 @@ export class Transport {
         if (spec.signal?.aborted) throw abortError(spec.signal);
         const err = timedOut
           ? new ObscuraError({ code: 'ERR_TIMEOUT', detail: `No response within ${timeoutMs} ms.`, cause })
-          : new ObscuraError({ code: 'ERR_NETWORK', detail: `Could not reach ${this.origin}.`, cause });
+          : new ObscuraError({ code: 'ERR_NETWORK', detail: `Could not reach ${this.origin}: is the server running at that address?`, cause });
         if (retryable && attempt < this.retry.retries) {
           await sleep(backoffDelay(attempt, this.retry), spec.signal);
           continue;

@@ -109,13 +109,14 @@ function problemOf(res: HttpResponse | null | undefined): Problem | undefined {
   }
 }
 
-function uploadError(err: Error | DetailedError): ObscuraError {
+function uploadError(err: Error | DetailedError, endpoint: string): ObscuraError {
   const res = (err as DetailedError).originalResponse;
   const problem = problemOf(res);
   const status = res?.getStatus() ?? 0;
   const requestId = problem?.request_id ?? res?.getHeader('X-Request-Id') ?? undefined;
   if (problem) return new ObscuraError({ status, code: problem.code, detail: problem.detail, requestId, problem, cause: err });
-  return new ObscuraError({ status, code: 'ERR_UPLOAD_FAILED', detail: status ? `The upload failed with HTTP ${status}.` : 'The upload failed (network).', requestId, cause: err });
+  if (!status) return new ObscuraError({ code: 'ERR_NETWORK', detail: `Could not reach ${endpoint}: is the server running at that address?`, cause: err });
+  return new ObscuraError({ status, code: 'ERR_UPLOAD_FAILED', detail: `The upload to ${endpoint} failed with HTTP ${status}.`, requestId, cause: err });
 }
 
 /** Runs one resumable upload to completion. */
@@ -161,7 +162,7 @@ export function tusUpload(transport: Transport, source: UploadSource, opts: TusU
       onProgress: (sent: number, total: number) => opts.onProgress?.({ bytes: sent, total }),
       onError: (err: Error | DetailedError) => {
         opts.signal?.removeEventListener('abort', onAbort);
-        reject(uploadError(err));
+        reject(uploadError(err, transport.url('/v1/uploads').toString()));
       },
       onSuccess: () => {
         opts.signal?.removeEventListener('abort', onAbort);

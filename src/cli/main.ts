@@ -8,14 +8,15 @@
  */
 import { parseArgs } from 'node:util';
 import { userInfo } from 'node:os';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ConfigError, doctor, loadConfig } from '../config/index.js';
 import { DataDirLockedError, lockDataDir } from '../db/lock.js';
-import { AppError } from '../errors.js';
-import { openRuntime, serve, type Runtime } from '../main.js';
-import { createApp, createOrg, createUser, setUserRole, ROLES, type Ctx } from '../tenants/index.js';
+import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+import { openRuntime, serve, setupFilePath, type Runtime } from '../main.js';
+import { createFirstOrg, hasNoOrg, type FirstOrgInput, type FirstOrgResult } from '../tenants/setup.js';
+import { createUser, setUserRole, ROLES, type Ctx } from '../tenants/index.js';
 import { createKey, listKeys, revokeKey, rollKey, type KeyInfo } from '../auth/keys.js';
 import { verifyAudit } from '../audit/log.js';
 import { masterKeyFile, beginFileRotation, finishFileRotation } from '../crypto/master.js';
@@ -119,44 +120,70 @@ async function cmdInit(argv: string[]): Promise<number> {
     },
     strict: true,
   });
-  const password = values['password-stdin'] ? await readStdin() : randomBytes(18).toString('base64url');
-  return withRuntime(async (rt) => {
-    const existing = await rt.db.system.selectFrom('orgs').select('id').limit(1).executeTakeFirst();
-    if (existing) throw new UsageError('this database already has an org; use `obscura keys create` or the API');
-    const ctx = cliActor();
-    const result = await rt.db.withSystem(async (trx) => {
-      const org = await createOrg(trx, values.org!, ctx);
-      return { org };
+  const input: FirstOrgInput = {
+    org: values.org!,
+    email: values.email!,
+    app: values.app!,
+    origins: values.origin,
+    password: values['password-stdin'] ? await readStdin() : undefined,
+  };
+  let out: FirstOrgResult;
+  try {
+    out = await withRuntime(async (rt) => {
+      if (!(await hasNoOrg(rt.db))) throw new UsageError('this database already has an org; use `obscura keys create` or the API');
+      return createFirstOrg(rt.db, input, cliActor()).catch((err: unknown) => {
+        if (err instanceof AppError && err.code === 'ERR_CONFLICT') throw new UsageError('this database already has an org; use `obscura keys create` or the API');
+        throw err;
+      });
     });
-    const orgId = result.org.id;
-    const rest = await rt.db.withTenant(orgId, async (trx) => {
-      const user = await createUser(trx, orgId, { email: values.email!, password, role: 'owner' }, ctx);
-      const app = await createApp(trx, orgId, { name: values.app!, settings: values.origin?.length ? { allow_browser_uploads: true } : {} }, ctx);
-      const secret = await createKey(trx, orgId, app.id, { kind: 'secret', name: 'initial secret key' }, { ...ctx, granter: null });
-      const publishable = values.origin?.length
-        ? await createKey(trx, orgId, app.id, { kind: 'publishable', name: 'initial publishable key', allowedOrigins: values.origin }, { ...ctx, granter: null })
-        : null;
-      return { user, app, secret, publishable };
+  } catch (err) {
+    // The embedded data dir is held by a running server: ask that server, with its setup token.
+    if (!(err instanceof DataDirLockedError)) throw err;
+    out = await initThroughServer(loadConfig(process.env).dataDir, input, err);
+  }
+  print(values.json!, out, () =>
+    [
+      `Created org ${out.org.name} (${out.org.id}), app ${out.app.name} (${out.app.id}).`,
+      `Owner: ${out.owner.email}${out.owner.password ? `  password: ${out.owner.password}` : ''}`,
+      ``,
+      `Secret key (shown once; keep it on your servers only):`,
+      `  ${out.secret_key.key}`,
+      ...(out.publishable_key ? [``, `Publishable key for ${out.publishable_key.allowed_origins.join(', ')}:`, `  ${out.publishable_key.key}`] : []),
+    ].join('\n'),
+  );
+  return 0;
+}
+
+/**
+ * `init` while `obscura serve` holds the embedded data dir: POST /v1/setup to that server with the
+ * one-time token it wrote to `<data dir>/setup.json` (readable only by the server's user).
+ */
+async function initThroughServer(dataDir: string, input: FirstOrgInput, locked: DataDirLockedError): Promise<FirstOrgResult> {
+  let setup: { url?: string; token?: string };
+  try {
+    setup = JSON.parse(readFileSync(setupFilePath(dataDir), 'utf8')) as typeof setup;
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'EACCES' ? 'is not readable by this user (run init as the user that runs the server)' : 'does not exist (the server already has an org, or it is still starting)';
+    throw new UsageError(`${locked.message}; its setup token ${setupFilePath(dataDir)} ${why}`);
+  }
+  if (typeof setup.url !== 'string' || typeof setup.token !== 'string') throw new UsageError(`${setupFilePath(dataDir)} is not a setup file written by obscura serve`);
+  let res: Response;
+  try {
+    res = await fetch(new URL('/v1/setup', setup.url), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${setup.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(input),
+      signal: AbortSignal.timeout(30_000),
     });
-    const out = {
-      org: { id: orgId, name: result.org.name },
-      owner: { id: rest.user.id, email: rest.user.email, password: values['password-stdin'] ? undefined : password },
-      app: { id: rest.app.id, name: rest.app.name },
-      secret_key: { id: rest.secret.key.id, key: rest.secret.secret, scopes: rest.secret.key.scopes },
-      publishable_key: rest.publishable ? { id: rest.publishable.key.id, key: rest.publishable.secret, allowed_origins: rest.publishable.key.allowedOrigins } : null,
-    };
-    print(values.json!, out, () =>
-      [
-        `Created org ${out.org.name} (${out.org.id}), app ${out.app.name} (${out.app.id}).`,
-        `Owner: ${out.owner.email}${out.owner.password ? `  password: ${out.owner.password}` : ''}`,
-        ``,
-        `Secret key (shown once; keep it on your servers only):`,
-        `  ${out.secret_key.key}`,
-        ...(out.publishable_key ? [``, `Publishable key for ${out.publishable_key.allowed_origins.join(', ')}:`, `  ${out.publishable_key.key}`] : []),
-      ].join('\n'),
-    );
-    return 0;
-  });
+  } catch {
+    throw new AppError('ERR_UNAVAILABLE', `Could not reach the running server at ${setup.url} (from ${setupFilePath(dataDir)}); is it still running?`);
+  }
+  const body = (await res.json().catch(() => null)) as (FirstOrgResult & { code?: string; detail?: string }) | null;
+  if (res.status !== 201 || !body) {
+    const code = (body?.code ?? 'ERR_INTERNAL') as ErrorCode;
+    throw new AppError(code in ERROR_CODES ? code : 'ERR_INTERNAL', body?.detail ?? `The server answered ${res.status}.`);
+  }
+  return body;
 }
 
 async function cmdKeys(argv: string[]): Promise<number> {

@@ -16,12 +16,19 @@ const TITLES: Partial<Record<number, string>> = {
   410: 'Gone',
   413: 'Content Too Large',
   415: 'Unsupported Media Type',
+  416: 'Range Not Satisfiable',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
+  504: 'Gateway Timeout',
 };
+
+/** The RFC 9110 reason phrase used as a problem's `title`. */
+export function titleOf(status: number): string {
+  return TITLES[status] ?? 'Error';
+}
 
 export interface Problem {
   type: string;
@@ -37,7 +44,7 @@ export function problemFor(err: AppError, requestId: string): Problem {
   return {
     ...(err.details ?? {}),
     type: `urn:obscura:error:${err.code}`,
-    title: TITLES[err.status] ?? 'Error',
+    title: titleOf(err.status),
     status: err.status,
     detail: err.publicMessage,
     code: err.code,
@@ -51,8 +58,17 @@ export function sendProblem(reply: FastifyReply, err: AppError): FastifyReply {
   return reply.code(err.status).type('application/problem+json; charset=utf-8').send(problemFor(err, String(reply.request.id)));
 }
 
+/**
+ * What a route accepts as its request body, for 415 answers that say how to fix the request. Routes
+ * with raw bodies declare `config: { accepts: [...] }`; everything else takes JSON.
+ */
+function acceptedTypes(req: FastifyRequest | undefined): string[] {
+  const declared = (req?.routeOptions?.config as { accepts?: string[] } | undefined)?.accepts;
+  return declared?.length ? declared : ['application/json'];
+}
+
 /** Maps framework errors (body parsing, validation, limits) to our codes; never reuses their text. */
-export function toAppError(err: unknown): AppError {
+export function toAppError(err: unknown, req?: FastifyRequest): AppError {
   if (err instanceof AppError) return err;
   const fe = err as FastifyError & { validation?: Array<{ instancePath?: string; keyword?: string; params?: Record<string, unknown> }>; validationContext?: string };
   if (fe && Array.isArray(fe.validation)) {
@@ -73,8 +89,20 @@ export function toAppError(err: unknown): AppError {
   }
   const code = fe?.code;
   const status = fe?.statusCode;
-  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return new AppError('ERR_PAYLOAD_TOO_LARGE', 'The request body is too large.');
-  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || status === 415) return new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', 'The request Content-Type is not supported here.');
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) {
+    const limit = req?.routeOptions?.bodyLimit;
+    return new AppError(
+      'ERR_PAYLOAD_TOO_LARGE',
+      `The request body is larger than${limit ? ` the ${limit}-byte limit of` : ' the limit for'} this route. Send files as a resumable upload (tus at /v1/uploads) or through a presigned URL (POST /v1/assets/upload-url).`,
+      { details: limit ? { limit } : undefined },
+    );
+  }
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || status === 415) {
+    const accepted = acceptedTypes(req);
+    // Echo the sent type only when it looks like one (the header is the client's free text).
+    const sent = /^[\w.+-]{1,64}\/[\w.+-]{1,64}$/.test(String(req?.headers['content-type'] ?? '').split(';')[0]!.trim()) ? String(req!.headers['content-type']).split(';')[0]!.trim() : '';
+    return new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', `${sent ? `Content-Type ${sent} is` : 'This Content-Type is'} not accepted here; send ${accepted.join(' or ')}.`, { details: { accepted } });
+  }
   if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (status === 400 && /JSON/i.test(String(fe?.message)))) {
     return new AppError('ERR_BAD_REQUEST', 'The request body is not valid JSON.');
   }
@@ -87,7 +115,7 @@ export function toAppError(err: unknown): AppError {
 /** Installs the one error handler and the not-found handler. */
 export function installProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    const appErr = toAppError(err);
+    const appErr = toAppError(err, request);
     if (appErr.status >= 500) request.log.error({ err, code: appErr.code }, 'request failed');
     else request.log.info({ code: appErr.code, status: appErr.status }, 'request refused');
     return sendProblem(reply, appErr);

@@ -140,6 +140,33 @@ describe('OpenAPI document', () => {
     assert.deepEqual([...problem.required].sort(), ['code', 'detail', 'request_id', 'status', 'title', 'type']);
   });
 
+  test('every error response carries a problem+json example whose code that status really has (not one example for all)', () => {
+    const problems: string[] = [];
+    const seen = new Set<string>();
+    for (const { id, op } of ops) {
+      for (const [status, r] of Object.entries(op.responses ?? {})) {
+        if (Number(status) < 400) continue;
+        // The token endpoint answers RFC 6749 §5.2 errors, not problem+json.
+        if (!Object.values(r.content ?? {}).some((c) => JSON.stringify(c.schema ?? {}).includes('Problem'))) continue;
+        const media = (r.content ?? {})['application/problem+json'] as { examples?: Record<string, { value?: { code?: string; status?: number } }> } | undefined;
+        const examples = Object.values(media?.examples ?? {});
+        if (!examples.length) {
+          problems.push(`${id} ${status}: no problem+json example`);
+          continue;
+        }
+        for (const ex of examples) {
+          const code = ex.value?.code as keyof typeof ERROR_CODES | undefined;
+          seen.add(String(code));
+          if (!code || !(code in ERROR_CODES) || ex.value?.status !== Number(status)) problems.push(`${id} ${status}: example ${code} has status ${ex.value?.status}`);
+          if (!r.description?.includes(String(code))) problems.push(`${id} ${status}: example ${code} is not among the codes the response names`);
+        }
+      }
+    }
+    assert.deepEqual(problems, []);
+    // Many different codes appear, not one copied everywhere.
+    assert.ok(seen.size >= 10, `only ${seen.size} distinct example codes`);
+  });
+
   test('request bodies document their examples where the API reference shows them', (ctx) => {
     // Reported, not enforced: a checklist for the API reference (issue 6, item 1).
     const without = ops.filter(({ op }) => {

@@ -208,7 +208,7 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
       summary: 'Get a presigned, single-use direct upload URL bound to size and type (15 min)',
       security: bearer,
       body: IntentBody,
-      response: { 201: IntentResponse, ...errorResponses({ 413: 'Too large.', 415: 'Type not accepted.' }) },
+      response: { 201: IntentResponse, ...errorResponses({ 413: 'Larger than the app or server limit (ERR_PAYLOAD_TOO_LARGE).', 415: 'Type not accepted by this app (ERR_UNSUPPORTED_MEDIA_TYPE).' }) },
     },
     handler: async (req, reply) => {
       const p = principalOf(req);
@@ -225,7 +225,7 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
       summary: 'Finalise a presigned S3 upload: sniff, validate, encrypt into the store, remove the staged object',
       security: bearer,
       params: IntentParams,
-      response: { 201: AssetSchema, ...errorResponses({ 409: 'Already used (ERR_CONFLICT).', 410: 'Expired.', 415: 'Type not accepted.' }) },
+      response: { 201: AssetSchema, ...errorResponses({ 409: 'Already used (ERR_CONFLICT).', 410: 'The upload URL expired (ERR_URL_EXPIRED).', 415: 'Type not accepted (ERR_UNSUPPORTED_MEDIA_TYPE).' }) },
     },
     handler: async (req, reply) => {
       const p = principalOf(req);
@@ -286,7 +286,7 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
         200: { type: 'string', format: 'binary', description: 'The decrypted bytes.' },
         206: { type: 'string', format: 'binary', description: 'The requested byte range.' },
         304: Type.Null(),
-        ...errorResponses({ 403: 'Bad signature (ERR_SIGNATURE_INVALID) or missing bearer for authorized URLs.', 410: 'Expired (ERR_URL_EXPIRED).', 416: 'Range not satisfiable.' }),
+        ...errorResponses({ 403: 'Bad signature (ERR_SIGNATURE_INVALID) or missing bearer for authorized URLs.', 410: 'Expired (ERR_URL_EXPIRED).', 416: 'Range not satisfiable (ERR_RANGE_NOT_SATISFIABLE).' }),
       },
     },
     handler: async (req, reply) => download(req, reply, deps),

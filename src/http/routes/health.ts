@@ -14,7 +14,7 @@ export function healthRoutes(app: FastifyInstance, db: DatabaseHandle): void {
     schema: {
       tags: ['operations'],
       summary: 'Readiness: the database answers',
-      response: { 200: Type.Object({ status: Type.Literal('ready') }), 503: { $ref: 'Problem#' } },
+      response: { 200: Type.Object({ status: Type.Literal('ready') }), 503: { $ref: 'Problem#', description: 'The database does not answer (ERR_UNAVAILABLE).' } },
     },
     handler: async () => {
       try {

@@ -127,7 +127,7 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService): voi
         202: JobSchema,
         ...errorResponses({
           409: 'Idempotency-Key reused with another request (ERR_IDEMPOTENCY_MISMATCH).',
-          413: 'Input too large.',
+          413: 'Input too large (ERR_PAYLOAD_TOO_LARGE).',
           502: 'Remote input could not be fetched (ERR_REMOTE_FAILED).',
         }),
       },

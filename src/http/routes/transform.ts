@@ -63,7 +63,7 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
         response: {
           200: { type: 'string', format: 'binary', description: 'The image; cacheable by CDNs until exp.' },
           304: Type.Null(),
-          ...errorResponses({ 403: 'Bad signature (ERR_SIGNATURE_INVALID) or not a preset in strict mode (ERR_PRESET_REQUIRED).', 410: 'Expired (ERR_URL_EXPIRED).', 503: 'Busy.' }),
+          ...errorResponses({ 403: 'Bad signature (ERR_SIGNATURE_INVALID) or not a preset in strict mode (ERR_PRESET_REQUIRED).', 410: 'Expired (ERR_URL_EXPIRED).', 503: 'Busy (ERR_UNAVAILABLE).' }),
         },
       },
       handler: async (req, reply) => {
@@ -92,7 +92,7 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
 
   app.post<{ Params: Static<typeof AppParams> }>('/v1/apps/:id/transform-keys', {
     config: { auth: true, scope: 'keys:manage' },
-    schema: { tags: ['transform'], summary: 'Create a transform-URL signing key (secret shown once)', security: bearer, params: AppParams, response: { 201: KeyWithSecret, ...errorResponses({ 409: 'Too many keys.' }) } },
+    schema: { tags: ['transform'], summary: 'Create a transform-URL signing key (secret shown once)', security: bearer, params: AppParams, response: { 201: KeyWithSecret, ...errorResponses({ 409: 'Too many keys (ERR_CONFLICT).' }) } },
     handler: async (req, reply) => {
       const p = principalOf(req);
       const key = await db.withTenant(p.orgId, (trx) => createTransformKey(trx, service.masterKeys, p.orgId, req.params.id, ctxOf(req)));
@@ -134,7 +134,7 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
       security: bearer,
       params: PresetParams,
       body: PresetBody,
-      response: { 200: PresetSchema, ...errorResponses({ 409: 'Too many presets.' }) },
+      response: { 200: PresetSchema, ...errorResponses({ 409: 'Too many presets (ERR_CONFLICT).' }) },
     },
     handler: async (req) => {
       const p = principalOf(req);

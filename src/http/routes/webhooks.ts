@@ -123,7 +123,7 @@ export function webhookRoutes(app: FastifyInstance, service: ProcessingService):
 
   app.post<{ Body: Static<typeof CreateBody> }>('/v1/webhooks', {
     config: cfg,
-    schema: { tags, summary: 'Register a webhook endpoint (the secret is shown once)', security: bearer, body: CreateBody, response: { 201: WithSecret, ...errorResponses({ 409: 'Too many endpoints.' }) } },
+    schema: { tags, summary: 'Register a webhook endpoint (the secret is shown once)', security: bearer, body: CreateBody, response: { 201: WithSecret, ...errorResponses({ 409: 'Too many endpoints (ERR_CONFLICT).' }) } },
     handler: async (req, reply) => {
       const p = principalOf(req);
       const { endpoint, secret } = await createEndpoint(deps, p.orgId, p.appId, req.body, ctxOf(req));
