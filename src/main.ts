@@ -15,6 +15,7 @@ import { freePort } from './listen.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { buildApp } from './app.js';
 import { hasNoOrg, SetupGate } from './tenants/setup.js';
+import { nodeSupportFinding } from './config/node-support.js';
 import { runWorkerRole, startJobWorkers } from './jobs/runtime.js';
 import { startMaintenance, type Maintenance } from './assets/maintenance.js';
 import { sweepExpiredUploads } from './assets/tus.js';
@@ -176,6 +177,8 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
     const address = await app.listen({ host: config.host, port: config.port });
     listening = true;
     app.log.info({ address, database: config.database.kind, dataDir: config.dataDir }, 'obscura listening');
+    const node = nodeSupportFinding();
+    if (node) app.log.warn({ node: process.versions.node }, node.message);
     // perimeter: side listeners start once the main one is up (a failure stops the server cleanly).
     side = await startSideListeners(config, perimeter).catch(async (err: unknown) => {
       await app.close();

@@ -33,7 +33,7 @@ const JOB_ID = /^job_[0-9A-Za-z]{22}$/;
 const INLINE_PROCESS_BYTES = 8 * 1024 * 1024;
 
 export const CLIENT_HELP = `Client commands (talk to a running server; see docs/cli.md):
-  obscura upload FILE [--filename NAME] [--resume UPLOAD_URL] [--json]
+  obscura upload FILE [--filename NAME] [--resume UPLOAD_URL] [--chunk-size BYTES] [--json]
                                         resumable upload (tus) with a progress bar; prints the asset id
   obscura process FILE|ASSET_ID|URL --op OP [--op OP ...] (-o OUT | --store) [--async] [--preview]
                   [--keep-metadata] [--ttl SECONDS] [--json]

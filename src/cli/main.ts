@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ConfigError, doctor, loadConfig } from '../config/index.js';
+import { nodeSupportFinding } from '../config/node-support.js';
 import { DataDirLockedError, lockDataDir } from '../db/lock.js';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
 import { openRuntime, serve, setupFilePath, type Runtime } from '../main.js';
@@ -352,7 +353,9 @@ async function cmdAudit(argv: string[]): Promise<number> {
 async function cmdDoctor(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } }, strict: true });
   const config = loadConfig(process.env);
-  const findings = doctor(config, { masterKeyInDataDir: !config.masterKey && existsSync(masterKeyFile(resolve(config.dataDir))) });
+  const settings = doctor(config, { masterKeyInDataDir: !config.masterKey && existsSync(masterKeyFile(resolve(config.dataDir))) });
+  const node = nodeSupportFinding();
+  const findings = node ? [...settings.filter((f) => f.level !== 'ok'), node] : settings;
   print(values.json!, { findings }, () => findings.map((f) => `${f.level.toUpperCase().padEnd(6)} ${f.setting}: ${f.message}`).join('\n'));
   return findings.some((f) => f.level === 'unsafe') ? 1 : 0;
 }
