@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   ERR_LOGIN_THROTTLED: 429,
   ERR_INTERNAL: 500,
   ERR_UNAVAILABLE: 503,
+  /** A dependency (database, blob store, Redis) is down or too slow; retry after `Retry-After`. */
+  ERR_DEPENDENCY_UNAVAILABLE: 503,
   ERR_JOB_TIMEOUT: 504,
   // authentication (401)
   ERR_AUTH_MISSING: 401,

@@ -43,7 +43,14 @@ export async function openRuntime(env: NodeJS.ProcessEnv = process.env): Promise
   const lock = config.database.kind === 'pglite' ? lockDataDir(config.dataDir) : null;
   try {
     const masterKeys = resolveMasterKey(config);
-    const db = await openDatabase({ kind: config.database.kind, url: config.database.url, dataDir: config.dataDir, poolSize: config.database.poolSize });
+    const db = await openDatabase({
+      kind: config.database.kind,
+      url: config.database.url,
+      dataDir: config.dataDir,
+      poolSize: config.database.poolSize,
+      queryTimeoutMs: config.database.queryTimeoutMs,
+      connectTimeoutMs: config.database.connectTimeoutMs,
+    });
     return {
       config,
       db,
@@ -64,7 +71,13 @@ export async function openRuntime(env: NodeJS.ProcessEnv = process.env): Promise
 export async function openStore(config: Config): Promise<BlobStore> {
   if (config.storage.kind === 's3') {
     const s3 = config.storage.s3;
-    const client = new S3Client({ region: s3.region, endpoint: s3.endpoint, forcePathStyle: s3.forcePathStyle });
+    const client = new S3Client({
+      region: s3.region,
+      endpoint: s3.endpoint,
+      forcePathStyle: s3.forcePathStyle,
+      // A hung or unreachable store must answer 503 in bounded time, never hold a request forever.
+      requestHandler: { connectionTimeout: s3.connectTimeoutMs, requestTimeout: s3.requestTimeoutMs, throwOnRequestTimeout: true },
+    });
     // SSE on top of our own encryption: staged presigned uploads are plaintext until finalised.
     return createS3Store({ client, bucket: s3.bucket!, prefix: s3.prefix || undefined, serverSideEncryption: 'AES256' });
   }

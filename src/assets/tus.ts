@@ -24,6 +24,7 @@
  * Request state (the verified principal, the parsed checksum, the asset id to return) travels into the
  * tus hooks and the store through `AsyncLocalStorage`, because tus calls the store without it.
  */
+import { isDatabaseUnavailable } from '../db/unavailable.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, timingSafeEqual, type Hash } from 'node:crypto';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
@@ -252,6 +253,9 @@ export function toUploadError(err: unknown): AppError {
           return new AppError('ERR_BAD_REQUEST', 'The tus request is not valid.', { status: err.status_code });
         }
     }
+  }
+  if (isDatabaseUnavailable(err)) {
+    return new AppError('ERR_DEPENDENCY_UNAVAILABLE', 'The database did not answer in time; retry after the Retry-After delay.', { cause: err, details: { dependency: 'database' }, headers: { 'Retry-After': '5' } });
   }
   return new AppError('ERR_INTERNAL', 'Something went wrong on our side; quote the request id when reporting it.', { cause: err });
 }

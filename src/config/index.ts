@@ -31,6 +31,14 @@ export interface Config {
     readonly url: string | undefined;
     /** Pool size per process (postgres only, default 10). */
     readonly poolSize: number;
+    /**
+     * Longest a statement may run or wait for its answer (`OBSCURA_DATABASE_QUERY_TIMEOUT_MS`, default
+     * 15000; postgres only): sent as `statement_timeout` and enforced on our side too, so a frozen or
+     * partitioned server answers 503 instead of hanging requests.
+     */
+    readonly queryTimeoutMs: number;
+    /** Longest wait for a pooled connection or a new one (`OBSCURA_DATABASE_CONNECT_TIMEOUT_MS`, default 5000). */
+    readonly connectTimeoutMs: number;
   };
   /**
    * The master key (32 bytes) wrapping every tenant key, from `OBSCURA_MASTER_KEY` (64 hex chars or
@@ -73,6 +81,10 @@ export interface Config {
       readonly region: string;
       readonly prefix: string;
       readonly forcePathStyle: boolean;
+      /** Longest an S3 request may stay silent (`OBSCURA_S3_REQUEST_TIMEOUT_MS`, default 30000): a hung store answers 503. */
+      readonly requestTimeoutMs: number;
+      /** Longest wait for a TCP connection to S3 (`OBSCURA_S3_CONNECT_TIMEOUT_MS`, default 5000). */
+      readonly connectTimeoutMs: number;
     };
   };
   readonly uploads: {
@@ -129,6 +141,8 @@ export interface Config {
     readonly authFailuresPerMinute: number;
     /** Redis for rate-limit counters shared by every node (`REDIS_URL` or `OBSCURA_REDIS_URL`); unset = per process. Never logged. */
     readonly redisUrl: string | undefined;
+    /** Longest a Redis command may take before this node counts locally for a while (`OBSCURA_REDIS_COMMAND_TIMEOUT_MS`, default 250). */
+    readonly redisCommandTimeoutMs: number;
     /** Time a client has to send a request's headers (`OBSCURA_HEADERS_TIMEOUT_MS`, default 10000): cuts slowloris clients off. */
     readonly headersTimeoutMs: number;
     /** Time a client has to send a whole request, body included (`OBSCURA_REQUEST_TIMEOUT_MS`, default 120000). */
@@ -175,7 +189,7 @@ type Source = Record<string, string | undefined>;
 
 const KNOWN = new Set([
   'OBSCURA_DATA_DIR', 'OBSCURA_HOST', 'OBSCURA_PORT', 'OBSCURA_ROLE', 'OBSCURA_PUBLIC_URL', 'OBSCURA_DATABASE_URL',
-  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_KEY_CACHE_TTL_MS',
+  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_KEY_CACHE_TTL_MS',
   'OBSCURA_AUTH_BURST_THRESHOLD', 'OBSCURA_AUTH_BURST_WINDOW_MS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
   'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
@@ -316,6 +330,8 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       kind: dbUrl ? 'postgres' : 'pglite',
       url: dbUrl,
       poolSize: int(src, 'OBSCURA_DATABASE_POOL_SIZE', 10, 1, 500),
+      queryTimeoutMs: int(src, 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 15_000, 100, 3_600_000),
+      connectTimeoutMs: int(src, 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
     },
     masterKey: src.OBSCURA_MASTER_KEY,
     previousMasterKeys: list(src, 'OBSCURA_PREVIOUS_MASTER_KEYS'),
@@ -342,6 +358,8 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
         region: src.OBSCURA_S3_REGION ?? 'us-east-1',
         prefix: src.OBSCURA_S3_PREFIX ?? '',
         forcePathStyle: bool(src, 'OBSCURA_S3_FORCE_PATH_STYLE', false),
+        requestTimeoutMs: int(src, 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
+        connectTimeoutMs: int(src, 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
       },
     },
     uploads: {
@@ -400,6 +418,7 @@ function loadPerimeter(src: Source, env: Source, main: { port: number; publicUrl
     perIpPerMinute: int(src, 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 600, 1, 10_000_000),
     authFailuresPerMinute: int(src, 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
     redisUrl,
+    redisCommandTimeoutMs: int(src, 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 250, 10, 60_000),
     headersTimeoutMs,
     requestTimeoutMs,
     keepAliveTimeoutMs: int(src, 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 5000, 1000, 600_000),

@@ -45,6 +45,13 @@ export interface OpenOptions {
   /** embedded data dir (the database lives in `<dataDir>/db`) */
   dataDir?: string;
   poolSize?: number;
+  /**
+   * postgres: longest a statement may run (server-side `statement_timeout`) or wait for its answer
+   * (client-side, so a frozen server cannot hang a request); unset = no limit (issue 9, item 17).
+   */
+  queryTimeoutMs?: number;
+  /** postgres: longest wait for a pooled or new connection; unset = no limit. */
+  connectTimeoutMs?: number;
 }
 
 // node-postgres parses bigint (int8) as string by default; our counters fit in a double.
@@ -61,12 +68,33 @@ export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
     system = new Kysely<Schema>({ dialect: new PGliteDialect(pglite) });
   } else {
     if (!opts.url) throw new Error('openDatabase: url is required for postgres');
-    pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000 });
+    pool = new pg.Pool({
+      connectionString: opts.url,
+      max: opts.poolSize ?? 10,
+      idleTimeoutMillis: 30_000,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 0,
+      // The server cancels a slow statement itself; our own read timeout (a little longer, so the
+      // server's clean cancel normally wins) covers a server that no longer answers at all.
+      statement_timeout: opts.queryTimeoutMs,
+      query_timeout: opts.queryTimeoutMs === undefined ? undefined : opts.queryTimeoutMs + 1000,
+      keepAlive: true,
+    });
     // An idle client that errors (server restart) must not crash the process; the pool replaces it.
     pool.on('error', () => {});
     system = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   }
-  await migrate(system);
+  if (opts.kind === 'postgres' && opts.queryTimeoutMs !== undefined) {
+    // Migrations may legitimately run longer than a request's statement limit (an index on a big
+    // table): they get a connection of their own without one.
+    const unbounded = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: opts.url, max: 1 }) }) });
+    try {
+      await migrate(unbounded);
+    } finally {
+      await unbounded.destroy();
+    }
+  } else {
+    await migrate(system);
+  }
 
   const withTenant = async <T>(orgId: string, fn: (trx: Tx) => Promise<T>): Promise<T> => {
     // Not a user-input check (routes validate ids); a guard so a programming error can never widen scope.

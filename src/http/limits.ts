@@ -139,14 +139,14 @@ type RedisWithScripts = Redis & {
 };
 
 /** Connects to Redis at boot (refusing to start if it is unreachable) and defines the counter scripts. */
-export async function connectRedis(url: string): Promise<RedisWithScripts> {
+export async function connectRedis(url: string, commandTimeoutMs = 250): Promise<RedisWithScripts> {
   const redis = new Redis(url, {
     lazyConnect: true,
     // Fail fast instead of queueing: a request must never wait on a Redis outage (we fall back).
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 3000,
-    commandTimeout: 1000,
+    commandTimeout: commandTimeoutMs,
   });
   redis.on('error', () => {
     /* reported through the store's fallback; ioredis reconnects on its own */
@@ -162,29 +162,43 @@ export async function connectRedis(url: string): Promise<RedisWithScripts> {
   return redis as RedisWithScripts;
 }
 
-/** A @fastify/rate-limit store over Redis, falling back to memory while Redis is unreachable. */
+/** How long a node counts locally after a Redis command failed, before it tries Redis again. */
+export const REDIS_RETRY_AFTER_FAILURE_MS = 5000;
+
+/**
+ * A @fastify/rate-limit store over Redis, falling back to memory while Redis is unreachable. A frozen
+ * Redis still looks connected, so each command would wait out the command timeout: after one
+ * failure the node stops asking Redis for a few seconds (a circuit breaker), so an outage costs one
+ * timeout per node per interval, not one per request (issue 9, item 17).
+ */
 function storeCtor(redis: RedisWithScripts | null, prefix: string, onFallback: (err: unknown) => void): FastifyRateLimitStoreCtor {
+  let skipUntil = 0;
+  const usable = (): boolean => !!redis && redis.status === 'ready' && Date.now() >= skipUntil;
+  const failed = (err: unknown): void => {
+    skipUntil = Date.now() + REDIS_RETRY_AFTER_FAILURE_MS;
+    onFallback(err);
+  };
   class Store {
     private readonly memory = new MemoryWindows();
     constructor(private readonly ns: string = prefix) {}
 
     incr(key: string, cb: StoreCb, timeWindow: number): void {
-      if (!redis || redis.status !== 'ready') return cb(null, this.memory.incr(key, timeWindow));
-      redis.obscuraRateIncr(this.ns + key, timeWindow).then(
+      if (!usable()) return cb(null, this.memory.incr(key, timeWindow));
+      redis!.obscuraRateIncr(this.ns + key, timeWindow).then(
         ([current, ttl]) => cb(null, { current: Number(current), ttl: Number(ttl) }),
         (err: unknown) => {
-          onFallback(err);
+          failed(err);
           cb(null, this.memory.incr(key, timeWindow));
         },
       );
     }
 
     read(key: string, cb: StoreCb): void {
-      if (!redis || redis.status !== 'ready') return cb(null, this.memory.read(key));
-      redis.obscuraRateRead(this.ns + key).then(
+      if (!usable()) return cb(null, this.memory.read(key));
+      redis!.obscuraRateRead(this.ns + key).then(
         ([current, ttl]) => cb(null, { current: Number(current), ttl: Number(ttl) }),
         (err: unknown) => {
-          onFallback(err);
+          failed(err);
           cb(null, this.memory.read(key));
         },
       );
@@ -377,7 +391,7 @@ export async function installLimits(app: FastifyInstance, config: Config, deps: 
   app.decorate('usage', meter);
   app.decorateRequest('endUser', null);
 
-  const redis = p.redisUrl ? await connectRedis(p.redisUrl) : null;
+  const redis = p.redisUrl ? await connectRedis(p.redisUrl, p.redisCommandTimeoutMs) : null;
   let lastFallbackLog = 0;
   const onFallback = (err: unknown) => {
     if (Date.now() - lastFallbackLog > 60_000) {

@@ -5,6 +5,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+import { isDatabaseUnavailable } from '../db/unavailable.js';
 
 const TITLES: Partial<Record<number, string>> = {
   400: 'Bad Request',
@@ -109,6 +110,13 @@ export function toAppError(err: unknown, req?: FastifyRequest): AppError {
   if (code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new AppError('ERR_BAD_REQUEST', 'The Content-Length does not match the body.');
   if (status === 429) return new AppError('ERR_RATE_LIMITED', 'Too many requests.');
   if (typeof status === 'number' && status >= 400 && status < 500) return new AppError('ERR_BAD_REQUEST', 'The request is invalid.', { status });
+  if (isDatabaseUnavailable(err)) {
+    return new AppError('ERR_DEPENDENCY_UNAVAILABLE', 'The database did not answer in time; retry after the Retry-After delay.', {
+      cause: err,
+      details: { dependency: 'database' },
+      headers: { 'Retry-After': '5' },
+    });
+  }
   return new AppError('ERR_INTERNAL', 'Something went wrong on our side; quote the request id when reporting it.', { cause: err });
 }
 

@@ -667,8 +667,8 @@ describe('s3 blob store', () => {
     await new Promise((resolve) => probe.close(resolve));
     const client = clientFor(`http://127.0.0.1:${closedPort}`);
     const down = createS3Store({ client, bucket: s3.bucket });
-    await assert.rejects(down.head('k'), isAppError('ERR_UNAVAILABLE'));
-    await assert.rejects(down.put('k', streamOf(Buffer.from('x'))), isAppError('ERR_UNAVAILABLE'));
+    await assert.rejects(down.head('k'), isAppError('ERR_DEPENDENCY_UNAVAILABLE'));
+    await assert.rejects(down.put('k', streamOf(Buffer.from('x'))), isAppError('ERR_DEPENDENCY_UNAVAILABLE'));
     client.destroy();
   });
 

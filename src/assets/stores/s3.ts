@@ -91,7 +91,11 @@ function s3Error(err: unknown): AppError {
   }
   // Throttling, server errors and network failures (no HTTP status at all) are worth a retry.
   if (status === undefined || status >= 500 || status === 429 || e.$retryable !== undefined || e.name === 'SlowDown') {
-    return new AppError('ERR_UNAVAILABLE', 'The blob store is unavailable.', { cause: err });
+    return new AppError('ERR_DEPENDENCY_UNAVAILABLE', 'The blob store did not answer in time; retry after the Retry-After delay.', {
+      cause: err,
+      details: { dependency: 'store' },
+      headers: { 'Retry-After': '5' },
+    });
   }
   return new AppError('ERR_INTERNAL', 'The blob store failed.', { cause: err });
 }
