@@ -12,9 +12,9 @@ type Json = Record<string, any>;
 
 const CODE = /\bERR_[A-Z0-9_]+\b/g;
 
-/** A short, truthful example detail per code family; the real messages say more. */
+/** A placeholder detail: the real messages name the cause and the fix. */
 function exampleDetail(code: ErrorCode): string {
-  return `Example of a ${code} problem; the detail says what went wrong and how to fix it.`;
+  return `What went wrong and how to fix it (${code}).`;
 }
 
 /**

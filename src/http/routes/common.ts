@@ -25,6 +25,7 @@ export function errorResponses(extra: Record<number, string> = {}): Record<numbe
     404: 'Not found, or not yours (ERR_NOT_FOUND).',
     429: 'Rate limited (ERR_RATE_LIMITED).',
     500: 'Internal error (ERR_INTERNAL).',
+    503: 'Shedding load or a dependency (database, blob store) did not answer in time; retry after Retry-After (ERR_UNAVAILABLE, ERR_DEPENDENCY_UNAVAILABLE).',
     ...extra,
   };
   return Object.fromEntries(Object.entries(base).map(([k, v]) => [Number(k), problem(v)]));
