@@ -20,7 +20,7 @@ import { hkdfSync } from 'node:crypto';
 import { KeyVerifier } from './auth/keys.js';
 import { FailureTracker } from './auth/failures.js';
 import { installProblemHandlers, PROBLEM_SCHEMA } from './http/problem.js';
-import { installAuth, type TokenVerifier } from './http/auth.js';
+import { declareRouteScopes, installAuth, type TokenVerifier } from './http/auth.js';
 import { installOptionalBodies } from './http/bodies.js';
 import { addProblemExamples } from './http/openapi-examples.js';
 import { logSerializers, REDACT_PATHS } from './http/logging.js';
@@ -135,6 +135,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     uiConfig: { deepLinking: false },
   });
 
+  // Before any route: every authenticated route must declare its scopes (published in OpenAPI).
+  declareRouteScopes(app);
   // Perimeter first: its onRequest hooks (shedding, CORS, failed-auth throttle) must run before auth's,
   // and its onRoute hooks must see every route registered below.
   const perimeter = await installLimits(app, config, { db: deps.db, masterKeys: deps.masterKeys, now: deps.now });
@@ -156,7 +158,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
   await app.register(consoleRoutes, { config, deps });
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
-  processingApi(app, { db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote });
+  processingApi(app, { db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, auth: authDeps });
   uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
 
   return { app, keys, keyring, signer, perimeter };

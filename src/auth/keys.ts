@@ -210,6 +210,7 @@ export async function rollKey(
   }
   const old = (await trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('id', '=', keyId).forUpdate().executeTakeFirst()) as KeyRow | undefined;
   if (!old) throw notFound('key');
+  requireCovers(ctx.granter, old.scopes, 'roll this key');
   if (old.revoked_at) throw new AppError('ERR_CONFLICT', 'A revoked key cannot be rolled.');
   if (old.rolled_to) throw new AppError('ERR_CONFLICT', 'This key was already rolled; roll its replacement instead.');
   const created = await createKey(
@@ -240,10 +241,14 @@ export async function rollKey(
   return { ...created, previous: toInfo(updated), oldHash: old.hash };
 }
 
-/** Revokes a key at once (idempotent: revoking twice keeps the first time). */
-export async function revokeKey(trx: Tx, orgId: string, keyId: string, ctx: Ctx, now: Date = new Date()): Promise<{ key: KeyInfo; hash: string }> {
+/**
+ * Revokes a key at once (idempotent: revoking twice keeps the first time). `granter` is the calling
+ * principal's scopes: a key with scopes the caller lacks is refused (null for the CLI operator).
+ */
+export async function revokeKey(trx: Tx, orgId: string, keyId: string, ctx: Ctx & { granter: ReadonlySet<string> | null }, now: Date = new Date()): Promise<{ key: KeyInfo; hash: string }> {
   const row = (await trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('id', '=', keyId).forUpdate().executeTakeFirst()) as KeyRow | undefined;
   if (!row) throw notFound('key');
+  requireCovers(ctx.granter, row.scopes, 'revoke this key');
   if (row.revoked_at) return { key: toInfo(row), hash: row.hash };
   const updated = (await trx.updateTable('api_keys').set({ revoked_at: now }).where('org_id', '=', orgId).where('id', '=', keyId).returningAll().executeTakeFirstOrThrow()) as KeyRow;
   await appendAudit(trx, { orgId, actor: ctx.actor, action: 'key.revoke', target: { key: keyId, app: row.app_id }, ip: ctx.ip, requestId: ctx.requestId });
@@ -339,10 +344,29 @@ export class KeyVerifier {
 
 /** Throws ERR_SCOPE_MISSING (403) unless the principal holds `scope`. */
 export function requireScope(p: Principal, scope: Scope): void {
-  if (!p.scopes.has(scope)) {
-    throw new AppError('ERR_SCOPE_MISSING', `This credential lacks the "${scope}" scope.`, {
-      details: { required: scope },
-      internal: { failure: { code: 'ERR_SCOPE_MISSING', orgId: p.orgId, keyId: p.keyId } satisfies AuthFailure },
-    });
+  requireScopes(p, [scope]);
+}
+
+/** Throws ERR_SCOPE_MISSING (403), naming every missing scope, unless the principal holds all of `scopes`. */
+export function requireScopes(p: Principal, scopes: readonly Scope[]): void {
+  const missing = scopes.filter((s) => !p.scopes.has(s));
+  if (missing.length === 0) return;
+  const names = missing.map((s) => `"${s}"`).join(', ');
+  throw new AppError('ERR_SCOPE_MISSING', `This credential lacks the ${names} scope${missing.length > 1 ? 's' : ''}. Use a key that holds ${missing.length > 1 ? 'them' : 'it'}, or mint one (POST /v1/apps/{id}/keys) with a credential that does.`, {
+    details: { required: scopes.length === 1 ? scopes[0] : [...scopes], missing },
+    internal: { failure: { code: 'ERR_SCOPE_MISSING', orgId: p.orgId, keyId: p.keyId } satisfies AuthFailure },
+  });
+}
+
+/**
+ * No privilege escalation through revocation or replacement either: a credential may only revoke (or
+ * roll) a secret whose scopes it holds itself, so a `keys:manage` key cannot switch off the
+ * all-scope key that manages it. `granter` null is the operator (CLI).
+ */
+export function requireCovers(granter: ReadonlySet<string> | null, target: readonly string[], what: string): void {
+  if (!granter) return;
+  const missing = target.filter((s) => !granter.has(s));
+  if (missing.length) {
+    throw new AppError('ERR_SCOPE_MISSING', `This credential cannot ${what}: it holds scopes the calling credential lacks. Use a credential that holds them.`, { details: { missing } });
   }
 }

@@ -22,6 +22,7 @@ import { appendAudit } from '../audit/log.js';
 import { getApp, type Ctx } from '../tenants/index.js';
 import type { FailureTracker } from './failures.js';
 import { SCOPES, isScope, type Scope } from './scopes.js';
+import { requireCovers } from './keys.js';
 import { signAccessToken, type SigningKeyStore } from './jwt.js';
 import type { OAuthClientsTable } from './oauth-schema.js';
 
@@ -131,9 +132,10 @@ export async function listClients(trx: Tx, orgId: string, appId: string): Promis
  * Revokes a client: no new token from this moment, on every node. Tokens already issued expire on
  * their own (at most the access token TTL). Idempotent: revoking twice keeps the first time.
  */
-export async function revokeClient(trx: Tx, orgId: string, id: string, ctx: Ctx, now: Date = new Date()): Promise<OAuthClientInfo> {
+export async function revokeClient(trx: Tx, orgId: string, id: string, ctx: Ctx & { granter: ReadonlySet<string> | null }, now: Date = new Date()): Promise<OAuthClientInfo> {
   const row = (await trx.selectFrom('oauth_clients').selectAll().where('org_id', '=', orgId).where('id', '=', id).forUpdate().executeTakeFirst()) as ClientRow | undefined;
   if (!row) throw notFound('OAuth client');
+  requireCovers(ctx.granter, row.scopes, 'revoke this OAuth client');
   if (row.revoked_at) return toInfo(row);
   const updated = (await trx.updateTable('oauth_clients').set({ revoked_at: now }).where('org_id', '=', orgId).where('id', '=', id).returningAll().executeTakeFirstOrThrow()) as ClientRow;
   await appendAudit(trx, { orgId, actor: ctx.actor, action: 'oauth_client.revoke', target: { oauth_client: id, app: row.app_id }, data: { client_id: row.client_id }, ip: ctx.ip, requestId: ctx.requestId }, now);

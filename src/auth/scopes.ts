@@ -1,5 +1,14 @@
 /**
- * Scopes: least privilege. A credential carries an explicit list; a route names the one it needs.
+ * Scopes: least privilege. A credential carries an explicit list; a route names the ones it needs
+ * (`config: { auth: true, scope: 'x' }` or `scopes: ['x', 'y']`, all required; see src/http/auth.ts).
+ * The table of route → scopes, and why, is in docs/security-model.md ("Scopes").
+ *
+ * Rules the table follows:
+ * - every way of reading an asset's content needs `assets:read` (signed download URLs, `/v1/process`
+ *   and jobs with an `asset_id` input, minting a transform-URL key);
+ * - destroying data has its own scope (`assets:delete`), never implied by `assets:write`;
+ * - minting or revoking a secret (API key, OAuth client, transform key, webhook secret) needs every
+ *   scope that secret grants or stands for.
  */
 export const SCOPES = [
   'apps:read',
@@ -7,6 +16,8 @@ export const SCOPES = [
   'keys:manage',
   'assets:read',
   'assets:write',
+  /** Delete assets (destructive: an uploader key must not be able to erase what others stored). */
+  'assets:delete',
   'jobs:read',
   'jobs:write',
   'webhooks:manage',

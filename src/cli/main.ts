@@ -266,7 +266,7 @@ async function cmdKeys(argv: string[]): Promise<number> {
       const keyId = uuidArg(positionals[0], 'KEY_ID');
       return withRuntime(async (rt) => {
         const orgId = await orgOfKey(rt, keyId);
-        const r = await rt.db.withTenant(orgId, (trx) => revokeKey(trx, orgId, keyId, ctx));
+        const r = await rt.db.withTenant(orgId, (trx) => revokeKey(trx, orgId, keyId, { ...ctx, granter: null }));
         print(json, r.key, () => `revoked: ${keyLine(r.key)}`);
         return 0;
       });

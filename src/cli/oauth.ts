@@ -131,7 +131,7 @@ async function clients(argv: string[], rt: Runtime): Promise<number> {
     case 'revoke': {
       const id = uuidArg(positionals[0], 'ID');
       const orgId = await orgOfClient(rt.db, id);
-      const c = await rt.db.withTenant(orgId, (trx) => revokeClient(trx, orgId, id, ctx));
+      const c = await rt.db.withTenant(orgId, (trx) => revokeClient(trx, orgId, id, { ...ctx, granter: null }));
       print(json, c, () => `revoked: ${clientLine(c)}\n(tokens already issued stay valid until they expire, at most ${rt.config.oauth.accessTokenTtlSeconds} s)`);
       return 0;
     }

@@ -11,6 +11,7 @@ import { consoleAccounts } from './migrations/0004_console.js';
 import { usage } from './migrations/0005_usage.js';
 import { tus } from './migrations/0006_tus.js';
 import { jobs } from './migrations/0007_jobs.js';
+import { scopes } from './migrations/0011_scopes.js';
 
 export { TENANT_ROLE } from './migrations/helpers.js';
 
@@ -22,6 +23,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0005_usage': usage,
   '0006_tus': tus,
   '0007_jobs': jobs,
+  '0011_scopes': scopes,
 };
 
 class StaticProvider implements MigrationProvider {

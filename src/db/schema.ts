@@ -67,6 +67,8 @@ export interface ApiKeysTable {
   rolled_to: string | null;
   grace_ends_at: NullableTimestamp;
   created_at: Timestamp;
+  /** When the key was first accepted (0011); a grace-0 roll ends when the replacement is first used. */
+  first_used_at: NullableTimestamp;
 }
 
 export interface AuditLogTable {

@@ -1,11 +1,16 @@
 /**
- * Authentication as a Fastify hook. A route opts in with `config: { auth: true, scope: '...' }`
- * (per-route policy in routeOptions.config, as @fastify/rate-limit does). Credentials are checked in
- * `onRequest`, before the body is read, so an unauthenticated client cannot make us parse anything.
+ * Authentication as a Fastify hook. A route opts in with `config: { auth: true, scope: '...' }`, or
+ * `scopes: ['...', '...']` when it needs several (all are required; per-route policy in
+ * routeOptions.config, as @fastify/rate-limit does). Credentials are checked in `onRequest`, before the
+ * body is read, so an unauthenticated client cannot make us parse anything.
+ *
+ * Every authenticated route declares its scopes; test/http/scopes.test.ts enumerates the app's routes
+ * and fails for a route that declares none (unless it is on its short, explained allowlist), and
+ * docs/security-model.md has the table.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
-import { requireScope, type KeyVerifier, type Principal, type AuthFailure } from '../auth/keys.js';
+import { requireScopes, type KeyVerifier, type Principal, type AuthFailure } from '../auth/keys.js';
 import type { FailureTracker } from '../auth/failures.js';
 import type { Scope } from '../auth/scopes.js';
 
@@ -15,6 +20,8 @@ declare module 'fastify' {
     auth?: boolean;
     /** The scope the credential must hold. */
     scope?: Scope;
+    /** Several scopes the credential must all hold (in addition to `scope`, if both are set). */
+    scopes?: readonly Scope[];
   }
   interface FastifyRequest {
     principal: Principal | null;
@@ -28,6 +35,38 @@ export interface AuthDeps {
   keys: KeyVerifier;
   failures: FailureTracker;
   tokens?: TokenVerifier;
+}
+
+/** The scopes a route requires: the union of `config.scope` and `config.scopes`. */
+export function routeScopes(cfg: { scope?: Scope; scopes?: readonly Scope[] } | undefined): Scope[] {
+  if (!cfg) return [];
+  return [...new Set([...(cfg.scope ? [cfg.scope] : []), ...(cfg.scopes ?? [])])];
+}
+
+/**
+ * Makes every authenticated route declare its scopes, and publishes them. Install before any route
+ * is registered. A route with `config.auth` but neither `scope` nor `scopes` is a programming error
+ * and fails at boot (`scopes: []` says "any valid credential" on purpose). The scopes go into the
+ * route's OpenAPI `security` requirement (OpenAPI 3.1 allows role names for non-OAuth schemes) and
+ * its description, so Swagger UI, clients and the scope-matrix test read them from one place.
+ */
+export function declareRouteScopes(app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    const cfg = route.config;
+    if (!cfg?.auth) return;
+    if (cfg.scope === undefined && cfg.scopes === undefined) {
+      throw new Error(`route ${String(route.method)} ${route.url} has config.auth but declares no scope: add config.scope or config.scopes (see docs/security-model.md, "Scopes")`);
+    }
+    const scopes = routeScopes(cfg);
+    if (!route.schema) return;
+    const note = scopes.length ? `Scopes: ${scopes.map((s) => `\`${s}\``).join(', ')}.` : 'Any valid credential.';
+    // A fresh object: route schemas share the `bearer` constant, and swagger reads them lazily.
+    route.schema = {
+      ...route.schema,
+      security: [{ bearerAuth: scopes }],
+      description: route.schema.description ? `${route.schema.description}\n\n${note}` : note,
+    };
+  });
 }
 
 /** Reads `Authorization: Bearer <credential>`. */
@@ -59,7 +98,7 @@ export function installAuth(app: FastifyInstance, deps: AuthDeps): void {
     if (!cfg?.auth) return;
     try {
       const principal = await authenticate(req, deps);
-      if (cfg.scope) requireScope(principal, cfg.scope);
+      requireScopes(principal, routeScopes(cfg));
       req.principal = principal;
     } catch (err) {
       if (err instanceof AppError && (err.status === 401 || err.status === 403)) {
@@ -68,6 +107,17 @@ export function installAuth(app: FastifyInstance, deps: AuthDeps): void {
       throw err;
     }
   });
+}
+
+/**
+ * For "authorized" URLs (app setting `require_authorized_urls`): a signed link is not enough, the
+ * request must also carry a credential of the asset's org holding `assets:read`. Another org's
+ * credential gets the same 404 as a missing asset.
+ */
+export async function authorizeRead(req: FastifyRequest, deps: AuthDeps, orgId: string): Promise<void> {
+  const principal = await authenticate(req, deps);
+  if (principal.orgId !== orgId) throw new AppError('ERR_NOT_FOUND', 'The asset does not exist.');
+  requireScopes(principal, ['assets:read']);
 }
 
 /** The verified principal of an authenticated route (a programming error if called elsewhere). */

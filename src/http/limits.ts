@@ -48,6 +48,7 @@ import { UsageMeter, MAX_END_USER_ID_LENGTH, type UsageEvent } from '../usage/me
 import { QuotaGuard, exceededQuota, quotaExceededError, quotaHeaders, type QuotaKind } from '../usage/quota.js';
 import { createProcessMetrics, metricsTokenMatches, metricsText, startMetricsServer, bearerOf, METRICS_CONTENT_TYPE, type MetricsServer, type ProcessMetrics } from '../usage/metrics.js';
 import { startRedirectServer, type RedirectServer } from './tls.js';
+import { routeScopes } from './auth.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -491,7 +492,7 @@ export async function installLimits(app: FastifyInstance, config: Config, deps: 
     for (const [k, v] of Object.entries(headers)) reply.header(k, v);
     // Enforced on the media routes (and any route that opts in); account management (apps, keys,
     // usage, audit, webhooks) stays reachable so an exhausted app can see why and raise its quota.
-    const enforce = cfg?.quota !== undefined || (cfg?.scope !== undefined && QUOTA_SCOPES.has(cfg.scope));
+    const enforce = cfg?.quota !== undefined || routeScopes(cfg).some((s) => QUOTA_SCOPES.has(s));
     if (!enforce) return;
     const kinds: QuotaKind[] = cfg?.quota?.exports ? ['requests', 'bytes', 'exports'] : ['requests', 'bytes'];
     const over = exceededQuota(status, kinds);

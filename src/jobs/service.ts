@@ -49,7 +49,15 @@ export interface TransformResponse {
   maxAge: number;
   varyAccept: boolean;
   result?: ProcessResult;
+  /** The app requires authorized URLs: the caller's credential was checked; the answer must stay private (no shared cache). */
+  authorized?: boolean;
 }
+
+/**
+ * Checks the request's bearer credential for an "authorized" URL: it must belong to `orgId` and hold
+ * `assets:read` (the HTTP layer supplies it; the service knows nothing of requests).
+ */
+export type AuthorizeRead = (orgId: string) => Promise<void>;
 
 /** Input of {@link ProcessingService.processSync}. */
 export interface SyncRequest {
@@ -172,7 +180,7 @@ export class ProcessingService {
    * Serves a signed transform URL (`rawUrl` = path and query exactly as received).
    * A matching `If-None-Match` is answered 304 before any decoding.
    */
-  async transform(rawUrl: string, accept: string | undefined, ifNoneMatch: string | undefined, signal?: AbortSignal): Promise<TransformResponse> {
+  async transform(rawUrl: string, accept: string | undefined, ifNoneMatch: string | undefined, signal?: AbortSignal, authorize?: AuthorizeRead): Promise<TransformResponse> {
     const parsed = parseTransformUrl(rawUrl);
     const key = await this.transformKeys.verify(parsed);
     const facts = await this.transformKeys.app(key.orgId, key.appId);
@@ -180,11 +188,20 @@ export class ProcessingService {
     const now = this.o.now?.() ?? Date.now();
     // The key decides the org: an asset of any other org is "not found" (RLS + explicit filter).
     const asset = await this.transformKeys.asset(key.orgId, parsed.assetId);
+    // require_authorized_urls covers transform URLs as it covers signed download URLs: the signed link
+    // alone is not enough when the key's app or the asset's app asks for it. Checked before the ETag,
+    // so a 304 reveals nothing either.
+    const assetFacts = asset.appId === key.appId ? facts : await this.transformKeys.app(asset.orgId, asset.appId);
+    const authorized = facts.settings.require_authorized_urls === true || assetFacts.settings.require_authorized_urls === true;
+    if (authorized) {
+      if (!authorize) throw new AppError('ERR_AUTH_MISSING', 'This app requires authorized URLs: send a credential of the org with the assets:read scope.');
+      await authorize(key.orgId);
+    }
     const varyAccept = compiled.plan.negotiatesFormat;
     const etag = transformEtag({ sourceSha256: asset.sha256, operations: compiled.canonical, accept: varyAccept ? acceptClass(accept) : '' });
     const maxAge = Math.max(0, Math.min(365 * 86400, parsed.exp - Math.floor(now / 1000)));
     if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) {
-      return { status: 304, etag, maxAge, varyAccept };
+      return { status: 304, etag, maxAge, varyAccept, authorized };
     }
     const limits = limitsFor(facts.settings);
     const result = await this.queue.run(async () => {
@@ -192,7 +209,7 @@ export class ProcessingService {
       const input = await this.sources.get(`${asset.orgId}/${asset.id}/${asset.sha256}`, async () => readBounded(await openAssetStream(this.deps, asset), limits.maxInputBytes));
       return runPipeline(this.deps, { orgId: key.orgId, input, plan: compiled.plan, limits, accept, signal });
     }, signal);
-    return { status: 200, etag, maxAge, varyAccept, result };
+    return { status: 200, etag, maxAge, varyAccept, result, authorized };
   }
 }
 

@@ -11,7 +11,7 @@ export const AppSettingsSchema = Type.Object(
     allowed_types: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z]+/[a-z0-9.+-]+$', maxLength: 100 }), { maxItems: 50, description: 'Media types this app accepts (sniffed from bytes).' })),
     allow_browser_uploads: Type.Optional(Type.Boolean({ description: 'Allow uploads with publishable keys (origin-checked). Default false.' })),
     max_upload_bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 ** 4 })),
-    require_authorized_urls: Type.Optional(Type.Boolean({ description: 'Signed download URLs also need a bearer credential. Default false.' })),
+    require_authorized_urls: Type.Optional(Type.Boolean({ description: 'Signed download URLs and transform URLs also need a bearer credential of the org with assets:read (transform answers become Cache-Control: private). Default false.' })),
     retention_seconds: Type.Optional(Type.Union([Type.Integer({ minimum: 60, maximum: 10 * 365 * 86400 }), Type.Null()])),
     allow_svg: Type.Optional(Type.Boolean({ description: 'Accept SVG input (sanitised before rasterising). Default false.' })),
     strict_transforms: Type.Optional(Type.Boolean({ description: 'Only named presets through transform URLs. Default false.' })),

@@ -15,7 +15,7 @@ import { openAssetStream, parseRange } from '../../assets/read.js';
 import { appendAudit } from '../../audit/log.js';
 import { getApp } from '../../tenants/index.js';
 import type { Principal } from '../../auth/keys.js';
-import { authenticate, principalOf, type AuthDeps } from '../auth.js';
+import { authorizeRead, principalOf, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
 
 export const AssetId = Type.String({ pattern: '^ast_[0-9A-Za-z]{22}$', description: 'An asset id (≥ 128 random bits).', examples: ['ast_4Xg0bQ2mZk9TtP1vYc8LrA'] });
@@ -244,7 +244,8 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
   });
 
   app.delete<{ Params: Static<typeof AssetParams> }>('/v1/assets/:id', {
-    config: { auth: true, scope: 'assets:write' },
+    // Destructive: its own scope, never implied by assets:write (an uploader key must not erase).
+    config: { auth: true, scope: 'assets:delete' },
     schema: { tags: ['assets'], summary: 'Delete an asset: its encrypted blob and its record (audited)', security: bearer, params: AssetParams, response: { 204: Type.Null(), ...errorResponses() } },
     handler: async (req, reply) => {
       const p = principalOf(req);
@@ -304,9 +305,7 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
   const { settings: appSettings } = await deps.db.withTenant(row.org_id, (trx) => getApp(trx, row.org_id, asset.appId));
   if (appSettings.require_authorized_urls) {
     // "Authorized" URLs: the link alone is not enough; the caller must also hold a credential of the org.
-    const principal = await authenticate(req, deps.auth);
-    if (principal.orgId !== asset.orgId) throw new AppError('ERR_NOT_FOUND', 'The asset does not exist.');
-    if (!principal.scopes.has('assets:read')) throw new AppError('ERR_SCOPE_MISSING', 'This credential lacks the "assets:read" scope.');
+    await authorizeRead(req, deps.auth, asset.orgId);
   }
 
   const etag = `"${asset.sha256}"`;

@@ -6,6 +6,7 @@ import type { ProcessingService } from '../../jobs/service.js';
 import { principalOf } from '../auth.js';
 import { DateTime, bearer, ctxOf, errorResponses } from './common.js';
 import type { JobInput } from '../../jobs/jobs.js';
+import { requireScope, type Principal } from '../../auth/keys.js';
 
 export const JobId = Type.String({ pattern: '^job_[0-9A-Za-z]{22}$', description: 'A job id.', examples: ['job_7bQ1mZk9TtP1vYc8LrA4Xg'] });
 const JobParams = Type.Object({ id: JobId }, { additionalProperties: false });
@@ -67,6 +68,15 @@ export const ProcessBody = Type.Object(
 );
 export type ProcessBodyT = Static<typeof ProcessBody>;
 
+/**
+ * Processing an asset reads its content (the output is returned, stored or PUT to `output.put_url`),
+ * so an `asset_id` input needs `assets:read` besides `jobs:write`; an uploaded or remote input brings
+ * its own bytes. Call it with the final input, before the service (docs/security-model.md, "Scopes").
+ */
+export function requireInputScopes(p: Principal, input: JobInput): void {
+  if (input.kind === 'asset') requireScope(p, 'assets:read');
+}
+
 /** Converts the JSON input to the service's form. */
 export function jobInputOf(input: Static<typeof ProcessInput>): JobInput {
   return 'asset_id' in input ? { kind: 'asset', assetId: input.asset_id } : { kind: 'url', url: input.url, headers: input.headers };
@@ -119,7 +129,7 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService): voi
     schema: {
       tags: ['processing'],
       summary: 'Create a processing job (asynchronous; outputs are stored as encrypted assets)',
-      description: 'The same body as POST /v1/process. Answers 202 with the job and `Location: /v1/jobs/{id}`. Remote inputs are fetched now, so forwarded headers are used once and never stored.',
+      description: 'The same body as POST /v1/process (an `asset_id` input also needs the `assets:read` scope). Answers 202 with the job and `Location: /v1/jobs/{id}`. Remote inputs are fetched now, so forwarded headers are used once and never stored.',
       security: bearer,
       headers: Type.Object({ 'idempotency-key': IdempotencyKeyHeader }),
       body: ProcessBody,
@@ -140,10 +150,12 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService): voi
         throw new AppError('ERR_VALIDATION', 'Idempotency-Key must be 1-255 visible ASCII characters.', { details: { field: 'Idempotency-Key' } });
       }
       const b = req.body;
+      const input = jobInputOf(b.input);
+      requireInputScopes(p, input);
       const { job, replayed } = await service.jobs.create({
         orgId: p.orgId,
         appId: p.appId,
-        input: jobInputOf(b.input),
+        input,
         operations: b.operations,
         preview: b.preview,
         keepMetadata: b.keep_metadata,

@@ -75,7 +75,8 @@ export function keyRoutes(app: FastifyInstance, db: DatabaseHandle, verifier: Ke
   // Answers from the verified credential alone (no database access beyond verification): a cheap way
   // for an integration to check its configuration, and the authenticated no-op of the benchmark.
   app.get('/v1/whoami', {
-    config: { auth: true },
+    // Any valid credential may describe itself (no scope on purpose).
+    config: { auth: true, scopes: [] },
     schema: { tags: ['keys'], summary: 'Describe the calling credential', security: bearer, response: { 200: WhoAmI, ...errorResponses() } },
     handler: async (req) => {
       const p = principalOf(req);
@@ -140,7 +141,7 @@ export function keyRoutes(app: FastifyInstance, db: DatabaseHandle, verifier: Ke
     schema: { tags: ['keys'], summary: 'Revoke a key immediately', security: bearer, params: IdParams, response: { 200: KeySchema, ...errorResponses() } },
     handler: async (req) => {
       const p = principalOf(req);
-      const r = await db.withTenant(p.orgId, (trx) => revokeKey(trx, p.orgId, req.params.id, ctxOf(req)));
+      const r = await db.withTenant(p.orgId, (trx) => revokeKey(trx, p.orgId, req.params.id, { ...ctxOf(req), granter: p.scopes }));
       verifier.invalidate(r.hash);
       return out(r.key);
     },

@@ -226,7 +226,7 @@ export function oauthRoutes(app: FastifyInstance, config: Config, deps: OAuthRou
     },
     handler: async (req) => {
       const p = principalOf(req);
-      return out(await deps.db.withTenant(p.orgId, (trx) => revokeClient(trx, p.orgId, req.params.id, ctxOf(req))));
+      return out(await deps.db.withTenant(p.orgId, (trx) => revokeClient(trx, p.orgId, req.params.id, { ...ctxOf(req), granter: p.scopes })));
     },
   });
 

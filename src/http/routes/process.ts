@@ -26,10 +26,10 @@ import type { ProcessResult } from '../../media/pipeline.js';
 import { createProcessingService, type ProcessingService } from '../../jobs/service.js';
 import type { JobInput } from '../../jobs/jobs.js';
 import type { RemotePolicy } from '../../jobs/remote.js';
-import { principalOf } from '../auth.js';
+import { principalOf, type AuthDeps } from '../auth.js';
 import { AssetSchema, assetOut } from './assets.js';
 import { bearer, ctxOf, errorResponses } from './common.js';
-import { JobSchema, jobRoutes, IdempotencyKeyHeader, ProcessBody, jobInputOf, type ProcessBodyT } from './jobs.js';
+import { JobSchema, jobRoutes, IdempotencyKeyHeader, ProcessBody, jobInputOf, requireInputScopes, type ProcessBodyT } from './jobs.js';
 import { webhookRoutes } from './webhooks.js';
 import { mediaHeaders, transformRoutes } from './transform.js';
 
@@ -54,6 +54,8 @@ export interface ProcessingApiDeps {
   now?: (() => number) | undefined;
   /** UNSAFE test/dev overrides of the remote-URL policy (see ProcessingServiceOptions.remote). */
   remote?: Partial<RemotePolicy> | undefined;
+  /** Credential checks for transform URLs of apps with `require_authorized_urls`. */
+  auth: AuthDeps;
 }
 
 /** RFC 7240: does the request prefer an asynchronous answer? */
@@ -86,7 +88,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
         tags: ['processing'],
         summary: 'Process an image now (or as a job with Prefer: respond-async)',
         description:
-          'Input: the raw body (`Content-Type: image/*` or `application/octet-stream`, operations in `?operations=`), or JSON (`input` = `{ asset_id }` or `{ url, headers? }`). ' +
+          'Input: the raw body (`Content-Type: image/*` or `application/octet-stream`, operations in `?operations=`), or JSON (`input` = `{ asset_id }` (also needs the `assets:read` scope) or `{ url, headers? }`). ' +
           'Returns the output bytes, or 201 + the stored asset with `output.store`. With `Prefer: respond-async` (RFC 7240) answers 202 + a job (`Location: /v1/jobs/{id}`); `Idempotency-Key` is honoured then.',
         security: bearer,
         querystring: RawQuery,
@@ -141,6 +143,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
           putUrl = body.output?.put_url;
         }
 
+        requireInputScopes(p, input);
         if (prefersAsync(req)) {
           const { job, replayed } = await service.jobs.create({
             orgId: p.orgId,
@@ -194,7 +197,7 @@ export function processingApi(app: FastifyInstance, deps: ProcessingApiDeps): Pr
   processRoutes(app, service);
   jobRoutes(app, service);
   webhookRoutes(app, service);
-  transformRoutes(app, service);
+  transformRoutes(app, service, deps.auth);
   app.addHook('onClose', async () => {
     await service.close();
   });

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { ProcessingService } from '../../jobs/service.js';
 import { createTransformKey, deletePreset, deleteTransformKey, listPresets, listTransformKeys, putPreset } from '../../jobs/transform.js';
-import { principalOf } from '../auth.js';
+import { authorizeRead, principalOf, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
 import { Operations } from './jobs.js';
 import type { FastifyReply } from 'fastify';
@@ -42,14 +42,19 @@ export function mediaHeaders(reply: FastifyReply, result: ProcessResult): void {
 
 /** Adds `Accept` to `Vary`, keeping what other plugins (CORS: `Origin`) put there. */
 export function varyAccept(reply: FastifyReply): void {
+  addVary(reply, 'Accept');
+}
+
+/** Adds a header name to `Vary`, keeping what is there. */
+function addVary(reply: FastifyReply, name: string): void {
   const current = reply.getHeader('Vary');
   const list = (Array.isArray(current) ? current.join(',') : String(current ?? '')).split(',').map((v) => v.trim()).filter(Boolean);
-  if (!list.some((v) => v.toLowerCase() === 'accept' || v === '*')) list.push('Accept');
+  if (!list.some((v) => v.toLowerCase() === name.toLowerCase() || v === '*')) list.push(name);
   reply.header('Vary', list.join(', '));
 }
 
 /** Registers `GET /t/...` and the key and preset management routes. */
-export function transformRoutes(app: FastifyInstance, service: ProcessingService): void {
+export function transformRoutes(app: FastifyInstance, service: ProcessingService, auth: AuthDeps): void {
   app.register(async (scope) => {
     // Errors must never be cached by a CDN in front of us (a transient 503 would stick).
     scope.addHook('onSend', async (_req, reply) => {
@@ -59,7 +64,7 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
       schema: {
         tags: ['transform'],
         summary: 'Signed transform URL: /t/{kid}.{mac}/{operations}/{asset id}?exp={unix}',
-        description: 'HMAC-SHA256 over "/{operations}/{asset id}?exp={exp}" with the app\'s transform key (docs/transform-urls.md). 403 bad signature, 410 expired, 404 asset not in the key\'s org.',
+        description: 'HMAC-SHA256 over "/{operations}/{asset id}?exp={exp}" with the app\'s transform key (docs/transform-urls.md). 403 bad signature, 410 expired, 404 asset not in the key\'s org. When the key\'s app or the asset\'s app has `require_authorized_urls`, the request must also carry `Authorization: Bearer` with a credential of the org holding `assets:read` (401/403 otherwise), and the answer is `Cache-Control: private`.',
         response: {
           200: { type: 'string', format: 'binary', description: 'The image; cacheable by CDNs until exp.' },
           304: Type.Null(),
@@ -74,9 +79,11 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
         reply.raw.once('close', onClose);
         try {
           const inm = req.headers['if-none-match'];
-          const r = await service.transform(req.url, req.headers.accept, typeof inm === 'string' ? inm : undefined, abort.signal);
+          const r = await service.transform(req.url, req.headers.accept, typeof inm === 'string' ? inm : undefined, abort.signal, (orgId) => authorizeRead(req, auth, orgId));
           reply.header('ETag', r.etag);
-          reply.header('Cache-Control', `public, max-age=${r.maxAge}, immutable`);
+          // Authorized URLs answer per credential: never stored by a shared cache (RFC 9111 §5.2.2.7).
+          reply.header('Cache-Control', r.authorized ? `private, max-age=${r.maxAge}` : `public, max-age=${r.maxAge}, immutable`);
+          if (r.authorized) addVary(reply, 'Authorization');
           if (r.varyAccept) varyAccept(reply);
           if (r.status === 304 || !r.result) return reply.code(304).send();
           mediaHeaders(reply, r.result);
@@ -90,8 +97,10 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
 
   const db = service.deps.db;
 
+  // A transform key reads every asset of the org through /t/ URLs: minting or deleting one needs
+  // assets:read as well as keys:manage (no scope escalation through a signing secret).
   app.post<{ Params: Static<typeof AppParams> }>('/v1/apps/:id/transform-keys', {
-    config: { auth: true, scope: 'keys:manage' },
+    config: { auth: true, scopes: ['keys:manage', 'assets:read'] },
     schema: { tags: ['transform'], summary: 'Create a transform-URL signing key (secret shown once)', security: bearer, params: AppParams, response: { 201: KeyWithSecret, ...errorResponses({ 409: 'Too many keys (ERR_CONFLICT).' }) } },
     handler: async (req, reply) => {
       const p = principalOf(req);
@@ -108,7 +117,7 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
     },
   });
   app.delete<{ Params: Static<typeof KeyParams> }>('/v1/apps/:id/transform-keys/:kid', {
-    config: { auth: true, scope: 'keys:manage' },
+    config: { auth: true, scopes: ['keys:manage', 'assets:read'] },
     schema: { tags: ['transform'], summary: 'Delete a transform key: URLs signed with it stop working', security: bearer, params: KeyParams, response: { 204: Type.Null(), ...errorResponses() } },
     handler: async (req, reply) => {
       const p = principalOf(req);

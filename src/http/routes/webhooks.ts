@@ -119,10 +119,13 @@ const deliveryOut = (d: DeliveryLogEntry) => ({
 export function webhookRoutes(app: FastifyInstance, service: ProcessingService): void {
   const deps = service.webhookDeps;
   const cfg = { auth: true, scope: 'webhooks:manage' as const };
+  // A webhook receives job events (the job record, as GET /v1/jobs/{id} shows it): minting its secret
+  // or choosing where events go also needs jobs:read.
+  const receiving = { auth: true, scopes: ['webhooks:manage', 'jobs:read'] as const };
   const tags = ['webhooks'];
 
   app.post<{ Body: Static<typeof CreateBody> }>('/v1/webhooks', {
-    config: cfg,
+    config: receiving,
     schema: { tags, summary: 'Register a webhook endpoint (the secret is shown once)', security: bearer, body: CreateBody, response: { 201: WithSecret, ...errorResponses({ 409: 'Too many endpoints (ERR_CONFLICT).' }) } },
     handler: async (req, reply) => {
       const p = principalOf(req);
@@ -147,7 +150,7 @@ export function webhookRoutes(app: FastifyInstance, service: ProcessingService):
     },
   });
   app.patch<{ Params: Static<typeof Params>; Body: Static<typeof PatchBody> }>('/v1/webhooks/:id', {
-    config: cfg,
+    config: receiving,
     schema: { tags, summary: 'Change URL, events, description or enabled', security: bearer, params: Params, body: PatchBody, response: { 200: EndpointSchema, ...errorResponses() } },
     handler: async (req) => {
       const p = principalOf(req);
@@ -164,7 +167,7 @@ export function webhookRoutes(app: FastifyInstance, service: ProcessingService):
     },
   });
   app.post<{ Params: Static<typeof Params>; Body: Static<typeof RotateBody> | undefined }>('/v1/webhooks/:id/rotate-secret', {
-    config: cfg,
+    config: receiving,
     schema: {
       tags,
       summary: 'Rotate the signing secret; the previous one keeps signing during the grace period',

