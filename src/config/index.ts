@@ -131,11 +131,21 @@ export interface Config {
   };
   // --- perimeter (rate limits, timeouts, load shedding, redirect, metrics): src/http/limits.ts ---
   readonly perimeter: {
-    /** Requests per minute per credential: API key or OAuth client (`OBSCURA_RATE_LIMIT_PER_MINUTE`, default 600). */
+    /**
+     * Requests per minute per server-side credential: secret or restricted key, OAuth client
+     * (`OBSCURA_RATE_LIMIT_PER_MINUTE`, default 60000 = 1000/s). Such a credential belongs to the
+     * customer's own backend; the limit stops a runaway loop, it must never throttle normal traffic.
+     */
     readonly perKeyPerMinute: number;
-    /** Requests per minute per app, all its credentials together (`OBSCURA_RATE_LIMIT_APP_PER_MINUTE`, default 3000). */
+    /**
+     * Requests per minute per publishable key AND client IP (`OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE`,
+     * default 600 = 10/s per browser). One publishable key serves every visitor of a site, so each
+     * visitor's address gets its own budget; the app limit bounds them together.
+     */
+    readonly perPublishablePerMinute: number;
+    /** Requests per minute per app, all its credentials together (`OBSCURA_RATE_LIMIT_APP_PER_MINUTE`, default 120000 = 2000/s). */
     readonly perAppPerMinute: number;
-    /** Requests per minute per client IP on routes without authentication (`OBSCURA_RATE_LIMIT_IP_PER_MINUTE`, default 600). */
+    /** Requests per minute per client IP on routes without authentication, e.g. signed download and transform URLs (`OBSCURA_RATE_LIMIT_IP_PER_MINUTE`, default 6000 = 100/s). */
     readonly perIpPerMinute: number;
     /** Failed authentications per client IP per minute before that IP gets 429 on authenticated routes (`OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE`, default 30). */
     readonly authFailuresPerMinute: number;
@@ -198,7 +208,7 @@ const KNOWN = new Set([
   'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
   'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
   // perimeter (src/http/limits.ts)
-  'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
+  'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
   'OBSCURA_REDIS_URL', 'OBSCURA_HEADERS_TIMEOUT_MS', 'OBSCURA_REQUEST_TIMEOUT_MS', 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS',
   'OBSCURA_SHED_HEAP_USED_BYTES', 'OBSCURA_SHED_SAMPLE_INTERVAL_MS', 'OBSCURA_SHED_RETRY_AFTER_SECONDS', 'OBSCURA_HTTP_REDIRECT_PORT',
   'OBSCURA_METRICS_PORT', 'OBSCURA_METRICS_HOST', 'OBSCURA_METRICS_TOKEN',
@@ -413,9 +423,11 @@ function loadPerimeter(src: Source, env: Source, main: { port: number; publicUrl
   }
   const heap = src.OBSCURA_SHED_HEAP_USED_BYTES;
   return {
-    perKeyPerMinute: int(src, 'OBSCURA_RATE_LIMIT_PER_MINUTE', 600, 1, 10_000_000),
-    perAppPerMinute: int(src, 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 3000, 1, 100_000_000),
-    perIpPerMinute: int(src, 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 600, 1, 10_000_000),
+    // Defaults per key kind (issue 9, item 22): a backend at 50 req/s sustained is far inside them.
+    perKeyPerMinute: int(src, 'OBSCURA_RATE_LIMIT_PER_MINUTE', 60_000, 1, 10_000_000),
+    perPublishablePerMinute: int(src, 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 600, 1, 10_000_000),
+    perAppPerMinute: int(src, 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 120_000, 1, 100_000_000),
+    perIpPerMinute: int(src, 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 6000, 1, 10_000_000),
     authFailuresPerMinute: int(src, 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
     redisUrl,
     redisCommandTimeoutMs: int(src, 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 250, 10, 60_000),

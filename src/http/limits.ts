@@ -16,7 +16,8 @@
  *  4. auth (src/http/auth.ts, app-level onRequest).
  *  5. rate limit (@fastify/rate-limit, ROUTE-level onRequest, which Fastify runs after every
  *     app-level onRequest hook, so the principal is known): keyed by the credential id once
- *     authenticated (`key:<keyId>`, `perKeyPerMinute`), else by client IP (`ip:<ip or /64>`,
+ *     authenticated (`key:<keyId>`, `perKeyPerMinute`; publishable keys per key and client IP,
+ *     `pk:<keyId>:<ip>`, `perPublishablePerMinute`), else by client IP (`ip:<ip or /64>`,
  *     `perIpPerMinute`). Keying by the verified id rather than a hash of the bearer text means a
  *     rolled key and its replacement, or an OAuth client's successive tokens, share nothing they
  *     should not, and an unverified string can never mint fresh buckets.
@@ -437,8 +438,11 @@ export async function installLimits(app: FastifyInstance, config: Config, deps: 
     hook: 'onRequest',
     enableDraftSpec: true,
     timeWindow: WINDOW_MS,
-    max: (req: FastifyRequest) => (req.principal ? p.perKeyPerMinute : p.perIpPerMinute),
-    keyGenerator: (req: FastifyRequest) => (req.principal ? `key:${req.principal.keyId}` : `ip:${normalizeIP(req.ip, 64)}`),
+    max: (req: FastifyRequest) => (!req.principal ? p.perIpPerMinute : req.principal.kind === 'publishable' ? p.perPublishablePerMinute : p.perKeyPerMinute),
+    // A publishable key is shared by every visitor of a site: each client address gets its own budget,
+    // so one browser cannot use up everyone's (the per-app limit still bounds them together).
+    keyGenerator: (req: FastifyRequest) =>
+      !req.principal ? `ip:${normalizeIP(req.ip, 64)}` : req.principal.kind === 'publishable' ? `pk:${req.principal.keyId}:${normalizeIP(req.ip, 64)}` : `key:${req.principal.keyId}`,
     store: storeCtor(redis, 'obscura:rl:', onFallback),
     errorResponseBuilder: (req: FastifyRequest, ctx: { max: number; ttl: number }) => {
       const scope = req.principal ? 'key' : 'ip';

@@ -210,6 +210,68 @@ after(async () => {
   if (shared) await (await shared).close();
 });
 
+describe('rate-limit defaults per key kind (issue 9, item 22)', () => {
+  let t: TestDb;
+  let s: PerimeterServer;
+
+  before(async () => {
+    t = await openTestDb('postgres');
+    // The shipped defaults: nothing but what every test server sets.
+    s = await startPerimeterServer(t.db, { env: { OBSCURA_TRUST_PROXY: '127.0.0.1' } });
+  });
+  after(async () => {
+    await s?.close();
+    await t?.close();
+  });
+
+  test('with the default limits, a backend sending more than a minute of 50 requests/s with one secret key inside one minute is never limited', async () => {
+    assert.equal(s.config.perimeter.perKeyPerMinute, 60_000);
+    assert.equal(s.config.perimeter.perAppPerMinute, 120_000);
+    const a = await createTenant(t.db, 'Backend');
+    // 3 100 requests (> 60 s × 50/s) as fast as 8 connections go: stricter than the same spread over a minute.
+    const total = 3100;
+    const statuses = new Map<number, number>();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < total) {
+          next++;
+          const res = await fetch(`${s.url}/v1/whoami`, { headers: { authorization: `Bearer ${a.key}` } });
+          await res.arrayBuffer();
+          statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        }
+      }),
+    );
+    assert.deepEqual([...statuses], [[200, total]]);
+    // The legitimate twin of "never limited": the same key is limited once past its (configurable) budget.
+    const last = await fetch(`${s.url}/v1/whoami`, { headers: { authorization: `Bearer ${a.key}` } });
+    assert.equal(last.headers.get('ratelimit-limit'), '60000');
+    assert.equal(Number(last.headers.get('ratelimit-remaining')), 60_000 - total - 1);
+  });
+
+  test('a publishable key is limited per visitor address, so one browser cannot use up the budget of the others', async () => {
+    const small = await startPerimeterServer(t.db, { env: { OBSCURA_TRUST_PROXY: '127.0.0.1', OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE: '3' } });
+    try {
+      const a = await createTenant(t.db, 'Shop');
+      const pk = await mintKey(t.db, a, { kind: 'publishable', allowedOrigins: ['https://shop.example.com'] });
+      const visitor = (ip: string) => api(small.url, 'GET', '/v1/whoami', { key: pk.secret, headers: { origin: 'https://shop.example.com', ...from(ip) } });
+      const first = await times(3, () => visitor('198.51.100.7'));
+      assert.deepEqual(first.map((r) => r.status), [200, 200, 200]);
+      assert.equal(first[0]!.headers.get('ratelimit-limit'), '3');
+      const over = await visitor('198.51.100.7');
+      assert.equal(over.status, 429);
+      assert.equal(over.body.code, 'ERR_RATE_LIMITED');
+      assert.equal(over.body.limit_scope, 'key');
+      assert.equal((await visitor('198.51.100.8')).status, 200, 'another visitor of the same site keeps its budget');
+      // The secret key of the same app is not held to the browser budget.
+      const backend = await times(5, () => api(small.url, 'GET', '/v1/whoami', { key: a.key, headers: from('198.51.100.7') }));
+      assert.ok(backend.every((r) => r.status === 200));
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 describe('load shedding', () => {
   let t: TestDb;
   before(async () => {
