@@ -260,7 +260,7 @@ export class AssetsResource {
     return this.t.json(spec({ method: 'GET', path: `/v1/assets/${enc(id)}` }, o));
   }
 
-  /** `DELETE /v1/assets/{id}`: the encrypted blob and the record (audited). */
+  /** `DELETE /v1/assets/{id}`: the encrypted blob and the record (audited). Scope `assets:delete`. */
   async delete(id: string, o?: CallOptions): Promise<void> {
     await this.t.json(spec({ method: 'DELETE', path: `/v1/assets/${enc(id)}` }, o));
   }

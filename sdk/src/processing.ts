@@ -336,7 +336,7 @@ export interface TransformPreset {
  */
 export class TransformResource {
   constructor(private readonly t: Transport) {}
-  /** `POST /v1/apps/{appId}/transform-keys`. Scope `keys:manage`. */
+  /** `POST /v1/apps/{appId}/transform-keys`. Scopes `keys:manage` and `assets:read` (the key reads every asset). */
   createKey(appId: string, o?: CallOpts): Promise<TransformKeyWithSecret> {
     return this.t.json(spec({ method: 'POST', path: `/v1/apps/${enc(appId)}/transform-keys` }, o));
   }
@@ -344,7 +344,7 @@ export class TransformResource {
   async listKeys(appId: string, o?: CallOpts): Promise<TransformKey[]> {
     return (await this.t.json<{ data: TransformKey[] }>(spec({ method: 'GET', path: `/v1/apps/${enc(appId)}/transform-keys` }, o))).data;
   }
-  /** `DELETE /v1/apps/{appId}/transform-keys/{kid}`: URLs signed with it stop working. */
+  /** `DELETE /v1/apps/{appId}/transform-keys/{kid}`: URLs signed with it stop working. Scopes `keys:manage` and `assets:read`. */
   async deleteKey(appId: string, kid: string, o?: CallOpts): Promise<void> {
     await this.t.json(spec({ method: 'DELETE', path: `/v1/apps/${enc(appId)}/transform-keys/${enc(kid)}` }, o));
   }

@@ -14,6 +14,7 @@ export type Scope =
   | 'keys:manage'
   | 'assets:read'
   | 'assets:write'
+  | 'assets:delete'
   | 'jobs:read'
   | 'jobs:write'
   | 'webhooks:manage'
@@ -73,7 +74,10 @@ export interface ApiKey {
   expires_at: DateTime | null;
   revoked_at: DateTime | null;
   rolled_to: string | null;
+  /** When a rolled key stops; null on a key rolled with grace 0: when its replacement is first used. */
   grace_ends_at: DateTime | null;
+  /** When the key was first accepted; null if never used. */
+  first_used_at: DateTime | null;
   created_at: DateTime;
 }
 

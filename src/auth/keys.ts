@@ -44,7 +44,10 @@ export interface KeyInfo {
   expiresAt: string | null;
   revokedAt: string | null;
   rolledTo: string | null;
+  /** When a rolled key stops; null with `rolledTo` set: when its replacement is first used (or revoked). */
   graceEndsAt: string | null;
+  /** When the key was first accepted (null: never used). */
+  firstUsedAt: string | null;
   createdAt: string;
 }
 
@@ -72,6 +75,7 @@ type KeyRow = {
   revoked_at: Date | null;
   rolled_to: string | null;
   grace_ends_at: Date | null;
+  first_used_at: Date | null;
   created_at: Date;
 };
 
@@ -91,6 +95,7 @@ function toInfo(r: KeyRow): KeyInfo {
     revokedAt: iso(r.revoked_at),
     rolledTo: r.rolled_to,
     graceEndsAt: iso(r.grace_ends_at),
+    firstUsedAt: iso(r.first_used_at),
     createdAt: iso(r.created_at)!,
   };
 }
@@ -194,8 +199,13 @@ export async function getKey(trx: Tx, orgId: string, keyId: string): Promise<Key
 }
 
 /**
- * Rolls a key: mints a replacement with the same kind, scopes and restrictions, and lets the old key
- * keep working for `graceSeconds` (0 – 30 days; 0 stops it at once). Returns the new key once.
+ * Rolls a key: mints a replacement with the same kind, scopes and restrictions. Returns the new key once.
+ *
+ * The old key keeps working for `graceSeconds` (1 – 30 days), or with 0 (the default) until the
+ * replacement is first used: a roll whose answer is lost (a dropped connection, a CLI killed after the
+ * commit) can never lock anyone out, because the old key still works and rolling it again is allowed
+ * while the replacement was never used (the unused replacement is revoked). To stop a leaked key at
+ * once, roll it and then revoke it (`revokeKey`).
  */
 export async function rollKey(
   trx: Tx,
@@ -204,7 +214,7 @@ export async function rollKey(
   graceSeconds: number,
   ctx: Ctx & { granter: ReadonlySet<string> | null },
   now: Date = new Date(),
-): Promise<{ key: KeyInfo; secret: string; previous: KeyInfo; oldHash: string }> {
+): Promise<{ key: KeyInfo; secret: string; previous: KeyInfo; oldHash: string; supersededHash: string | null }> {
   if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
     throw new AppError('ERR_VALIDATION', `grace_period_seconds must be a whole number from 0 to ${MAX_GRACE_SECONDS}.`, { details: { field: 'grace_period_seconds' } });
   }
@@ -212,7 +222,19 @@ export async function rollKey(
   if (!old) throw notFound('key');
   requireCovers(ctx.granter, old.scopes, 'roll this key');
   if (old.revoked_at) throw new AppError('ERR_CONFLICT', 'A revoked key cannot be rolled.');
-  if (old.rolled_to) throw new AppError('ERR_CONFLICT', 'This key was already rolled; roll its replacement instead.');
+  let supersededHash: string | null = null;
+  if (old.rolled_to) {
+    // Rolling again is how a lost roll answer is recovered: allowed while the old key still works and
+    // its replacement was never used (nobody can hold it), which is then revoked.
+    const replacement = (await trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('id', '=', old.rolled_to).forUpdate().executeTakeFirst()) as KeyRow | undefined;
+    const oldStillValid = !old.grace_ends_at || old.grace_ends_at.getTime() > now.getTime();
+    if (!replacement || replacement.first_used_at || replacement.revoked_at || !oldStillValid) {
+      throw new AppError('ERR_CONFLICT', 'This key was already rolled and its replacement has been used (or it has stopped); roll its replacement instead.');
+    }
+    await trx.updateTable('api_keys').set({ revoked_at: now }).where('org_id', '=', orgId).where('id', '=', replacement.id).execute();
+    await appendAudit(trx, { orgId, actor: ctx.actor, action: 'key.revoke', target: { key: replacement.id, app: replacement.app_id }, data: { reason: 'superseded by a new roll before first use' }, ip: ctx.ip, requestId: ctx.requestId });
+    supersededHash = replacement.hash;
+  }
   const created = await createKey(
     trx,
     orgId,
@@ -221,7 +243,8 @@ export async function rollKey(
     ctx,
     now,
   );
-  const graceEndsAt = new Date(now.getTime() + graceSeconds * 1000);
+  // Grace 0: no end time yet; the replacement's first use sets it (KeyVerifier.markFirstUse).
+  const graceEndsAt = graceSeconds === 0 ? null : new Date(now.getTime() + graceSeconds * 1000);
   const updated = (await trx
     .updateTable('api_keys')
     .set({ rolled_to: created.key.id, grace_ends_at: graceEndsAt })
@@ -234,25 +257,28 @@ export async function rollKey(
     actor: ctx.actor,
     action: 'key.roll',
     target: { key: keyId, app: old.app_id },
-    data: { replacement: created.key.id, grace_period_seconds: graceSeconds, grace_ends_at: graceEndsAt.toISOString() },
+    data: { replacement: created.key.id, grace_period_seconds: graceSeconds, grace_ends_at: graceEndsAt ? graceEndsAt.toISOString() : 'first use of the replacement' },
     ip: ctx.ip,
     requestId: ctx.requestId,
   });
-  return { ...created, previous: toInfo(updated), oldHash: old.hash };
+  return { ...created, previous: toInfo(updated), oldHash: old.hash, supersededHash };
 }
 
 /**
  * Revokes a key at once (idempotent: revoking twice keeps the first time). `granter` is the calling
  * principal's scopes: a key with scopes the caller lacks is refused (null for the CLI operator).
  */
-export async function revokeKey(trx: Tx, orgId: string, keyId: string, ctx: Ctx & { granter: ReadonlySet<string> | null }, now: Date = new Date()): Promise<{ key: KeyInfo; hash: string }> {
+export async function revokeKey(trx: Tx, orgId: string, keyId: string, ctx: Ctx & { granter: ReadonlySet<string> | null }, now: Date = new Date()): Promise<{ key: KeyInfo; hash: string; predecessorHashes: string[] }> {
   const row = (await trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('id', '=', keyId).forUpdate().executeTakeFirst()) as KeyRow | undefined;
   if (!row) throw notFound('key');
   requireCovers(ctx.granter, row.scopes, 'revoke this key');
-  if (row.revoked_at) return { key: toInfo(row), hash: row.hash };
+  if (row.revoked_at) return { key: toInfo(row), hash: row.hash, predecessorHashes: [] };
   const updated = (await trx.updateTable('api_keys').set({ revoked_at: now }).where('org_id', '=', orgId).where('id', '=', keyId).returningAll().executeTakeFirstOrThrow()) as KeyRow;
+  // A key rolled without grace waits for this replacement's first use; revoking the replacement is an
+  // explicit stop, so it must not leave the old key working indefinitely: it stops now too.
+  const predecessors = await trx.updateTable('api_keys').set({ grace_ends_at: now }).where('org_id', '=', orgId).where('rolled_to', '=', keyId).where('grace_ends_at', 'is', null).where('revoked_at', 'is', null).returning(['hash']).execute();
   await appendAudit(trx, { orgId, actor: ctx.actor, action: 'key.revoke', target: { key: keyId, app: row.app_id }, ip: ctx.ip, requestId: ctx.requestId });
-  return { key: toInfo(updated), hash: row.hash };
+  return { key: toInfo(updated), hash: row.hash, predecessorHashes: predecessors.map((r) => r.hash) };
 }
 
 interface CachedKey {
@@ -338,7 +364,25 @@ export class KeyVerifier {
     } else if (entry.origins.size > 0 && ctx.origin !== undefined && !entry.origins.has(ctx.origin)) {
       throw fail('ERR_ORIGIN_NOT_ALLOWED', 'This key is not allowed from this origin.');
     }
+    if (!row.first_used_at) await this.markFirstUse(hashApiKey(key), entry);
     return { orgId: row.org_id, appId: row.app_id, keyId: row.id, kind: row.kind, scopes: entry.scopes };
+  }
+
+  /**
+   * Records a key's first accepted use (once per key, not per request) and ends the wait of a key
+   * rolled without grace for this replacement: from now on only the replacement works (this node at
+   * once, other nodes within the cache TTL).
+   */
+  private async markFirstUse(hash: string, entry: CachedKey): Promise<void> {
+    const at = new Date(this.now());
+    const predecessors = await this.db.system.transaction().execute(async (trx) => {
+      const first = await trx.updateTable('api_keys').set({ first_used_at: at }).where('id', '=', entry.row.id).where('first_used_at', 'is', null).executeTakeFirst();
+      if (Number(first.numUpdatedRows) === 0) return [];
+      return trx.updateTable('api_keys').set({ grace_ends_at: at }).where('rolled_to', '=', entry.row.id).where('grace_ends_at', 'is', null).returning(['hash']).execute();
+    });
+    for (const p of predecessors) this.cache.delete(p.hash);
+    const cached = this.cache.get(hash);
+    if (cached) this.cache.set(hash, { ...cached, row: { ...cached.row, first_used_at: at } });
   }
 }
 

@@ -77,7 +77,15 @@ function print(json: boolean, value: unknown, text: () => string): void {
 }
 
 function keyLine(k: KeyInfo): string {
-  const state = k.revokedAt ? 'revoked' : k.graceEndsAt ? `rolled (grace ends ${k.graceEndsAt})` : k.expiresAt ? `expires ${k.expiresAt}` : 'active';
+  const state = k.revokedAt
+    ? 'revoked'
+    : k.graceEndsAt
+      ? `rolled (grace ends ${k.graceEndsAt})`
+      : k.rolledTo
+        ? 'rolled (works until the replacement is first used)'
+        : k.expiresAt
+          ? `expires ${k.expiresAt}`
+          : 'active';
   return `${k.id}  ${k.kind.padEnd(11)} ${k.display}  ${state}  scopes=${k.scopes.join(',')}`;
 }
 
@@ -241,7 +249,11 @@ async function cmdKeys(argv: string[]): Promise<number> {
       return withRuntime(async (rt) => {
         const orgId = await orgOfKey(rt, keyId);
         const r = await rt.db.withTenant(orgId, (trx) => rollKey(trx, orgId, keyId, Number(values.grace), { ...ctx, granter: null }));
-        print(json, { key: r.key, secret: r.secret, previous: r.previous }, () => `old: ${keyLine(r.previous)}\nnew: ${keyLine(r.key)}\n\nNew key (shown once):\n  ${r.secret}`);
+        const grace0 = Number(values.grace) === 0;
+        // With --grace 0 the old key keeps working until the new one is first used: if this output is
+        // lost, nothing is locked out; run the same roll again for a new replacement.
+        const hint = grace0 ? `\n\nThe old key works until the new key is first used. Lost this output? Run the same command again.\nTo stop the old key now (e.g. it leaked): obscura keys revoke ${r.previous.id}` : '';
+        print(json, { key: r.key, secret: r.secret, previous: r.previous }, () => `old: ${keyLine(r.previous)}\nnew: ${keyLine(r.key)}\n\nNew key (shown once):\n  ${r.secret}${hint}`);
         return 0;
       });
     }

@@ -168,12 +168,53 @@ for (const kind of DB_KINDS) {
       assert.equal(again.body.code, 'ERR_CONFLICT');
     });
 
-    test('a roll with no grace stops the old key at once', async () => {
+    test('a roll with no grace keeps the old key until the replacement is first used, then stops it at once with ERR_KEY_ROLLED', async () => {
       const k = await mintKey(t.db, a, { kind: 'secret' });
       assert.equal((await api(s.url, 'GET', '/v1/apps', { key: k.secret })).status, 200);
       const roll = await api(s.url, 'POST', `/v1/keys/${k.id}/roll`, { key: a.key, body: { grace_period_seconds: 0 } });
       assert.equal(roll.status, 200);
-      assert.equal((await api(s.url, 'GET', '/v1/apps', { key: k.secret })).body.code, 'ERR_KEY_ROLLED');
+      assert.equal(roll.body.previous.grace_ends_at, null);
+      assert.equal(roll.body.key.first_used_at, null);
+      assert.equal((await api(s.url, 'GET', '/v1/apps', { key: k.secret })).status, 200, 'old key until the replacement is used');
+      assert.equal((await api(s.url, 'GET', '/v1/apps', { key: roll.body.secret })).status, 200, 'first use of the replacement');
+      const old = await api(s.url, 'GET', '/v1/apps', { key: k.secret });
+      assert.equal(old.status, 401);
+      assert.equal(old.body.code, 'ERR_KEY_ROLLED');
+      const info = await api(s.url, 'GET', `/v1/keys/${roll.body.key.id}`, { key: a.key });
+      assert.ok(info.body.first_used_at);
+    });
+
+    test('a roll with no grace whose answer is lost locks nobody out: the old key still works and rolling again revokes the unused replacement (issue 9 item 21)', async () => {
+      const k = await mintKey(t.db, a, { kind: 'secret' });
+      // The first answer is lost (connection dropped, process killed after the commit): its secret is never seen.
+      const lost = await api(s.url, 'POST', `/v1/keys/${k.id}/roll`, { key: k.secret, body: { grace_period_seconds: 0 } });
+      assert.equal(lost.status, 200);
+      assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: k.secret })).status, 200, 'the old key was not locked out');
+      const again = await api(s.url, 'POST', `/v1/keys/${k.id}/roll`, { key: k.secret, body: { grace_period_seconds: 0 } });
+      assert.equal(again.status, 200);
+      assert.notEqual(again.body.key.id, lost.body.key.id);
+      const superseded = await api(s.url, 'GET', '/v1/whoami', { key: lost.body.secret });
+      assert.equal(superseded.status, 401);
+      assert.equal(superseded.body.code, 'ERR_KEY_REVOKED');
+      assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: again.body.secret })).status, 200);
+      assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: k.secret })).body.code, 'ERR_KEY_ROLLED');
+      // Once the replacement has been used, rolling the old key again is a conflict (roll the replacement).
+      const late = await api(s.url, 'POST', `/v1/keys/${k.id}/roll`, { key: a.key, body: {} });
+      assert.equal(late.status, 409);
+      assert.equal(late.body.code, 'ERR_CONFLICT');
+    });
+
+    test('roll then revoke stops a leaked key at once, and revoking an unused replacement stops the old key too', async () => {
+      const leaked = await mintKey(t.db, a, { kind: 'secret' });
+      const roll = await api(s.url, 'POST', `/v1/keys/${leaked.id}/roll`, { key: a.key, body: {} });
+      assert.equal((await api(s.url, 'DELETE', `/v1/keys/${leaked.id}`, { key: a.key })).status, 200);
+      assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: leaked.secret })).body.code, 'ERR_KEY_REVOKED');
+      assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: roll.body.secret })).status, 200, 'the replacement works');
+
+      const k = await mintKey(t.db, a, { kind: 'secret' });
+      const roll2 = await api(s.url, 'POST', `/v1/keys/${k.id}/roll`, { key: a.key, body: {} });
+      assert.equal((await api(s.url, 'DELETE', `/v1/keys/${roll2.body.key.id}`, { key: a.key })).status, 200);
+      assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: k.secret })).body.code, 'ERR_KEY_ROLLED', 'revoking the replacement never revives the old key');
     });
 
     test('refuses a grace period over 30 days with ERR_VALIDATION and changes nothing', async () => {

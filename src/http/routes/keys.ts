@@ -7,7 +7,7 @@ import { SCOPES } from '../../auth/scopes.js';
 import { principalOf } from '../auth.js';
 import { DateTime, IdParams, Uuid, bearer, ctxOf, errorResponses } from './common.js';
 
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T, opts?: { description: string }) => Type.Union([t, Type.Null()], opts);
 
 const KeySchema = Type.Object(
   {
@@ -22,7 +22,8 @@ const KeySchema = Type.Object(
     expires_at: Nullable(DateTime),
     revoked_at: Nullable(DateTime),
     rolled_to: Nullable(Uuid),
-    grace_ends_at: Nullable(DateTime),
+    grace_ends_at: Nullable(DateTime, { description: 'When a rolled key stops. Null on a key rolled with grace 0: it stops when its replacement is first used (or revoked).' }),
+    first_used_at: Nullable(DateTime, { description: 'When the key was first accepted; null if never used.' }),
     created_at: DateTime,
   },
   { additionalProperties: false },
@@ -46,7 +47,7 @@ const CreatedSchema = Type.Object(
 );
 
 const RollBody = Type.Object(
-  { grace_period_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_GRACE_SECONDS, default: 0, description: 'How long the old key keeps working (0 to 30 days).' })) },
+  { grace_period_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_GRACE_SECONDS, default: 0, description: 'How long the old key keeps working (up to 30 days). 0 (default): until the replacement is first used, so a lost answer never locks you out (roll again to get a new replacement while it is unused). To stop a leaked key now, roll it and then revoke it (DELETE /v1/keys/{id}).' })) },
   { additionalProperties: false },
 );
 
@@ -63,6 +64,7 @@ const out = (k: KeyInfo) => ({
   revoked_at: k.revokedAt,
   rolled_to: k.rolledTo,
   grace_ends_at: k.graceEndsAt,
+  first_used_at: k.firstUsedAt,
   created_at: k.createdAt,
 });
 
@@ -121,7 +123,7 @@ export function keyRoutes(app: FastifyInstance, db: DatabaseHandle, verifier: Ke
     config: { auth: true, scope: 'keys:manage' },
     schema: {
       tags: ['keys'],
-      summary: 'Roll a key: a replacement now, the old key stops after the grace period',
+      summary: 'Roll a key: a replacement now; the old key stops after the grace period, or (grace 0) when the replacement is first used',
       security: bearer,
       params: IdParams,
       body: RollBody,
@@ -131,8 +133,9 @@ export function keyRoutes(app: FastifyInstance, db: DatabaseHandle, verifier: Ke
       const p = principalOf(req);
       const grace = req.body?.grace_period_seconds ?? 0;
       const r = await db.withTenant(p.orgId, (trx) => rollKey(trx, p.orgId, req.params.id, grace, { ...ctxOf(req), granter: p.scopes }));
-      // This node stops honouring the old key at once when the grace is 0; others within the cache TTL.
+      // The old key's cached state changed (rolled_to); other nodes re-read it within the cache TTL.
       verifier.invalidate(r.oldHash);
+      if (r.supersededHash) verifier.invalidate(r.supersededHash);
       return reply.header('Cache-Control', 'no-store').send({ key: out(r.key), secret: r.secret, previous: out(r.previous) });
     },
   });
@@ -143,6 +146,7 @@ export function keyRoutes(app: FastifyInstance, db: DatabaseHandle, verifier: Ke
       const p = principalOf(req);
       const r = await db.withTenant(p.orgId, (trx) => revokeKey(trx, p.orgId, req.params.id, { ...ctxOf(req), granter: p.scopes }));
       verifier.invalidate(r.hash);
+      for (const h of r.predecessorHashes) verifier.invalidate(h);
       return out(r.key);
     },
   });
