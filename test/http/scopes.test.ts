@@ -220,7 +220,7 @@ describe('scope leaks of issue 9 item 3, end to end (listening server)', () => {
     assert.match(img.headers.get('cache-control') ?? '', /^public/);
   });
 
-  test("a jobs:write-only key cannot read an asset's content through /v1/process or a job (asset_id, output.put_url); with assets:read it can", async () => {
+  test("a jobs:write-only key cannot read an asset's content through /v1/process or a job (asset_id, output.put_url, watermark); with assets:read it can", async () => {
     const worker = await mint(['jobs:write']);
     const sync = await api(s.url, 'POST', '/v1/process', { key: worker.secret, body: { input: { asset_id: assetId }, operations: ops } });
     assert.equal(sync.status, 403);
@@ -236,6 +236,16 @@ describe('scope leaks of issue 9 item 3, end to end (listening server)', () => {
     // The same key still processes what it brings itself.
     const own = await fetch(`${s.url}/v1/process?operations=${encodeURIComponent(ops)}`, { method: 'POST', headers: { authorization: `Bearer ${worker.secret}`, 'content-type': 'image/png' }, body: new Uint8Array(await markedPng('own')) });
     assert.equal(own.status, 200);
+    // A watermark names another asset: its content is composited into the output, so it is a read too.
+    const mark = `watermark:${assetId},scale=0.5/format:png`;
+    for (const operations of [mark, [{ op: 'watermark', assetId, scale: 0.5 }, { op: 'format', type: 'png' }]]) {
+      const viaWatermark = await api(s.url, 'POST', '/v1/jobs', { key: worker.secret, body: { input: { url: 'https://images.example/cat.png' }, operations } });
+      assert.equal(viaWatermark.status, 403, JSON.stringify(operations));
+      assert.equal(viaWatermark.body.code, 'ERR_SCOPE_MISSING');
+    }
+    const rawWatermark = await fetch(`${s.url}/v1/process?operations=${encodeURIComponent(mark)}`, { method: 'POST', headers: { authorization: `Bearer ${worker.secret}`, 'content-type': 'image/png' }, body: new Uint8Array(await markedPng('own')) });
+    assert.equal(rawWatermark.status, 403);
+    assert.equal(((await rawWatermark.json()) as { code: string }).code, 'ERR_SCOPE_MISSING');
 
     const reader = await mint(['jobs:write', 'assets:read']);
     const ok = await fetch(`${s.url}/v1/process`, { method: 'POST', headers: { authorization: `Bearer ${reader.secret}`, 'content-type': 'application/json' }, body: JSON.stringify({ input: { asset_id: assetId }, operations: ops }) });
@@ -243,6 +253,20 @@ describe('scope leaks of issue 9 item 3, end to end (listening server)', () => {
     assert.equal(ok.headers.get('content-type'), 'image/png');
     const job = await api(s.url, 'POST', '/v1/jobs', { key: reader.secret, body: { input: { asset_id: assetId }, operations: ops } });
     assert.equal(job.status, 202);
+    const marked = await fetch(`${s.url}/v1/process?operations=${encodeURIComponent(`watermark:${assetId},scale=0.5/format:png`)}`, { method: 'POST', headers: { authorization: `Bearer ${reader.secret}`, 'content-type': 'image/png' }, body: new Uint8Array(await markedPng('own')) });
+    assert.equal(marked.status, 200);
+  });
+
+  test('a preset naming a watermark asset can only be saved with assets:read (no laundering a read through presets)', async () => {
+    const admin = await mint(['apps:write']);
+    const path = `/v1/apps/${a.appId}/transform-presets/marked`;
+    const refused = await api(s.url, 'PUT', path, { key: admin.secret, body: { operations: `watermark:${assetId}/format:png` } });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.code, 'ERR_SCOPE_MISSING');
+    assert.deepEqual(refused.body.missing, ['assets:read']);
+    assert.equal((await api(s.url, 'PUT', path, { key: admin.secret, body: { operations: 'resize:width=64/format:png' } })).status, 200, 'a preset without one');
+    const reader = await mint(['apps:write', 'assets:read']);
+    assert.equal((await api(s.url, 'PUT', path, { key: reader.secret, body: { operations: [{ op: 'watermark', assetId }, { op: 'format', type: 'png' }] } })).status, 200);
   });
 
   test('an assets:write uploader key cannot delete an asset (403 ERR_SCOPE_MISSING, the asset stays); an assets:delete key can', async () => {

@@ -7,6 +7,7 @@ import { principalOf } from '../auth.js';
 import { DateTime, bearer, ctxOf, errorResponses } from './common.js';
 import type { JobInput } from '../../jobs/jobs.js';
 import { requireScope, type Principal } from '../../auth/keys.js';
+import { OPERATIONS } from '../../media/operations/registry.js';
 
 export const JobId = Type.String({ pattern: '^job_[0-9A-Za-z]{22}$', description: 'A job id.', examples: ['job_7bQ1mZk9TtP1vYc8LrA4Xg'] });
 const JobParams = Type.Object({ id: JobId }, { additionalProperties: false });
@@ -70,11 +71,33 @@ export type ProcessBodyT = Static<typeof ProcessBody>;
 
 /**
  * Processing an asset reads its content (the output is returned, stored or PUT to `output.put_url`),
- * so an `asset_id` input needs `assets:read` besides `jobs:write`; an uploaded or remote input brings
- * its own bytes. Call it with the final input, before the service (docs/security-model.md, "Scopes").
+ * so an `asset_id` input, or an operation that names another asset (a watermark), needs `assets:read`
+ * besides `jobs:write`; an uploaded or remote input brings its own bytes. Call it with the final input
+ * and operations, before the service (docs/security-model.md, "Scopes").
  */
-export function requireInputScopes(p: Principal, input: JobInput): void {
-  if (input.kind === 'asset') requireScope(p, 'assets:read');
+export function requireInputScopes(p: Principal, input: JobInput, operations: unknown): void {
+  if (input.kind === 'asset' || namesAssetReader(operations)) requireScope(p, 'assets:read');
+}
+
+/**
+ * Operations stored for later use (presets) that name another asset need `assets:read` too: a preset
+ * would otherwise launder a watermark read for any caller who may apply presets.
+ */
+export function requireOperationScopes(p: Principal, operations: unknown): void {
+  if (namesAssetReader(operations)) requireScope(p, 'assets:read');
+}
+
+/**
+ * Whether the operations as written name an operation that reads another asset. A lenient scan of
+ * names only (validation is the service's job): an unknown or malformed entry is not a reader.
+ * Presets expand server-side to operations saved by a credential that held assets:read for them.
+ */
+function namesAssetReader(operations: unknown): boolean {
+  const reads = (name: unknown) => typeof name === 'string' && OPERATIONS.get(name)?.readsAssets === true;
+  const inString = (s: string) => s.split('/').some((segment) => reads(segment.split(':', 1)[0]));
+  if (typeof operations === 'string') return inString(operations);
+  if (!Array.isArray(operations)) return false;
+  return operations.some((item) => (typeof item === 'string' ? inString(item) : item !== null && typeof item === 'object' && reads((item as { op?: unknown }).op)));
 }
 
 /** Converts the JSON input to the service's form. */
@@ -151,7 +174,7 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService): voi
       }
       const b = req.body;
       const input = jobInputOf(b.input);
-      requireInputScopes(p, input);
+      requireInputScopes(p, input, b.operations);
       const { job, replayed } = await service.jobs.create({
         orgId: p.orgId,
         appId: p.appId,

@@ -143,7 +143,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
           putUrl = body.output?.put_url;
         }
 
-        requireInputScopes(p, input);
+        requireInputScopes(p, input, operations);
         if (prefersAsync(req)) {
           const { job, replayed } = await service.jobs.create({
             orgId: p.orgId,

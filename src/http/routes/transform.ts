@@ -8,7 +8,7 @@ import type { ProcessingService } from '../../jobs/service.js';
 import { createTransformKey, deletePreset, deleteTransformKey, listPresets, listTransformKeys, putPreset } from '../../jobs/transform.js';
 import { authorizeRead, principalOf, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
-import { Operations } from './jobs.js';
+import { Operations, requireOperationScopes } from './jobs.js';
 import type { FastifyReply } from 'fastify';
 import type { ProcessResult } from '../../media/pipeline.js';
 
@@ -147,6 +147,7 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
     },
     handler: async (req) => {
       const p = principalOf(req);
+      requireOperationScopes(p, req.body.operations);
       const preset = await db.withTenant(p.orgId, (trx) => putPreset(trx, p.orgId, req.params.id, req.params.name, req.body.operations, ctxOf(req)));
       service.transformKeys.invalidate();
       service.sources.clear();

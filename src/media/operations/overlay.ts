@@ -36,6 +36,7 @@ export const watermark = defineOperation({
   primary: 'assetId',
   order: 80,
   repeatable: true,
+  readsAssets: true,
   async apply(_pipeline, args, ctx) {
     // Loaded and inspected now, before the base image is decoded: a missing or hostile watermark
     // fails the request early and cheaply.

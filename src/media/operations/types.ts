@@ -56,6 +56,8 @@ export interface OperationDef<S extends TSchema = TSchema> {
   readonly order: number;
   /** May appear more than once (overlays); everything else is refused when repeated. */
   readonly repeatable?: boolean;
+  /** Reads another asset's content (watermark): a caller naming it needs the `assets:read` scope. */
+  readonly readsAssets?: boolean;
   /** Cross-parameter rules a schema cannot express; returns a reason code to refuse, checked at parse time. */
   check?(args: Static<S>): string | undefined;
   /** Configures `pipeline` (or `ctx`); may throw AppError `ERR_VALIDATION` for size-dependent checks. */
