@@ -163,7 +163,11 @@ export class KeysResource {
   get(id: string, o?: CallOptions): Promise<ApiKey> {
     return this.t.json(spec({ method: 'GET', path: `/v1/keys/${enc(id)}` }, o));
   }
-  /** `POST /v1/keys/{id}/roll`: a replacement now; the old key works for `gracePeriodSeconds` (default 0). */
+  /**
+   * `POST /v1/keys/{id}/roll`: a replacement now; the old key works for `grace_period_seconds`, or with
+   * 0 (the default) until the replacement is first used. If the answer is lost, call `roll` again: the
+   * unused replacement is revoked and a new one returned. To stop a leaked key at once: roll, then `revoke`.
+   */
   roll(id: string, input: { grace_period_seconds?: number } = {}, o?: CallOptions): Promise<RolledKey> {
     return this.t.json(spec({ method: 'POST', path: `/v1/keys/${enc(id)}/roll`, json: input }, o));
   }
