@@ -34,7 +34,10 @@ class StaticProvider implements MigrationProvider {
 
 /** Applies every pending migration; returns the names applied. */
 export async function migrate(db: Kysely<any>): Promise<string[]> {
-  const migrator = new Migrator({ db, provider: new StaticProvider() });
+  // Numbers are handed out before the work lands, so a database may have applied 0011 before 0008
+  // exists: apply every pending migration instead of refusing to start ("corrupted migrations").
+  // Migrations are written to be independent of one another for exactly this reason.
+  const migrator = new Migrator({ db, provider: new StaticProvider(), allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');

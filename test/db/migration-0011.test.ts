@@ -9,10 +9,11 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { Kysely, Migrator, PostgresDialect } from 'kysely';
-import { MIGRATIONS } from '../../src/db/migrations.js';
+import { MIGRATIONS, migrate } from '../../src/db/migrations.js';
+import { sql } from 'kysely';
 import { openDatabase } from '../../src/db/database.js';
 import { generateApiKey, hashApiKey, displayApiKey } from '../../src/crypto/apikey.js';
-import { createEmptyDatabase } from '../support/db.js';
+import { createEmptyDatabase, openTestDb } from '../support/db.js';
 import { startServer, api } from '../support/server.js';
 import { markedPng } from '../support/media.js';
 
@@ -65,6 +66,19 @@ describe('migration 0011 (scopes)', () => {
     } finally {
       await s.close();
       await db.close();
+    }
+  });
+
+  test('a migration numbered below one already applied (numbers are handed out before work lands) is still applied at the next start', async () => {
+    const t = await openTestDb('pglite');
+    try {
+      MIGRATIONS['0008_late_probe'] = { up: async (db) => void (await sql`CREATE TABLE late_probe (id integer)`.execute(db)) };
+      assert.deepEqual(await migrate(t.db.system), ['0008_late_probe']);
+      const r = await sql<{ n: number }>`select count(*)::int as n from late_probe`.execute(t.db.system);
+      assert.equal(r.rows[0]!.n, 0);
+    } finally {
+      delete MIGRATIONS['0008_late_probe'];
+      await t.close();
     }
   });
 });
