@@ -19,6 +19,8 @@ import type { Keyring } from '../crypto/keyring.js';
 import { encryptStream } from '../crypto/stream.js';
 import { appendAudit } from '../audit/log.js';
 import { sniffStream } from '../media/sniff.js';
+import { ContentCheck } from '../media/validate.js';
+import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
 import { OUTPUT_MIME } from '../media/pipeline.js';
 import { getApp, type Ctx } from '../tenants/index.js';
 import type { BlobStore } from './stores/types.js';
@@ -231,10 +233,14 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
   const blobKey = blobKeyFor(input.orgId, id);
   const limiter = new Limiter(input.expectedSize !== undefined ? Math.min(maxBytes, input.expectedSize) : maxBytes);
   const keeper = new HeadKeeper(1024 * 1024);
+  // Uploads are checked to really be what they were sniffed as, on the way to the store (outputs are
+  // what our own pipeline wrote).
+  const check = input.kind === 'upload' ? new ContentCheck(type.mime, { maxPixels: DEFAULT_MEDIA_LIMITS.maxInputPixels }) : null;
   const encrypted = new PassThrough({ highWaterMark: 64 * 1024 });
   const writing = store.put(blobKey, encrypted);
   try {
-    await pipeline(stream, limiter, keeper, encryptStream({ key: tk.key, keyId: tk.id, blobId: id }), encrypted);
+    const stages = check ? [limiter, keeper, check] : [limiter, keeper];
+    await pipeline([stream, ...stages, encryptStream({ key: tk.key, keyId: tk.id, blobId: id }), encrypted]);
   } catch (err) {
     encrypted.destroy(err as Error);
     await writing.catch(() => undefined);
@@ -246,8 +252,15 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
     throw new AppError('ERR_VALIDATION', `Expected ${input.expectedSize} bytes, received ${limiter.bytes}.`);
   }
 
+  let facts: { width: number | null; height: number | null };
+  try {
+    facts = check ? await check.verify() : await dimensions(type.mime, keeper.head());
+  } catch (err) {
+    await store.delete(blobKey).catch(() => undefined);
+    throw err;
+  }
   const sha256 = keeper.hash.digest('hex');
-  const { width, height } = await dimensions(type.mime, keeper.head());
+  const { width, height } = facts;
   const ttl = input.ttlSeconds !== undefined ? input.ttlSeconds : input.kind === 'output' ? DEFAULT_OUTPUT_TTL_SECONDS : settings.retention_seconds ?? null;
   const expiresAt = ttl === null ? null : new Date(now + ttl * 1000);
   try {

@@ -183,7 +183,7 @@ export async function completeUploadIntent(deps: UploadIntentDeps, p: Principal,
     return asset;
   } catch (err) {
     // A refused file must not linger in staging: remove it, and let the client retry with a new URL.
-    if (err instanceof AppError && (err.code === 'ERR_UNSUPPORTED_MEDIA_TYPE' || err.code === 'ERR_VALIDATION' || err.code === 'ERR_PAYLOAD_TOO_LARGE')) {
+    if (err instanceof AppError && (err.code === 'ERR_UNSUPPORTED_MEDIA_TYPE' || err.code === 'ERR_VALIDATION' || err.code === 'ERR_PAYLOAD_TOO_LARGE' || err.code === 'ERR_MEDIA_INVALID' || err.code === 'ERR_IMAGE_TOO_LARGE')) {
       await deps.store.delete(intent.staging_key).catch(() => undefined);
     } else {
       await release(deps, p.orgId, intent.id);
