@@ -11,9 +11,9 @@ import { userInfo } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ConfigError, doctor, loadConfig } from '../config/index.js';
+import { ConfigError, doctor, loadConfig, type DoctorFinding } from '../config/index.js';
 import { nodeSupportFinding } from '../config/node-support.js';
-import { DataDirLockedError, lockDataDir } from '../db/lock.js';
+import { DataDirLockedError, DataDirPermissionsError, lockDataDir, widePermissions } from '../db/lock.js';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
 import { openRuntime, serve, setupFilePath, type Runtime } from '../main.js';
 import { createFirstOrg, hasNoOrg, type FirstOrgInput, type FirstOrgResult } from '../tenants/setup.js';
@@ -362,12 +362,19 @@ async function cmdAudit(argv: string[]): Promise<number> {
   });
 }
 
+/** `doctor`'s view of the data dir: unsafe when other users can read or enter it. */
+function dataDirFinding(dataDir: string): DoctorFinding | null {
+  const wide = widePermissions(dataDir);
+  if (wide === null) return null;
+  return { level: 'unsafe', setting: 'OBSCURA_DATA_DIR', message: `${dataDir} has mode ${wide.toString(8).padStart(4, '0')}: other local users can read the embedded database and keys. Run: chmod 700 ${dataDir}` };
+}
+
 async function cmdDoctor(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } }, strict: true });
   const config = loadConfig(process.env);
   const settings = doctor(config, { masterKeyInDataDir: !config.masterKey && existsSync(masterKeyFile(resolve(config.dataDir))) });
-  const node = nodeSupportFinding();
-  const findings = node ? [...settings.filter((f) => f.level !== 'ok'), node] : settings;
+  const extra = [nodeSupportFinding(), dataDirFinding(resolve(config.dataDir))].filter((f): f is DoctorFinding => f !== null);
+  const findings = extra.length ? [...settings.filter((f) => f.level !== 'ok'), ...extra] : settings;
   print(values.json!, { findings }, () => findings.map((f) => `${f.level.toUpperCase().padEnd(6)} ${f.setting}: ${f.message}`).join('\n'));
   return findings.some((f) => f.level === 'unsafe') ? 1 : 0;
 }
@@ -411,7 +418,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`obscura: configuration error: ${err.message}\n`);
       return 1;
     }
-    if (err instanceof DataDirLockedError) {
+    if (err instanceof DataDirLockedError || err instanceof DataDirPermissionsError) {
       process.stderr.write(`obscura: ${err.message}\n`);
       return 1;
     }

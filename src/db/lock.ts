@@ -6,7 +6,7 @@
  * with O_EXCL holding the owner's pid; a lock whose pid no longer runs (the owner was SIGKILLed) is stale
  * and is taken over, so a crash never needs manual cleanup.
  */
-import { openSync, writeSync, closeSync, readFileSync, unlinkSync, mkdirSync, fsyncSync, renameSync, linkSync } from 'node:fs';
+import { openSync, writeSync, closeSync, readFileSync, unlinkSync, mkdirSync, fsyncSync, renameSync, linkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 
@@ -14,6 +14,29 @@ export class DataDirLockedError extends Error {
   constructor(readonly dataDir: string, readonly pid: number) {
     super(`data dir ${dataDir} is already in use by process ${pid} (only one Obscura process may open an embedded data dir; use PostgreSQL via DATABASE_URL to run several)`);
     this.name = 'DataDirLockedError';
+  }
+}
+
+/**
+ * A data dir that other local users can read or enter: the embedded database files, the local blobs'
+ * directory layout and (without OBSCURA_MASTER_KEY) the master key file would be theirs to copy.
+ */
+export class DataDirPermissionsError extends Error {
+  constructor(readonly dataDir: string, readonly mode: number) {
+    super(
+      `data dir ${dataDir} is accessible to other users (mode ${mode.toString(8).padStart(4, '0')}); the embedded database and keys must be private to the user running Obscura. Fix it with: chmod 700 ${dataDir}`,
+    );
+    this.name = 'DataDirPermissionsError';
+  }
+}
+
+/** The permission bits of `dataDir` when group or others have any access, else null (or when it does not exist). */
+export function widePermissions(dataDir: string): number | null {
+  try {
+    const mode = statSync(dataDir).mode & 0o777;
+    return mode & 0o077 ? mode : null;
+  } catch {
+    return null;
   }
 }
 
@@ -32,9 +55,15 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Takes the lock or throws `DataDirLockedError`. Creates the data dir (mode 0700) if needed. */
+/**
+ * Takes the lock or throws `DataDirLockedError`. Creates the data dir (mode 0700) if needed, and
+ * refuses one that group or others can access (`DataDirPermissionsError`, issue 9 item 6) rather than
+ * silently keeping the database readable by every local user.
+ */
 export function lockDataDir(dataDir: string): DataDirLock {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const wide = widePermissions(dataDir);
+  if (wide !== null) throw new DataDirPermissionsError(dataDir, wide);
   const path = join(dataDir, 'obscura.lock');
   for (let attempt = 0; attempt < 3; attempt++) {
     try {

@@ -147,7 +147,7 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
         summary: 'Upload a small file in one request (raw body; the type is sniffed from the bytes)',
         security: bearer,
         querystring: UploadQuery,
-        response: { 201: AssetSchema, ...errorResponses({ 413: 'Too large (ERR_PAYLOAD_TOO_LARGE).', 415: 'Type not accepted (ERR_UNSUPPORTED_MEDIA_TYPE).' }) },
+        response: { 201: AssetSchema, ...errorResponses({ 413: 'Too large (ERR_PAYLOAD_TOO_LARGE).', 415: 'Type not accepted (ERR_UNSUPPORTED_MEDIA_TYPE).', 422: 'Not a valid file of its type: truncated, corrupt or disguised (ERR_MEDIA_INVALID), or over the pixel limit (ERR_IMAGE_TOO_LARGE).' }) },
       },
       handler: async (req, reply) => {
         const p = principalOf(req);
