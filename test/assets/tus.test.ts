@@ -14,7 +14,7 @@ import { createFsStore } from '../../src/assets/stores/fs.js';
 import type { BlobStore } from '../../src/assets/stores/types.js';
 import { parseUploadChecksum, sweepExpiredUploads } from '../../src/assets/tus.js';
 import { AppError } from '../../src/errors.js';
-import { markedPng } from '../support/media.js';
+import { markedPng, pngOfSize } from '../support/media.js';
 
 const MiB = 1024 * 1024;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -256,7 +256,7 @@ for (const kind of DB_KINDS) {
     });
 
     test('a chunk with a wrong Upload-Checksum is refused with 460, discarded, and the offset does not move; correct sha1 and sha256 checksums are accepted', async () => {
-      const data = png.subarray(0, 300_000);
+      const data = await pngOfSize(300_000);
       const url = await create(s, a.key, data.length);
       const first = data.subarray(0, 100_000);
       const wrong = await patch(s, url, a.key, 0, first, { 'upload-checksum': digest('sha256', Buffer.from('something else')) });
@@ -283,7 +283,7 @@ for (const kind of DB_KINDS) {
     });
 
     test('a PATCH at the wrong offset is refused with 409 and changes nothing', async () => {
-      const data = png.subarray(0, 200_000);
+      const data = await pngOfSize(200_000);
       const url = await create(s, a.key, data.length);
       assert.equal((await patch(s, url, a.key, 0, data.subarray(0, 50_000))).status, 204);
       for (const off of [0, 10, 60_000]) {
@@ -297,7 +297,7 @@ for (const kind of DB_KINDS) {
     });
 
     test("another org's key gets 404 on HEAD, PATCH and DELETE of an upload, like an unknown id, and the upload is untouched", async () => {
-      const data = png.subarray(0, 100_000);
+      const data = await pngOfSize(100_000);
       const url = await create(s, a.key, data.length);
       assert.equal((await patch(s, url, a.key, 0, data.subarray(0, 40_000))).status, 204);
       const unknown = `${s.url}/v1/uploads/tus_${'A'.repeat(22)}`;
@@ -353,7 +353,7 @@ for (const kind of DB_KINDS) {
         const tooBig = await tusFetch(s, 'POST', '/v1/uploads', b.key, { 'upload-length': String(s.config.uploads.maxBytes + 1) });
         assert.equal(tooBig.status, 413);
         assert.equal(Number((await superQuery(t, 'SELECT count(*)::int AS n FROM uploads WHERE org_id = $1', [b.orgId]))[0]!.n), 0);
-        const { assetId } = await tusUpload(s, b.key, png.subarray(0, 150_000));
+        const { assetId } = await tusUpload(s, b.key, await pngOfSize(150_000));
         assert.ok(assetId);
       } finally {
         await superQuery(t, `UPDATE apps SET settings = settings - 'max_upload_bytes' WHERE id = $1`, [b.appId]);
@@ -361,7 +361,7 @@ for (const kind of DB_KINDS) {
     });
 
     test('creation-with-upload completes a small file in one POST and returns the asset id', async () => {
-      const data = png.subarray(0, 80_000);
+      const data = await pngOfSize(80_000);
       const r = await tusFetch(s, 'POST', '/v1/uploads', a.key, { 'upload-length': String(data.length), 'content-type': 'application/offset+octet-stream', 'upload-checksum': digest('sha256', data) }, data);
       assert.equal(r.status, 201);
       assert.equal(r.headers.get('upload-offset'), String(data.length));
@@ -402,7 +402,7 @@ for (const kind of DB_KINDS) {
     });
 
     test('a completion interrupted after the asset was created is finished by the next HEAD without a duplicate asset, and the sweeper removes leftover parts', async () => {
-      const data = png.subarray(0, 120_000);
+      const data = await pngOfSize(120_000);
       const url = await create(s, a.key, data.length);
       assert.equal((await patch(s, url, a.key, 0, data.subarray(0, 60_000))).status, 204);
       store.failPartDeletes = true;
@@ -446,7 +446,7 @@ for (const kind of DB_KINDS) {
     test('publishable keys upload only when the app allows browser uploads, and only from their origin', async () => {
       const origin = 'https://shop.example';
       const pk = await mintKey(t.db, a, { kind: 'publishable', name: 'web', allowedOrigins: [origin] });
-      const data = png.subarray(0, 50_000);
+      const data = await pngOfSize(50_000);
       const refused = await tusFetch(s, 'POST', '/v1/uploads', pk.secret, { 'upload-length': String(data.length), origin });
       assert.equal(refused.status, 403);
       assert.equal(refused.body.code, 'ERR_ROLE_FORBIDDEN');

@@ -18,3 +18,14 @@ export async function markedPng(marker: string, width = 300, height = Math.round
   // After the signature (8 bytes) and IHDR (25 bytes).
   return Buffer.concat([png.subarray(0, 33), len, type, data, crc, png.subarray(33)]);
 }
+
+/**
+ * A valid PNG of exactly `size` bytes: a small marked PNG followed by filler after its IEND chunk
+ * (decoders stop at IEND). For tests that need a complete, decodable upload of a given length; a
+ * prefix of a bigger PNG is a truncated file, which uploads now refuse (issue 9, item 5).
+ */
+export async function pngOfSize(size: number, marker = `sized-${size}`): Promise<Buffer> {
+  const png = await markedPng(marker, 48, 36);
+  if (png.length > size) throw new Error(`pngOfSize: ${size} bytes is less than the ${png.length}-byte base image`);
+  return Buffer.concat([png, randomBytes(size - png.length)]);
+}
