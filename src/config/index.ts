@@ -114,6 +114,12 @@ export interface Config {
     readonly maxQueued: number;
     /** Time limit of one remote fetch: input, presigned PUT (`OBSCURA_REMOTE_TIMEOUT_MS`, default 15000). */
     readonly remoteTimeoutMs: number;
+    /**
+     * Ports remote inputs, presigned PUTs and webhooks may use (`OBSCURA_REMOTE_ALLOWED_PORTS`, default
+     * `443,80`; 80 only matters with the unsafe plain-http switch). Security: every port added is one
+     * more service on public hosts that a key holder can make this server talk to.
+     */
+    readonly remoteAllowedPorts: readonly number[];
   };
   readonly jobs: {
     /** Jobs run at once per worker process (`OBSCURA_WORKER_CONCURRENCY`, default: CPU count). */
@@ -205,7 +211,7 @@ const KNOWN = new Set([
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS',
   'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
-  'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
+  'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_REMOTE_ALLOWED_PORTS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
   'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
   // perimeter (src/http/limits.ts)
   'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
@@ -232,6 +238,17 @@ function bool(src: Source, name: string, def: boolean): boolean {
   if (['1', 'true', 'yes', 'on'].includes(v)) return true;
   if (['0', 'false', 'no', 'off'].includes(v)) return false;
   throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+/** A comma-separated list of TCP ports (1–65535), or the default when unset. */
+function ports(src: Source, name: string, def: number[]): number[] {
+  const raw = list(src, name);
+  if (raw.length === 0) return def;
+  return raw.map((p) => {
+    const n = Number(p);
+    if (!/^\d{1,5}$/.test(p) || n < 1 || n > 65535) throw new ConfigError(name, `"${p}" is not a port; use a comma-separated list such as 443,8443`);
+    return n;
+  });
 }
 
 function list(src: Source, name: string): string[] {
@@ -384,6 +401,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       concurrency: int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024),
       maxQueued: int(src, 'OBSCURA_PROCESS_MAX_QUEUED', 4 * int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024), 0, 100_000),
       remoteTimeoutMs: int(src, 'OBSCURA_REMOTE_TIMEOUT_MS', 15_000, 100, 600_000),
+      remoteAllowedPorts: ports(src, 'OBSCURA_REMOTE_ALLOWED_PORTS', [443, 80]),
     },
     jobs: {
       workerConcurrency: int(src, 'OBSCURA_WORKER_CONCURRENCY', cpus, 1, 1024),

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { AppError } from '../errors.js';
 import { canonicalAddress, isForbiddenAddress } from '../media/address-policy.js';
-import { createFetcher, systemLookup, type Fetcher, type FetcherOptions, type ResolvedAddress } from '../media/fetcher.js';
+import { createFetcher, remoteForbidden, systemLookup, type Fetcher, type FetcherOptions, type ResolvedAddress } from '../media/fetcher.js';
 import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
 
 /**
@@ -39,8 +39,7 @@ export function createRemote(policy: RemotePolicy, opts: { timeoutMs: number; ma
   const ports = new Set(policy.allowedPorts ?? [443, 80]);
   const lookup = policy.lookup ?? systemLookup;
 
-  const forbidden = (reason: string): AppError =>
-    new AppError('ERR_REMOTE_FORBIDDEN', 'The URL is not allowed.', { details: { reason } });
+  const forbidden = (reason: 'url' | 'scheme' | 'credentials' | 'port' | 'address', port?: number): AppError => remoteForbidden(reason, ports, port);
 
   async function check(text: string): Promise<URL> {
     let url: URL;
@@ -53,7 +52,7 @@ export function createRemote(policy: RemotePolicy, opts: { timeoutMs: number; ma
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && policy.allowHttp === true)) throw forbidden('scheme');
     if (url.username !== '' || url.password !== '') throw forbidden('credentials');
     const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
-    if (!ports.has(port)) throw forbidden('port');
+    if (!ports.has(port)) throw forbidden('port', port);
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     let answers: readonly ResolvedAddress[];
     if (net.isIP(host) !== 0) {

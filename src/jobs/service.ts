@@ -87,7 +87,7 @@ export class ProcessingService {
   constructor(private readonly o: ProcessingServiceOptions) {
     const { config } = o;
     this.remote = createRemote(
-      { allowHttp: config.unsafe.remoteAllowHttp, unsafeAllowPrivateAddresses: config.unsafe.remoteAllowPrivate, ...o.remote },
+      { allowHttp: config.unsafe.remoteAllowHttp, unsafeAllowPrivateAddresses: config.unsafe.remoteAllowPrivate, allowedPorts: [...config.processing.remoteAllowedPorts], ...o.remote },
       { timeoutMs: config.processing.remoteTimeoutMs },
     );
     this.queue = createWorkQueue({ concurrency: config.processing.concurrency, maxQueued: config.processing.maxQueued });

@@ -196,18 +196,42 @@ export function redactUrl(url: string | URL): string {
 
 type ForbiddenWhy = 'url' | 'scheme' | 'credentials' | 'port' | 'address';
 
-const FORBIDDEN_MESSAGES: Record<ForbiddenWhy, string> = {
-  url: 'The remote URL is not a valid URL.',
-  scheme: 'The remote URL must use https.',
-  credentials: 'The remote URL must not contain credentials.',
-  port: 'The remote URL uses a port that is not allowed.',
-  address: 'The remote URL points to an address that is not allowed.',
+/** The setting that governs each refusal, named in the answer so an operator knows what to change. */
+const FORBIDDEN_SETTING: Record<ForbiddenWhy, string | null> = {
+  url: null,
+  scheme: 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP',
+  credentials: null,
+  port: 'OBSCURA_REMOTE_ALLOWED_PORTS',
+  address: 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
 };
 
-function forbidden(why: ForbiddenWhy, internal?: Record<string, unknown>): AppError {
-  // `details.reason` is the category only: the resolved IP and its range stay server-side so the
-  // error is not an oracle for our internal DNS and network layout.
-  return new AppError('ERR_REMOTE_FORBIDDEN', FORBIDDEN_MESSAGES[why], { details: { reason: why }, internal });
+function forbiddenMessage(why: ForbiddenWhy, ports: ReadonlySet<number>, port?: number): string {
+  switch (why) {
+    case 'url':
+      return 'The remote URL is not a valid absolute URL of at most 8192 characters.';
+    case 'scheme':
+      return 'The remote URL must use https (plain http is allowed only in development, with OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP=true).';
+    case 'credentials':
+      return 'The remote URL must not contain user:password@; send credentials in headers instead.';
+    case 'port':
+      return `The remote URL uses port ${port ?? '?'}, which is not allowed; allowed ports are ${[...ports].join(', ')} (the server's OBSCURA_REMOTE_ALLOWED_PORTS setting).`;
+    case 'address':
+      return 'The remote URL resolves to a loopback, private, link-local or otherwise non-public address; only public addresses are allowed (in development, OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE=true allows private ones; cloud metadata addresses never are).';
+  }
+}
+
+/**
+ * The one refusal of a remote URL, shared by the fetcher and the registration-time check: the
+ * message names the reason and the setting that governs it; `details.reason` is the category only —
+ * the resolved IP and its range stay server-side, so the error is not an oracle for our internal DNS
+ * and network layout.
+ */
+export function remoteForbidden(why: ForbiddenWhy, ports: ReadonlySet<number>, port?: number, internal?: Record<string, unknown>): AppError {
+  const setting = FORBIDDEN_SETTING[why];
+  return new AppError('ERR_REMOTE_FORBIDDEN', forbiddenMessage(why, ports, port), {
+    details: { reason: why, ...(setting ? { setting } : {}), ...(why === 'port' ? { allowed_ports: [...ports] } : {}) },
+    internal,
+  });
 }
 
 function failed(reason: string, extra: { cause?: unknown; upstreamStatus?: number; internal?: Record<string, unknown> } = {}): AppError {
@@ -342,18 +366,18 @@ export function createFetcher(options: FetcherOptions): Fetcher {
   /** Parses and checks everything about a URL that needs no DNS. */
   function checkUrl(raw: string | URL): URL {
     const text = String(raw);
-    if (text.length > 8192) throw forbidden('url');
+    if (text.length > 8192) throw remoteForbidden('url', allowedPorts);
     let url: URL;
     try {
       url = new URL(text);
     } catch {
-      throw forbidden('url');
+      throw remoteForbidden('url', allowedPorts);
     }
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && allowHttp)) throw forbidden('scheme');
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && allowHttp)) throw remoteForbidden('scheme', allowedPorts);
     // userinfo would be sent nowhere by us, but its presence means someone tried to smuggle
     // credentials or to confuse a parser (`https://trusted@evil/`); refuse rather than strip.
-    if (url.username !== '' || url.password !== '') throw forbidden('credentials');
-    if (!allowedPorts.has(portOf(url))) throw forbidden('port');
+    if (url.username !== '' || url.password !== '') throw remoteForbidden('credentials', allowedPorts);
+    if (!allowedPorts.has(portOf(url))) throw remoteForbidden('port', allowedPorts, portOf(url));
     return url;
   }
 
@@ -389,7 +413,7 @@ export function createFetcher(options: FetcherOptions): Fetcher {
       const verdict = ip === null ? { ok: false, reason: 'invalid' } : permitted(ip, port);
       // One bad answer condemns the name: with several A/AAAA records an attacker controls which
       // one a later connection would use, so a mixed answer is an attack, not a partial success.
-      if (!verdict.ok || ip === null) throw forbidden('address', { host, ip: answer, range: verdict.reason });
+      if (!verdict.ok || ip === null) throw remoteForbidden('address', allowedPorts, undefined, { host, ip: answer, range: verdict.reason });
       canonical.push(ip);
     }
     // No Happy Eyeballs: prefer IPv4 (the common reachable family on servers), then answer order.
