@@ -192,6 +192,10 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
     app.log.info({ address, database: config.database.kind, dataDir: config.dataDir }, 'obscura listening');
     const node = nodeSupportFinding();
     if (node) app.log.warn({ node: process.versions.node }, node.message);
+    // Image work and blob I/O share libuv's pool (bin/obscura.js sizes it): warn when it leaves I/O no room.
+    const pool = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    const imageThreads = config.processing.concurrency + (config.role === 'api' ? 0 : config.jobs.workerConcurrency);
+    if (pool < imageThreads + 4) app.log.warn({ UV_THREADPOOL_SIZE: pool, imageThreads }, 'UV_THREADPOOL_SIZE leaves fewer than 4 threads for file and blob I/O while images are processed; raise it (start through bin/obscura.js, which sizes it) or lower OBSCURA_PROCESS_CONCURRENCY / OBSCURA_WORKER_CONCURRENCY');
     // perimeter: side listeners start once the main one is up (a failure stops the server cleanly).
     side = await startSideListeners(config, perimeter).catch(async (err: unknown) => {
       await app.close();
