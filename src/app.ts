@@ -158,7 +158,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
   await app.register(consoleRoutes, { config, deps });
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
-  processingApi(app, { db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, auth: authDeps });
+  processingApi(app, { db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, auth: authDeps, meter: perimeter.meter, exportAllowed: perimeter.exportAllowed });
   uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
 
   return { app, keys, keyring, signer, perimeter };

@@ -12,6 +12,7 @@ import { usage } from './migrations/0005_usage.js';
 import { tus } from './migrations/0006_tus.js';
 import { jobs } from './migrations/0007_jobs.js';
 import { scopes } from './migrations/0011_scopes.js';
+import { usageOutputs } from './migrations/0013_usage_outputs.js';
 
 export { TENANT_ROLE } from './migrations/helpers.js';
 
@@ -24,6 +25,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0006_tus': tus,
   '0007_jobs': jobs,
   '0011_scopes': scopes,
+  '0013_usage_outputs': usageOutputs,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -326,6 +326,8 @@ export interface Perimeter {
   readonly quotas: QuotaGuard;
   readonly metrics: ProcessMetrics;
   readonly origins: BrowserOrigins;
+  /** Throws `ERR_QUOTA_EXCEEDED` when the app's export (or byte) quota for this month is used up. */
+  readonly exportAllowed: (orgId: string, appId: string) => Promise<void>;
 }
 
 function rateLimited(scope: 'key' | 'app' | 'ip' | 'auth_failures', limit: number, ttlMs: number): AppError {
@@ -553,7 +555,17 @@ export async function installLimits(app: FastifyInstance, config: Config, deps: 
     });
   }
 
-  return { meter, quotas, metrics, origins };
+  // Transform URLs have no credential for the perimeter hook: the service asks this before each export.
+  const exportAllowed = async (orgId: string, appId: string): Promise<void> => {
+    const status = await quotas.status(orgId, appId);
+    const over = exceededQuota(status, ['exports', 'bytes']);
+    if (over) {
+      metrics.quotaExceeded.inc({ quota: over });
+      throw quotaExceededError(status, over, now());
+    }
+  };
+
+  return { meter, quotas, metrics, origins, exportAllowed };
 }
 
 /** Records usage for the principal of an authenticated request (fills org, app and key). */

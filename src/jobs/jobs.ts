@@ -366,7 +366,7 @@ export class JobService {
       const compiled = compileOperations(job.operations);
       const { bytes } = await readAsset(this.deps, job.org_id, job.input_asset_id, limits.maxInputBytes);
       if (this.deps.testDelayMs) await delay(this.deps.testDelayMs, opts.signal);
-      const result = await runPipeline(this.deps, { orgId: job.org_id, input: bytes, plan: compiled.plan, limits, preview: job.preview, keepMetadata: job.keep_metadata, signal: opts.signal });
+      const result = await runPipeline(this.deps, { orgId: job.org_id, input: bytes, plan: compiled.plan, limits, preview: job.preview, keepMetadata: job.keep_metadata, signal: opts.signal, billTo: { appId: job.app_id, keyId: job.created_by } });
       const staged = await stageOutput(this.deps, job.org_id, assetId, result);
       let putStatus: number | null = null;
       try {

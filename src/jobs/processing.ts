@@ -25,6 +25,7 @@ import { buildPlan, parseOperations, serializeOperations, type ParsedOperation, 
 import { processImage, type ProcessResult } from '../media/pipeline.js';
 import type { OutputFormat } from '../media/operations/types.js';
 import type { Fetcher } from '../media/fetcher.js';
+import type { UsageMeter } from '../usage/meter.js';
 import './schema.js';
 
 /** What processing needs from the outside world. */
@@ -33,6 +34,8 @@ export interface ProcessingDeps {
   store: BlobStore;
   keyring: Keyring;
   now?: () => number;
+  /** Where exports and processing time are counted (the process's usage meter); none = not metered. */
+  meter?: UsageMeter | undefined;
 }
 
 /** Validated operations in the three forms callers need. */
@@ -109,11 +112,18 @@ export interface RunOptions {
   preview?: boolean;
   keepMetadata?: boolean;
   signal?: AbortSignal | undefined;
+  /** The app (and credential) the output is billed to. */
+  billTo: { appId: string; keyId?: string | null | undefined };
 }
 
-/** Runs the pipeline; watermarks load only assets of the same org. */
-export function runPipeline(deps: ProcessingDeps, o: RunOptions): Promise<ProcessResult> {
-  return processImage(o.input, o.plan, {
+/**
+ * Runs the pipeline; watermarks load only assets of the same org. The one place every output is
+ * produced (sync, jobs, previews, transform URLs), so it is also where each is metered: one export of
+ * its media type, its pixels, and the processing time (issue 9, item 7).
+ */
+export async function runPipeline(deps: ProcessingDeps, o: RunOptions): Promise<ProcessResult> {
+  const started = performance.now();
+  const result = await processImage(o.input, o.plan, {
     limits: o.limits,
     accept: o.accept,
     preview: o.preview === true,
@@ -121,6 +131,16 @@ export function runPipeline(deps: ProcessingDeps, o: RunOptions): Promise<Proces
     signal: o.signal,
     loadAsset: async (assetId) => (await readAsset(deps, o.orgId, assetId, o.limits.maxInputBytes)).bytes,
   });
+  const { mime, width, height, frames } = result.info;
+  deps.meter?.record({
+    orgId: o.orgId,
+    appId: o.billTo.appId,
+    keyId: o.billTo.keyId ?? null,
+    exports: { [mime]: 1 },
+    pixels: { [mime]: width * height * Math.max(1, frames) },
+    processingMs: performance.now() - started,
+  });
+  return result;
 }
 
 const EXT: Readonly<Record<OutputFormat, string>> = { jpeg: 'jpg', png: 'png', webp: 'webp', avif: 'avif', gif: 'gif', tiff: 'tif' };

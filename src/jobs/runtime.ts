@@ -4,6 +4,7 @@
  * handlers are registered and stops cleanly on SIGINT/SIGTERM (running jobs get up to 10 s; whatever
  * is cut short is retried by another worker, see worker.ts).
  */
+import { UsageMeter } from '../usage/meter.js';
 import type { Config } from '../config/index.js';
 import type { DatabaseHandle } from '../db/database.js';
 import type { MasterKeys } from '../crypto/master.js';
@@ -23,6 +24,8 @@ export interface JobWorkerDeps {
    * attempt so an end-to-end test can kill a worker mid-job. Default 0; never set it in production.
    */
   testDelayMs?: number;
+  /** The process's usage meter, when it has one (role `all`: the HTTP app's); else the workers make their own. */
+  meter?: UsageMeter;
 }
 
 /** Running workers of this process. */
@@ -32,7 +35,10 @@ export interface JobWorkers {
 
 /** Starts this process's job and webhook workers. */
 export async function startJobWorkers(deps: JobWorkerDeps): Promise<JobWorkers> {
+  // Jobs are metered where they run; a worker process has no HTTP app, so it keeps its own meter.
+  const meter = deps.meter ?? new UsageMeter({ db: deps.db, masterKey: deps.masterKeys.current, onError: () => undefined });
   const service = createProcessingService({
+    meter,
     db: deps.db,
     store: deps.store,
     keyring: new Keyring(deps.db, deps.masterKeys),
@@ -47,6 +53,7 @@ export async function startJobWorkers(deps: JobWorkerDeps): Promise<JobWorkers> 
       stopping ??= (async () => {
         await workers.stop();
         await service.close();
+        if (!deps.meter) await meter.close();
       })();
       return stopping;
     },

@@ -3,6 +3,7 @@
  * the bounded work queue, the remote-URL fetchers, the job service, the transform key cache and a
  * lazily started pg-boss (started on the first enqueue, so an API that never queues never polls).
  */
+import type { UsageMeter } from '../usage/meter.js';
 import type { PgBoss } from 'pg-boss';
 import type { Config } from '../config/index.js';
 import type { DatabaseHandle } from '../db/database.js';
@@ -39,6 +40,13 @@ export interface ProcessingServiceOptions {
   remote?: Partial<RemotePolicy> | undefined;
   /** TEST ONLY: extra delay per job attempt (`OBSCURA_TEST_JOB_DELAY_MS`), to kill a worker mid-job. */
   testDelayMs?: number | undefined;
+  /** The process's usage meter: every output is counted (exports, pixels, processing time). */
+  meter?: UsageMeter | undefined;
+  /**
+   * Refuses an export the app's monthly quota no longer allows (transform URLs carry no credential,
+   * so the HTTP perimeter cannot check them); throws `ERR_QUOTA_EXCEEDED`.
+   */
+  exportAllowed?: ((orgId: string, appId: string) => Promise<void>) | undefined;
 }
 
 /** A transform response, decided before (304) or after processing (200). */
@@ -69,6 +77,8 @@ export interface SyncRequest {
   keepMetadata?: boolean | undefined;
   accept?: string | undefined;
   signal?: AbortSignal | undefined;
+  /** The credential that asked (usage is counted per app and per credential). */
+  keyId?: string | null | undefined;
 }
 
 /** See the module comment. */
@@ -91,7 +101,7 @@ export class ProcessingService {
       { timeoutMs: config.processing.remoteTimeoutMs },
     );
     this.queue = createWorkQueue({ concurrency: config.processing.concurrency, maxQueued: config.processing.maxQueued });
-    this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now };
+    this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now, meter: o.meter };
     this.jobs = new JobService({
       ...this.deps,
       masterKeys: o.masterKeys,
@@ -155,7 +165,7 @@ export class ProcessingService {
       if (req.input.kind === 'asset') input = (await readAsset(this.deps, req.orgId, req.input.assetId, limits.maxInputBytes)).bytes;
       else if (req.input.kind === 'url') input = await fetchRemote(this.remote.inputs, req.input.url, req.input.headers, req.signal);
       else input = req.input.bytes;
-      return runPipeline(this.deps, { orgId: req.orgId, input, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal });
+      return runPipeline(this.deps, { orgId: req.orgId, input, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
     }, req.signal);
   }
 
@@ -203,11 +213,13 @@ export class ProcessingService {
     if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) {
       return { status: 304, etag, maxAge, varyAccept, authorized };
     }
+    await this.o.exportAllowed?.(key.orgId, key.appId);
     const limits = limitsFor(facts.settings);
     const result = await this.queue.run(async () => {
       if (asset.size > limits.maxInputBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The input is too large.', { details: { maxBytes: limits.maxInputBytes } });
       const input = await this.sources.get(`${asset.orgId}/${asset.id}/${asset.sha256}`, async () => readBounded(await openAssetStream(this.deps, asset), limits.maxInputBytes));
-      return runPipeline(this.deps, { orgId: key.orgId, input, plan: compiled.plan, limits, accept, signal });
+      // A transform URL is billed to the app of the key that signed it.
+      return runPipeline(this.deps, { orgId: key.orgId, input, plan: compiled.plan, limits, accept, signal, billTo: { appId: key.appId } });
     }, signal);
     return { status: 200, etag, maxAge, varyAccept, result, authorized };
   }

@@ -36,6 +36,10 @@ export interface UsageEvent {
   readonly processingMs?: number;
   /** Outputs produced, by media type, e.g. `{ 'image/webp': 1 }`. */
   readonly exports?: Readonly<Record<string, number>>;
+  /** Output pixels (width × height × frames) by media type: what on-device SDK vendors bill by size. */
+  readonly pixels?: Readonly<Record<string, number>>;
+  /** Output video duration in milliseconds by media type (video outputs only). */
+  readonly videoMs?: Readonly<Record<string, number>>;
   /**
    * A caller-supplied end-user id (at most 200 characters) for monthly-active-end-user counts.
    * Security: hashed immediately with a per-org keyed hash; never stored or logged as given.
@@ -206,6 +210,8 @@ export class UsageMeter {
       exportsTotal += v;
       this.add(e.orgId, e.appId, month, keyId, exportMetric(type), v);
     }
+    for (const [type, n] of Object.entries(e.pixels ?? {})) this.add(e.orgId, e.appId, month, keyId, `pixels:${exportMetric(type).slice('exports:'.length)}`, count(`pixels[${type}]`, n));
+    for (const [type, n] of Object.entries(e.videoMs ?? {})) this.add(e.orgId, e.appId, month, keyId, `video_ms:${exportMetric(type).slice('exports:'.length)}`, count(`videoMs[${type}]`, n));
     if (e.endUser !== undefined && e.endUser.length > 0) {
       if (e.endUser.length > MAX_END_USER_ID_LENGTH) throw new RangeError(`recordUsage: endUser longer than ${MAX_END_USER_ID_LENGTH} characters`);
       const hash = this.endUserHash(e.orgId, e.appId, month, e.endUser);

@@ -13,6 +13,10 @@ export interface UsageFigures {
   processingSeconds: number;
   /** Exports by media type, and their total. */
   exports: { total: number; byType: Record<string, number> };
+  /** Output pixels (width × height × frames) by media type, and their total. */
+  pixels: { total: number; byType: Record<string, number> };
+  /** Output video seconds by media type (video outputs only). */
+  videoSeconds: { total: number; byType: Record<string, number> };
 }
 
 export interface AppUsage extends UsageFigures {
@@ -25,7 +29,7 @@ export interface AppUsage extends UsageFigures {
 }
 
 function empty(): UsageFigures {
-  return { requests: 0, bytesIn: 0, bytesOut: 0, processingSeconds: 0, exports: { total: 0, byType: {} } };
+  return { requests: 0, bytesIn: 0, bytesOut: 0, processingSeconds: 0, exports: { total: 0, byType: {} }, pixels: { total: 0, byType: {} }, videoSeconds: { total: 0, byType: {} } };
 }
 
 function add(f: UsageFigures, metric: string, v: number): void {
@@ -33,11 +37,14 @@ function add(f: UsageFigures, metric: string, v: number): void {
   else if (metric === 'bytes_in') f.bytesIn += v;
   else if (metric === 'bytes_out') f.bytesOut += v;
   else if (metric === 'processing_ms') f.processingSeconds += v / 1000;
-  else if (metric.startsWith('exports:')) {
-    const type = metric.slice('exports:'.length);
-    f.exports.byType[type] = (f.exports.byType[type] ?? 0) + v;
-    f.exports.total += v;
-  }
+  else if (metric.startsWith('exports:')) tally(f.exports, metric.slice('exports:'.length), v);
+  else if (metric.startsWith('pixels:')) tally(f.pixels, metric.slice('pixels:'.length), v);
+  else if (metric.startsWith('video_ms:')) tally(f.videoSeconds, metric.slice('video_ms:'.length), v / 1000);
+}
+
+function tally(t: { total: number; byType: Record<string, number> }, type: string, v: number): void {
+  t.byType[type] = (t.byType[type] ?? 0) + v;
+  t.total += v;
 }
 
 /** The org's usage in `month` (`YYYY-MM`), for every app (or just `appId`), inside a tenant transaction. */

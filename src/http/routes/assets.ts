@@ -336,6 +336,10 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
     void auditIntegrity(deps, asset, req).finally(() => reply.raw.destroy());
   });
   reply.type(asset.mime);
+  // Signed links carry no credential, so the perimeter does not meter them: count the bytes of every
+  // completed download against the asset's app here (issue 9, item 7).
+  const bytesOut = range ? range.end - range.start + 1 : asset.size;
+  reply.raw.once('finish', () => req.server.usage?.record({ orgId: asset.orgId, appId: asset.appId, bytesOut }));
   if (range) {
     reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${asset.size}`).header('Content-Length', String(range.end - range.start + 1));
   } else {

@@ -148,7 +148,7 @@ export const JobSchema = Type.Object(
 /** Registers the job routes. */
 export function jobRoutes(app: FastifyInstance, service: ProcessingService): void {
   app.post<{ Body: ProcessBodyT }>('/v1/jobs', {
-    config: { auth: true, scope: 'jobs:write' },
+    config: { auth: true, scope: 'jobs:write', quota: { exports: true } },
     schema: {
       tags: ['processing'],
       summary: 'Create a processing job (asynchronous; outputs are stored as encrypted assets)',

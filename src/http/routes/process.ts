@@ -14,6 +14,7 @@
  * This module also exposes {@link processingApi}, the one registration of the whole processing
  * surface (process, jobs, webhooks, transform URLs) over one shared service.
  */
+import type { UsageMeter } from '../../usage/meter.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { Config } from '../../config/index.js';
@@ -56,6 +57,10 @@ export interface ProcessingApiDeps {
   remote?: Partial<RemotePolicy> | undefined;
   /** Credential checks for transform URLs of apps with `require_authorized_urls`. */
   auth: AuthDeps;
+  /** The process's usage meter (exports, pixels, processing time of every output). */
+  meter?: UsageMeter | undefined;
+  /** The export-quota check for outputs no credential asked for (transform URLs). */
+  exportAllowed?: ((orgId: string, appId: string) => Promise<void>) | undefined;
 }
 
 /** RFC 7240: does the request prefer an asynchronous answer? */
@@ -83,7 +88,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
     scope.addContentTypeParser(/^(?:image\/[a-z0-9.+-]+|application\/octet-stream)$/i, { parseAs: 'buffer', bodyLimit: maxBody }, (_req, body, done) => done(null, body));
 
     scope.post<{ Body: ProcessBodyT | Buffer; Querystring: Static<typeof RawQuery> }>('/v1/process', {
-      config: { auth: true, scope: 'jobs:write' },
+      config: { auth: true, scope: 'jobs:write', quota: { exports: true } },
       schema: {
         tags: ['processing'],
         summary: 'Process an image now (or as a job with Prefer: respond-async)',
@@ -172,7 +177,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
         reply.raw.once('close', onClose);
         let result: ProcessResult;
         try {
-          result = await service.processSync({ orgId: p.orgId, appId: p.appId, input, operations, preview, keepMetadata, accept: req.headers.accept, signal: abort.signal });
+          result = await service.processSync({ orgId: p.orgId, appId: p.appId, keyId: p.keyId, input, operations, preview, keepMetadata, accept: req.headers.accept, signal: abort.signal });
         } finally {
           reply.raw.off('close', onClose);
         }

@@ -21,7 +21,9 @@ const Figures = {
   bytes_in: Type.Integer({ description: 'Bytes received (request bodies).' }),
   bytes_out: Type.Integer({ description: 'Bytes sent (responses).' }),
   processing_seconds: Type.Number(),
-  exports: Type.Object({ total: Type.Integer(), by_type: Type.Record(Type.String(), Type.Integer()) }, { description: 'Outputs produced, by media type.' }),
+  exports: Type.Object({ total: Type.Integer(), by_type: Type.Record(Type.String(), Type.Integer()) }, { description: 'Outputs produced (sync, jobs, previews, transform URLs), by media type.' }),
+  pixels: Type.Object({ total: Type.Integer(), by_type: Type.Record(Type.String(), Type.Integer()) }, { description: 'Output pixels (width × height × frames), by media type.' }),
+  video_seconds: Type.Object({ total: Type.Number(), by_type: Type.Record(Type.String(), Type.Number()) }, { description: 'Output video duration, by media type.' }),
 };
 const Limit = Type.Union([Type.Integer(), Type.Null()]);
 const AppUsage = Type.Object({
@@ -42,6 +44,8 @@ const figures = (f: UsageFigures) => ({
   bytes_out: f.bytesOut,
   processing_seconds: f.processingSeconds,
   exports: { total: f.exports.total, by_type: f.exports.byType },
+  pixels: { total: f.pixels.total, by_type: f.pixels.byType },
+  video_seconds: { total: f.videoSeconds.total, by_type: f.videoSeconds.byType },
 });
 
 export function usageRoutes(app: FastifyInstance, deps: { db: DatabaseHandle; meter: UsageMeter; now?: () => number }): void {
