@@ -102,6 +102,11 @@ export interface IngestInput {
   /** Overrides the app's retention (seconds from now); `null` keeps forever. */
   ttlSeconds?: number | null;
   ctx: Ctx;
+  /**
+   * The asset's id when the caller fixed it beforehand (a tus upload records it before completing, so
+   * a retry after a crash completes the same asset); default a new random id.
+   */
+  id?: string;
 }
 
 class Limiter extends Transform {
@@ -229,7 +234,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
     throw new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', `The content is ${type.mime}, not the declared ${input.declaredType}.`, { details: { detected: type.mime, declared: input.declaredType } });
   }
 
-  const id = publicId('ast');
+  const id = input.id ?? publicId('ast');
   const blobKey = blobKeyFor(input.orgId, id);
   const limiter = new Limiter(input.expectedSize !== undefined ? Math.min(maxBytes, input.expectedSize) : maxBytes);
   const keeper = new HeadKeeper(1024 * 1024);

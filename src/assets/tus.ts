@@ -71,6 +71,8 @@ export interface UploadsTable {
   expires_at: Timestamp;
   completing_at: NullableTimestamp;
   completed_asset_id: string | null;
+  /** The id the asset will have, fixed when completion first starts (migration 0010). */
+  target_asset_id: string | null;
 }
 
 declare module '../db/schema.js' {
@@ -90,7 +92,10 @@ export const MAX_UPLOAD_PARTS = 10_000;
 /** Largest `Upload-Metadata` we keep, serialised (it is echoed on every HEAD). */
 export const MAX_METADATA_BYTES = 4096;
 /** A completion lease not refreshed for this long belonged to a dead process and may be taken over. */
-export const COMPLETION_LEASE_MS = 30_000;
+export const COMPLETION_LEASE_MS = 10_000;
+
+/** How long a HEAD waits for a completion that another request (or node) is running. */
+const HEAD_COMPLETION_WAIT_MS = 2000;
 /** Checksum algorithms of the tus checksum extension we accept (`Tus-Checksum-Algorithm`). */
 export const CHECKSUM_ALGORITHMS = ['sha1', 'sha256'] as const;
 /** A checksum algorithm of {@link CHECKSUM_ALGORITHMS}. */
@@ -173,6 +178,7 @@ type UploadRow = {
   expires_at: Date;
   completing_at: Date | null;
   completed_asset_id: string | null;
+  target_asset_id: string | null;
 };
 
 interface UploadRecord {
@@ -188,6 +194,8 @@ interface UploadRecord {
   expiresAt: Date;
   completingAt: Date | null;
   assetId: string | null;
+  /** The asset this upload becomes, fixed by the first completion attempt. */
+  targetAssetId: string | null;
 }
 
 const json = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
@@ -206,6 +214,7 @@ function toRecord(r: UploadRow): UploadRecord {
     expiresAt: new Date(r.expires_at),
     completingAt: r.completing_at ? new Date(r.completing_at) : null,
     assetId: r.completed_asset_id,
+    targetAssetId: r.target_asset_id,
   };
 }
 
@@ -390,34 +399,23 @@ async function claimCompletion(deps: TusDeps, orgId: string, uploadId: string): 
     if (rec.assetId) return { kind: 'done', assetId: rec.assetId };
     if (rec.offset !== rec.length) return { kind: 'not-ready' };
     if (rec.completingAt && rec.completingAt.getTime() > now - COMPLETION_LEASE_MS) return { kind: 'busy' };
-    await trx.updateTable('uploads').set({ completing_at: new Date(now) }).where('org_id', '=', orgId).where('id', '=', uploadId).execute();
-    return { kind: 'claimed', rec, recovering: rec.completingAt };
+    // The asset's identity is fixed with the claim, before any of it exists: every later attempt
+    // (after a crash, on any node) completes *this* asset and nothing else.
+    const targetAssetId = rec.targetAssetId ?? publicId('ast');
+    await trx.updateTable('uploads').set({ completing_at: new Date(now), target_asset_id: targetAssetId }).where('org_id', '=', orgId).where('id', '=', uploadId).execute();
+    return { kind: 'claimed', rec: { ...rec, targetAssetId }, recovering: rec.completingAt };
   });
 }
 
 /**
  * After a crash between "asset created" and "asset recorded on the upload", the asset exists but the
- * upload does not know it. Find it by the plaintext's SHA-256 (plus app, size and creator, created
- * since the crashed run began) so a retry adopts it instead of creating a duplicate.
+ * upload does not know it: it is the one with the upload's own target id (never one found by content,
+ * which could be another upload's identical file).
  */
-async function findCrashedRunAsset(deps: TusDeps, rec: UploadRecord, since: Date): Promise<string | null> {
-  const hash = createHash('sha256');
-  for await (const chunk of uploadPlaintext(deps, rec)) hash.update(chunk as Buffer);
-  const sha256 = hash.digest('hex');
+async function findCrashedRunAsset(deps: TusDeps, rec: UploadRecord): Promise<string | null> {
+  if (!rec.targetAssetId) return null;
   const row = await deps.db.withTenant(rec.orgId, (trx) =>
-    trx
-      .selectFrom('assets')
-      .select('id')
-      .where('org_id', '=', rec.orgId)
-      .where('app_id', '=', rec.appId)
-      .where('sha256', '=', sha256)
-      .where('size', '=', rec.length)
-      .where('created_by', '=', rec.createdBy)
-      .where('deleted_at', 'is', null)
-      .where('created_at', '>=', new Date(since.getTime() - 60_000))
-      .orderBy('created_at')
-      .limit(1)
-      .executeTakeFirst(),
+    trx.selectFrom('assets').select('id').where('org_id', '=', rec.orgId).where('id', '=', rec.targetAssetId!).where('deleted_at', 'is', null).executeTakeFirst(),
   );
   return row?.id ?? null;
 }
@@ -449,7 +447,7 @@ export async function completeUpload(deps: TusDeps, orgId: string, uploadId: str
   heartbeat.unref();
   const actorCtx = uploadActor(rec, ctx);
   try {
-    let assetId = recovering ? await findCrashedRunAsset(deps, rec, recovering) : null;
+    let assetId = recovering ? await findCrashedRunAsset(deps, rec) : null;
     if (!assetId) {
       const settings = await settingsOf(deps, orgId, rec.appId);
       let asset: Asset;
@@ -463,6 +461,7 @@ export async function completeUpload(deps: TusDeps, orgId: string, uploadId: str
           expectedSize: rec.length,
           filename: typeof rec.metadata.filename === 'string' ? rec.metadata.filename : null,
           ctx: actorCtx,
+          id: rec.targetAssetId ?? undefined,
         });
       } catch (err) {
         if (err instanceof AppError && err.status >= 400 && err.status < 500) {
@@ -631,7 +630,9 @@ export class EncryptedUploadStore extends DataStore {
     if (!rec.assetId && rec.offset === rec.length && rc.raw?.method === 'HEAD') {
       // A completion interrupted by a crash (or still running elsewhere): finish it before answering,
       // so a client that resumes a fully sent upload learns its asset.
-      const assetId = await completeUpload(this.deps, rec.orgId, rec.id, rc.ctx);
+      // A HEAD answers promptly (issue 9, item 18: it used to wait out a dead node's whole lease): it
+      // waits a moment for a live completion, else reports the offset and the client asks again.
+      const assetId = await completeUpload(this.deps, rec.orgId, rec.id, rc.ctx, { waitMs: HEAD_COMPLETION_WAIT_MS });
       if (assetId) rec = { ...rec, assetId };
     }
     if (rec.assetId) rc.assetId = rec.assetId;

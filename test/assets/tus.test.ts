@@ -443,6 +443,45 @@ for (const kind of DB_KINDS) {
       assert.ok((await uploadRow(idOf(url2)))!.completed_asset_id);
     });
 
+    test('a crashed completion never adopts another upload of identical bytes: each upload keeps its own asset, and deleting one leaves the other (regression: bob.mp4 became alice.mp4)', async () => {
+      const data = await pngOfSize(90_000, 'identical');
+      // Alice's upload completes normally.
+      const alice = await tusUpload(s, a.key, data);
+      assert.ok(alice.assetId);
+      // Bob uploads the same bytes with the same key; his completion "crashes" after his asset was
+      // created and before it was recorded on the upload (as a kill -9 would leave it).
+      const url = await create(s, a.key, data.length);
+      store.failPartDeletes = true;
+      try {
+        assert.equal((await patch(s, url, a.key, 0, data)).status, 500);
+      } finally {
+        store.failPartDeletes = false;
+      }
+      const id = idOf(url);
+      const bobAsset = (await uploadRow(id))!.completed_asset_id as string;
+      assert.ok(bobAsset && bobAsset !== alice.assetId);
+      await superQuery(t, `UPDATE uploads SET completed_asset_id = NULL, completing_at = now() - interval '1 hour' WHERE id = $1`, [id]);
+      const started = Date.now();
+      const head = await tusFetch(s, 'HEAD', url, a.key);
+      assert.ok(Date.now() - started < 5000, 'the resume HEAD answers promptly');
+      assert.equal(head.headers.get('obscura-asset-id'), bobAsset, "bob's upload is bob's asset, not alice's identical one");
+      assert.equal((await api(s.url, 'DELETE', `/v1/assets/${alice.assetId}`, { key: a.key })).status, 204);
+      assert.equal((await api(s.url, 'GET', `/v1/assets/${bobAsset}`, { key: a.key })).status, 200, "deleting alice's asset leaves bob's");
+    });
+
+    test('a HEAD on an upload whose completion is held by another live request answers within seconds without an asset id', async () => {
+      const data = await pngOfSize(40_000, 'busy');
+      const url = await create(s, a.key, data.length);
+      assert.equal((await patch(s, url, a.key, 0, data.subarray(0, 10_000))).status, 204);
+      // A fully received upload whose lease is fresh: as if another node were completing it right now.
+      await superQuery(t, `UPDATE uploads SET upload_offset = upload_length, completing_at = now() WHERE id = $1`, [idOf(url)]);
+      const started = Date.now();
+      const head = await tusFetch(s, 'HEAD', url, a.key);
+      assert.equal(head.status, 200);
+      assert.ok(Date.now() - started < 5000, `HEAD took ${Date.now() - started} ms`);
+      assert.equal(head.headers.get('obscura-asset-id'), null);
+    });
+
     test('publishable keys upload only when the app allows browser uploads, and only from their origin', async () => {
       const origin = 'https://shop.example';
       const pk = await mintKey(t.db, a, { kind: 'publishable', name: 'web', allowedOrigins: [origin] });
