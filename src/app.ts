@@ -22,6 +22,7 @@ import { FailureTracker } from './auth/failures.js';
 import { installProblemHandlers, PROBLEM_SCHEMA } from './http/problem.js';
 import { declareRouteScopes, installAuth, type TokenVerifier } from './http/auth.js';
 import { installOptionalBodies } from './http/bodies.js';
+import { installDrain, type Drain } from './http/drain.js';
 import { addProblemExamples } from './http/openapi-examples.js';
 import { logSerializers, REDACT_PATHS } from './http/logging.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -63,6 +64,8 @@ export interface BuiltApp {
   perimeter: Perimeter;
   keyring: Keyring;
   signer: UrlSigner;
+  /** Graceful shutdown: refuse new requests, let running ones finish (src/http/drain.ts). */
+  drain: Drain;
 }
 
 export const API_VERSION = '0.1.0';
@@ -96,6 +99,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
 
   app.addSchema(PROBLEM_SCHEMA);
   installProblemHandlers(app);
+  // First hook of all: while shutting down, new requests are refused before any other work.
+  const drain = installDrain(app);
   installOptionalBodies(app);
   app.addHook('onSend', async (req, reply) => {
     reply.header('X-Request-Id', String(req.id));
@@ -161,5 +166,5 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   processingApi(app, { db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, auth: authDeps, meter: perimeter.meter, exportAllowed: perimeter.exportAllowed });
   uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
 
-  return { app, keys, keyring, signer, perimeter };
+  return { app, keys, keyring, signer, perimeter, drain };
 }

@@ -158,7 +158,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   // org through this server while it holds the data dir (src/tenants/setup.ts).
   const firstRun = rt.lock && (await hasNoOrg(rt.db)) ? SetupGate.issue() : null;
   const setupFile = setupFilePath(config.dataDir);
-  const { app, perimeter } = await buildApp(config, {
+  const { app, perimeter, drain } = await buildApp(config, {
     db: rt.db,
     masterKeys: rt.masterKeys,
     store,
@@ -168,23 +168,38 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   app.addHook('onClose', async () => rmSync(setupFile, { force: true }));
   let side: SideListeners | null = null; // perimeter: OBSCURA_HTTP_REDIRECT_PORT / OBSCURA_METRICS_PORT listeners
   let closing = false;
+  // Graceful shutdown (issue 9, item 19): new requests (and /readyz) get 503 at once, running requests
+  // get OBSCURA_SHUTDOWN_DRAIN_MS, jobs go back to the queue, and the data-dir lock is released on
+  // every path — a second signal, the drain running out, or a stuck close. Exit code 0 in each case.
   const shutdown = async (signal: string) => {
-    if (closing) return;
+    if (closing) {
+      app.log.warn({ signal }, 'second signal: cutting the remaining connections now');
+      drain.cut();
+      return;
+    }
     closing = true;
-    app.log.info({ signal }, 'shutting down');
-    const timer = setTimeout(() => process.exit(1), 15_000).unref();
+    app.log.info({ signal, inFlight: drain.inFlight, drainMs: config.http.shutdownDrainMs }, 'shutting down: refusing new requests, finishing running ones');
+    // Last resort if closing itself hangs: release the lock and leave.
+    const hardStop = setTimeout(() => {
+      rt.lock?.release();
+      process.exit(1);
+    }, config.http.shutdownDrainMs + 30_000).unref();
     try {
+      const [drained] = await Promise.all([drain.drain(config.http.shutdownDrainMs), workers?.stop()]); // jobs go back to the queue
+      if (!drained) {
+        app.log.warn({ inFlight: drain.inFlight }, 'drain time over: cutting the remaining connections');
+        app.server.closeAllConnections();
+      }
       await side?.close(); // perimeter
-      await workers?.stop(); // jobs
       maintenance?.stop();
       await app.close();
-      await rt.close();
     } finally {
-      clearTimeout(timer);
+      await rt.close().catch(() => rt.lock?.release());
+      clearTimeout(hardStop);
     }
   };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
   let listening = false;
   try {
     const address = await app.listen({ host: config.host, port: config.port });

@@ -70,6 +70,13 @@ export interface Config {
     /** TLS certificate and key files; when both are set the listener speaks HTTPS (TLS >= 1.2). */
     readonly tlsCertFile: string | undefined;
     readonly tlsKeyFile: string | undefined;
+    /**
+     * On SIGTERM/SIGINT, how long running requests may finish while new ones get 503
+     * (`OBSCURA_SHUTDOWN_DRAIN_MS`, default 120000: the request time limit, so an upload or download
+     * within the limits completes). Then remaining connections are cut; the data-dir lock is released
+     * either way.
+     */
+    readonly shutdownDrainMs: number;
   };
   readonly storage: {
     /** `fs` (default: `<dataDir>/blobs`) or `s3`. Either way only ciphertext is stored. */
@@ -205,7 +212,7 @@ type Source = Record<string, string | undefined>;
 
 const KNOWN = new Set([
   'OBSCURA_DATA_DIR', 'OBSCURA_HOST', 'OBSCURA_PORT', 'OBSCURA_ROLE', 'OBSCURA_PUBLIC_URL', 'OBSCURA_DATABASE_URL',
-  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_KEY_CACHE_TTL_MS',
+  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_SHUTDOWN_DRAIN_MS', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_KEY_CACHE_TTL_MS',
   'OBSCURA_AUTH_BURST_THRESHOLD', 'OBSCURA_AUTH_BURST_WINDOW_MS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
   'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
@@ -376,6 +383,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       bodyLimit: int(src, 'OBSCURA_BODY_LIMIT', 1024 * 1024, 1024, 100 * 1024 * 1024),
       tlsCertFile,
       tlsKeyFile,
+      shutdownDrainMs: int(src, 'OBSCURA_SHUTDOWN_DRAIN_MS', 120_000, 0, 24 * 3_600_000),
     },
     storage: {
       kind: storeKind,
