@@ -159,9 +159,10 @@ async function cmdProcess(argv: string[], io: Io, signal: AbortSignal): Promise<
   if (!source || extra.length) throw new UsageError('process needs exactly one input: FILE, ASSET_ID or URL');
   const ops = values.op ?? [];
   if (ops.length === 0) throw new UsageError('give at least one --op, e.g. --op resize:width=400 --op format:webp');
-  // Same registry as the server: a typo fails here, before any upload, naming the operation.
+  // Same registry as the server: a typo fails here, before any upload, naming the operation. Presets
+  // (`preset:NAME`) are the app's, known only to the server: it expands and checks them.
   try {
-    parseOperations(ops);
+    parseOperations(ops.filter((op) => !op.startsWith('preset:')));
   } catch (err) {
     if (err instanceof AppError) {
       const d = err.details as { operation?: string | null; reason?: string; errors?: Array<{ parameter: string; message: string }>; parameters?: string[] } | undefined;

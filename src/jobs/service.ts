@@ -22,7 +22,7 @@ import { acquireBoss, type BossHandle } from './boss.js';
 import { JobService, MAX_OUTPUT_TTL_SECONDS, type JobInput } from './jobs.js';
 import { appSettings, compileOperations, fetchRemote, limitsFor, readAsset, readBounded, runPipeline, type ProcessingDeps } from './processing.js';
 import { createRemote, type Remote, type RemotePolicy } from './remote.js';
-import { SourceCache, TransformKeys, acceptClass, parseTransformUrl, resolveTransformOperations, transformEtag } from './transform.js';
+import { SourceCache, TransformKeys, acceptClass, expandPresetSegments, parseTransformUrl, resolveTransformOperations, transformEtag } from './transform.js';
 import type { WebhookDeps } from './webhooks.js';
 
 /** Construction options of {@link createProcessingService}. */
@@ -167,6 +167,18 @@ export class ProcessingService {
       else input = req.input.bytes;
       return runPipeline(this.deps, { orgId: req.orgId, input, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
     }, req.signal);
+  }
+
+  /**
+   * Replaces every `preset:NAME` of the app (string form or array item) with the preset's operations,
+   * so presets work in `/v1/process` and jobs as in transform URLs. `ERR_VALIDATION` (reason
+   * `unknown_preset`) for a name the app does not have.
+   */
+  async expandPresets(orgId: string, appId: string, operations: unknown): Promise<unknown> {
+    const mentions = typeof operations === 'string' ? operations.includes('preset:') : Array.isArray(operations) && operations.some((o) => typeof o === 'string' && o.startsWith('preset:'));
+    if (!mentions) return operations;
+    const { presets } = await this.transformKeys.app(orgId, appId);
+    return expandPresetSegments(operations, presets);
   }
 
   /** Stores a synchronous result as an output asset (encrypted, expiring after `ttlSeconds`, default 24 h). */

@@ -284,15 +284,37 @@ export class SourceCache {
  * @throws AppError `ERR_VALIDATION` (400; unknown preset, invalid operation) or
  *   `ERR_PRESET_REQUIRED` (403) for anything but a preset in strict mode.
  */
+/** The operations of preset `segment` (`preset:NAME`), or `ERR_VALIDATION` naming the unknown preset. */
+function presetOperations(segment: string, presets: ReadonlyMap<string, string>): string {
+  const name = safeDecode(segment.slice('preset:'.length));
+  const ops = PRESET_NAME_PATTERN.test(name) ? presets.get(name) : undefined;
+  if (ops === undefined) throw new AppError('ERR_VALIDATION', `Unknown preset "${name.slice(0, 63)}"; list this app's presets with GET /v1/apps/{id}/transform-presets.`, { details: { operation: 'preset', reason: 'unknown_preset' } });
+  return ops;
+}
+
+/**
+ * Expands `preset:NAME` in either spelling of operations (a `/`-separated string, or an array whose
+ * string items may be `preset:NAME`); everything else is passed on for validation as written.
+ */
+export function expandPresetSegments(operations: unknown, presets: ReadonlyMap<string, string>): unknown {
+  if (typeof operations === 'string') {
+    return operations
+      .split('/')
+      .map((s) => (s.startsWith('preset:') ? presetOperations(s, presets) : s))
+      .join('/');
+  }
+  if (Array.isArray(operations)) {
+    return operations.flatMap((o) => (typeof o === 'string' && o.startsWith('preset:') ? presetOperations(o, presets).split('/') : [o]));
+  }
+  return operations;
+}
+
 export function resolveTransformOperations(operations: string, facts: AppFacts): CompiledOperations {
   const strict = facts.settings.strict_transforms === true;
   const expanded: string[] = [];
   for (const segment of operations.split('/')) {
     if (segment.startsWith('preset:')) {
-      const name = safeDecode(segment.slice('preset:'.length));
-      const ops = PRESET_NAME_PATTERN.test(name) ? facts.presets.get(name) : undefined;
-      if (ops === undefined) throw new AppError('ERR_VALIDATION', 'Unknown preset.', { details: { operation: 'preset', reason: 'unknown_preset' } });
-      expanded.push(ops);
+      expanded.push(presetOperations(segment, facts.presets));
     } else if (strict) {
       throw new AppError('ERR_PRESET_REQUIRED', 'This app only accepts named presets in transform URLs (strict mode).');
     } else {

@@ -113,12 +113,18 @@ describe('parseOperations', () => {
 });
 
 describe('buildPlan', () => {
-  it('orders operations by the registry, keeping overlays in the order written', () => {
-    const plan = buildPlan(parseOperations('format:auto/text:b/resize:width=10/text:a/flip/background:%23000'));
+  it('keeps the order written (overlays too), lets output settings go anywhere, and refuses an order the pipeline would change instead of reordering silently', () => {
+    const plan = buildPlan(parseOperations('format:auto/flip/resize:width=10/text:b/text:a/background:%23000'));
     assert.deepEqual(
       plan.steps.map((s) => s.operation.name + (s.operation.name === 'text' ? `:${String(s.args.text)}` : '')),
       ['background', 'flip', 'resize', 'text:b', 'text:a', 'format'],
     );
+    // resize then crop would be applied as crop then resize: a different image, so it is refused.
+    const err = throwsWith(() => buildPlan(parseOperations('resize:width=100/crop:left=0,top=0,width=10,height=10')), 'ERR_VALIDATION');
+    assert.equal(err.details?.reason, 'order_changed');
+    assert.equal(err.details?.operation, 'extract');
+    assert.equal(err.details?.must_come_before, 'resize');
+    throwsWith(() => buildPlan(parseOperations('text:b/resize:width=10')), 'ERR_VALIDATION');
     assert.equal(plan.negotiatesFormat, true);
     assert.equal(plan.hasOverlays, true);
   });
@@ -215,9 +221,9 @@ describe('operations on real images', () => {
   it('mirroring happens before cropping, with or without a rotation', async () => {
     const img = await quad();
     // After flop the top-left 100×50 is green; cropping first then mirroring would give red.
-    const flopped = await run(img, 'crop:left=0,top=0,width=100,height=50/flop');
+    const flopped = await run(img, 'flop/crop:left=0,top=0,width=100,height=50');
     assertColour(await means(flopped.data), QUADRANTS.topRight, 2);
-    const withRotate = await run(img, 'rotate:180/flop/crop:left=0,top=0,width=100,height=50');
+    const withRotate = await run(img, 'flop/rotate:180/crop:left=0,top=0,width=100,height=50');
     // flop then rotate 180 == flip: top-left becomes bottom-left (blue).
     assertColour(await means(withRotate.data), QUADRANTS.bottomLeft, 2);
   });

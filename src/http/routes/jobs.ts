@@ -174,12 +174,14 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService): voi
       }
       const b = req.body;
       const input = jobInputOf(b.input);
-      requireInputScopes(p, input, b.operations);
+      // Presets work wherever operations do; their contents are checked like written operations.
+      const operations = await service.expandPresets(p.orgId, p.appId, b.operations);
+      requireInputScopes(p, input, operations);
       const { job, replayed } = await service.jobs.create({
         orgId: p.orgId,
         appId: p.appId,
         input,
-        operations: b.operations,
+        operations,
         preview: b.preview,
         keepMetadata: b.keep_metadata,
         ttlSeconds: b.output?.ttl_seconds,

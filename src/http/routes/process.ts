@@ -148,6 +148,8 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
           putUrl = body.output?.put_url;
         }
 
+        // Presets work wherever operations do; their contents are checked like written operations.
+        operations = await service.expandPresets(p.orgId, p.appId, operations);
         requireInputScopes(p, input, operations);
         if (prefersAsync(req)) {
           const { job, replayed } = await service.jobs.create({

@@ -18,6 +18,7 @@ export const format = defineOperation({
   ),
   primary: 'type',
   order: 90,
+  anyPosition: true,
   apply(_pipeline, args, ctx) {
     ctx.output.format = args.type;
     if (args.quality !== undefined) ctx.output.quality = args.quality;
@@ -31,6 +32,7 @@ export const quality = defineOperation({
   schema: Type.Object({ value: Type.Integer({ minimum: 1, maximum: 100 }) }, { additionalProperties: false }),
   primary: 'value',
   order: 91,
+  anyPosition: true,
   apply(_pipeline, args, ctx) {
     ctx.output.quality = args.value;
   },

@@ -217,6 +217,13 @@ export interface Plan {
   readonly hasOverlays: boolean;
 }
 
+/** Every position-sensitive operation, in the order the pipeline applies them (for error messages and docs). */
+const PIPELINE_ORDER = [...new Set(OPERATIONS.values())]
+  .filter((o) => !o.anyPosition)
+  .sort((a, b) => a.order - b.order)
+  .map((o) => o.name)
+  .join(', ');
+
 /**
  * Orders validated operations by their registry `order` (stable for repeatable overlays).
  * @throws AppError `ERR_VALIDATION` when a non-repeatable operation appears twice.
@@ -233,6 +240,19 @@ export function buildPlan(ops: readonly ParsedOperation[]): Plan {
     }
     return Object.freeze({ operation, args: op.args });
   });
+  // The pipeline applies operations in one fixed order (libvips'). Rather than silently apply
+  // `resize/extract` as `extract/resize` (a different image), an order it would change is refused,
+  // naming the two operations and the order that works (issue 9, item 12).
+  let previous: PlanStep | undefined;
+  for (const [index, step] of steps.entries()) {
+    if (step.operation.anyPosition) continue;
+    if (previous && step.operation.order < previous.operation.order) {
+      throw new AppError('ERR_VALIDATION', `"${step.operation.name}" is applied before "${previous.operation.name}" by this pipeline, so writing it after would be silently reordered; write "${step.operation.name}" first (operations run in this order: ${PIPELINE_ORDER}).`, {
+        details: { operation: step.operation.name, index, reason: 'order_changed', must_come_before: previous.operation.name, pipeline_order: PIPELINE_ORDER.split(', ') },
+      });
+    }
+    previous = step;
+  }
   steps.sort((a, b) => a.operation.order - b.operation.order);
   const formatStep = steps.find((s) => s.operation.name === 'format');
   const fmt = formatStep?.args.type as OutputFormat | 'auto' | undefined;

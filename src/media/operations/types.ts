@@ -54,6 +54,11 @@ export interface OperationDef<S extends TSchema = TSchema> {
   readonly primary?: string;
   /** Position in the pipeline (lower first); mirrors libvips' fixed order in sharp. */
   readonly order: number;
+  /**
+   * The result does not depend on where it is written (output settings). Every other operation must
+   * be written in pipeline order: the plan never reorders silently (issue 9, item 12).
+   */
+  readonly anyPosition?: boolean;
   /** May appear more than once (overlays); everything else is refused when repeated. */
   readonly repeatable?: boolean;
   /** Reads another asset's content (watermark): a caller naming it needs the `assets:read` scope. */
