@@ -40,7 +40,7 @@ describe('a data dir other users can read', () => {
 
   test('after chmod 700 the same data dir is used, and doctor no longer reports it', async () => {
     chmodSync(dataDir, 0o700);
-    server = await startServe(env);
+    server = await startServe(env, 120_000); // an empty data dir: PGlite's first initdb is slow on a busy 2-core machine
     const health = await fetch(`${server.url}/healthz`);
     assert.equal(health.status, 200);
     const r = await runCli(['doctor', '--json'], env);

@@ -19,7 +19,7 @@ describe('first run on the embedded default', () => {
   });
 
   test('serve on an empty data dir says there is no org and how to create one, and writes an owner-only setup token', async () => {
-    server = await startServe(env);
+    server = await startServe(env, 120_000); // an empty data dir: PGlite's first initdb is slow on a busy 2-core machine
     // The guidance is printed once the listening line is out; give it a moment.
     for (let i = 0; i < 50 && !server.output().includes('obscura init'); i++) await new Promise((r) => setTimeout(r, 100));
     assert.match(server.output(), /no org yet/);
@@ -65,7 +65,7 @@ describe('first run on the embedded default', () => {
 
   test('a restart with an org does not offer setup again', async () => {
     await server!.stop();
-    server = await startServe(env);
+    server = await startServe(env, 120_000); // an empty data dir: PGlite's first initdb is slow on a busy 2-core machine
     await new Promise((r) => setTimeout(r, 300));
     assert.doesNotMatch(server.output(), /no org yet/);
     assert.ok(!existsSync(join(dataDir, 'setup.json')));
