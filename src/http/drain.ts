@@ -23,7 +23,7 @@ export function installDrain(app: FastifyInstance): Drain {
   let draining = false;
   let inFlight = 0;
   let wake: (() => void) | null = null;
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', async (_req, reply) => {
     if (draining) {
       reply.header('Connection', 'close');
       throw new AppError('ERR_UNAVAILABLE', 'This server is shutting down; retry (another instance will answer).', { headers: { 'Retry-After': '5' } });
@@ -34,7 +34,6 @@ export function installDrain(app: FastifyInstance): Drain {
       inFlight--;
       if (inFlight === 0) wake?.();
     });
-    void req;
   });
   return {
     get inFlight() {
