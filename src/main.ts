@@ -170,7 +170,8 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   let closing = false;
   // Graceful shutdown (issue 9, item 19): new requests (and /readyz) get 503 at once, running requests
   // get OBSCURA_SHUTDOWN_DRAIN_MS, jobs go back to the queue, and the data-dir lock is released on
-  // every path — a second signal, the drain running out, or a stuck close. Exit code 0 in each case.
+  // every path — a second signal, the drain running out, or a stuck close. Exit code 0, or 1 only when
+  // closing itself hangs 30 s past the drain time.
   const shutdown = async (signal: string) => {
     if (closing) {
       app.log.warn({ signal }, 'second signal: cutting the remaining connections now');
