@@ -107,6 +107,12 @@ export interface IngestInput {
    * a retry after a crash completes the same asset); default a new random id.
    */
   id?: string;
+  /**
+   * Awaited after the blob is written and verified, before the row is committed; if it throws, the
+   * blob is removed and nothing is stored. A multipart upload checks here that nothing follows its
+   * file part (src/http/multipart.ts).
+   */
+  beforeCommit?: () => Promise<void>;
 }
 
 class Limiter extends Transform {
@@ -260,6 +266,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
   let facts: { width: number | null; height: number | null };
   try {
     facts = check ? await check.verify() : await dimensions(type.mime, keeper.head());
+    await input.beforeCommit?.();
   } catch (err) {
     await store.delete(blobKey).catch(() => undefined);
     throw err;

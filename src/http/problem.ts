@@ -7,6 +7,13 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
 import { isDatabaseUnavailable } from '../db/unavailable.js';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The request body types a route takes, named by its 415 answers (default `application/json`). */
+    accepts?: readonly string[];
+  }
+}
+
 const TITLES: Partial<Record<number, string>> = {
   400: 'Bad Request',
   401: 'Unauthorized',
@@ -64,8 +71,8 @@ export function sendProblem(reply: FastifyReply, err: AppError): FastifyReply {
  * with raw bodies declare `config: { accepts: [...] }`; everything else takes JSON.
  */
 function acceptedTypes(req: FastifyRequest | undefined): string[] {
-  const declared = (req?.routeOptions?.config as { accepts?: string[] } | undefined)?.accepts;
-  return declared?.length ? declared : ['application/json'];
+  const declared = (req?.routeOptions?.config as { accepts?: readonly string[] } | undefined)?.accepts;
+  return declared?.length ? [...declared] : ['application/json'];
 }
 
 /** Maps framework errors (body parsing, validation, limits) to our codes; never reuses their text. */

@@ -17,6 +17,7 @@ import { getApp } from '../../tenants/index.js';
 import type { Principal } from '../../auth/keys.js';
 import { authorizeRead, principalOf, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
+import { FILE_FIELD, MULTIPART_OVERHEAD_BYTES, installMultipart, readForm, refuseUnreadForm } from '../multipart.js';
 
 export const AssetId = Type.String({ pattern: '^ast_[0-9A-Za-z]{22}$', description: 'An asset id (≥ 128 random bits).', examples: ['ast_4Xg0bQ2mZk9TtP1vYc8LrA'] });
 const AssetParams = Type.Object({ id: AssetId }, { additionalProperties: false });
@@ -68,6 +69,16 @@ export async function assertUploadAllowed(deps: AssetRouteDeps, p: Principal): P
 }
 
 const UploadQuery = Type.Object({ filename: Type.Optional(Type.String({ maxLength: 255 })) }, { additionalProperties: false });
+/** The text fields a multipart upload may send before its `file` part. */
+const UPLOAD_FORM_FIELDS = ['filename'] as const;
+const UploadForm = Type.Object(
+  {
+    [FILE_FIELD]: Type.String({ format: 'binary', description: 'The file (one part, after the text fields). Its type is sniffed from the bytes; the part\'s Content-Type is ignored.' }),
+    filename: Type.Optional(Type.String({ maxLength: 255, description: 'Display name; default the file part\'s filename (or ?filename=).' })),
+  },
+  { additionalProperties: false },
+);
+const RAW_FILE = { description: 'The file itself as the body; its type is sniffed from the bytes, never taken from Content-Type.' };
 const UrlBody = Type.Object(
   {
     ttl_seconds: Type.Optional(Type.Integer({ minimum: 1, description: 'Lifetime; default 24 h, capped by OBSCURA_URL_MAX_TTL_SECONDS.' })),
@@ -139,40 +150,75 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
     // Raw bodies for uploads: handed to ingest as a stream (sniffed, limited, hashed, encrypted on the fly).
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+    // `curl -F file=@photo.jpg` and HTML forms: the file part streams into the same ingest. A scope
+    // of its own, so that only this route takes forms (the presigned PUT takes the file's bytes).
+    scope.register(async (formScope) => {
+      await installMultipart(formScope);
 
-    scope.post<{ Querystring: Static<typeof UploadQuery> }>('/v1/assets', {
-      config: { auth: true, scope: 'assets:write' },
-      schema: {
-        tags: ['assets'],
-        summary: 'Upload a small file in one request (raw body; the type is sniffed from the bytes)',
-        security: bearer,
-        querystring: UploadQuery,
-        response: { 201: AssetSchema, ...errorResponses({ 413: 'Too large (ERR_PAYLOAD_TOO_LARGE).', 415: 'Type not accepted (ERR_UNSUPPORTED_MEDIA_TYPE).', 422: 'Not a valid file of its type: truncated, corrupt or disguised (ERR_MEDIA_INVALID), or over the pixel limit (ERR_IMAGE_TOO_LARGE).' }) },
-      },
-      handler: async (req, reply) => {
-        const p = principalOf(req);
-        await assertUploadAllowed(deps, p);
-        const declared = Number(req.headers['content-length']);
-        if (Number.isFinite(declared) && declared > deps.config.uploads.maxSimpleBytes) {
-          throw new AppError('ERR_PAYLOAD_TOO_LARGE', `One-request uploads are limited to ${deps.config.uploads.maxSimpleBytes} bytes; use tus or a presigned upload.`);
-        }
-        if (!req.body) throw new AppError('ERR_BAD_REQUEST', 'Send the file as the request body.');
-        try {
-          const asset = await ingest(deps, {
-            orgId: p.orgId,
-            appId: p.appId,
-            kind: 'upload',
-            body: req.body as Readable,
-            maxBytes: Math.min(deps.config.uploads.maxSimpleBytes, deps.config.uploads.maxBytes),
-            filename: req.query.filename,
-            ctx: ctxOf(req),
-          });
-          return reply.code(201).send(assetOut(asset));
-        } catch (err) {
-          refuseUnreadBody(req, reply);
-          throw err;
-        }
-      },
+      formScope.post<{ Querystring: Static<typeof UploadQuery> }>('/v1/assets', {
+        config: { auth: true, scope: 'assets:write' },
+        schema: {
+          tags: ['assets'],
+          summary: 'Upload a small file in one request (raw body or multipart form; the type is sniffed from the bytes)',
+          description:
+            'Send the file as the raw body (`curl --data-binary @photo.jpg -H "Content-Type: application/octet-stream"`), or as `multipart/form-data` with the file in a part named `file` ' +
+            '(`curl -F file=@photo.jpg`; text fields such as `filename` before it, one file per request, nothing after it). Either way the bytes are sniffed, checked against the app\'s ' +
+            'allowed types, checked to be a valid file of that type, limited to OBSCURA_MAX_SIMPLE_UPLOAD_BYTES, hashed and encrypted as they stream in. Larger files: tus at /v1/uploads or POST /v1/assets/upload-url.',
+          security: bearer,
+          querystring: UploadQuery,
+          body: {
+            content: {
+              'multipart/form-data': { schema: UploadForm },
+              'application/octet-stream': { schema: RAW_FILE },
+              'image/*': { schema: RAW_FILE },
+              'video/*': { schema: RAW_FILE },
+            },
+          } as never,
+          response: {
+            201: AssetSchema,
+            ...errorResponses({
+              400: 'Invalid request or form: no file part, a second file, a field after the file, an unknown or oversized field, a malformed body (ERR_VALIDATION, ERR_BAD_REQUEST).',
+              413: 'Too large (ERR_PAYLOAD_TOO_LARGE).',
+              415: 'Type not accepted (ERR_UNSUPPORTED_MEDIA_TYPE).',
+              422: 'Not a valid file of its type: truncated, corrupt or disguised (ERR_MEDIA_INVALID), or over the pixel limit (ERR_IMAGE_TOO_LARGE).',
+            }),
+          },
+        },
+        handler: async (req, reply) => {
+          const p = principalOf(req);
+          await assertUploadAllowed(deps, p);
+          const maxBytes = Math.min(deps.config.uploads.maxSimpleBytes, deps.config.uploads.maxBytes);
+          const form = req.isMultipart();
+          const declared = Number(req.headers['content-length']);
+          if (Number.isFinite(declared) && declared > deps.config.uploads.maxSimpleBytes + (form ? MULTIPART_OVERHEAD_BYTES : 0)) {
+            throw new AppError('ERR_PAYLOAD_TOO_LARGE', `One-request uploads are limited to ${deps.config.uploads.maxSimpleBytes} bytes; use tus or a presigned upload.`);
+          }
+          try {
+            let body: Readable;
+            let filename = req.query.filename;
+            let beforeCommit: (() => Promise<void>) | undefined;
+            if (form) {
+              const f = await readForm(req, { fields: UPLOAD_FORM_FIELDS, maxFileBytes: maxBytes });
+              if (f.fields.filename !== undefined && f.fields.filename.length > 255) {
+                throw new AppError('ERR_VALIDATION', 'The form field "filename" is longer than 255 characters.', { details: { field: 'filename' } });
+              }
+              body = f.file.stream;
+              filename = f.fields.filename ?? filename ?? f.file.filename;
+              // The asset is committed only once the form has ended with nothing after its file.
+              beforeCommit = f.end;
+            } else {
+              if (!req.body) throw new AppError('ERR_BAD_REQUEST', 'Send the file as the request body.');
+              body = req.body as Readable;
+            }
+            const asset = await ingest(deps, { orgId: p.orgId, appId: p.appId, kind: 'upload', body, maxBytes, filename, ctx: ctxOf(req), beforeCommit });
+            return reply.code(201).send(assetOut(asset));
+          } catch (err) {
+            if (form) refuseUnreadForm(req, reply);
+            else refuseUnreadBody(req, reply);
+            throw err;
+          }
+        },
+      });
     });
 
     scope.put<{ Params: Static<typeof IntentParams>; Querystring: Static<typeof SignedQuery> }>('/v1/uploads/direct/:id', {

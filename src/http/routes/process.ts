@@ -33,6 +33,9 @@ import { bearer, ctxOf, errorResponses } from './common.js';
 import { JobSchema, jobRoutes, IdempotencyKeyHeader, ProcessBody, jobInputOf, requireInputScopes, type ProcessBodyT } from './jobs.js';
 import { webhookRoutes } from './webhooks.js';
 import { mediaHeaders, transformRoutes } from './transform.js';
+import { FILE_FIELD, installMultipart, readForm, refuseUnreadForm } from '../multipart.js';
+import { toAppError } from '../problem.js';
+import type { Readable } from 'node:stream';
 
 const RawQuery = Type.Object(
   {
@@ -44,6 +47,37 @@ const RawQuery = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** The text fields a multipart request may send before its `file` part: the raw form's query options. */
+const PROCESS_FORM_FIELDS = Object.keys(RawQuery.properties);
+const ProcessForm = Type.Object(
+  {
+    [FILE_FIELD]: Type.String({ format: 'binary', description: 'The image (one part, after the text fields; ≤ OBSCURA_PROCESS_MAX_BODY_BYTES). Its type is sniffed from the bytes.' }),
+    operations: Type.Optional(Type.String({ maxLength: 4096, description: 'Operations in the string form, e.g. `resize:width=400/format:webp`.' })),
+    preview: Type.Optional(Type.Boolean()),
+    keep_metadata: Type.Optional(Type.Boolean()),
+    store: Type.Optional(Type.Boolean({ description: 'Store the output (201 + asset) instead of returning its bytes.' })),
+    ttl_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 7 * 86400 })),
+  },
+  { additionalProperties: false },
+);
+
+/** Reads a stream into memory up to `max` bytes (413 beyond, naming the limit). */
+async function readLimited(stream: Readable, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    total += (chunk as Buffer).length;
+    if (total > max) {
+      stream.destroy();
+      throw new AppError('ERR_PAYLOAD_TOO_LARGE', `The image is larger than the ${max}-byte limit of POST /v1/process (OBSCURA_PROCESS_MAX_BODY_BYTES); upload it as an asset and process it by asset_id.`, {
+        details: { limit: max },
+      });
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, total);
+}
 
 /** Everything the processing routes need. */
 export interface ProcessingApiDeps {
@@ -86,14 +120,17 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
     // Raw image bodies are buffered up to the processing limit (small inputs by design); the
     // sniffed bytes decide the decoder, never this Content-Type.
     scope.addContentTypeParser(/^(?:image\/[a-z0-9.+-]+|application\/octet-stream)$/i, { parseAs: 'buffer', bodyLimit: maxBody }, (_req, body, done) => done(null, body));
+    // `curl -F file=@photo.jpg -F operations=…` and HTML forms (src/http/multipart.ts).
+    await installMultipart(scope);
 
     scope.post<{ Body: ProcessBodyT | Buffer; Querystring: Static<typeof RawQuery> }>('/v1/process', {
-      config: { auth: true, scope: 'jobs:write', quota: { exports: true } },
+      config: { auth: true, scope: 'jobs:write', quota: { exports: true }, accepts: ['application/json', 'multipart/form-data', 'image/*', 'application/octet-stream'] },
       schema: {
         tags: ['processing'],
         summary: 'Process an image now (or as a job with Prefer: respond-async)',
         description:
-          'Input: the raw body (`Content-Type: image/*` or `application/octet-stream`, operations in `?operations=`), or JSON (`input` = `{ asset_id }` (also needs the `assets:read` scope) or `{ url, headers? }`). ' +
+          'Input: the raw body (`Content-Type: image/*` or `application/octet-stream`, operations in `?operations=`), a `multipart/form-data` form (the image in a part named `file`, ' +
+          'the same options as text fields before it: `curl -F operations=resize:width=400 -F file=@photo.jpg`), or JSON (`input` = `{ asset_id }` (also needs the `assets:read` scope) or `{ url, headers? }`). ' +
           'Returns the output bytes, or 201 + the stored asset with `output.store`. With `Prefer: respond-async` (RFC 7240) answers 202 + a job (`Location: /v1/jobs/{id}`); `Idempotency-Key` is honoured then.',
         security: bearer,
         querystring: RawQuery,
@@ -101,6 +138,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
         body: {
           content: {
             'application/json': { schema: ProcessBody },
+            'multipart/form-data': { schema: ProcessForm },
             // Not a schema to validate (the bytes are sniffed and inspected by the pipeline); here for the docs.
             'image/*': { schema: { description: 'The image itself (≤ OBSCURA_PROCESS_MAX_BODY_BYTES); options in the query string.' } },
             'application/octet-stream': { schema: { description: 'The image itself, as for image/*.' } },
@@ -112,6 +150,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
           202: JobSchema,
           ...errorResponses({
             409: 'Idempotency-Key reused with another request (ERR_IDEMPOTENCY_MISMATCH).',
+            400: 'Invalid request or form: bad operations, no file part, a second file, a field after the file, an unknown or oversized field, a malformed body (ERR_VALIDATION, ERR_BAD_REQUEST).',
             413: 'Input too large (ERR_PAYLOAD_TOO_LARGE).',
             415: 'Input type not accepted (ERR_UNSUPPORTED_MEDIA_TYPE).',
             422: 'Undecodable or over the pixel limit (ERR_UNPROCESSABLE, ERR_IMAGE_TOO_LARGE).',
@@ -130,7 +169,27 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
         let store: boolean | undefined;
         let ttlSeconds: number | undefined;
         let putUrl: string | undefined;
-        if (Buffer.isBuffer(req.body)) {
+        if (req.isMultipart()) {
+          if (Object.keys(req.query).length > 0) throw new AppError('ERR_VALIDATION', 'With a form, send every option as a form field.', { details: { field: 'query' } });
+          let form: Record<string, unknown>;
+          try {
+            const f = await readForm(req, { fields: PROCESS_FORM_FIELDS, maxFileBytes: maxBody });
+            const bytes = await readLimited(f.file.stream, maxBody);
+            await f.end();
+            if (bytes.length === 0) throw new AppError('ERR_BAD_REQUEST', `The "${FILE_FIELD}" part is empty: choose a file.`, { details: { field: FILE_FIELD } });
+            input = { kind: 'upload', bytes };
+            form = f.fields;
+          } catch (err) {
+            refuseUnreadForm(req, reply);
+            throw err;
+          }
+          // The same rules (and coercion of "true" / "600") as the raw form's query string.
+          const check = req.compileValidationSchema(RawQuery);
+          if (!check(form)) throw toAppError({ validation: check.errors ?? [], validationContext: 'form' }, req);
+          const options = form as Static<typeof RawQuery>;
+          operations = options.operations ?? '';
+          ({ preview, keep_metadata: keepMetadata, store, ttl_seconds: ttlSeconds } = options);
+        } else if (Buffer.isBuffer(req.body)) {
           if (req.body.length === 0) throw new AppError('ERR_BAD_REQUEST', 'Send the image as the request body.');
           input = { kind: 'upload', bytes: req.body };
           operations = req.query.operations ?? '';
