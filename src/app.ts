@@ -24,8 +24,10 @@ import { declareRouteScopes, installAuth, type TokenVerifier } from './http/auth
 import { installOptionalBodies } from './http/bodies.js';
 import { installDrain, type Drain } from './http/drain.js';
 import { addProblemExamples } from './http/openapi-examples.js';
+import { addOperationSchemas } from './http/openapi-operations.js';
 import { logSerializers, REDACT_PATHS } from './http/logging.js';
 import { healthRoutes } from './http/routes/health.js';
+import { operationRoutes } from './http/routes/operations.js';
 import { setupRoutes, type FirstRunDeps } from './http/routes/setup.js';
 import { appRoutes } from './http/routes/apps.js';
 import { keyRoutes } from './http/routes/keys.js';
@@ -130,7 +132,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
       },
     },
     // Each error response gets an example with a code that route really returns (src/http/openapi-examples.ts).
-    transformObject: (doc) => addProblemExamples((doc as { openapiObject: Record<string, any> }).openapiObject),
+    transformObject: (doc) => addOperationSchemas(addProblemExamples((doc as { openapiObject: Record<string, any> }).openapiObject)),
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
   await app.register(swaggerUi, {
@@ -156,6 +158,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   const directUploadKey = Buffer.from(hkdfSync('sha256', deps.masterKeys.current, Buffer.alloc(0), 'obscura/direct-upload/v1', 32));
 
   healthRoutes(app, deps.db);
+  operationRoutes(app);
   setupRoutes(app, { db: deps.db, firstRun: deps.firstRun });
   appRoutes(app, deps.db);
   keyRoutes(app, deps.db, keys);

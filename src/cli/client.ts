@@ -165,9 +165,10 @@ async function cmdProcess(argv: string[], io: Io, signal: AbortSignal): Promise<
     parseOperations(ops.filter((op) => !op.startsWith('preset:')));
   } catch (err) {
     if (err instanceof AppError) {
-      const d = err.details as { operation?: string | null; reason?: string; errors?: Array<{ parameter: string; message: string }>; parameters?: string[] } | undefined;
-      const why = d?.errors?.length ? d.errors.map((e) => `${e.parameter} ${e.message}`).join('; ') : d?.parameters?.length ? `${d.reason}: ${d.parameters.join(', ')}` : (d?.reason ?? err.publicMessage);
-      throw new UsageError(`invalid --op${d?.operation ? ` "${d.operation}"` : ''}: ${why}`);
+      // The registry's message names the operation and what is allowed (values, range, parameters).
+      const d = err.details as { errors?: Array<{ message: string }> } | undefined;
+      const more = (d?.errors ?? []).slice(1).map((e) => `; ${e.message}`).join('');
+      throw new UsageError(`invalid --op: ${err.publicMessage}${more}`);
     }
     throw err;
   }

@@ -95,7 +95,8 @@ describe('OpenAPI document', () => {
 
   test('every schema in the document compiles as JSON Schema 2020-12 and every $ref resolves', () => {
     const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: false });
-    ajv.addSchema({ ...(doc.components.schemas.Problem as Json), $id: 'Problem' });
+    // Every component is addressable as `<name>#` (the problem schema, the per-operation schemas).
+    for (const [name, schema] of Object.entries(doc.components.schemas)) ajv.addSchema({ ...schema, $id: name });
     const refs: string[] = [];
     const walk = (v: unknown): void => {
       if (Array.isArray(v)) v.forEach(walk);
@@ -120,7 +121,7 @@ describe('OpenAPI document', () => {
       if (!schema) return;
       try {
         // Local refs point into the document: compile with the document's components alongside.
-        ajv.compile({ ...JSON.parse(JSON.stringify(schema).replace(/"#\/components\/schemas\/Problem"/g, '"Problem#"')) });
+        ajv.compile({ ...JSON.parse(JSON.stringify(schema).replace(/"#\/components\/schemas\/([A-Za-z0-9_.-]+)"/g, '"$1#"')) });
       } catch (err) {
         failures.push(`${where}: ${(err as Error).message}`);
       }

@@ -40,6 +40,7 @@ const UNAUTHENTICATED: Record<string, string> = {
   'GET /t/{*}': 'signed transform URL (plus a credential with assets:read under require_authorized_urls)',
   'OPTIONS /v1/uploads': 'tus capability discovery (no data)',
   'OPTIONS /v1/uploads/{id}': 'tus capability discovery (no data)',
+  'GET /v1/operations': 'the operation reference generated from the registry: public and cacheable, no tenant data (issue 9, item 11)',
   'POST /v1/setup': 'first run only: the one-time setup token from the data dir, refused once an org exists',
 };
 /** The console authenticates users by session cookie, role and CSRF token, not API scopes (test/auth/console.test.ts). */

@@ -8,6 +8,7 @@ import { DateTime, bearer, ctxOf, errorResponses } from './common.js';
 import type { JobInput } from '../../jobs/jobs.js';
 import { requireScope, type Principal } from '../../auth/keys.js';
 import { OPERATIONS } from '../../media/operations/registry.js';
+import { OPERATION_STEP_TITLE } from '../openapi-operations.js';
 
 export const JobId = Type.String({ pattern: '^job_[0-9A-Za-z]{22}$', description: 'A job id.', examples: ['job_7bQ1mZk9TtP1vYc8LrA4Xg'] });
 const JobParams = Type.Object({ id: JobId }, { additionalProperties: false });
@@ -38,7 +39,7 @@ export const ProcessInput = Type.Union(
 // otherwise unwrap a one-element array before the array branch sees it.
 export const Operations = Type.Union(
   [
-    Type.Array(Type.Union([Type.Object({ op: Type.String() }, { additionalProperties: true }), Type.String({ maxLength: 4096 })]), { maxItems: 20, description: 'JSON form: `[{ "op": "resize", "width": 400 }]`.' }),
+    Type.Array(Type.Union([Type.Object({ op: Type.String() }, { additionalProperties: true, title: OPERATION_STEP_TITLE }), Type.String({ maxLength: 4096 })]), { maxItems: 20, description: 'JSON form: `[{ "op": "resize", "width": 400 }]`.' }),
     Type.String({ maxLength: 4096, description: 'String form: `resize:width=400,fit=cover/format:webp`.' }),
   ],
   { description: 'Validated against the operation registry before any fetch or decode (400 naming the operation).' },

@@ -17,6 +17,8 @@ export const format = defineOperation({
     { additionalProperties: false },
   ),
   primary: 'type',
+  // The file extensions people type (Cloudinary f_jpg, imgproxy .jpg) mean the same formats.
+  valueAliases: { type: { jpg: 'jpeg', tif: 'tiff' } },
   order: 90,
   anyPosition: true,
   apply(_pipeline, args, ctx) {

@@ -33,6 +33,7 @@ import { extract, flip, flop, resize, rotate, trim } from './geometry.js';
 import { format, quality } from './output.js';
 import { text, watermark } from './overlay.js';
 import type { OperationDef, OutputFormat } from './types.js';
+import { allowedPhrase, buildReference, describeValue, type OperationReference, type ParameterDescription } from './describe.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyOperation = OperationDef<any>;
@@ -49,6 +50,9 @@ export const OPERATION_LIST: readonly AnyOperation[] = Object.freeze(
 export const OPERATIONS: ReadonlyMap<string, AnyOperation> = new Map(
   OPERATION_LIST.flatMap((op) => [op.name, ...(op.aliases ?? [])].map((n) => [n, op] as const)),
 );
+
+/** Every accepted operation name (canonical names, then aliases), for errors that list them. */
+const OPERATION_NAMES: readonly string[] = Object.freeze([...OPERATION_LIST.map((o) => o.name), ...OPERATION_LIST.flatMap((o) => o.aliases ?? [])]);
 
 /** At most this many operations per request. */
 export const MAX_OPERATIONS = 20;
@@ -74,29 +78,71 @@ function schemaProperties(schema: TSchema): Record<string, TSchema> {
   return ((schema as { properties?: Record<string, TSchema> }).properties ?? {}) as Record<string, TSchema>;
 }
 
+/** A value as shown back in an error: short, and never more than 64 characters of user text. */
+function shown(value: unknown): unknown {
+  if (typeof value === 'string') return value.slice(0, 64);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return value;
+  return typeof value;
+}
+
+/** One invalid parameter: what was given and what is allowed (from the entry's own schema). */
+function parameterError(def: AnyOperation, parameter: string, args: Record<string, unknown>): { parameter: string; message: string; allowed: Omit<ParameterDescription, 'name' | 'required' | 'primary'>; got?: unknown } {
+  const schema = schemaProperties(def.schema)[parameter] as Record<string, unknown>;
+  const allowed = describeValue(schema);
+  const aliases = def.valueAliases?.[parameter];
+  if (aliases) allowed.value_aliases = { ...aliases };
+  if (!Object.hasOwn(args, parameter)) return { parameter, message: `${parameter} is required: ${allowedPhrase(allowed)}`, allowed };
+  const got = shown(args[parameter]);
+  return { parameter, message: `${parameter} must be ${allowedPhrase(allowed)}; got ${JSON.stringify(got)}`, allowed, got };
+}
+
 /** Validates one operation's name and parameters; returns it with its canonical name. */
-function validate(name: unknown, args: Record<string, unknown>, index: number): ParsedOperation {
+function validate(name: unknown, given: Record<string, unknown>, index: number): ParsedOperation {
   if (typeof name !== 'string' || !NAME.test(name)) throw invalid(null, { reason: 'invalid_operation_name' }, index);
   const def = OPERATIONS.get(name);
-  if (!def) throw invalid(name, { reason: 'unknown_operation' }, index);
+  if (!def) {
+    throw new AppError('ERR_VALIDATION', `Unknown operation "${name}": use one of ${OPERATION_NAMES.join(', ')} (GET /v1/operations lists them with their parameters).`, {
+      details: { operation: name, index, reason: 'unknown_operation', allowed: OPERATION_NAMES },
+    });
+  }
   const properties = schemaProperties(def.schema);
-  const unknown = Object.keys(args).filter((k) => !Object.hasOwn(properties, k));
+  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(properties, k));
   if (unknown.length > 0) {
-    throw invalid(def.name, { reason: 'unknown_parameter', parameters: unknown.slice(0, 5).map((k) => k.slice(0, 32)) }, index);
+    const allowed = Object.keys(properties);
+    const names = unknown.slice(0, 5).map((k) => k.slice(0, 32));
+    throw new AppError('ERR_VALIDATION', `Unknown parameter ${names.map((k) => `"${k}"`).join(', ')} for operation "${def.name}": ${allowed.length ? `it takes ${allowed.join(', ')}` : 'it takes no parameters'}.`, {
+      details: { operation: def.name, index, reason: 'unknown_parameter', parameters: names, allowed },
+    });
+  }
+  // Value aliases the entry declares (`format:jpg`) become the schema's own value before validation.
+  const args: Record<string, unknown> = { ...given };
+  for (const [parameter, aliases] of Object.entries(def.valueAliases ?? {})) {
+    const v = args[parameter];
+    if (typeof v === 'string' && Object.hasOwn(aliases, v)) args[parameter] = aliases[v];
   }
   if (!Value.Check(def.schema, args)) {
-    const errors: Array<{ parameter: string; message: string }> = [];
+    const errors: Array<ReturnType<typeof parameterError>> = [];
     for (const e of Value.Errors(def.schema, args)) {
-      const parameter = e.instancePath.replace(/^\//, '') || '(parameters)';
-      if (errors.some((x) => x.parameter === parameter)) continue;
-      errors.push({ parameter, message: e.message });
+      const missing = (e as { params?: { requiredProperties?: string[] } }).params?.requiredProperties;
+      const parameters = e.instancePath ? [e.instancePath.replace(/^\//, '').split('/')[0]!] : (missing ?? Object.keys(properties).filter((k) => !Object.hasOwn(args, k) && requiredOf(def.schema).includes(k)));
+      for (const parameter of parameters) {
+        if (!Object.hasOwn(properties, parameter) || errors.some((x) => x.parameter === parameter)) continue;
+        errors.push(parameterError(def, parameter, given));
+      }
       if (errors.length >= 5) break;
     }
-    throw invalid(def.name, { reason: 'invalid_parameters', errors }, index);
+    const first = errors[0]?.message ?? 'invalid parameters';
+    throw new AppError('ERR_VALIDATION', `Invalid operation "${def.name}": ${first}.`, { details: { operation: def.name, index, reason: 'invalid_parameters', errors } });
   }
   const reason = def.check?.(args);
-  if (reason !== undefined) throw invalid(def.name, { reason }, index);
-  return Object.freeze({ name: def.name, args: Object.freeze({ ...args }) });
+  if (reason !== undefined) {
+    throw new AppError('ERR_VALIDATION', `Invalid operation "${def.name}": ${reason.replace(/_/g, ' ')} (see GET /v1/operations).`, { details: { operation: def.name, index, reason } });
+  }
+  return Object.freeze({ name: def.name, args: Object.freeze(args) });
+}
+
+function requiredOf(schema: TSchema): string[] {
+  return ((schema as { required?: string[] }).required ?? []) as string[];
 }
 
 function coerce(schema: TSchema | undefined, raw: string): unknown {
@@ -121,7 +167,7 @@ function parseSegment(segment: string, index: number): ParsedOperation {
   const name = colon < 0 ? segment : segment.slice(0, colon);
   if (!NAME.test(name)) throw invalid(null, { reason: 'invalid_operation_name' }, index);
   const def = OPERATIONS.get(name);
-  if (!def) throw invalid(name, { reason: 'unknown_operation' }, index);
+  if (!def) return validate(name, {}, index); // throws the error that lists the operations
   const properties = schemaProperties(def.schema);
   const args: Record<string, unknown> = {};
   if (colon >= 0) {
@@ -263,3 +309,6 @@ export function buildPlan(ops: readonly ParsedOperation[]): Plan {
     hasOverlays: steps.some((s) => s.operation.name === 'watermark' || s.operation.name === 'text'),
   });
 }
+
+/** The published reference of this registry (`GET /v1/operations`, docs/operations.md). */
+export const OPERATION_REFERENCE: OperationReference = buildReference(OPERATION_LIST, { maxOperations: MAX_OPERATIONS, maxLength: MAX_OPERATIONS_LENGTH });

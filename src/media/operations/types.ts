@@ -59,6 +59,11 @@ export interface OperationDef<S extends TSchema = TSchema> {
    * be written in pipeline order: the plan never reorders silently (issue 9, item 12).
    */
   readonly anyPosition?: boolean;
+  /**
+   * Other spellings users expect for some parameter values (`format:jpg` for `jpeg`), per parameter:
+   * normalised before validation, so the canonical form and the plan only see the schema's values.
+   */
+  readonly valueAliases?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** May appear more than once (overlays); everything else is refused when repeated. */
   readonly repeatable?: boolean;
   /** Reads another asset's content (watermark): a caller naming it needs the `assets:read` scope. */

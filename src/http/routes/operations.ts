@@ -1,0 +1,75 @@
+/**
+ * `GET /v1/operations`: the operation reference, generated from the registry (the same data as
+ * docs/operations.md and the OpenAPI `Operation_<name>` schemas).
+ *
+ * Public by design: it describes what this server version accepts and reveals nothing of any tenant
+ * (no presets, no limits of an app), so Swagger UI, SDK generators and CDNs can fetch and cache it
+ * without a credential. An app's presets are listed, with a credential, by
+ * `GET /v1/apps/{id}/transform-presets`.
+ */
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import { OPERATION_REFERENCE } from '../../media/operations/registry.js';
+
+const Parameter = Type.Object(
+  {
+    name: Type.String(),
+    type: Type.Union([Type.Literal('integer'), Type.Literal('number'), Type.Literal('boolean'), Type.Literal('enum'), Type.Literal('colour'), Type.Literal('string')]),
+    required: Type.Boolean(),
+    primary: Type.Boolean({ description: 'The bare value of the string form binds to this parameter (`rotate:90`).' }),
+    description: Type.Optional(Type.String()),
+    default: Type.Optional(Type.Unknown()),
+    minimum: Type.Optional(Type.Number()),
+    maximum: Type.Optional(Type.Number()),
+    exclusive_minimum: Type.Optional(Type.Number()),
+    values: Type.Optional(Type.Array(Type.String(), { description: 'Allowed values of an enum.' })),
+    value_aliases: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Other accepted spellings of values (`jpg` → `jpeg`).' })),
+    pattern: Type.Optional(Type.String()),
+    min_length: Type.Optional(Type.Integer()),
+    max_length: Type.Optional(Type.Integer()),
+  },
+  { additionalProperties: false },
+);
+
+const OperationReferenceSchema = Type.Object(
+  {
+    operations: Type.Array(
+      Type.Object(
+        {
+          name: Type.String(),
+          aliases: Type.Array(Type.String()),
+          description: Type.String(),
+          parameters: Type.Array(Parameter),
+          repeatable: Type.Boolean(),
+          reads_assets: Type.Boolean({ description: 'Names another asset (watermark): also needs the `assets:read` scope.' }),
+          any_position: Type.Boolean({ description: 'A setting that may be written anywhere; every other operation must follow `pipeline_order`.' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    pipeline_order: Type.Array(Type.String(), { description: 'Position-sensitive operations must be written in this order; another order is refused (400, reason order_changed), never reordered.' }),
+    max_operations: Type.Integer(),
+    max_length: Type.Integer({ description: 'Longest string form, in characters.' }),
+  },
+  { additionalProperties: false },
+);
+
+/** Registers `GET /v1/operations` (public, cacheable). */
+export function operationRoutes(app: FastifyInstance): void {
+  const body = JSON.stringify(OPERATION_REFERENCE);
+  app.get('/v1/operations', {
+    // Deliberately no `config.auth`: a public reference with no tenant data (see the module comment;
+    // listed as public in test/http/scopes.test.ts).
+    schema: {
+      tags: ['processing'],
+      summary: 'The operation reference: every operation, its parameters, types, ranges, defaults and aliases (public)',
+      description: 'Generated from the operation registry; the same as docs/operations.md. Public and cacheable: no credential needed, nothing tenant-specific (an app\'s presets: `GET /v1/apps/{id}/transform-presets`).',
+      response: { 200: OperationReferenceSchema, 429: { $ref: 'Problem#', description: 'Rate limited (ERR_RATE_LIMITED).' } as never },
+    },
+    handler: async (_req, reply) => {
+      // Changes only with the server version: let browsers and CDNs keep it for an hour.
+      reply.header('Cache-Control', 'public, max-age=3600').type('application/json; charset=utf-8');
+      return reply.send(body);
+    },
+  });
+}
