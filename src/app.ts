@@ -12,6 +12,7 @@ import type { DatabaseHandle } from './db/database.js';
 import type { MasterKeys } from './crypto/master.js';
 import type { BlobStore } from './assets/stores/types.js';
 import { Keyring } from './crypto/keyring.js';
+import { openAuditKey } from './audit/keys.js';
 import { UrlSigner } from './assets/signing.js';
 import { assetRoutes } from './http/routes/assets.js';
 import { processingApi } from './http/routes/process.js';
@@ -153,6 +154,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   const authDeps = { keys, failures, tokens: deps.tokens ?? oauth.tokens };
   installAuth(app, authDeps);
   const keyring = new Keyring(deps.db, deps.masterKeys);
+  await openAuditKey(deps.db, deps.masterKeys); // every audit entry is keyed (src/audit/keys.ts); idempotent
   const signer = new UrlSigner(deps.db, deps.masterKeys);
   // Direct-upload URLs (local store) are short-lived; a key derived from the master key is enough.
   const directUploadKey = Buffer.from(hkdfSync('sha256', deps.masterKeys.current, Buffer.alloc(0), 'obscura/direct-upload/v1', 32));

@@ -24,6 +24,7 @@ import { LoginThrottle } from './auth/throttle.js';
 import { Keyring } from './crypto/keyring.js';
 import { startSideListeners, type SideListeners } from './http/limits.js'; // perimeter: redirect + metrics listeners
 import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
+import { openAuditKey } from './audit/keys.js';
 
 export interface Runtime {
   config: Config;
@@ -37,7 +38,7 @@ export interface Runtime {
  * Opens what every command needs: the config, the data-dir lock (embedded mode, or whenever local
  * blobs live in the data dir) and the migrated database.
  */
-export async function openRuntime(env: NodeJS.ProcessEnv = process.env): Promise<Runtime> {
+export async function openRuntime(env: NodeJS.ProcessEnv = process.env, opts: { auditKey?: boolean } = {}): Promise<Runtime> {
   const config = loadConfig(env);
   // Embedded mode keeps the database in the data dir: one process only.
   const lock = config.database.kind === 'pglite' ? lockDataDir(config.dataDir) : null;
@@ -46,11 +47,22 @@ export async function openRuntime(env: NodeJS.ProcessEnv = process.env): Promise
     const db = await openDatabase({
       kind: config.database.kind,
       url: config.database.url,
+      migrationUrl: config.database.migrationUrl,
       dataDir: config.dataDir,
       poolSize: config.database.poolSize,
       queryTimeoutMs: config.database.queryTimeoutMs,
       connectTimeoutMs: config.database.connectTimeoutMs,
     });
+    // Every audit entry this process writes is keyed (src/audit/keys.ts); `audit verify` opts out so
+    // that it can report a key it cannot unwrap instead of failing to open.
+    if (opts.auditKey !== false) {
+      try {
+        await openAuditKey(db, masterKeys);
+      } catch (err) {
+        await db.close();
+        throw err;
+      }
+    }
     return {
       config,
       db,

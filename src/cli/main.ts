@@ -19,7 +19,12 @@ import { openRuntime, serve, setupFilePath, type Runtime } from '../main.js';
 import { createFirstOrg, hasNoOrg, type FirstOrgInput, type FirstOrgResult } from '../tenants/setup.js';
 import { createUser, setUserRole, ROLES, type Ctx } from '../tenants/index.js';
 import { createKey, listKeys, revokeKey, rollKey, type KeyInfo } from '../auth/keys.js';
-import { verifyAudit } from '../audit/log.js';
+import { verifyAudit, type AuditReport } from '../audit/log.js';
+import { loadAuditKeys } from '../audit/keys.js';
+import { openDatabase } from '../db/database.js';
+import { describeRoles, RUNTIME_ROLE } from '../db/roles.js';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
 import { masterKeyFile, beginFileRotation, finishFileRotation } from '../crypto/master.js';
 import { rewrapAll } from '../crypto/keyring.js';
 import type { KeyKind, UserRole } from '../db/schema.js';
@@ -48,7 +53,10 @@ ${OAUTH_HELP}
                                         issue a single-use, 30-minute password reset token (printed once)
   obscura users require-mfa --org ID --on|--off
   obscura audit verify [--org ID] [--json]
-                                        recompute the hash chains; exit 1 and name the first broken entry
+                                        recompute the hash chains and check their keyed MACs and heads;
+                                        exit 1 naming each broken chain, a deleted chain or a missing one
+  obscura migrate [--json]              apply database migrations as the schema owner and grant the
+                                        runtime role (PostgreSQL: OBSCURA_MIGRATION_DATABASE_URL)
   obscura doctor [--json]               report unsafe settings; exit 1 if any
   obscura help
 
@@ -347,19 +355,78 @@ async function cmdAudit(argv: string[]): Promise<number> {
   if (sub !== 'verify') throw new UsageError('audit needs a subcommand: verify');
   const { values } = parseArgs({ args: rest, options: { org: { type: 'string' }, json: { type: 'boolean', default: false } }, strict: true });
   const orgId = values.org ? uuidArg(values.org, '--org') : undefined;
-  return withRuntime(async (rt) => {
-    const report = await verifyAudit(rt.db.system, { orgId });
-    print(values.json!, report, () =>
-      report.chains
-        .map((c) =>
-          c.broken
-            ? `BROKEN ${c.chain}: entry id=${c.broken.id} (seq ${c.broken.chainSeq}) fails: ${c.broken.reason}`
-            : `ok     ${c.chain}: ${c.entries} entries, head ${c.head}`,
-        )
-        .join('\n') || 'no audit entries',
-    );
+  // Opened without loading the audit key for writing: a key that cannot be unwrapped is a finding of
+  // the report, not a failure to open.
+  const rt = await openRuntime(process.env, { auditKey: false });
+  try {
+    const report = await verifyAudit(rt.db.system, { orgId, keys: await loadAuditKeys(rt.db.system, rt.masterKeys) });
+    print(values.json!, report, () => auditReportText(report));
     return report.ok ? 0 : 1;
+  } finally {
+    await rt.close();
+  }
+}
+
+/** The human-readable `audit verify` report: one line per chain, then problems of the log as a whole. */
+function auditReportText(report: AuditReport): string {
+  const lines = report.chains.map((c) => {
+    if (!c.broken) return `ok     ${c.chain}: ${c.entries} entries${c.legacy ? ` (${c.legacy} before the keyed epoch)` : ''}, head ${c.head}`;
+    const entry = c.broken.id !== undefined ? ` entry id=${c.broken.id} (seq ${c.broken.chainSeq})` : '';
+    return `BROKEN ${c.chain}:${entry} fails: ${c.broken.reason}${c.broken.detail ? ` (${c.broken.detail})` : ''}`;
   });
+  for (const p of report.problems) lines.push(`BROKEN log: ${p.reason} (${p.detail})`);
+  for (const e of report.erased) lines.push(`erased ${e} (recorded in the system chain)`);
+  lines.push(report.keyed ? `keyed since ${report.keyed.since} (key ${report.keyed.keyId}); anchor ${report.anchor}` : `not keyed yet (no server has opened this database since the upgrade); anchor ${report.anchor}`);
+  return lines.join('\n');
+}
+
+/**
+ * `obscura migrate`: applies pending migrations as the schema owner and grants the runtime role, then
+ * exits. On PostgreSQL with two roles, run it with OBSCURA_MIGRATION_DATABASE_URL before starting
+ * servers that hold only the runtime role's DATABASE_URL.
+ */
+async function cmdMigrate(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } }, strict: true });
+  const config = loadConfig(process.env);
+  if (config.database.kind === 'pglite') {
+    // The embedded database migrates whenever it is opened; opening it here does exactly that.
+    const rt = await openRuntime(process.env);
+    await rt.close();
+  } else {
+    const db = await openDatabase({ kind: 'postgres', url: config.database.url, migrationUrl: config.database.migrationUrl ?? config.database.url, migrateOnly: true, connectTimeoutMs: config.database.connectTimeoutMs });
+    await db.close();
+  }
+  print(values.json!, { ok: true, database: config.database.kind, runtimeRole: config.database.kind === 'postgres' ? RUNTIME_ROLE : null }, () =>
+    config.database.kind === 'postgres' ? `migrated; the runtime role ${RUNTIME_ROLE} has its grants (GRANT ${RUNTIME_ROLE} TO <login role> for a separate runtime login)` : 'migrated',
+  );
+  return 0;
+}
+
+/**
+ * `doctor`'s view of the PostgreSQL roles: unsafe when the server's own login role owns the schema
+ * (anyone holding DATABASE_URL can disable the audit log's trigger), fine when it only is a member of
+ * the runtime role. Connects with DATABASE_URL; an unreachable database is a warning, not a finding.
+ */
+async function databaseRolesFinding(config: ReturnType<typeof loadConfig>): Promise<DoctorFinding | null> {
+  if (config.database.kind !== 'postgres' || !config.database.url) return null;
+  const pool = new pg.Pool({ connectionString: config.database.url, max: 1, connectionTimeoutMillis: config.database.connectTimeoutMs });
+  const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    const roles = await describeRoles(db);
+    if (roles.ownsSchema) {
+      return {
+        level: 'warn',
+        setting: 'DATABASE_URL',
+        message: `the server's login role ${roles.login} owns the schema: the running server is demoted to ${RUNTIME_ROLE}, but whoever holds DATABASE_URL can still alter tables and the audit log's triggers (the keyed audit log detects what they rewrite). Migrate with OBSCURA_MIGRATION_DATABASE_URL (\`obscura migrate\`) and give DATABASE_URL a login role that is only a member of ${RUNTIME_ROLE} (README, "Running on PostgreSQL").`,
+      };
+    }
+    if (!roles.runtimeMember) return { level: 'unsafe', setting: 'DATABASE_URL', message: `${roles.login} is not a member of ${RUNTIME_ROLE}: the server cannot start. As the owner run: GRANT ${RUNTIME_ROLE} TO ${roles.login}` };
+    return { level: 'ok', setting: 'DATABASE_URL', message: `the server runs as ${roles.login} (member of ${RUNTIME_ROLE}), which owns nothing: it cannot alter tables or triggers.` };
+  } catch (err) {
+    return { level: 'warn', setting: 'DATABASE_URL', message: `could not check the database roles (${(err as { code?: string }).code ?? 'connection failed'}); run doctor where the database is reachable.` };
+  } finally {
+    await db.destroy();
+  }
 }
 
 /** `doctor`'s view of the data dir: unsafe when other users can read or enter it. */
@@ -373,7 +440,7 @@ async function cmdDoctor(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } }, strict: true });
   const config = loadConfig(process.env);
   const settings = doctor(config, { masterKeyInDataDir: !config.masterKey && existsSync(masterKeyFile(resolve(config.dataDir))) });
-  const extra = [nodeSupportFinding(), dataDirFinding(resolve(config.dataDir))].filter((f): f is DoctorFinding => f !== null);
+  const extra = [nodeSupportFinding(), dataDirFinding(resolve(config.dataDir)), await databaseRolesFinding(config)].filter((f): f is DoctorFinding => f !== null);
   const findings = extra.length ? [...settings.filter((f) => f.level !== 'ok'), ...extra] : settings;
   print(values.json!, { findings }, () => findings.map((f) => `${f.level.toUpperCase().padEnd(6)} ${f.setting}: ${f.message}`).join('\n'));
   return findings.some((f) => f.level === 'unsafe') ? 1 : 0;
@@ -395,6 +462,8 @@ export async function run(argv: string[]): Promise<number> {
         return await cmdUsers(rest);
       case 'audit':
         return await cmdAudit(rest);
+      case 'migrate':
+        return await cmdMigrate(rest);
       case 'doctor':
         return await cmdDoctor(rest);
       case 'oauth':

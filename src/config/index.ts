@@ -29,6 +29,14 @@ export interface Config {
     readonly kind: DatabaseKind;
     /** Connection string (postgres only). Never logged. */
     readonly url: string | undefined;
+    /**
+     * Connection string of the schema owner, used only to migrate (`OBSCURA_MIGRATION_DATABASE_URL`,
+     * postgres only; `obscura migrate`). Unset: `DATABASE_URL` migrates when its role owns the schema.
+     * Security: give `DATABASE_URL` a login role that is only a member of `obscura_runtime`, and keep
+     * this URL out of the server's environment, so nothing the server holds can alter a table or a
+     * trigger (README, "Running on PostgreSQL"). Never logged.
+     */
+    readonly migrationUrl: string | undefined;
     /** Pool size per process (postgres only, default 10). */
     readonly poolSize: number;
     /**
@@ -211,7 +219,7 @@ export class ConfigError extends Error {
 type Source = Record<string, string | undefined>;
 
 const KNOWN = new Set([
-  'OBSCURA_DATA_DIR', 'OBSCURA_HOST', 'OBSCURA_PORT', 'OBSCURA_ROLE', 'OBSCURA_PUBLIC_URL', 'OBSCURA_DATABASE_URL',
+  'OBSCURA_DATA_DIR', 'OBSCURA_HOST', 'OBSCURA_PORT', 'OBSCURA_ROLE', 'OBSCURA_PUBLIC_URL', 'OBSCURA_DATABASE_URL', 'OBSCURA_MIGRATION_DATABASE_URL',
   'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_SHUTDOWN_DRAIN_MS', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_KEY_CACHE_TTL_MS',
   'OBSCURA_AUTH_BURST_THRESHOLD', 'OBSCURA_AUTH_BURST_WINDOW_MS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
   'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
@@ -309,6 +317,10 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
   if (dbUrl !== undefined && !/^postgres(ql)?:\/\//.test(dbUrl)) {
     throw new ConfigError('DATABASE_URL', 'must be a postgres:// or postgresql:// connection string');
   }
+  const migrationUrl = src.OBSCURA_MIGRATION_DATABASE_URL;
+  if (migrationUrl !== undefined && (!dbUrl || !/^postgres(ql)?:\/\//.test(migrationUrl))) {
+    throw new ConfigError('OBSCURA_MIGRATION_DATABASE_URL', dbUrl ? 'must be a postgres:// or postgresql:// connection string' : 'needs DATABASE_URL too (the embedded database has no separate roles)');
+  }
 
   const trustProxy = list(src, 'OBSCURA_TRUST_PROXY');
   const tlsCertFile = src.OBSCURA_TLS_CERT_FILE;
@@ -363,6 +375,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
     database: {
       kind: dbUrl ? 'postgres' : 'pglite',
       url: dbUrl,
+      migrationUrl,
       poolSize: int(src, 'OBSCURA_DATABASE_POOL_SIZE', 10, 1, 500),
       queryTimeoutMs: int(src, 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 15_000, 100, 3_600_000),
       connectTimeoutMs: int(src, 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),

@@ -11,6 +11,7 @@ import { sql } from 'kysely';
 import { wrapContext as jwtWrapContext } from '../auth/jwt.js';
 import { mfaContext } from '../auth/console.js';
 import { putUrlContext, transformKeyContext, webhookSecretContext } from '../jobs/contexts.js';
+import { auditKeyContext } from '../audit/keys.js';
 import type { DatabaseHandle, Tx } from '../db/database.js';
 import { AppError } from '../errors.js';
 import type { MasterKeys } from './master.js';
@@ -114,6 +115,8 @@ export const WRAPPED_COLUMNS: WrappedColumn[] = [
   { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
   { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'previous_secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
   { table: 'jobs', key: ['id'], fields: ['org_id'], column: 'put_url_wrapped', context: (r) => putUrlContext(String(r.org_id), String(r.id)) },
+  // audit: the MAC key of the audit log (its epoch start is part of the context)
+  { table: 'audit_keys', key: ['id'], fields: ['since'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => auditKeyContext(String(r.id), String(r.since)) },
 ];
 
 /**

@@ -4,19 +4,23 @@
  * the same; the test suite runs against both.
  *
  * Two ways in:
- * - `db.system` — the connecting role itself (table owner), used only where no tenant is known yet
- *   (verifying a key by its hash, migrations, `audit verify`, sweepers). Owners bypass RLS.
+ * - `db.system` — used only where no tenant is known yet (verifying a key by its hash, `audit verify`,
+ *   sweepers). On PostgreSQL every connection runs as `obscura_runtime`, which owns nothing and sees
+ *   every org through a policy of its own (src/db/roles.ts); migrations run on a separate owner
+ *   connection first. On PGlite it is the embedded superuser (the data dir is the credential).
  * - `db.withTenant(orgId, fn)` — a transaction that sets `app.org_id` and switches to the non-owner
  *   role `obscura_app`, so PostgreSQL row-level security confines every statement to that org even if
  *   the code forgot its `org_id` filter (the second wall).
  */
 import { join } from 'node:path';
-import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryResult, type RootOperationNode, type Transaction, type UnknownRow } from 'kysely';
 import { PGlite } from '@electric-sql/pglite';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import type { Database as Schema } from './schema.js';
-import { migrate, TENANT_ROLE } from './migrations.js';
+import { migrate, MIGRATIONS, TENANT_ROLE } from './migrations.js';
+import { appliedMigrations, grantRuntimeRole, isSchemaOwner, RUNTIME_ROLE } from './roles.js';
+import { ConfigError } from '../config/index.js';
 
 export type Db = Kysely<Schema>;
 export type Tx = Transaction<Schema>;
@@ -33,15 +37,44 @@ export interface DatabaseHandle {
   readonly pglite: PGlite | undefined;
   /** The pg pool (postgres only). */
   readonly pool: pg.Pool | undefined;
+  /**
+   * Attaches a value to this handle, reachable from any of its query builders and transactions with
+   * `attachmentOf` (how the audit log finds its MAC key from the `trx` it is given).
+   */
+  attach(key: symbol, value: unknown): void;
   close(): Promise<void>;
+}
+
+/** A no-op Kysely plugin that carries a handle's attachments into every transaction made from it. */
+class Attachments implements KyselyPlugin {
+  readonly values = new Map<symbol, unknown>();
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    return args.node;
+  }
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return args.result;
+  }
+}
+
+/** The value attached under `key` to the handle `db` (a Kysely instance or transaction) came from. */
+export function attachmentOf<T>(db: Kysely<any>, key: symbol): T | undefined {
+  for (const p of db.getExecutor().plugins) if (p instanceof Attachments) return p.values.get(key) as T | undefined;
+  return undefined;
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface OpenOptions {
   kind: 'pglite' | 'postgres';
-  /** postgres connection string */
+  /** postgres connection string of the runtime */
   url?: string | undefined;
+  /**
+   * postgres: connection string of the schema owner, for migrations only (`OBSCURA_MIGRATION_DATABASE_URL`).
+   * Unset: `url` migrates when its role owns the schema (or it is empty), else migrations must be done.
+   */
+  migrationUrl?: string | undefined;
+  /** postgres: only migrate (and grant the runtime role); open no runtime pool (`obscura migrate`). */
+  migrateOnly?: boolean;
   /** embedded data dir (the database lives in `<dataDir>/db`) */
   dataDir?: string;
   poolSize?: number;
@@ -57,17 +90,29 @@ export interface OpenOptions {
 // node-postgres parses bigint (int8) as string by default; our counters fit in a double.
 pg.types.setTypeParser(20, (v) => Number(v));
 
-/** Opens the database and applies pending migrations. The caller holds the data-dir lock (embedded). */
+/**
+ * Opens the database and applies pending migrations. The caller holds the data-dir lock (embedded).
+ *
+ * PostgreSQL: migrations run on a connection of their own as the schema owner (`migrationUrl`, or
+ * `url` when its role owns the schema), which then grants the runtime role; the runtime pool's
+ * connections all start as `obscura_runtime` (src/db/roles.ts). When `url`'s role does not own the
+ * schema, nothing is migrated here and a pending migration is a configuration error naming
+ * `obscura migrate`.
+ */
 export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
   let system: Db;
   let pglite: PGlite | undefined;
   let pool: pg.Pool | undefined;
+  const attachments = new Attachments();
   if (opts.kind === 'pglite') {
     if (!opts.dataDir) throw new Error('openDatabase: dataDir is required for the embedded database');
     pglite = await PGlite.create(join(opts.dataDir, 'db'));
-    system = new Kysely<Schema>({ dialect: new PGliteDialect(pglite) });
+    system = new Kysely<Schema>({ dialect: new PGliteDialect(pglite), plugins: [attachments] });
+    await migrate(system);
   } else {
     if (!opts.url) throw new Error('openDatabase: url is required for postgres');
+    await migrateAsOwner(opts);
+    if (opts.migrateOnly) return closedHandle(opts.kind);
     pool = new pg.Pool({
       connectionString: opts.url,
       max: opts.poolSize ?? 10,
@@ -78,22 +123,23 @@ export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
       statement_timeout: opts.queryTimeoutMs,
       query_timeout: opts.queryTimeoutMs === undefined ? undefined : opts.queryTimeoutMs + 1000,
       keepAlive: true,
+      // Every session starts as the runtime role, which owns nothing: the application cannot alter
+      // a table or disable a trigger, whoever its login role is (RESET ROLE comes back here too).
+      options: withRuntimeRole(opts.url),
     });
     // An idle client that errors (server restart) must not crash the process; the pool replaces it.
     pool.on('error', () => {});
-    system = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
-  }
-  if (opts.kind === 'postgres' && opts.queryTimeoutMs !== undefined) {
-    // Migrations may legitimately run longer than a request's statement limit (an index on a big
-    // table): they get a connection of their own without one.
-    const unbounded = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: opts.url, max: 1 }) }) });
+    system = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }), plugins: [attachments] });
     try {
-      await migrate(unbounded);
-    } finally {
-      await unbounded.destroy();
+      await sql`select 1`.execute(system);
+    } catch (err) {
+      await system.destroy();
+      if ((err as { code?: string }).code === '42501') {
+        const login = new URL(opts.url).username || 'the login role';
+        throw new ConfigError('DATABASE_URL', `${login} may not run as ${RUNTIME_ROLE}: as the schema owner run GRANT ${RUNTIME_ROLE} TO ${login} (see "Running on PostgreSQL" in README.md)`);
+      }
+      throw err;
     }
-  } else {
-    await migrate(system);
   }
 
   const withTenant = async <T>(orgId: string, fn: (trx: Tx) => Promise<T>): Promise<T> => {
@@ -112,8 +158,63 @@ export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
     pool,
     withTenant,
     withSystem: (fn) => system.transaction().execute(fn),
+    attach: (key, value) => void attachments.values.set(key, value),
     async close() {
       await system.destroy();
     },
+  };
+}
+
+/** The pool's `options` startup parameter: the URL's own plus `role=obscura_runtime`. */
+function withRuntimeRole(url: string): string {
+  const own = new URL(url).searchParams.get('options');
+  return [own, `-c role=${RUNTIME_ROLE}`].filter(Boolean).join(' ');
+}
+
+/**
+ * Applies pending migrations as the schema owner and grants the runtime role; or, when the runtime
+ * URL's role does not own the schema and no migration URL is given, checks that none is pending.
+ */
+async function migrateAsOwner(opts: OpenOptions): Promise<void> {
+  // Migrations may legitimately run longer than a request's statement limit (an index on a big
+  // table): they get a connection of their own without one.
+  const owner = new Kysely<Schema>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: opts.migrationUrl ?? opts.url, max: 1, connectionTimeoutMillis: opts.connectTimeoutMs ?? 0 }) }),
+  });
+  try {
+    if (opts.migrationUrl || (await isSchemaOwner(owner))) {
+      await migrate(owner);
+      await grantRuntimeRole(owner);
+      return;
+    }
+    const applied = await appliedMigrations(owner);
+    const pending = Object.keys(MIGRATIONS).filter((m) => !applied.has(m));
+    if (pending.length > 0) {
+      throw new ConfigError(
+        'OBSCURA_MIGRATION_DATABASE_URL',
+        `${pending.length} database migration(s) are pending (${pending.join(', ')}) and DATABASE_URL's role does not own the schema: run \`obscura migrate\` with OBSCURA_MIGRATION_DATABASE_URL set to the owner's connection string, then start again`,
+      );
+    }
+  } finally {
+    await owner.destroy();
+  }
+}
+
+/** What `migrateOnly` returns: nothing left open. */
+function closedHandle(kind: 'pglite' | 'postgres'): DatabaseHandle {
+  const none = (): never => {
+    throw new Error('openDatabase: opened with migrateOnly');
+  };
+  return {
+    kind,
+    get system(): Db {
+      return none();
+    },
+    pglite: undefined,
+    pool: undefined,
+    withTenant: none,
+    withSystem: none,
+    attach: none,
+    async close() {},
   };
 }

@@ -11,6 +11,7 @@ import { consoleAccounts } from './migrations/0004_console.js';
 import { usage } from './migrations/0005_usage.js';
 import { tus } from './migrations/0006_tus.js';
 import { jobs } from './migrations/0007_jobs.js';
+import { auditKeyed } from './migrations/0009_audit_keyed.js';
 import { uploadIdentity } from './migrations/0010_upload_identity.js';
 import { scopes } from './migrations/0011_scopes.js';
 import { usageOutputs } from './migrations/0013_usage_outputs.js';
@@ -25,6 +26,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0005_usage': usage,
   '0006_tus': tus,
   '0007_jobs': jobs,
+  '0009_audit_keyed': auditKeyed,
   '0010_upload_identity': uploadIdentity,
   '0011_scopes': scopes,
   '0013_usage_outputs': usageOutputs,

@@ -1,8 +1,15 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { DB_KINDS, openTestDb, superExec, superQuery, type TestDb } from '../support/db.js';
-import { createTenant, type Tenant } from '../support/server.js';
-import { appendAudit, canonicalJson, verifyAudit } from '../../src/audit/log.js';
+import { createTenant, masterKeysFor, type Tenant } from '../support/server.js';
+import { appendAudit, canonicalJson, verifyAudit as verifyWith } from '../../src/audit/log.js';
+import { loadAuditKeys, openAuditKey } from '../../src/audit/keys.js';
+import type { DatabaseHandle } from '../../src/db/database.js';
+
+/** Verifies with the keys the runtime would load (as `obscura audit verify` does). */
+async function verify(db: DatabaseHandle, opts: { orgId?: string } = {}) {
+  return verifyWith(db.system, { ...opts, keys: await loadAuditKeys(db.system, masterKeysFor(db)) });
+}
 
 test('canonical JSON sorts keys at every depth and drops undefined', () => {
   assert.equal(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: undefined } }), '{"a":{"d":[1,{"y":2,"z":1}]},"b":1}');
@@ -15,6 +22,7 @@ for (const kind of DB_KINDS) {
     let b: Tenant;
     before(async () => {
       t = await openTestDb(kind);
+      await openAuditKey(t.db, masterKeysFor(t.db));
       a = await createTenant(t.db, 'A');
       b = await createTenant(t.db, 'B');
       for (let i = 0; i < 5; i++) {
@@ -24,7 +32,7 @@ for (const kind of DB_KINDS) {
     after(() => t.close());
 
     test('an untouched log verifies, one chain per org', async () => {
-      const r = await verifyAudit(t.db.system);
+      const r = await verify(t.db);
       assert.equal(r.ok, true);
       assert.deepEqual(r.chains.map((c) => c.chain).sort(), [`org:${a.orgId}`, `org:${b.orgId}`].sort());
       assert.ok(r.chains.find((c) => c.chain === `org:${a.orgId}`)!.entries >= 8);
@@ -34,7 +42,7 @@ for (const kind of DB_KINDS) {
       await Promise.all(
         Array.from({ length: 12 }, (_, i) => t.db.withTenant(b.orgId, (trx) => appendAudit(trx, { orgId: b.orgId, actor: { type: 'cli' }, action: 'test.concurrent', data: { i } }))),
       );
-      const r = await verifyAudit(t.db.system, { orgId: b.orgId });
+      const r = await verify(t.db, { orgId: b.orgId });
       assert.equal(r.ok, true);
       assert.equal(r.chains[0]!.entries, 3 + 12);
     });
@@ -44,7 +52,7 @@ for (const kind of DB_KINDS) {
       const victim = rows[4]!;
       // Bypass the append-only trigger as a superuser would (the attack this detects).
       await superExec(t, `set session_replication_role = replica; update audit_log set data = '{"i": 99}' where id = ${Number(victim.id)}; set session_replication_role = origin;`);
-      const r = await verifyAudit(t.db.system);
+      const r = await verify(t.db);
       assert.equal(r.ok, false);
       const chain = r.chains.find((c) => c.chain === `org:${a.orgId}`)!;
       assert.equal(chain.broken?.id, Number(victim.id));
