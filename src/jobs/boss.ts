@@ -98,7 +98,9 @@ async function create(db: DatabaseHandle, opts: BossOptions): Promise<PgBoss> {
   const boss =
     db.kind === 'pglite'
       ? new PgBoss({ ...common, db: serialisedPglite(db), backend: 'pglite' })
-      : new PgBoss({ ...common, db: pooled(db.pool!) });
+      : // The schema owner creates `pgboss` for the runtime role (src/db/roles.ts), which has no right
+        // to create schemas in the database (CREATE SCHEMA IF NOT EXISTS checks that right first).
+        new PgBoss({ ...common, db: pooled(db.pool!), createSchema: false });
   // pg-boss reports background failures (a poll that hit a restarting database) as events; without a
   // listener an 'error' event would crash the process. They are retried by pg-boss itself.
   boss.on('error', () => {});
