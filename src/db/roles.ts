@@ -114,19 +114,25 @@ async function grantQueueSchema(owner: Kysely<any>): Promise<void> {
 }
 
 /**
- * Whether the connection's role may run migrations here: the database has no tables yet, or this role
+ * Whether the connection's role may run migrations here: the database has no tables yet and this role
+ * may create them, or this role
  * owns (or is a member of the owner of) the migration bookkeeping table.
  */
 export async function isSchemaOwner(db: Kysely<any>): Promise<boolean> {
-  const r = await sql<{ owner: string | null; member: boolean | null }>`
-    select t.tableowner as owner, pg_has_role(current_user, t.tableowner, 'USAGE') as member
+  const r = await sql<{ owner: string | null; member: boolean | null; create: boolean }>`
+    select t.tableowner as owner, pg_has_role(current_user, t.tableowner, 'USAGE') as member,
+           has_schema_privilege(current_user, 'public', 'CREATE') as create
     from (select 1) one left join pg_tables t on t.schemaname = 'public' and t.tablename = 'kysely_migration'`.execute(db);
   const row = r.rows[0];
-  return !row?.owner || row.member === true;
+  // An empty database: whoever may create tables in it migrates it (a runtime-only login may not).
+  if (!row?.owner) return row?.create === true;
+  return row.member === true;
 }
 
 /** Names of applied migrations, read by a runtime-only role (it has SELECT on the bookkeeping table). */
 export async function appliedMigrations(db: Kysely<any>): Promise<Set<string>> {
+  const exists = await sql<{ t: string | null }>`select to_regclass('public.kysely_migration')::text as t`.execute(db);
+  if (!exists.rows[0]?.t) return new Set(); // an empty database: every migration is pending
   const r = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
   return new Set(r.rows.map((x) => x.name));
 }
