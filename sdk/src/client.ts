@@ -435,6 +435,14 @@ export class Obscura {
     return this.#transport.json(spec({ method: 'GET', path: '/readyz', auth: false }, o));
   }
 
+  /**
+   * `GET /v1/operations` (no credential): every processing operation with its parameters, types,
+   * ranges, defaults and aliases, generated from the server's registry (cacheable).
+   */
+  operations(o?: CallOptions): Promise<{ operations: Array<{ name: string; aliases: string[]; description: string; parameters: Array<Record<string, unknown>> } & Record<string, unknown>>; pipeline_order: string[]; max_operations: number; max_length: number }> {
+    return this.#transport.json(spec({ method: 'GET', path: '/v1/operations', auth: false }, o));
+  }
+
   /** `GET /docs/json`: the OpenAPI 3.1 document (no credential). */
   openapi(o?: CallOptions): Promise<Record<string, unknown>> {
     return this.#transport.json(spec({ method: 'GET', path: '/docs/json', auth: false }, o));

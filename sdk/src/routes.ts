@@ -7,6 +7,7 @@ export const API_OPERATIONS: Readonly<Record<string, string>> = Object.freeze({
   'GET /healthz': 'health',
   'GET /readyz': 'ready',
   'GET /v1/whoami': 'whoami',
+  'GET /v1/operations': 'operations',
   'GET /v1/apps': 'apps.list',
   'POST /v1/apps': 'apps.create',
   'GET /v1/apps/{id}': 'apps.get',
