@@ -13,6 +13,7 @@ import type { MasterKeys } from './crypto/master.js';
 import type { BlobStore } from './assets/stores/types.js';
 import { Keyring } from './crypto/keyring.js';
 import { openAuditKey } from './audit/keys.js';
+import { ErasedOrgs } from './tenants/erasure.js';
 import { UrlSigner } from './assets/signing.js';
 import { assetRoutes } from './http/routes/assets.js';
 import { processingApi } from './http/routes/process.js';
@@ -151,9 +152,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   const keys = new KeyVerifier(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
   const failures = new FailureTracker(deps.db, { threshold: config.auth.burstThreshold, windowMs: config.auth.burstWindowMs, now: deps.now });
   const oauth = oauthRoutes(app, config, { db: deps.db, masterKeys: deps.masterKeys, failures, now: deps.now });
-  const authDeps = { keys, failures, tokens: deps.tokens ?? oauth.tokens };
+  // Access tokens are stateless: those of an org whose erasure has begun are refused (within the
+  // key-cache bound on every node), as its API keys are by their deletion.
+  const erasedOrgs = new ErasedOrgs(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
+  const verifyToken = deps.tokens ?? oauth.tokens;
+  const tokens: TokenVerifier = async (token, req) => {
+    const principal = await verifyToken(token, req);
+    await erasedOrgs.assertLive(principal.orgId);
+    return principal;
+  };
+  const authDeps = { keys, failures, tokens };
   installAuth(app, authDeps);
-  const keyring = new Keyring(deps.db, deps.masterKeys);
+  const keyring = new Keyring(deps.db, deps.masterKeys, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
   await openAuditKey(deps.db, deps.masterKeys); // every audit entry is keyed (src/audit/keys.ts); idempotent
   const signer = new UrlSigner(deps.db, deps.masterKeys);
   // Direct-upload URLs (local store) are short-lived; a key derived from the master key is enough.

@@ -25,6 +25,8 @@ import { Keyring } from './crypto/keyring.js';
 import { startSideListeners, type SideListeners } from './http/limits.js'; // perimeter: redirect + metrics listeners
 import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
 import { openAuditKey } from './audit/keys.js';
+import { resumeErasures } from './tenants/erasure.js';
+import { OrphanSweeper } from './assets/orphans.js';
 
 export interface Runtime {
   config: Config;
@@ -98,11 +100,13 @@ export async function openStore(config: Config): Promise<BlobStore> {
 
 /** Starts the periodic sweepers of a worker process; errors are logged as JSON lines on stderr. */
 function startHousekeeping(config: Config, rt: Runtime, store: BlobStore): Maintenance {
-  const deps = { db: rt.db, store, keyring: new Keyring(rt.db, rt.masterKeys) };
+  const deps = { db: rt.db, store, keyring: new Keyring(rt.db, rt.masterKeys, { ttlMs: config.auth.keyCacheTtlMs }) };
   const throttle = new LoginThrottle(rt.db);
+  const orphans = new OrphanSweeper({ db: rt.db, store }, { graceMs: config.maintenance.orphanGraceMs, everyMs: config.maintenance.orphanGraceMs });
   return startMaintenance(deps, {
     onError: (err) => process.stderr.write(JSON.stringify({ level: 50, msg: 'housekeeping failed', err: (err as Error)?.message }) + '\n'),
-    extra: [() => sweepExpiredUploads({ ...deps, config }), () => sweepConsole(rt.db, throttle)],
+    intervalMs: config.maintenance.intervalMs,
+    extra: [() => sweepExpiredUploads({ ...deps, config }), () => sweepConsole(rt.db, throttle), () => resumeErasures({ db: rt.db, store }, config.maintenance.intervalMs), () => orphans.run()],
   });
 }
 

@@ -66,4 +66,5 @@ export const NOT_IN_SDK: Readonly<Record<string, string>> = Object.freeze({
   'GET /robots.txt': 'for crawlers',
   'POST /v1/setup': 'first-run setup with a one-time token from the data dir, used by `obscura init`, not by API clients',
   '/v1/console/': 'console sessions (cookies + CSRF) for the web console, not for API clients',
+  'DELETE /v1/orgs/{id}': 'org erasure needs the console session of an owner and password, never an API credential (`obscura orgs erase` for operators)',
 });

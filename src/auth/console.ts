@@ -203,7 +203,43 @@ export async function login(
   rc: RequestCtx,
 ): Promise<{ session: ConsoleSession; token: string; csrfToken: string }> {
   const now = clockOf(deps)();
-  const email = input.email.trim();
+  const created = await checkCredentials(deps, input.email.trim(), input, rc, (trx, user, usedMfa) => createSession(trx, user, now, rc, usedMfa));
+  const session = await loadSession(deps, sha256Hex(created.token), now, false);
+  if (!session) throw new Error('login: the new session vanished');
+  return { session, token: created.token, csrfToken: csrfTokenFor(created.token) };
+}
+
+/**
+ * Re-authenticates the user of a live session (password, and TOTP when enrolled) before a
+ * destructive action such as erasing the org: a stolen session cookie alone is not enough. The same
+ * throttle, failure auditing and error codes as `login`; a correct password of another account is
+ * refused like a wrong one. Records `auth.reauth` with `purpose`.
+ */
+export async function reauthenticate(
+  deps: ConsoleDeps,
+  s: ConsoleSession,
+  input: { password: string; totp?: string | undefined },
+  purpose: string,
+  rc: RequestCtx,
+): Promise<void> {
+  await checkCredentials(deps, s.email, input, rc, async (trx, user, usedMfa) => {
+    if (user.id !== s.userId || user.orgId !== s.orgId) throw new AppError('ERR_LOGIN_FAILED', 'The password is wrong.');
+    await appendAudit(trx, { orgId: s.orgId, actor: { type: 'user', id: s.userId }, action: 'auth.reauth', target: { user: s.userId, session: s.id }, data: { purpose, mfa: usedMfa }, ip: rc.ip, requestId: rc.requestId });
+  });
+}
+
+/**
+ * Throttle, password, then TOTP (see `login`); on success runs `then` in the transaction that
+ * verified them.
+ */
+async function checkCredentials<T>(
+  deps: ConsoleDeps,
+  email: string,
+  input: { password: string; totp?: string | undefined },
+  rc: RequestCtx,
+  then: (trx: Tx, user: User, usedMfa: boolean) => Promise<T>,
+): Promise<T> {
+  const now = clockOf(deps)();
   const gate = await deps.throttle.attempt(email, rc.ip, async (trx, info) => {
     const user = info.scope === 'account' ? await userByEmail(trx, email) : undefined;
     await appendAudit(trx, {
@@ -218,7 +254,7 @@ export async function login(
   });
   if (!gate.ok) throw throttledError(gate);
 
-  let outcome: { failed: AppError } | { id: string; token: string; user: User };
+  let outcome: { failed: AppError } | { value: T };
   try {
     outcome = await deps.db.withSystem(async (trx) => {
       let user: User;
@@ -232,7 +268,7 @@ export async function login(
       const mfa = await trx.selectFrom('user_mfa').selectAll().where('user_id', '=', user.id).where('org_id', '=', user.orgId).executeTakeFirst();
       let usedMfa = false;
       if (mfa?.confirmed_at) {
-        // Throwing rolls back the `auth.login_success` entry: the login did not succeed.
+        // Throwing rolls back the success entries: the login did not succeed.
         if (!input.totp) throw new MfaRefusal('mfa_required', user);
         const secret = unwrapKey(deps.masterKeys.all, mfa.secret_wrapped, mfaContext(user.orgId, user.id));
         const r = verifyTotp(secret, input.totp, now, mfa.last_used_step === null ? null : Number(mfa.last_used_step));
@@ -248,7 +284,7 @@ export async function login(
         if (Number(upd.numUpdatedRows) !== 1) throw new MfaRefusal('mfa_reused', user);
         usedMfa = true;
       }
-      return { ...(await createSession(trx, user, now, rc, usedMfa)), user };
+      return { value: await then(trx, user, usedMfa) };
     });
   } catch (err) {
     if (!(err instanceof MfaRefusal)) throw err;
@@ -261,9 +297,7 @@ export async function login(
   }
   if ('failed' in outcome) throw outcome.failed;
   await deps.throttle.succeeded(email, rc.ip);
-  const session = await loadSession(deps, sha256Hex(outcome.token), now, false);
-  if (!session) throw new Error('login: the new session vanished');
-  return { session, token: outcome.token, csrfToken: csrfTokenFor(outcome.token) };
+  return outcome.value;
 }
 
 async function loadSession(deps: ConsoleDeps, tokenHash: string, now: number, touch: boolean): Promise<ConsoleSession | undefined> {

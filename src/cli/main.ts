@@ -15,7 +15,8 @@ import { ConfigError, doctor, loadConfig, type DoctorFinding } from '../config/i
 import { nodeSupportFinding } from '../config/node-support.js';
 import { DataDirLockedError, DataDirPermissionsError, lockDataDir, widePermissions } from '../db/lock.js';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
-import { openRuntime, serve, setupFilePath, type Runtime } from '../main.js';
+import { openRuntime, openStore, serve, setupFilePath, type Runtime } from '../main.js';
+import { eraseOrg } from '../tenants/erasure.js';
 import { createFirstOrg, hasNoOrg, type FirstOrgInput, type FirstOrgResult } from '../tenants/setup.js';
 import { createUser, setUserRole, ROLES, type Ctx } from '../tenants/index.js';
 import { createKey, listKeys, revokeKey, rollKey, type KeyInfo } from '../auth/keys.js';
@@ -55,6 +56,9 @@ ${OAUTH_HELP}
   obscura audit verify [--org ID] [--json]
                                         recompute the hash chains and check their keyed MACs and heads;
                                         exit 1 naming each broken chain, a deleted chain or a missing one
+  obscura orgs erase ORG_ID --confirm ORG_ID [--json]
+                                        erase an org for good: shred its keys, delete its rows, blobs and
+                                        audit chain (the system chain records it); resumes an interrupted one
   obscura migrate [--json]              apply database migrations as the schema owner and grant the
                                         runtime role (PostgreSQL: OBSCURA_MIGRATION_DATABASE_URL)
   obscura doctor [--json]               report unsafe settings; exit 1 if any
@@ -381,6 +385,38 @@ function auditReportText(report: AuditReport): string {
 }
 
 /**
+ * `obscura orgs erase ID --confirm ID`: the operator's way to erase an org (the console's is
+ * `DELETE /v1/orgs/{id}` by an owner). The id is typed twice: there is no undo. Running it again
+ * finishes an erasure that was interrupted.
+ */
+async function cmdOrgs(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'erase') throw new UsageError('orgs needs a subcommand: erase');
+  const { values, positionals } = parseArgs({ args: rest, options: { confirm: { type: 'string' }, json: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
+  if (positionals.length !== 1) throw new UsageError('orgs erase needs exactly one ORG_ID');
+  const orgId = uuidArg(positionals[0]!, 'ORG_ID');
+  if (values.confirm !== orgId) throw new UsageError(`erasure cannot be undone: repeat the org id as --confirm ${orgId}`);
+  return withRuntime(async (rt) => {
+    const store = await openStore(rt.config);
+    try {
+      const report = await eraseOrg({ db: rt.db, store }, orgId, cliActor());
+      print(values.json!, report, () =>
+        [
+          `erased org ${report.org_id}`,
+          `  keys shredded: ${report.keys_shredded} (its media can never be decrypted again)`,
+          `  audit entries removed: ${report.audit_entries_removed} (the system chain records org.erase)`,
+          `  blobs deleted: ${report.blobs_deleted}`,
+          `  completed at: ${report.completed_at ?? 'not yet (run the command again, or maintenance finishes it)'}`,
+        ].join('\n'),
+      );
+      return 0;
+    } finally {
+      await store.close?.();
+    }
+  });
+}
+
+/**
  * `obscura migrate`: applies pending migrations as the schema owner and grants the runtime role, then
  * exits. On PostgreSQL with two roles, run it with OBSCURA_MIGRATION_DATABASE_URL before starting
  * servers that hold only the runtime role's DATABASE_URL.
@@ -464,6 +500,8 @@ export async function run(argv: string[]): Promise<number> {
         return await cmdAudit(rest);
       case 'migrate':
         return await cmdMigrate(rest);
+      case 'orgs':
+        return await cmdOrgs(rest);
       case 'doctor':
         return await cmdDoctor(rest);
       case 'oauth':

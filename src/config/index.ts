@@ -150,6 +150,16 @@ export interface Config {
     /** First webhook retry delay, seconds, doubled with jitter up to 1 h, retried for about 24 h (`OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS`, default 10). */
     readonly webhookRetryDelaySeconds: number;
   };
+  /** Housekeeping of worker processes (src/assets/maintenance.ts, src/assets/orphans.ts). */
+  readonly maintenance: {
+    /** How often a worker runs retention, erasure resumption and sweeps, ms (`OBSCURA_MAINTENANCE_INTERVAL_MS`, default 60000). */
+    readonly intervalMs: number;
+    /**
+     * A blob without a row is deleted once it has stayed so this long, ms; the store is listed at most
+     * this often (`OBSCURA_ORPHAN_GRACE_MS`, default 3600000 = 1 h, min 1000).
+     */
+    readonly orphanGraceMs: number;
+  };
   // --- perimeter (rate limits, timeouts, load shedding, redirect, metrics): src/http/limits.ts ---
   readonly perimeter: {
     /**
@@ -226,7 +236,7 @@ const KNOWN = new Set([
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS',
   'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
-  'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_REMOTE_ALLOWED_PORTS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
+  'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_REMOTE_ALLOWED_PORTS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_MAINTENANCE_INTERVAL_MS', 'OBSCURA_ORPHAN_GRACE_MS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
   'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
   // perimeter (src/http/limits.ts)
   'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
@@ -431,6 +441,10 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       pollIntervalMs: int(src, 'OBSCURA_JOB_POLL_INTERVAL_MS', 2000, 500, 600_000),
       monitorIntervalSeconds: int(src, 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 30, 1, 3600),
       webhookRetryDelaySeconds: int(src, 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 10, 1, 3600),
+    },
+    maintenance: {
+      intervalMs: int(src, 'OBSCURA_MAINTENANCE_INTERVAL_MS', 60_000, 500, 3_600_000),
+      orphanGraceMs: int(src, 'OBSCURA_ORPHAN_GRACE_MS', 3_600_000, 1000, 7 * 86_400_000),
     },
     perimeter: loadPerimeter(src, env, { port, publicUrl }),
     unsafe: { allowPlainHttp, remoteAllowHttp: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', false), remoteAllowPrivate: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE', false) },

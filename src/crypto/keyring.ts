@@ -5,7 +5,9 @@
  * - Blobs are encrypted under per-blob keys derived from the org key (stream.ts), so rotating the
  *   master key re-wraps a few rows and never touches media.
  * - Deleting an org's key rows makes every blob of that org undecryptable: crypto-shredding. No
- *   other copy of the key exists (the cache holds unwrapped keys in memory only, and `forget` clears it).
+ *   other copy of the key exists: the cache holds unwrapped keys in memory only, and for at most
+ *   `ttlMs` (default 2 s, `OBSCURA_KEY_CACHE_TTL_MS`, the bound of API key revocation) before the
+ *   key's row is read again, so a key shredded on one node stops working on every node within it.
  */
 import { sql } from 'kysely';
 import { wrapContext as jwtWrapContext } from '../auth/jwt.js';
@@ -23,13 +25,45 @@ export interface TenantKey {
   readonly key: Buffer;
 }
 
+/** An unwrapped key in memory, with the wrapped form it came from and when its row was last read. */
+interface CachedKey {
+  key: Buffer;
+  wrapped: string;
+  at: number;
+}
+
 export class Keyring {
-  private readonly cache = new Map<string, Buffer>();
+  private readonly cache = new Map<string, CachedKey>();
 
   constructor(
     private readonly db: DatabaseHandle,
     private readonly master: MasterKeys,
+    private readonly opts: { ttlMs?: number; now?: () => number } = {},
   ) {}
+
+  private now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  /** The unwrapped key of a row just read (from the cache when the wrapped form is the same). */
+  private remember(id: string, orgId: string, wrapped: string): Buffer {
+    const hit = this.cache.get(id);
+    if (hit && hit.wrapped === wrapped) {
+      hit.at = this.now();
+      return hit.key;
+    }
+    const key = this.unwrap(orgId, wrapped);
+    this.cache.set(id, { key, wrapped, at: this.now() });
+    return key;
+  }
+
+  /** Drops one key from memory, zeroing it (its row is gone: shredded). */
+  private evict(id: string): void {
+    const hit = this.cache.get(id);
+    if (!hit) return;
+    hit.key.fill(0);
+    this.cache.delete(id);
+  }
 
   private unwrap(orgId: string, wrapped: string): Buffer {
     return unwrapKey(this.master.all as Map<string, Buffer>, wrapped, orgId);
@@ -38,20 +72,16 @@ export class Keyring {
   /** The org's current key, created on first use. Runs in the caller's tenant transaction. */
   async current(trx: Tx, orgId: string): Promise<TenantKey> {
     const row = await trx.selectFrom('tenant_keys').select(['id', 'wrapped']).where('org_id', '=', orgId).orderBy('created_at', 'desc').orderBy('id').limit(1).executeTakeFirst();
-    if (row) {
-      const cached = this.cache.get(row.id);
-      if (cached) return { id: row.id, key: cached };
-      const key = this.unwrap(orgId, row.wrapped);
-      this.cache.set(row.id, key);
-      return { id: row.id, key };
-    }
+    if (row) return { id: row.id, key: this.remember(row.id, orgId, row.wrapped) };
+    // No key: a new org, or one whose keys were shredded because it is being erased. Never give an
+    // erased org a fresh key (a job finishing after the shred would store readable output).
+    const erased = await trx.selectFrom('org_erasures').select('org_id').where('org_id', '=', orgId).executeTakeFirst();
+    if (erased) throw new AppError('ERR_NOT_FOUND', 'The org has been erased.');
     const id = publicId('tk');
     const key = generateTenantKey();
-    await trx
-      .insertInto('tenant_keys')
-      .values({ id, org_id: orgId, wrapped: wrapKey(this.master.current, this.master.currentId, key, orgId), master_key_id: this.master.currentId })
-      .execute();
-    this.cache.set(id, key);
+    const wrapped = wrapKey(this.master.current, this.master.currentId, key, orgId);
+    await trx.insertInto('tenant_keys').values({ id, org_id: orgId, wrapped, master_key_id: this.master.currentId }).execute();
+    this.cache.set(id, { key, wrapped, at: this.now() });
     return { id, key };
   }
 
@@ -61,19 +91,23 @@ export class Keyring {
    */
   async get(orgId: string, keyId: string): Promise<Buffer> {
     const cached = this.cache.get(keyId);
-    if (cached) return cached;
+    if (cached && this.now() - cached.at < (this.opts.ttlMs ?? 2000)) return cached.key;
     const row = await this.db.withTenant(orgId, (trx) =>
       trx.selectFrom('tenant_keys').select(['wrapped']).where('org_id', '=', orgId).where('id', '=', keyId).executeTakeFirst(),
     );
-    if (!row) throw new AppError('ERR_INTEGRITY', 'The key for this media no longer exists; it cannot be decrypted.');
-    const key = this.unwrap(orgId, row.wrapped);
-    this.cache.set(keyId, key);
-    return key;
+    if (!row) {
+      this.evict(keyId);
+      const erased = await this.db.withTenant(orgId, (trx) => trx.selectFrom('org_erasures').select('org_id').where('org_id', '=', orgId).executeTakeFirst());
+      // Erased on purpose: the media is gone, as if deleted. Otherwise a key vanished: an integrity failure.
+      if (erased) throw new AppError('ERR_NOT_FOUND', 'The media has been erased.');
+      throw new AppError('ERR_INTEGRITY', 'The key for this media no longer exists; it cannot be decrypted.');
+    }
+    return this.remember(keyId, orgId, row.wrapped);
   }
 
   /** Drops unwrapped keys from memory (after shredding or master rotation). */
   forget(): void {
-    for (const k of this.cache.values()) k.fill(0);
+    for (const k of this.cache.values()) k.key.fill(0);
     this.cache.clear();
   }
 }

@@ -15,6 +15,7 @@ import { auditKeyed } from './migrations/0009_audit_keyed.js';
 import { uploadIdentity } from './migrations/0010_upload_identity.js';
 import { scopes } from './migrations/0011_scopes.js';
 import { usageOutputs } from './migrations/0013_usage_outputs.js';
+import { erasure } from './migrations/0014_erasure.js';
 
 export { TENANT_ROLE } from './migrations/helpers.js';
 
@@ -30,6 +31,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0010_upload_identity': uploadIdentity,
   '0011_scopes': scopes,
   '0013_usage_outputs': usageOutputs,
+  '0014_erasure': erasure,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -41,7 +41,7 @@ export async function startJobWorkers(deps: JobWorkerDeps): Promise<JobWorkers> 
     meter,
     db: deps.db,
     store: deps.store,
-    keyring: new Keyring(deps.db, deps.masterKeys),
+    keyring: new Keyring(deps.db, deps.masterKeys, { ttlMs: deps.config.auth.keyCacheTtlMs }),
     masterKeys: deps.masterKeys,
     config: deps.config,
     testDelayMs: deps.testDelayMs && deps.testDelayMs > 0 ? deps.testDelayMs : undefined,

@@ -33,6 +33,7 @@ import {
   login,
   logOnlyResetMailer,
   logout,
+  reauthenticate,
   requestPasswordReset,
   resolveSession,
   revokeSession,
@@ -43,6 +44,7 @@ import {
   type ResetMailer,
 } from '../../auth/console.js';
 import { LoginThrottle } from '../../auth/throttle.js';
+import { eraseOrg } from '../../tenants/erasure.js';
 import { DateTime, IdParams, Uuid, errorResponses } from './common.js';
 
 declare module 'fastify' {
@@ -111,6 +113,25 @@ const ResetBody = Type.Object({ email: Type.String({ minLength: 3, maxLength: 25
 const ResetConfirmBody = Type.Object({ token: Type.String({ minLength: 1, maxLength: 128 }), password: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false });
 const MfaConfirmBody = Type.Object({ code: Type.String({ minLength: 1, maxLength: 16 }) }, { additionalProperties: false });
 const PolicyBody = Type.Object({ require_mfa: Type.Boolean() }, { additionalProperties: false });
+const EraseBody = Type.Object(
+  {
+    confirm: Type.String({ maxLength: 64, description: "The org's id, typed again: confirms which org is erased." }),
+    password: Type.String({ minLength: 1, maxLength: 4096, description: "The owner's password (re-authentication)." }),
+    totp: Type.Optional(Type.String({ pattern: '^[0-9]{6}$', description: 'The current TOTP code, when the account has MFA.' })),
+  },
+  { additionalProperties: false },
+);
+const ErasureOut = Type.Object(
+  {
+    org_id: Uuid,
+    requested_at: DateTime,
+    completed_at: Type.Union([DateTime, Type.Null()], { description: 'Null when deleting the blobs was interrupted; maintenance finishes it.' }),
+    keys_shredded: Type.Integer({ description: 'Wrapped org keys deleted: every blob of the org is undecryptable from now on.' }),
+    blobs_deleted: Type.Integer(),
+    audit_entries_removed: Type.Integer({ description: "Entries of the org's audit chain removed; the system chain records the erasure." }),
+  },
+  { additionalProperties: false },
+);
 
 const sessionOut = (s: ConsoleSession, token: string) => ({
   user: { id: s.userId, email: s.email, role: s.role, mfa_enabled: s.mfaEnabled },
@@ -320,6 +341,45 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRouteOpti
     handler: async (req) => {
       await confirmMfa(deps, current(req).session, req.body.code, rcOf(req));
       return { mfa_enabled: true };
+    },
+  });
+
+  app.delete<{ Params: Static<typeof IdParams>; Body: Static<typeof EraseBody> }>('/v1/orgs/:id', {
+    config: { console: 'session' },
+    schema: {
+      tags,
+      summary: "Erase the org: crypto-shred its keys, delete every row and blob of it (owner, re-authenticated). Irreversible.",
+      description:
+        "Console session only (cookie + X-CSRF-Token), role owner, with the owner's password (and TOTP when enrolled) and `confirm` set to the org id. " +
+        "Deletes the org's keys first (its media can never be decrypted again, on every node within the key-cache bound of OBSCURA_KEY_CACHE_TTL_MS), " +
+        "with every credential; then every row of the org and its audit chain (the system audit chain keeps an `org.erase` entry); then its blobs. " +
+        'An interrupted erasure is finished by maintenance. The session ends with it.',
+      params: IdParams,
+      body: EraseBody,
+      response: {
+        200: ErasureOut,
+        ...e({
+          400: 'confirm does not name this org (ERR_VALIDATION).',
+          401: 'No or invalid session (ERR_AUTH_MISSING, ERR_SESSION_INVALID); wrong password (ERR_LOGIN_FAILED); TOTP needed or wrong (ERR_MFA_REQUIRED, ERR_MFA_INVALID, ERR_MFA_CODE_REUSED).',
+          403: 'Not an owner (ERR_ROLE_FORBIDDEN); cross-site (ERR_CSRF).',
+          404: 'Not your org (ERR_NOT_FOUND).',
+          429: 'Too many password attempts (ERR_LOGIN_THROTTLED).',
+        }),
+      },
+    },
+    handler: async (req, reply) => {
+      const { session } = current(req);
+      // Another org's id is "not found", as everywhere: a session belongs to one org.
+      if (req.params.id !== session.orgId) throw new AppError('ERR_NOT_FOUND', 'The org does not exist.');
+      if (session.role !== 'owner') throw new AppError('ERR_ROLE_FORBIDDEN', 'Only an owner may erase the org.');
+      if (req.body.confirm !== session.orgId) {
+        throw new AppError('ERR_VALIDATION', 'Set "confirm" to the id of the org you are erasing; erasure cannot be undone.', { details: { field: 'confirm' } });
+      }
+      const rc = rcOf(req);
+      await reauthenticate(deps, session, { password: req.body.password, totp: req.body.totp }, 'org.erase', rc);
+      const report = await eraseOrg({ db: appDeps.db, store: appDeps.store, now: appDeps.now }, session.orgId, { actor: { type: 'user', id: session.userId }, ip: rc.ip, requestId: rc.requestId });
+      clearSessionCookie(reply);
+      return report;
     },
   });
 
