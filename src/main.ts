@@ -14,19 +14,31 @@ import { lockDataDir, type DataDirLock } from './db/lock.js';
 import { freePort } from './listen.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { buildApp } from './app.js';
-import { hasNoOrg, SetupGate } from './tenants/setup.js';
+import { hasNoOrg, SetupGate } from './auth/setup.js';
 import { nodeSupportFinding } from './config/node-support.js';
 import { runWorkerRole, startJobWorkers } from './jobs/runtime.js';
 import { startMaintenance, type Maintenance } from './assets/maintenance.js';
 import { sweepExpiredUploads } from './assets/tus.js';
 import { sweepConsole } from './auth/console.js';
 import { LoginThrottle } from './auth/throttle.js';
-import { Keyring } from './crypto/keyring.js';
+import { Keyring, TENANT_KEY_COLUMNS } from './crypto/keyring.js';
+import type { WrappedColumn } from './crypto/keywrap.js';
+import { URL_SIGNING_COLUMNS } from './assets/signing.js';
+import { JWT_SIGNING_COLUMNS } from './auth/jwt.js';
+import { MFA_COLUMNS } from './auth/console.js';
+import { JOBS_COLUMNS } from './jobs/contexts.js';
 import { startSideListeners, type SideListeners } from './http/limits.js'; // perimeter: redirect + metrics listeners
 import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
-import { openAuditKey } from './audit/keys.js';
+import { AUDIT_KEY_COLUMNS, openAuditKey } from './audit/keys.js';
 import { resumeErasures } from './tenants/erasure.js';
 import { OrphanSweeper } from './assets/orphans.js';
+
+/**
+ * Every secret stored wrapped by the master key, as each capability declares it. A capability that
+ * stores a new kind of wrapped secret exports its columns and is added here, so that `obscura keys
+ * rotate-master` moves it too (the rotation tests check that nothing under the old key remains).
+ */
+export const WRAPPED_COLUMNS: readonly WrappedColumn[] = [...TENANT_KEY_COLUMNS, ...URL_SIGNING_COLUMNS, ...JWT_SIGNING_COLUMNS, ...MFA_COLUMNS, ...JOBS_COLUMNS, ...AUDIT_KEY_COLUMNS];
 
 export interface Runtime {
   config: Config;
@@ -171,7 +183,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
     });
   }
   // First run on the embedded default: a one-time setup token lets `obscura init` create the first
-  // org through this server while it holds the data dir (src/tenants/setup.ts).
+  // org through this server while it holds the data dir (src/auth/setup.ts).
   const firstRun = rt.lock && (await hasNoOrg(rt.db)) ? SetupGate.issue() : null;
   const setupFile = setupFilePath(config.dataDir);
   const { app, perimeter, drain } = await buildApp(config, {

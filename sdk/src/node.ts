@@ -3,9 +3,9 @@
  * webhook verification (node:crypto), signed transform URLs, and files on disk (upload from a path
  * with tus, download to a path atomically).
  *
- * Webhook verification is not re-implemented here: it is the server's own module
- * (`src/jobs/webhook-signature.ts`, node:crypto only, no project imports), so the signer and the
- * verifier cannot drift apart. It is not offered in the browser entry on purpose: a webhook secret
+ * Webhook verification lives in the SDK (`sdk/src/webhook-signature.ts`, node:crypto only, no
+ * imports) and the server signs with the same module, so the signer and the verifier cannot drift
+ * apart; the SDK imports nothing from the server. It is not offered in the browser entry on purpose: a webhook secret
  * must never be shipped to a browser.
  */
 import { createReadStream } from 'node:fs';
@@ -13,7 +13,7 @@ import { mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeWebReadableStream } from 'node:stream/web';
-import { verifyWebhook, WebhookVerificationError, type VerifyWebhookOptions } from '../../src/jobs/webhook-signature.js';
+import { verifyWebhook, WebhookVerificationError, type VerifyWebhookOptions } from './webhook-signature.js';
 import type { DownloadOptions, Obscura } from './client.js';
 import type { TusUploadOptions, TusUploadResult } from './tus.js';
 
@@ -26,7 +26,7 @@ export {
   DEFAULT_WEBHOOK_TOLERANCE_SECONDS,
   type VerifyWebhookOptions,
   type WebhookErrorCode,
-} from '../../src/jobs/webhook-signature.js';
+} from './webhook-signature.js';
 export { buildTransformUrl, signTransformPath, type TransformUrlOptions, type TransformSigningKey } from './transform.js';
 
 /** A webhook event as delivered (`job.completed`, `job.failed`). */

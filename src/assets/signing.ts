@@ -11,7 +11,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { DatabaseHandle } from '../db/database.js';
 import type { MasterKeys } from '../crypto/master.js';
-import { unwrapKey, wrapKey } from '../crypto/keywrap.js';
+import { unwrapKey, wrapKey, type WrappedColumn } from '../crypto/keywrap.js';
 import { publicId } from '../crypto/random.js';
 import { AppError } from '../errors.js';
 
@@ -25,6 +25,11 @@ export interface SignedUrlParams {
 }
 
 const context = (kid: string) => `url-signing:${kid}`;
+
+/** The download-URL signing keys, wrapped by the master key (for `keys rotate-master`). */
+export const URL_SIGNING_COLUMNS: readonly WrappedColumn[] = [
+  { table: 'url_signing_keys', key: ['kid'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => context(String(r.kid)) },
+];
 
 function canonical(p: SignedUrlParams): string {
   return `obscura-download-v1\n${p.assetId}\n${p.exp}\n${p.disposition}`;

@@ -4,7 +4,7 @@
  *
  * - One random 256-bit key per database, stored only wrapped by the master key (AES-256-GCM, context
  *   `audit-mac:<id>:<since>`), so the database never sees it in the clear and `obscura keys
- *   rotate-master` re-wraps it (WRAPPED_COLUMNS). `since`, the start of the keyed epoch, is bound into
+ *   rotate-master` re-wraps it (AUDIT_KEY_COLUMNS). `since`, the start of the keyed epoch, is bound into
  *   the wrap context: it cannot be moved without the master key.
  * - HMAC-SHA256 (node:crypto) over a JSON array with a domain label, so an entry MAC, a head MAC and
  *   the state MAC can never be swapped for one another.
@@ -19,7 +19,7 @@ import { sql } from 'kysely';
 import type { Db, DatabaseHandle, Tx } from '../db/database.js';
 import { attachmentOf } from '../db/database.js';
 import type { MasterKeys } from '../crypto/master.js';
-import { unwrapKey, wrapKey } from '../crypto/keywrap.js';
+import { unwrapKey, wrapKey, type WrappedColumn } from '../crypto/keywrap.js';
 import { publicId } from '../crypto/random.js';
 import './schema.js';
 
@@ -44,6 +44,11 @@ const ATTACHMENT = Symbol('obscura.audit.key');
 
 /** The wrap context of an audit key (also used by `rotate-master`). */
 export const auditKeyContext = (id: string, since: string): string => `audit-mac:${id}:${since}`;
+
+/** The audit MAC key, wrapped by the master key (its epoch start is part of the context). */
+export const AUDIT_KEY_COLUMNS: readonly WrappedColumn[] = [
+  { table: 'audit_keys', key: ['id'], fields: ['since'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => auditKeyContext(String(r.id), String(r.since)) },
+];
 
 function mac(key: AuditKey, parts: unknown[]): string {
   return createHmac('sha256', key.key).update(JSON.stringify(parts)).digest('hex');

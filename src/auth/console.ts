@@ -25,13 +25,13 @@ import { sql } from 'kysely';
 import type { DatabaseHandle, Tx } from '../db/database.js';
 import type { UserRole } from '../db/schema.js';
 import type { MasterKeys } from '../crypto/master.js';
-import { unwrapKey, wrapKey } from '../crypto/keywrap.js';
+import { unwrapKey, wrapKey, type WrappedColumn } from '../crypto/keywrap.js';
 import { newId, safeEqual, sha256Hex } from '../crypto/random.js';
 import { AppError, isAppError, notFound } from '../errors.js';
 import { appendAudit } from '../audit/log.js';
 import { authenticateUser, type Ctx, type User } from '../tenants/index.js';
-import { hashPassword } from './passwords.js';
-import { assertPasswordPolicy } from './password-policy.js';
+import { hashPassword } from '../crypto/passwords.js';
+import { assertPasswordPolicy } from '../tenants/password-policy.js';
 import type { LoginThrottle, Throttled } from './throttle.js';
 import { newTotpSecret, totpSecretBase32, totpUri, verifyTotp } from './totp.js';
 import './console-schema.js';
@@ -136,6 +136,11 @@ const iso = (ms: number) => new Date(ms).toISOString();
 const ms = (d: Date | string) => new Date(d).getTime();
 /** Wrapping context of a TOTP secret (also used by `obscura keys rotate-master`). */
 export const mfaContext = (orgId: string, userId: string) => `obscura/mfa/${orgId}/${userId}`;
+
+/** TOTP secrets, wrapped by the master key. */
+export const MFA_COLUMNS: readonly WrappedColumn[] = [
+  { table: 'user_mfa', key: ['user_id'], fields: ['org_id'], column: 'secret_wrapped', masterIdColumn: 'master_key_id', context: (r) => mfaContext(String(r.org_id), String(r.user_id)) },
+];
 const sessionInvalid = () => new AppError('ERR_SESSION_INVALID', 'The session has expired or was revoked; log in again.');
 
 /** The CSRF token of a session: HMAC-SHA256 keyed by the session token (OWASP "HMAC based token"). */

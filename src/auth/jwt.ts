@@ -22,7 +22,7 @@ import { sql } from 'kysely';
 import { SignJWT, calculateJwkThumbprint, errors as joseErrors, exportJWK, generateKeyPair, importJWK, jwtVerify, type JWK, type JWTPayload, type JWTHeaderParameters } from 'jose';
 import type { DatabaseHandle } from '../db/database.js';
 import type { MasterKeys } from '../crypto/master.js';
-import { unwrapKey, wrapKey } from '../crypto/keywrap.js';
+import { unwrapKey, wrapKey, type WrappedColumn } from '../crypto/keywrap.js';
 import { appendAudit, type AuditActor } from '../audit/log.js';
 import { AppError } from '../errors.js';
 import { isScope } from './scopes.js';
@@ -105,6 +105,11 @@ interface PublishedKey {
 /** The wrap context binds a wrapped private key to its kid: a row's ciphertext cannot be swapped in. */
 /** Wrapping context of a signing key (also used by `obscura keys rotate-master`). */
 export const wrapContext = (kid: string) => `signing_key:${kid}`;
+
+/** The access-token signing keys' private halves, wrapped by the master key. */
+export const JWT_SIGNING_COLUMNS: readonly WrappedColumn[] = [
+  { table: 'signing_keys', key: ['kid'], column: 'private_wrapped', masterIdColumn: 'master_key_id', context: (r) => wrapContext(String(r.kid)) },
+];
 const parseJwk = (v: PublicSigningJwk | string): PublicSigningJwk => (typeof v === 'string' ? (JSON.parse(v) as PublicSigningJwk) : v);
 
 /**

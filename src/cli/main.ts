@@ -15,9 +15,9 @@ import { ConfigError, doctor, loadConfig, type DoctorFinding } from '../config/i
 import { nodeSupportFinding } from '../config/node-support.js';
 import { DataDirLockedError, DataDirPermissionsError, lockDataDir, widePermissions } from '../db/lock.js';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
-import { openRuntime, openStore, serve, setupFilePath, type Runtime } from '../main.js';
+import { openRuntime, openStore, serve, setupFilePath, WRAPPED_COLUMNS, type Runtime } from '../main.js';
 import { eraseOrg } from '../tenants/erasure.js';
-import { createFirstOrg, hasNoOrg, type FirstOrgInput, type FirstOrgResult } from '../tenants/setup.js';
+import { createFirstOrg, hasNoOrg, type FirstOrgInput, type FirstOrgResult } from '../auth/setup.js';
 import { createUser, setUserRole, ROLES, type Ctx } from '../tenants/index.js';
 import { createKey, listKeys, revokeKey, rollKey, type KeyInfo } from '../auth/keys.js';
 import { verifyAudit, type AuditReport } from '../audit/log.js';
@@ -281,7 +281,7 @@ async function cmdKeys(argv: string[]): Promise<number> {
       } else if (config.previousMasterKeys.length === 0) {
         throw new UsageError('set OBSCURA_MASTER_KEY to the new key and OBSCURA_PREVIOUS_MASTER_KEYS to the old one(s)');
       }
-      const moved = await withRuntime((rt) => rewrapAll(rt.db, rt.masterKeys));
+      const moved = await withRuntime((rt) => rewrapAll(rt.db, rt.masterKeys, WRAPPED_COLUMNS));
       if (fileMode) finishFileRotation(config.dataDir);
       print(json, moved, () => `re-wrapped ${moved.tenantKeys} tenant keys and ${moved.signingKeys} signing keys under the new master key${fileMode ? ' (master.key replaced)' : '; remove OBSCURA_PREVIOUS_MASTER_KEYS once every node runs with the new key'}`);
       return 0;

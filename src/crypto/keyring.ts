@@ -10,14 +10,12 @@
  *   key's row is read again, so a key shredded on one node stops working on every node within it.
  */
 import { sql } from 'kysely';
-import { wrapContext as jwtWrapContext } from '../auth/jwt.js';
-import { mfaContext } from '../auth/console.js';
-import { putUrlContext, transformKeyContext, webhookSecretContext } from '../jobs/contexts.js';
-import { auditKeyContext } from '../audit/keys.js';
 import type { DatabaseHandle, Tx } from '../db/database.js';
 import { AppError } from '../errors.js';
 import type { MasterKeys } from './master.js';
-import { generateTenantKey, unwrapKey, wrapKey } from './keywrap.js';
+import { generateTenantKey, unwrapKey, wrapKey, type WrappedColumn } from './keywrap.js';
+
+export type { WrappedColumn };
 import { publicId } from './random.js';
 
 export interface TenantKey {
@@ -121,48 +119,23 @@ export async function shredOrgKeys(db: DatabaseHandle, orgId: string): Promise<n
   return Number(r.numDeletedRows);
 }
 
-/** A column holding values wrapped by the master key, and how to rebuild each value's context. */
-export interface WrappedColumn {
-  table: string;
-  /** Primary-key columns. */
-  key: string[];
-  column: string;
-  /** Columns the context needs (besides the key). */
-  fields?: string[];
-  /** Optional column recording which master key wraps the value. */
-  masterIdColumn?: string;
-  context: (row: Record<string, unknown>) => string;
-}
 
-/**
- * Every secret stored wrapped by the master key. A capability that stores a new kind of wrapped
- * secret adds it here, so that `obscura keys rotate-master` moves it too (the rotation test checks
- * that no listed column keeps a value under the old key).
- */
-export const WRAPPED_COLUMNS: WrappedColumn[] = [
+/** The org keys (this module's own wrapped column). */
+export const TENANT_KEY_COLUMNS: readonly WrappedColumn[] = [
   { table: 'tenant_keys', key: ['id'], fields: ['org_id'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => String(r.org_id) },
-  { table: 'url_signing_keys', key: ['kid'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => `url-signing:${String(r.kid)}` },
-  { table: 'signing_keys', key: ['kid'], column: 'private_wrapped', masterIdColumn: 'master_key_id', context: (r) => jwtWrapContext(String(r.kid)) },
-  { table: 'user_mfa', key: ['user_id'], fields: ['org_id'], column: 'secret_wrapped', masterIdColumn: 'master_key_id', context: (r) => mfaContext(String(r.org_id), String(r.user_id)) },
-  // jobs: transform-URL keys, webhook secrets (current and previous), presigned PUT URLs of jobs
-  { table: 'transform_keys', key: ['id'], fields: ['org_id'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => transformKeyContext(String(r.org_id), String(r.id)) },
-  { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
-  { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'previous_secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
-  { table: 'jobs', key: ['id'], fields: ['org_id'], column: 'put_url_wrapped', context: (r) => putUrlContext(String(r.org_id), String(r.id)) },
-  // audit: the MAC key of the audit log (its epoch start is part of the context)
-  { table: 'audit_keys', key: ['id'], fields: ['since'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => auditKeyContext(String(r.id), String(r.since)) },
 ];
 
 /**
- * Re-wraps every secret in `WRAPPED_COLUMNS` under the current master key, accepting any key in
- * `master.all` for unwrapping. One transaction: either every value moves or none. Blobs are untouched.
+ * Re-wraps every secret in `columns` (every capability's list, composed by the composition root:
+ * `WRAPPED_COLUMNS` in src/main.ts) under the current master key, accepting any key in `master.all`
+ * for unwrapping. One transaction: either every value moves or none. Blobs are untouched.
  * Returns how many values moved per table.
  */
-export async function rewrapAll(db: DatabaseHandle, master: MasterKeys): Promise<{ tenantKeys: number; signingKeys: number; byTable: Record<string, number> }> {
+export async function rewrapAll(db: DatabaseHandle, master: MasterKeys, columns: readonly WrappedColumn[]): Promise<{ tenantKeys: number; signingKeys: number; byTable: Record<string, number> }> {
   const prefix = `v1.${master.currentId}.`;
   return db.withSystem(async (trx) => {
     const byTable: Record<string, number> = {};
-    for (const col of WRAPPED_COLUMNS) {
+    for (const col of columns) {
       const exists = await sql<{ t: string | null }>`select to_regclass(${col.table}) as t`.execute(trx);
       if (!exists.rows[0]?.t) continue;
       const cols = [...new Set([...col.key, ...(col.fields ?? []), col.column])];

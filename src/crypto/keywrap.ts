@@ -169,3 +169,20 @@ export function masterKeyId(master: Buffer): string {
   checkKey(master, 'the master key');
   return createHash('sha256').update(ID_LABEL).update(master).digest().subarray(0, 8).toString('hex');
 }
+
+/**
+ * A column holding values wrapped by the master key, and how to rebuild each value's context. Each
+ * capability that stores a wrapped secret exports its columns; the composition root lists them all
+ * for `obscura keys rotate-master` (the rotation test checks no listed column keeps an old value).
+ */
+export interface WrappedColumn {
+  table: string;
+  /** Primary-key columns. */
+  key: string[];
+  column: string;
+  /** Columns the context needs (besides the key). */
+  fields?: string[];
+  /** Optional column recording which master key wraps the value. */
+  masterIdColumn?: string;
+  context: (row: Record<string, unknown>) => string;
+}

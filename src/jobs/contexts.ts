@@ -1,8 +1,9 @@
 /**
  * Key-wrap contexts of the secrets this capability stores wrapped by the master key (keywrap.ts AAD).
  * Each binds the value to its org and row, so a wrapped value copied to another row or org fails to
- * unwrap. Dependency-free so that `crypto/keyring.ts` can list them for master-key rotation.
+ * unwrap. The columns holding them are listed here for master-key rotation (`keys rotate-master`).
  */
+import type { WrappedColumn } from '../crypto/keywrap.js';
 
 /** A webhook endpoint's signing secret (current and previous). */
 export const webhookSecretContext = (orgId: string, endpointId: string): string => `webhook:${orgId}:${endpointId}`;
@@ -12,3 +13,11 @@ export const transformKeyContext = (orgId: string, kid: string): string => `tran
 
 /** A job's presigned PUT URL (a customer credential). */
 export const putUrlContext = (orgId: string, jobId: string): string => `job-put:${orgId}:${jobId}`;
+
+/** Transform-URL keys, webhook secrets (current and previous) and presigned PUT URLs of jobs. */
+export const JOBS_COLUMNS: readonly WrappedColumn[] = [
+  { table: 'transform_keys', key: ['id'], fields: ['org_id'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => transformKeyContext(String(r.org_id), String(r.id)) },
+  { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
+  { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'previous_secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
+  { table: 'jobs', key: ['id'], fields: ['org_id'], column: 'put_url_wrapped', context: (r) => putUrlContext(String(r.org_id), String(r.id)) },
+];

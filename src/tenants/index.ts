@@ -9,8 +9,8 @@ import type { AppSettings, UserRole } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { newId } from '../crypto/random.js';
 import { appendAudit, type AuditActor } from '../audit/log.js';
-import { hashPassword, verifyPassword, dummyHash } from '../auth/passwords.js';
-import { assertPasswordPolicy } from '../auth/password-policy.js';
+import { hashPassword, verifyPassword, dummyHash } from '../crypto/passwords.js';
+import { assertPasswordPolicy } from './password-policy.js';
 
 export const ROLES: readonly UserRole[] = ['owner', 'admin', 'developer', 'viewer'];
 

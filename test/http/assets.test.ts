@@ -7,7 +7,8 @@ import sharp from 'sharp';
 import { DB_KINDS, openTestDb, superQuery, type TestDb } from '../support/db.js';
 import { startServer, createTenant, mintKey, api, masterKeysFor, type TestServer, type Tenant } from '../support/server.js';
 import { sweepAssets } from '../../src/assets/assets.js';
-import { shredOrgKeys, rewrapAll, WRAPPED_COLUMNS } from '../../src/crypto/keyring.js';
+import { shredOrgKeys, rewrapAll } from '../../src/crypto/keyring.js';
+import { WRAPPED_COLUMNS } from '../../src/main.js';
 import { masterKeyId } from '../../src/crypto/keywrap.js';
 import type { FsBlobStore } from '../../src/assets/stores/fs.js';
 import { markedPng } from '../support/media.js';
@@ -298,7 +299,7 @@ for (const kind of DB_KINDS) {
       const old = masterKeysFor(t.db);
       const fresh = randomBytes(32);
       const next = { current: fresh, currentId: masterKeyId(fresh), all: new Map([[masterKeyId(fresh), fresh], ...old.all]), source: 'env' as const, file: undefined };
-      const moved = await rewrapAll(t.db, next);
+      const moved = await rewrapAll(t.db, next, WRAPPED_COLUMNS);
       assert.ok(moved.tenantKeys >= 1);
       const wraps = await superQuery(t, 'select master_key_id from tenant_keys');
       assert.ok(wraps.every((w) => w.master_key_id === next.currentId));
@@ -308,6 +309,13 @@ for (const kind of DB_KINDS) {
         if (!exists[0]!.t) continue;
         const stale = await superQuery(t, `select count(*)::int as n from ${col.table} where ${col.column} like $1`, [`v1.${old.currentId}.%`]);
         assert.equal(stale[0]!.n, 0, `${col.table}.${col.column}`);
+      }
+      // And no column anywhere, listed or not, still holds a value wrapped by the old key (a capability
+      // that stored a new wrapped secret without declaring its columns fails here).
+      const textColumns = await superQuery(t, "select table_name as t, column_name as c from information_schema.columns where table_schema = 'public' and data_type = 'text'");
+      for (const { t: table, c: column } of textColumns) {
+        const stale = await superQuery(t, `select count(*)::int as n from ${String(table)} where ${String(column)} like $1`, [`v1.${old.currentId}.%`]);
+        assert.equal(stale[0]!.n, 0, `${String(table)}.${String(column)} holds a value wrapped by the old master key and is not in WRAPPED_COLUMNS`);
       }
       // A node that only knows the new master key reads everything.
       const onlyNew = { ...next, all: new Map([[next.currentId, fresh]]) };

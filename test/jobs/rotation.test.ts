@@ -5,6 +5,7 @@ import { DB_KINDS, superQuery } from '../support/db.js';
 import { masterKeysFor } from '../support/server.js';
 import { quadrants } from '../fixtures/make.js';
 import { rewrapAll } from '../../src/crypto/keyring.js';
+import { WRAPPED_COLUMNS } from '../../src/main.js';
 import { masterKeyId, unwrapKey } from '../../src/crypto/keywrap.js';
 import type { MasterKeys } from '../../src/crypto/master.js';
 import { putUrlContext, transformKeyContext, webhookSecretContext } from '../../src/jobs/contexts.js';
@@ -30,7 +31,7 @@ for (const kind of DB_KINDS) {
       const old = masterKeysFor(h.t.db);
       const current = randomBytes(32);
       const next: MasterKeys = { ...old, current, currentId: masterKeyId(current), all: new Map([[masterKeyId(current), current], ...old.all]) };
-      const moved = await rewrapAll(h.t.db, next);
+      const moved = await rewrapAll(h.t.db, next, WRAPPED_COLUMNS);
       assert.equal(moved.byTable['transform_keys.wrapped'], 1);
       assert.equal(moved.byTable['webhook_endpoints.secret_wrapped'], 1);
       assert.equal(moved.byTable['webhook_endpoints.previous_secret_wrapped'], 1);

@@ -6,7 +6,7 @@ import {
   generateWebhookSecret,
   signWebhook,
   verifyWebhook,
-} from '../../src/jobs/webhook-signature.js';
+} from '../../sdk/src/webhook-signature.js';
 
 const body = JSON.stringify({ type: 'job.completed', data: { id: 'job_1', outputs: ['ü'] } });
 const secret = 'whsec_current';

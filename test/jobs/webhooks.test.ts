@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { DB_KINDS, superQuery } from '../support/db.js';
 import { mintKey } from '../support/server.js';
 import { quadrants } from '../fixtures/make.js';
-import { verifyWebhook, WebhookVerificationError } from '../../src/jobs/webhook-signature.js';
+import { verifyWebhook, WebhookVerificationError } from '../../sdk/src/webhook-signature.js';
 import { deliveryRetryPolicy } from '../../src/jobs/webhooks.js';
 import { createApp } from '../../src/tenants/index.js';
 import { createKey } from '../../src/auth/keys.js';

@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { openTestDb, type TestDb } from '../support/db.js';
 import { startServer, createTenant, type TestServer, type Tenant } from '../support/server.js';
 import { Obscura } from '../../sdk/src/index.js';
-import { signWebhook } from '../../src/jobs/webhook-signature.js';
+import { signWebhook } from '../../sdk/src/webhook-signature.js';
 import { quadrants } from '../fixtures/make.js';
 import { repoRoot, startExampleProcess, type ExampleProcess } from './support.js';
 

@@ -11,7 +11,7 @@ import { openTestDb, type TestDb } from '../support/db.js';
 import { startServer, createTenant, mintKey, type TestServer, type Tenant } from '../support/server.js';
 import { Obscura, ObscuraError, isObscuraError, parseRetryAfter, backoffDelay, DEFAULT_RETRY } from '../../sdk/src/index.js';
 import { constructWebhookEvent, verifyWebhook, WebhookVerificationError } from '../../sdk/src/node.js';
-import { signWebhook } from '../../src/jobs/webhook-signature.js';
+import { signWebhook } from '../../sdk/src/webhook-signature.js';
 import { startProxy, noisyPng, problem, type TestProxy } from './support.js';
 import { quadrants } from '../fixtures/make.js';
 

@@ -1,13 +1,13 @@
 /**
  * `POST /v1/setup`: the first run on a running server. Only while the database has no org, and only
  * with the one-time setup token that `obscura serve` wrote owner-only into the data dir; `obscura
- * init` sends it for you when the server holds the data dir (src/tenants/setup.ts).
+ * init` sends it for you when the server holds the data dir (src/auth/setup.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import { createFirstOrg, SetupGate } from '../../tenants/setup.js';
+import { createFirstOrg, SetupGate } from '../../auth/setup.js';
 import { errorResponses } from './common.js';
 
 /** What the composition root hands the route: the gate, and what to do once the org exists. */

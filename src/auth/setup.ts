@@ -13,9 +13,9 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import type { DatabaseHandle } from '../db/database.js';
 import { AppError } from '../errors.js';
-import { assertPasswordPolicy } from '../auth/password-policy.js';
-import { createKey } from '../auth/keys.js';
-import { createApp, createOrg, createUser, type Ctx } from './index.js';
+import { assertPasswordPolicy } from '../tenants/password-policy.js';
+import { createKey } from './keys.js';
+import { createApp, createOrg, createUser, type Ctx } from '../tenants/index.js';
 
 export interface FirstOrgInput {
   org: string;

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkPassword, assertPasswordPolicy, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../src/auth/password-policy.js';
+import { checkPassword, assertPasswordPolicy, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../src/tenants/password-policy.js';
 import { AppError } from '../../src/errors.js';
 
 const ctx = { email: 'alice.smith+console@example.com', orgName: 'Acme Widgets' };
