@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   ERR_RANGE_NOT_SATISFIABLE: 416,
   ERR_UNPROCESSABLE: 422,
   ERR_IMAGE_TOO_LARGE: 422,
+  ERR_TOO_EXPENSIVE: 422,
   /** The upload's bytes are not a valid file of the type they were sniffed as (truncated, corrupt, a disguise). */
   ERR_MEDIA_INVALID: 422,
   ERR_RATE_LIMITED: 429,

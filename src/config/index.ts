@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 export type Role = 'all' | 'api' | 'worker';
@@ -127,6 +127,22 @@ export interface Config {
     readonly concurrency: number;
     /** Requests allowed to wait for a slot; beyond that 503 + Retry-After (`OBSCURA_PROCESS_MAX_QUEUED`, default 4 × concurrency). Bounds memory. */
     readonly maxQueued: number;
+    /**
+     * Slots one org may hold at once (`OBSCURA_PROCESS_CONCURRENCY_PER_ORG`, default half the
+     * concurrency, at least 1): one tenant's heavy requests leave the rest to the others.
+     */
+    readonly concurrencyPerOrg: number;
+    /** Requests of one org allowed to wait (`OBSCURA_PROCESS_MAX_QUEUED_PER_ORG`, default half of the queue, at least 1). */
+    readonly maxQueuedPerOrg: number;
+    /** Longest a request waits for a slot before 503 + Retry-After (`OBSCURA_PROCESS_MAX_WAIT_MS`, default 10000). */
+    readonly maxWaitMs: number;
+    /**
+     * Estimated decoded-image memory all running requests may hold together, bytes
+     * (`OBSCURA_PROCESS_MEMORY_BUDGET_BYTES`, default half the machine's memory, at least 256 MiB).
+     */
+    readonly memoryBudgetBytes: number;
+    /** Most work one request may ask for, in cost units (`OBSCURA_PROCESS_MAX_COST`, default 1500; src/media/limits.ts). */
+    readonly maxCost: number;
     /** Time limit of one remote fetch: input, presigned PUT (`OBSCURA_REMOTE_TIMEOUT_MS`, default 15000). */
     readonly remoteTimeoutMs: number;
     /**
@@ -236,7 +252,7 @@ const KNOWN = new Set([
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS',
   'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
-  'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_REMOTE_ALLOWED_PORTS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_MAINTENANCE_INTERVAL_MS', 'OBSCURA_ORPHAN_GRACE_MS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
+  'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_PROCESS_CONCURRENCY_PER_ORG', 'OBSCURA_PROCESS_MAX_QUEUED_PER_ORG', 'OBSCURA_PROCESS_MAX_WAIT_MS', 'OBSCURA_PROCESS_MEMORY_BUDGET_BYTES', 'OBSCURA_PROCESS_MAX_COST', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_REMOTE_ALLOWED_PORTS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_MAINTENANCE_INTERVAL_MS', 'OBSCURA_ORPHAN_GRACE_MS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
   'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
   // perimeter (src/http/limits.ts)
   'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
@@ -431,6 +447,11 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       maxBodyBytes: int(src, 'OBSCURA_PROCESS_MAX_BODY_BYTES', 10 * 1000 * 1000, 1024, 1024 ** 3),
       concurrency: int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024),
       maxQueued: int(src, 'OBSCURA_PROCESS_MAX_QUEUED', 4 * int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024), 0, 100_000),
+      concurrencyPerOrg: int(src, 'OBSCURA_PROCESS_CONCURRENCY_PER_ORG', Math.max(1, Math.floor(int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024) / 2)), 1, 1024),
+      maxQueuedPerOrg: int(src, 'OBSCURA_PROCESS_MAX_QUEUED_PER_ORG', Math.max(1, Math.floor(int(src, 'OBSCURA_PROCESS_MAX_QUEUED', 4 * int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024), 0, 100_000) / 2)), 0, 100_000),
+      maxWaitMs: int(src, 'OBSCURA_PROCESS_MAX_WAIT_MS', 10_000, 100, 600_000),
+      memoryBudgetBytes: int(src, 'OBSCURA_PROCESS_MEMORY_BUDGET_BYTES', Math.max(256 * 1024 ** 2, Math.floor(totalmem() / 2)), 16 * 1024 ** 2, 1024 ** 4),
+      maxCost: int(src, 'OBSCURA_PROCESS_MAX_COST', 1500, 1, 1_000_000),
       remoteTimeoutMs: int(src, 'OBSCURA_REMOTE_TIMEOUT_MS', 15_000, 100, 600_000),
       remoteAllowedPorts: ports(src, 'OBSCURA_REMOTE_ALLOWED_PORTS', [443, 80]),
     },

@@ -104,6 +104,8 @@ export interface JobSettings {
   webhookRetryDelaySeconds: number;
   /** Largest raw input accepted for a job. */
   maxInputBytes: number;
+  /** Most work one job may ask for (`OBSCURA_PROCESS_MAX_COST`; default the media default). */
+  maxCost?: number;
 }
 
 /** What the job service needs. */
@@ -362,7 +364,7 @@ export class JobService {
     try {
       await this.removeOrphans(job, attempt);
       const settings = await db.withTenant(job.org_id, (trx) => appSettings(trx, job.org_id, job.app_id));
-      const limits = limitsFor(settings);
+      const limits = limitsFor(settings, this.deps.settings.maxCost === undefined ? {} : { maxCost: this.deps.settings.maxCost });
       const compiled = compileOperations(job.operations);
       const { bytes } = await readAsset(this.deps, job.org_id, job.input_asset_id, limits.maxInputBytes);
       if (this.deps.testDelayMs) await delay(this.deps.testDelayMs, opts.signal);

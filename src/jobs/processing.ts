@@ -10,6 +10,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { DatabaseHandle, Tx } from '../db/database.js';
 import type { AppSettings } from '../db/schema.js';
+import sharp from 'sharp';
 import { AppError } from '../errors.js';
 import { getApp } from '../tenants/index.js';
 import type { Keyring } from '../crypto/keyring.js';
@@ -62,8 +63,28 @@ export async function appSettings(trx: Tx, orgId: string, appId: string): Promis
 }
 
 /** Media limits for an app: the secure defaults, SVG only when the app enabled it. */
-export function limitsFor(settings: AppSettings): Readonly<MediaLimits> {
-  return mediaLimits({ allowSvg: settings.allow_svg === true });
+export function limitsFor(settings: AppSettings, server: Partial<Pick<MediaLimits, 'maxCost'>> = {}): Readonly<MediaLimits> {
+  return mediaLimits({ ...server, allowSvg: settings.allow_svg === true });
+}
+
+/**
+ * Memory a run is expected to hold, from the input's header: its decoded frames (4 B/pixel, RGBA)
+ * and about as much again for libvips' working and output buffers. Used to admit work under the
+ * processing memory budget; 0 when the header cannot be read (the pipeline then refuses the input).
+ */
+export async function estimateMemory(input: Buffer | { width: number | null; height: number | null }): Promise<number> {
+  let pixels = 0;
+  if (Buffer.isBuffer(input)) {
+    try {
+      const m = await sharp(input, { failOn: 'none', limitInputPixels: false }).metadata();
+      pixels = (m.width ?? 0) * (m.pageHeight ?? m.height ?? 0) * Math.max(1, m.pages ?? 1);
+    } catch {
+      pixels = 0;
+    }
+  } else {
+    pixels = (input.width ?? 0) * (input.height ?? 0);
+  }
+  return pixels * 4 * 2;
 }
 
 /** Reads a stream into memory, failing with 413 beyond `maxBytes` (bounded memory). */

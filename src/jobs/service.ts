@@ -10,7 +10,7 @@ import type { DatabaseHandle } from '../db/database.js';
 import type { MasterKeys } from '../crypto/master.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { BlobStore } from '../assets/stores/types.js';
-import { ingest, DEFAULT_OUTPUT_TTL_SECONDS, type Asset } from '../assets/assets.js';
+import { getAsset, ingest, DEFAULT_OUTPUT_TTL_SECONDS, type Asset } from '../assets/assets.js';
 import { openAssetStream } from '../assets/read.js';
 import { createWorkQueue, type WorkQueue } from '../media/queue.js';
 import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
@@ -20,7 +20,7 @@ import type { Ctx } from '../tenants/index.js';
 import { Readable } from 'node:stream';
 import { acquireBoss, type BossHandle } from './boss.js';
 import { JobService, MAX_OUTPUT_TTL_SECONDS, type JobInput } from './jobs.js';
-import { appSettings, compileOperations, fetchRemote, limitsFor, readAsset, readBounded, runPipeline, type ProcessingDeps } from './processing.js';
+import { appSettings, compileOperations, estimateMemory, fetchRemote, limitsFor, readAsset, readBounded, runPipeline, type ProcessingDeps } from './processing.js';
 import { createRemote, type Remote, type RemotePolicy } from './remote.js';
 import { SourceCache, TransformKeys, acceptClass, expandPresetSegments, parseTransformUrl, resolveTransformOperations, transformEtag } from './transform.js';
 import type { WebhookDeps } from './webhooks.js';
@@ -100,7 +100,15 @@ export class ProcessingService {
       { allowHttp: config.unsafe.remoteAllowHttp, unsafeAllowPrivateAddresses: config.unsafe.remoteAllowPrivate, allowedPorts: [...config.processing.remoteAllowedPorts], ...o.remote },
       { timeoutMs: config.processing.remoteTimeoutMs },
     );
-    this.queue = createWorkQueue({ concurrency: config.processing.concurrency, maxQueued: config.processing.maxQueued });
+    // Fair across orgs, bounded in waiting time and in decoded-image memory (issue 9, item 4).
+    this.queue = createWorkQueue({
+      concurrency: config.processing.concurrency,
+      maxQueued: config.processing.maxQueued,
+      perKeyConcurrency: Math.min(config.processing.concurrencyPerOrg, config.processing.concurrency),
+      perKeyQueued: Math.min(config.processing.maxQueuedPerOrg, config.processing.maxQueued),
+      maxWaitMs: config.processing.maxWaitMs,
+      memoryBudgetBytes: config.processing.memoryBudgetBytes,
+    });
     this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now, meter: o.meter };
     this.jobs = new JobService({
       ...this.deps,
@@ -111,6 +119,7 @@ export class ProcessingService {
         retryLimit: config.jobs.retryLimit,
         webhookRetryDelaySeconds: config.jobs.webhookRetryDelaySeconds,
         maxInputBytes: Math.max(config.processing.maxBodyBytes, DEFAULT_MEDIA_LIMITS.maxInputBytes),
+        maxCost: config.processing.maxCost,
       },
       boss: () => this.boss(),
       testDelayMs: o.testDelayMs,
@@ -159,14 +168,23 @@ export class ProcessingService {
   async processSync(req: SyncRequest): Promise<ProcessResult> {
     const compiled = compileOperations(req.operations);
     const settings = await this.o.db.withTenant(req.orgId, (trx) => appSettings(trx, req.orgId, req.appId));
-    const limits = limitsFor(settings);
+    const limits = limitsFor(settings, { maxCost: this.o.config.processing.maxCost });
+    // The input's size decides its place under the memory budget, so it is known before a slot is
+    // taken: an asset's from its row, bytes (sent or fetched, both bounded) from their header.
+    let input: Buffer | undefined;
+    let memoryBytes: number;
+    if (req.input.kind === 'asset') {
+      const assetId = req.input.assetId;
+      const asset = await this.o.db.withTenant(req.orgId, (trx) => getAsset(trx, req.orgId, assetId, this.o.now?.() ?? Date.now()));
+      memoryBytes = await estimateMemory(asset);
+    } else {
+      input = req.input.kind === 'url' ? await fetchRemote(this.remote.inputs, req.input.url, req.input.headers, req.signal) : req.input.bytes;
+      memoryBytes = await estimateMemory(input);
+    }
     return this.queue.run(async () => {
-      let input: Buffer;
       if (req.input.kind === 'asset') input = (await readAsset(this.deps, req.orgId, req.input.assetId, limits.maxInputBytes)).bytes;
-      else if (req.input.kind === 'url') input = await fetchRemote(this.remote.inputs, req.input.url, req.input.headers, req.signal);
-      else input = req.input.bytes;
-      return runPipeline(this.deps, { orgId: req.orgId, input, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
-    }, req.signal);
+      return runPipeline(this.deps, { orgId: req.orgId, input: input!, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
+    }, { key: req.orgId, memoryBytes, signal: req.signal });
   }
 
   /**
@@ -226,13 +244,13 @@ export class ProcessingService {
       return { status: 304, etag, maxAge, varyAccept, authorized };
     }
     await this.o.exportAllowed?.(key.orgId, key.appId);
-    const limits = limitsFor(facts.settings);
+    const limits = limitsFor(facts.settings, { maxCost: this.o.config.processing.maxCost });
     const result = await this.queue.run(async () => {
       if (asset.size > limits.maxInputBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The input is too large.', { details: { maxBytes: limits.maxInputBytes } });
       const input = await this.sources.get(`${asset.orgId}/${asset.id}/${asset.sha256}`, async () => readBounded(await openAssetStream(this.deps, asset), limits.maxInputBytes));
       // A transform URL is billed to the app of the key that signed it.
       return runPipeline(this.deps, { orgId: key.orgId, input, plan: compiled.plan, limits, accept, signal, billTo: { appId: key.appId } });
-    }, signal);
+    }, { key: key.orgId, memoryBytes: await estimateMemory(asset), signal });
     return { status: 200, etag, maxAge, varyAccept, result, authorized };
   }
 }

@@ -30,6 +30,14 @@ export interface MediaLimits {
   /** Processing time limit, in milliseconds (enforced by libvips, whole seconds, rounded up). Default 30 000. */
   timeoutMs: number;
   /**
+   * Most work one request may ask for, in cost units: megapixels touched (input + output, every frame)
+   * × (1 + the operations' weights) + output megapixels × the encoder's weight. Checked after the
+   * header is read and before any pixel is decoded: a request over it is refused with 422
+   * `ERR_TOO_EXPENSIVE`. Default 1500 (`OBSCURA_PROCESS_MAX_COST`): a 40 MP photo resized to 2000 px
+   * and encoded as WebP costs ~100, a 12 MP photo as a full-size AVIF ~750, an 8192² AVIF ~4200.
+   */
+  maxCost: number;
+  /**
    * Accept SVG input (sanitised, then rasterised). Default false. Security: SVG is a document format
    * with scripts and references; see svg.ts for what the sanitiser removes.
    */
@@ -43,6 +51,7 @@ export const DEFAULT_MEDIA_LIMITS: Readonly<MediaLimits> = Object.freeze({
   maxOutputDimension: 8192,
   maxFrames: 100,
   timeoutMs: 30_000,
+  maxCost: 1500,
   allowSvg: false,
 });
 
@@ -53,7 +62,7 @@ export const DEFAULT_MEDIA_LIMITS: Readonly<MediaLimits> = Object.freeze({
  */
 export function mediaLimits(overrides: Partial<MediaLimits> = {}): Readonly<MediaLimits> {
   const limits: MediaLimits = { ...DEFAULT_MEDIA_LIMITS, ...overrides };
-  for (const key of ['maxInputBytes', 'maxInputPixels', 'maxOutputDimension', 'maxFrames', 'timeoutMs'] as const) {
+  for (const key of ['maxInputBytes', 'maxInputPixels', 'maxOutputDimension', 'maxFrames', 'timeoutMs', 'maxCost'] as const) {
     const value = limits[key];
     if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`media limit ${key} must be a positive integer`);
   }

@@ -15,6 +15,7 @@ import { AppError, isAppError } from '../errors.js';
 import { inspect, type ImageInfo, type MediaLimits } from './limits.js';
 import { applyResize } from './operations/geometry.js';
 import { buildPlan, parseOperations, type Plan } from './operations/registry.js';
+import { ENCODE_COST } from './operations/output.js';
 import type { OperationContext, OutputFormat } from './operations/types.js';
 import { renderText } from './text.js';
 
@@ -183,6 +184,27 @@ async function previewMark(base: { width: number; height: number }): Promise<Ove
   return { input: rendered.data, raw: { width: rendered.width, height: rendered.height, channels: 4 }, gravity: 'centre' };
 }
 
+/** What {@link estimateCost} found. */
+export interface CostEstimate {
+  /** Cost units (see `MediaLimits.maxCost`). */
+  units: number;
+  inputPixels: number;
+  outputPixels: number;
+}
+
+/**
+ * The work a run will do, from sizes alone: megapixels touched (input + output, every frame) × (1 +
+ * the operations' weights) + output megapixels × the encoder's weight. Each operation states its own
+ * weight in its registry entry (`cost`, default 1); the encoders' are `ENCODE_COST`.
+ */
+export function estimateCost(o: { source: { width: number; height: number }; output: { width: number; height: number }; frames: number; plan: Plan; format: OutputFormat }): CostEstimate {
+  const inputPixels = o.source.width * o.source.height * o.frames;
+  const outputPixels = o.output.width * o.output.height * o.frames;
+  const weights = o.plan.steps.reduce((sum, s) => sum + (s.operation.cost ? s.operation.cost(s.args as never) : 1), 0);
+  const units = ((inputPixels + outputPixels) / 1e6) * (1 + weights) + (outputPixels / 1e6) * ENCODE_COST[o.format];
+  return { units, inputPixels, outputPixels };
+}
+
 /**
  * Processes one image.
  *
@@ -248,6 +270,15 @@ export async function processImage(
   // JPEG has no alpha: composite transparency onto the background instead of letting it turn black.
   if (format === 'jpeg' && source.hasAlpha && !flattened) {
     pipeline.flatten({ background: ctx.background });
+  }
+  // Every size is known and no pixel has been decoded yet (sharp is lazy): refuse too much work now.
+  const cost = estimateCost({ source, output: ctx, frames: animated ? source.frames : 1, plan, format });
+  if (cost.units > limits.maxCost) {
+    throw new AppError(
+      'ERR_TOO_EXPENSIVE',
+      `This request would cost ${Math.ceil(cost.units)} units of work, over this server's limit of ${limits.maxCost} (OBSCURA_PROCESS_MAX_COST). Ask for a smaller output, a lighter format (WebP or JPEG rather than AVIF) or fewer or lighter operations (a smaller blur sigma).`,
+      { details: { cost: Math.ceil(cost.units), max_cost: limits.maxCost, input_pixels: cost.inputPixels, output_pixels: cost.outputPixels, setting: 'OBSCURA_PROCESS_MAX_COST' } },
+    );
   }
 
   try {

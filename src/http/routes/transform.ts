@@ -68,7 +68,7 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
         response: {
           200: { type: 'string', format: 'binary', description: 'The image; cacheable by CDNs until exp.' },
           304: Type.Null(),
-          ...errorResponses({ 403: 'Bad signature (ERR_SIGNATURE_INVALID) or not a preset in strict mode (ERR_PRESET_REQUIRED).', 410: 'Expired (ERR_URL_EXPIRED).', 503: 'Busy (ERR_UNAVAILABLE).' }),
+          ...errorResponses({ 403: 'Bad signature (ERR_SIGNATURE_INVALID) or not a preset in strict mode (ERR_PRESET_REQUIRED).', 410: 'Expired (ERR_URL_EXPIRED).', 422: 'More work than OBSCURA_PROCESS_MAX_COST allows (ERR_TOO_EXPENSIVE).', 503: 'Busy, or the org\'s share is full (ERR_UNAVAILABLE).' }),
         },
       },
       handler: async (req, reply) => {

@@ -14,6 +14,7 @@ export const background = defineOperation({
   schema: Type.Object({ color: Color }, { additionalProperties: false }),
   primary: 'color',
   order: 0,
+  cost: () => 0,
   // A setting read by the operations that fill (contain, rotate, flatten): where it is written does not matter.
   anyPosition: true,
   apply(_pipeline, args, ctx) {

@@ -9,6 +9,8 @@ export const blur = defineOperation({
   schema: Type.Object({ sigma: Type.Number({ minimum: 0.3, maximum: 100 }) }, { additionalProperties: false }),
   primary: 'sigma',
   order: 60,
+  // A separable Gaussian costs in proportion to its kernel width (about 6 sigma).
+  cost: (args) => 1 + args.sigma / 2,
   apply(pipeline, args) {
     pipeline.blur(args.sigma);
   },
@@ -24,6 +26,7 @@ export const sharpen = defineOperation({
   ),
   primary: 'sigma',
   order: 62,
+  cost: (args) => 1 + (args.sigma ?? 1) / 2,
   apply(pipeline, args) {
     pipeline.sharpen({ sigma: args.sigma ?? 1 });
   },

@@ -68,6 +68,12 @@ export interface OperationDef<S extends TSchema = TSchema> {
   readonly repeatable?: boolean;
   /** Reads another asset's content (watermark): a caller naming it needs the `assets:read` scope. */
   readonly readsAssets?: boolean;
+  /**
+   * Relative work per pixel for the cost estimate (default 1: one pass over the image, like a resize;
+   * settings that do no pixel work say 0). The pipeline refuses a request whose estimated cost is over
+   * `MediaLimits.maxCost` before any pixel is decoded (issue 9, item 4).
+   */
+  cost?(args: Static<S>): number;
   /** Cross-parameter rules a schema cannot express; returns a reason code to refuse, checked at parse time. */
   check?(args: Static<S>): string | undefined;
   /** Configures `pipeline` (or `ctx`); may throw AppError `ERR_VALIDATION` for size-dependent checks. */
