@@ -169,21 +169,25 @@ export class ProcessingService {
     const compiled = compileOperations(req.operations);
     const settings = await this.o.db.withTenant(req.orgId, (trx) => appSettings(trx, req.orgId, req.appId));
     const limits = limitsFor(settings, { maxCost: this.o.config.processing.maxCost });
-    // The input's size decides its place under the memory budget, so it is known before a slot is
-    // taken: an asset's from its row, bytes (sent or fetched, both bounded) from their header.
-    let input: Buffer | undefined;
-    let memoryBytes: number;
+    // The input's size decides its place under the memory budget: an asset's is known from its row and
+    // sent bytes from their header before a slot is taken; a remote input is fetched inside its slot
+    // (so slots also bound concurrent fetches) and reserves its memory once its header is read.
+    let memoryBytes = 0;
     if (req.input.kind === 'asset') {
       const assetId = req.input.assetId;
       const asset = await this.o.db.withTenant(req.orgId, (trx) => getAsset(trx, req.orgId, assetId, this.o.now?.() ?? Date.now()));
       memoryBytes = await estimateMemory(asset);
-    } else {
-      input = req.input.kind === 'url' ? await fetchRemote(this.remote.inputs, req.input.url, req.input.headers, req.signal) : req.input.bytes;
-      memoryBytes = await estimateMemory(input);
+    } else if (req.input.kind === 'upload') {
+      memoryBytes = await estimateMemory(req.input.bytes);
     }
-    return this.queue.run(async () => {
+    return this.queue.run(async (slot) => {
+      let input: Buffer;
       if (req.input.kind === 'asset') input = (await readAsset(this.deps, req.orgId, req.input.assetId, limits.maxInputBytes)).bytes;
-      return runPipeline(this.deps, { orgId: req.orgId, input: input!, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
+      else if (req.input.kind === 'url') {
+        input = await fetchRemote(this.remote.inputs, req.input.url, req.input.headers, req.signal);
+        slot.reserve(await estimateMemory(input));
+      } else input = req.input.bytes;
+      return runPipeline(this.deps, { orgId: req.orgId, input, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
     }, { key: req.orgId, memoryBytes, signal: req.signal });
   }
 

@@ -47,6 +47,16 @@ export interface RunOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** A running task's hold on the queue. */
+export interface Slot {
+  /**
+   * Adds memory the task learned it needs only once running (e.g. an input fetched inside the slot).
+   * @throws AppError `ERR_UNAVAILABLE` (503, `reason: 'memory_budget'`) when it does not fit the budget
+   *   while other tasks run.
+   */
+  reserve(bytes: number): void;
+}
+
 /** A bounded queue. */
 export interface WorkQueue {
   /**
@@ -55,7 +65,7 @@ export interface WorkQueue {
    *   tenant's places are full (`details.reason`: `queue_full`, `org_queue_full`), after `maxWaitMs`
    *   (`wait_timeout`), or if `signal` aborts while waiting (`aborted`).
    */
-  run<T>(fn: () => Promise<T>, opts?: RunOptions | AbortSignal): Promise<T>;
+  run<T>(fn: (slot: Slot) => Promise<T>, opts?: RunOptions | AbortSignal): Promise<T>;
   /** Tasks running now. */
   readonly active: number;
   /** Tasks waiting now. */
@@ -151,10 +161,10 @@ export function createWorkQueue(options: WorkQueueOptions): WorkQueue {
     return true;
   }
 
-  async function run<T>(fn: () => Promise<T>, opts?: RunOptions | AbortSignal): Promise<T> {
+  async function run<T>(fn: (slot: Slot) => Promise<T>, opts?: RunOptions | AbortSignal): Promise<T> {
     const o: RunOptions = opts instanceof AbortSignal ? { signal: opts } : (opts ?? {});
     const key = o.key ?? SHARED;
-    const memory = Math.max(0, o.memoryBytes ?? 0);
+    let memory = Math.max(0, o.memoryBytes ?? 0);
     const signal = o.signal;
     if (signal?.aborted) throw busy('aborted');
     // Nobody of this tenant is waiting and a slot fits: run now (others waiting are blocked by their
@@ -197,8 +207,16 @@ export function createWorkQueue(options: WorkQueueOptions): WorkQueue {
         signal?.addEventListener('abort', onAbort, { once: true });
       });
     }
+    const slot: Slot = {
+      reserve(bytes: number): void {
+        const b = Math.max(0, bytes);
+        if (memoryInUse + b > budget && active > 1) throw busy('memory_budget');
+        memoryInUse += b;
+        memory += b;
+      },
+    };
     try {
-      return await fn();
+      return await fn(slot);
     } finally {
       release(key, memory);
     }
