@@ -68,6 +68,8 @@ export const ERROR_CODES = {
   ERR_UPLOAD_OFFSET_MISMATCH: 409,
   ERR_UPLOAD_EXPIRED: 410,
   ERR_CHECKSUM_MISMATCH: 460,
+  /** Too many unfinished uploads, or too many bytes declared by them, for an app or org; the details name the limit and its setting. */
+  ERR_UPLOAD_LIMIT: 429,
   // remote fetches (SSRF-safe fetcher)
   ERR_REMOTE_FORBIDDEN: 400,
   ERR_REMOTE_FAILED: 502,

@@ -20,6 +20,7 @@ import type { Principal } from '../auth/keys.js';
 import { getApp, type Ctx } from '../tenants/index.js';
 import { appendAudit } from '../audit/log.js';
 import { allowedTypes, ingest, type Asset, type AssetDeps } from './assets.js';
+import { reserveUpload } from './upload-limits.js';
 
 export interface UploadIntentDeps extends AssetDeps {
   config: Config;
@@ -61,6 +62,8 @@ export async function createUploadIntent(
   const exp = Math.floor(nowMs / 1000) + ttl;
   const key = stagingKey(p.orgId, id);
   await deps.db.withTenant(p.orgId, async (trx) => {
+    // An unused URL holds its declared length like an unfinished tus upload (for at most its lifetime).
+    await reserveUpload(trx, deps.config.uploads.limits, p.orgId, p.appId, body.content_length, new Date(nowMs));
     await trx
       .insertInto('upload_intents')
       .values({

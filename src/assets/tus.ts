@@ -42,6 +42,7 @@ import { appendAudit } from '../audit/log.js';
 import type { Principal } from '../auth/keys.js';
 import type { Ctx } from '../tenants/index.js';
 import { ingest, type Asset, type AssetDeps } from './assets.js';
+import { reserveUpload } from './upload-limits.js';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
@@ -603,6 +604,8 @@ export class EncryptedUploadStore extends DataStore {
     const now = nowOf(this.deps);
     const expiresAt = new Date(now + this.expiryMs);
     await this.deps.db.withTenant(principal.orgId, async (trx) => {
+      // The declared length is reserved until the upload completes, is terminated or expires.
+      await reserveUpload(trx, this.deps.config.uploads.limits, principal.orgId, principal.appId, upload.size!, new Date(now));
       await trx
         .insertInto('uploads')
         .values({

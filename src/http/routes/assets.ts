@@ -254,7 +254,7 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
       summary: 'Get a presigned, single-use direct upload URL bound to size and type (15 min)',
       security: bearer,
       body: IntentBody,
-      response: { 201: IntentResponse, ...errorResponses({ 413: 'Larger than the app or server limit (ERR_PAYLOAD_TOO_LARGE).', 415: 'Type not accepted by this app (ERR_UNSUPPORTED_MEDIA_TYPE).' }) },
+      response: { 201: IntentResponse, ...errorResponses({ 413: 'Larger than the app or server limit (ERR_PAYLOAD_TOO_LARGE).', 415: 'Type not accepted by this app (ERR_UNSUPPORTED_MEDIA_TYPE).', 429: 'Rate limited (ERR_RATE_LIMITED), or the app or org already holds its limit of unfinished uploads or of bytes they declare (ERR_UPLOAD_LIMIT; `limit` and `setting` name which).' }) },
     },
     handler: async (req, reply) => {
       const p = principalOf(req);

@@ -198,7 +198,12 @@ export function uploadRoutes(app: FastifyInstance, deps: AssetRouteDeps): TusUpl
         headers: TusHeaders,
         response: {
           201: empty('Created; `Location` is the upload URL, `Upload-Expires` its deadline, `Obscura-Asset-Id` the asset when the body completed it.'),
-          ...errorResponses({ 413: 'Larger than the app allows (ERR_PAYLOAD_TOO_LARGE).', 415: 'Completed with a type the app does not accept (ERR_UNSUPPORTED_MEDIA_TYPE).', 460: 'Body does not match Upload-Checksum (ERR_CHECKSUM_MISMATCH).' }),
+          ...errorResponses({
+            413: 'Larger than the app allows (ERR_PAYLOAD_TOO_LARGE).',
+            415: 'Completed with a type the app does not accept (ERR_UNSUPPORTED_MEDIA_TYPE).',
+            429: 'Rate limited (ERR_RATE_LIMITED), or the app or org already holds its limit of unfinished uploads or of bytes they declare (ERR_UPLOAD_LIMIT; `limit` and `setting` name which).',
+            460: 'Body does not match Upload-Checksum (ERR_CHECKSUM_MISMATCH).',
+          }),
         },
       },
       handler,
