@@ -68,7 +68,8 @@ export function assertWithinUploadLimits(limits: UploadLimits, held: { app: Rese
  * commits. Counts unfinished tus uploads and unused presigned upload URLs of the org.
  */
 export async function reserveUpload(trx: Tx, limits: UploadLimits, orgId: string, appId: string, length: number, now: Date): Promise<void> {
-  // nolock
+  // Serialise creations of one org (on every node) until this transaction commits: count, then insert.
+  await sql`select pg_advisory_xact_lock(hashtextextended(${'uploads:' + orgId}, 0))`.execute(trx);
   const tus = await trx
     .selectFrom('uploads')
     .select((eb) => ['app_id', eb.fn.countAll<string | number>().as('n'), eb.fn.coalesce(eb.fn.sum<string | number>('upload_length'), sql<number>`0`).as('bytes')])
