@@ -24,6 +24,7 @@ import { FailureTracker } from './auth/failures.js';
 import { installProblemHandlers, PROBLEM_SCHEMA } from './http/problem.js';
 import { declareRouteScopes, installAuth, type TokenVerifier } from './http/auth.js';
 import { installOptionalBodies } from './http/bodies.js';
+import { installCursors } from './http/pagination.js';
 import { installDrain, type Drain } from './http/drain.js';
 import { addProblemExamples } from './http/openapi-examples.js';
 import { addOperationSchemas } from './http/openapi-operations.js';
@@ -168,6 +169,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   const signer = new UrlSigner(deps.db, deps.masterKeys);
   // Direct-upload URLs (local store) are short-lived; a key derived from the master key is enough.
   const directUploadKey = Buffer.from(hkdfSync('sha256', deps.masterKeys.current, Buffer.alloc(0), 'obscura/direct-upload/v1', 32));
+  // Every list pages with opaque, tamper-safe cursors (src/http/pagination.ts).
+  installCursors(app, deps.masterKeys.current);
 
   healthRoutes(app, deps.db);
   operationRoutes(app);

@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   ERR_VALIDATION: 400,
   ERR_BAD_REQUEST: 400,
   ERR_RESET_TOKEN_INVALID: 400,
+  /** A list cursor that was changed, forged, or issued for another list, org or filters. */
+  ERR_CURSOR_INVALID: 400,
   ERR_NOT_FOUND: 404,
   ERR_METHOD_NOT_ALLOWED: 405,
   ERR_CONFLICT: 409,

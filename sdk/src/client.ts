@@ -10,6 +10,7 @@ import type {
   ApiKey,
   App,
   Asset,
+  AssetListQuery,
   AuditEntry,
   AuditPage,
   AuditQuery,
@@ -19,6 +20,7 @@ import type {
   CreateKeyInput,
   CreateUploadUrlInput,
   OAuthClient,
+  Page,
   RolledKey,
   Scope,
   SignedUrl,
@@ -28,6 +30,7 @@ import type {
   WhoAmI,
 } from './types.js';
 import { JobsResource, ProcessResource, UsageResource, WebhooksResource, TransformResource } from './processing.js';
+import { MAX_PAGE_LIMIT, allItems, eachItem } from './pages.js';
 
 /** Options of {@link Obscura}. */
 export interface ObscuraOptions extends CredentialOptions {
@@ -130,9 +133,9 @@ function toBody(source: Blob | Uint8Array | ArrayBuffer | ReadableStream<Uint8Ar
 /** `/v1/apps` */
 export class AppsResource {
   constructor(private readonly t: Transport) {}
-  /** `GET /v1/apps`: the org's apps. Scope `apps:read`. */
+  /** `GET /v1/apps`: all the org's apps (every page). Scope `apps:read`. */
   async list(o?: CallOptions): Promise<App[]> {
-    return (await this.t.json<{ data: App[] }>(spec({ method: 'GET', path: '/v1/apps' }, o))).data;
+    return allItems((cursor) => this.t.json<Page<App>>(spec({ method: 'GET', path: '/v1/apps', query: { limit: MAX_PAGE_LIMIT, cursor } }, o)));
   }
   /** `POST /v1/apps`. Scope `apps:write`. */
   create(input: CreateAppInput, o?: CallOptions): Promise<App> {
@@ -151,9 +154,9 @@ export class AppsResource {
 /** API keys: `/v1/apps/{id}/keys`, `/v1/keys/{id}`. Scope `keys:manage`. */
 export class KeysResource {
   constructor(private readonly t: Transport) {}
-  /** `GET /v1/apps/{appId}/keys` (never the secrets). */
+  /** `GET /v1/apps/{appId}/keys`: all of them, every page (never the secrets). */
   async list(appId: string, o?: CallOptions): Promise<ApiKey[]> {
-    return (await this.t.json<{ data: ApiKey[] }>(spec({ method: 'GET', path: `/v1/apps/${enc(appId)}/keys` }, o))).data;
+    return allItems((cursor) => this.t.json<Page<ApiKey>>(spec({ method: 'GET', path: `/v1/apps/${enc(appId)}/keys`, query: { limit: MAX_PAGE_LIMIT, cursor } }, o)));
   }
   /** `POST /v1/apps/{appId}/keys`: the returned `secret` is shown once. */
   create(appId: string, input: CreateKeyInput, o?: CallOptions): Promise<CreatedKey> {
@@ -184,9 +187,9 @@ export class OAuthResource {
   createClient(appId: string, input: { name?: string; scopes?: Scope[] } = {}, o?: CallOptions): Promise<CreatedOAuthClient> {
     return this.t.json(spec({ method: 'POST', path: `/v1/apps/${enc(appId)}/oauth-clients`, json: input }, o));
   }
-  /** `GET /v1/apps/{appId}/oauth-clients`. */
+  /** `GET /v1/apps/{appId}/oauth-clients`: all of them, every page. */
   async listClients(appId: string, o?: CallOptions): Promise<OAuthClient[]> {
-    return (await this.t.json<{ data: OAuthClient[] }>(spec({ method: 'GET', path: `/v1/apps/${enc(appId)}/oauth-clients` }, o))).data;
+    return allItems((cursor) => this.t.json<Page<OAuthClient>>(spec({ method: 'GET', path: `/v1/apps/${enc(appId)}/oauth-clients`, query: { limit: MAX_PAGE_LIMIT, cursor } }, o)));
   }
   /** `DELETE /v1/oauth-clients/{id}`: no new tokens from now. */
   revokeClient(id: string, o?: CallOptions): Promise<OAuthClient> {
@@ -230,6 +233,19 @@ export class AssetsResource {
   upload(source: Blob | Uint8Array | ArrayBuffer | string, opts: CallOptions & { filename?: string | undefined } = {}): Promise<Asset> {
     const filename = opts.filename ?? (typeof File !== 'undefined' && source instanceof File ? source.name : undefined);
     return this.t.json(spec({ method: 'POST', path: '/v1/assets', query: { filename }, body: toBody(source), headers: { 'content-type': 'application/octet-stream' } }, opts));
+  }
+
+  /**
+   * `GET /v1/assets`: one page of the org's assets, newest first, filtered by type, kind and creation
+   * time. Pass `next_cursor` back as `cursor` (same filters) for the next page. Scope `assets:read`.
+   */
+  list(query: AssetListQuery = {}, o?: CallOptions): Promise<Page<Asset>> {
+    return this.t.json(spec({ method: 'GET', path: '/v1/assets', query: { ...query } }, o));
+  }
+
+  /** Every asset matching `query`, newest first, page by page. */
+  all(query: Omit<AssetListQuery, 'cursor'> = {}, o?: CallOptions): AsyncGenerator<Asset> {
+    return eachItem((cursor) => this.list({ ...query, cursor }, o));
   }
 
   /** `POST /v1/assets/upload-url`: a presigned, single-use upload URL bound to size and type (15 min). */
@@ -333,19 +349,13 @@ export class UploadsResource {
 /** `/v1/audit` */
 export class AuditResource {
   constructor(private readonly t: Transport) {}
-  /** `GET /v1/audit`: one page, newest first. Scope `audit:read`. */
+  /** `GET /v1/audit`: one page, newest first (pass `next_cursor` back as `cursor`). Scope `audit:read`. */
   list(query: AuditQuery = {}, o?: CallOptions): Promise<AuditPage> {
     return this.t.json(spec({ method: 'GET', path: '/v1/audit', query: { ...query } }, o));
   }
   /** Every entry, newest first, page by page. */
-  async *all(query: Omit<AuditQuery, 'before'> = {}, o?: CallOptions): AsyncGenerator<AuditEntry> {
-    let before: number | undefined;
-    for (;;) {
-      const page = await this.list({ ...query, ...(before !== undefined ? { before } : {}) }, o);
-      yield* page.data;
-      if (page.next_before === null) return;
-      before = page.next_before;
-    }
+  all(query: Omit<AuditQuery, 'before' | 'cursor'> = {}, o?: CallOptions): AsyncGenerator<AuditEntry> {
+    return eachItem((cursor) => this.list({ ...query, cursor }, o));
   }
 }
 

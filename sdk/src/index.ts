@@ -14,6 +14,7 @@ export type { ObscuraOptions, CallOptions, Download, DownloadOptions } from './c
 export { JobsResource, ProcessResource, WebhooksResource, UsageResource, TransformResource } from './processing.js';
 export type {
   Job,
+  JobListQuery,
   JobStatus,
   ProcessSource,
   ProcessRequest,
@@ -37,5 +38,6 @@ export type { FetchLike, RetryOptions } from './http.js';
 export { parseRetryAfter, backoffDelay, DEFAULT_RETRY } from './http.js';
 export { ASSET_ID_HEADER } from './tus.js';
 export { API_OPERATIONS, NOT_IN_SDK } from './routes.js';
+export { eachItem, allItems, MAX_PAGE_LIMIT } from './pages.js';
 export type { UploadSource, TransferProgress, TusUploadOptions, TusUploadResult } from './tus.js';
 export type * from './types.js';

@@ -4,7 +4,8 @@
  */
 import { ObscuraError, usageError } from './errors.js';
 import type { Transport, RequestSpec } from './http.js';
-import type { Asset, DateTime, Operation } from './types.js';
+import type { Asset, DateTime, Operation, Page, PageQuery } from './types.js';
+import { MAX_PAGE_LIMIT, allItems, eachItem } from './pages.js';
 import { operationsPath } from './operations.js';
 
 interface CallOpts {
@@ -20,6 +21,15 @@ function spec(base: Omit<RequestSpec, 'signal' | 'timeoutMs'>, o?: CallOpts): Re
 const enc = encodeURIComponent;
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+
+/** Filters of `GET /v1/jobs` (every one optional). */
+export interface JobListQuery extends PageQuery {
+  status?: JobStatus | undefined;
+  /** Created at or after this instant (ISO 8601). */
+  created_after?: DateTime | undefined;
+  /** Created before this instant (ISO 8601). */
+  created_before?: DateTime | undefined;
+}
 
 /** `GET /v1/jobs/{id}` */
 export interface Job {
@@ -140,6 +150,19 @@ export class JobsResource {
     return this.t.json(spec({ method: 'POST', path: '/v1/jobs', ...b }, o));
   }
 
+  /**
+   * `GET /v1/jobs`: one page of the org's jobs, newest first, filtered by status and creation time.
+   * Pass `next_cursor` back as `cursor` (same filters) for the next page. Scope `jobs:read`.
+   */
+  list(query: JobListQuery = {}, o?: CallOpts): Promise<Page<Job>> {
+    return this.t.json(spec({ method: 'GET', path: '/v1/jobs', query: { ...query } }, o));
+  }
+
+  /** Every job matching `query`, newest first, page by page. */
+  all(query: Omit<JobListQuery, 'cursor'> = {}, o?: CallOpts): AsyncGenerator<Job> {
+    return eachItem((cursor) => this.list({ ...query, cursor }, o));
+  }
+
   /** `GET /v1/jobs/{id}`. Scope `jobs:read`. */
   get(id: string, o?: CallOpts): Promise<Job> {
     return this.t.json(spec({ method: 'GET', path: `/v1/jobs/${enc(id)}` }, o));
@@ -250,9 +273,9 @@ export interface WebhookDelivery {
 /** `/v1/webhooks`: endpoints of the credential's app. Scope `webhooks:manage`. */
 export class WebhooksResource {
   constructor(private readonly t: Transport) {}
-  /** `GET /v1/webhooks` */
+  /** `GET /v1/webhooks`: all the app's endpoints (every page). */
   async list(o?: CallOpts): Promise<WebhookEndpoint[]> {
-    return (await this.t.json<{ data: WebhookEndpoint[] }>(spec({ method: 'GET', path: '/v1/webhooks' }, o))).data;
+    return allItems((cursor) => this.t.json<Page<WebhookEndpoint>>(spec({ method: 'GET', path: '/v1/webhooks', query: { limit: MAX_PAGE_LIMIT, cursor } }, o)));
   }
   /** `POST /v1/webhooks`: the URL must be https on a public address; `secret` is shown once. */
   create(input: WebhookEndpointInput, o?: CallOpts): Promise<WebhookWithSecret> {
@@ -274,8 +297,8 @@ export class WebhooksResource {
   rotateSecret(id: string, input: { grace_seconds?: number } = {}, o?: CallOpts): Promise<WebhookWithSecret> {
     return this.t.json(spec({ method: 'POST', path: `/v1/webhooks/${enc(id)}/rotate-secret`, json: input }, o));
   }
-  /** `GET /v1/webhooks/{id}/deliveries`: newest first, with every attempt. */
-  async deliveries(id: string, query: { limit?: number } = {}, o?: CallOpts): Promise<WebhookDelivery[]> {
+  /** `GET /v1/webhooks/{id}/deliveries`: one page (the newest `limit`, or after `cursor`), with every attempt. */
+  async deliveries(id: string, query: PageQuery = {}, o?: CallOpts): Promise<WebhookDelivery[]> {
     return (await this.t.json<{ data: WebhookDelivery[] }>(spec({ method: 'GET', path: `/v1/webhooks/${enc(id)}/deliveries`, query: { ...query } }, o))).data;
   }
 }
@@ -340,17 +363,17 @@ export class TransformResource {
   createKey(appId: string, o?: CallOpts): Promise<TransformKeyWithSecret> {
     return this.t.json(spec({ method: 'POST', path: `/v1/apps/${enc(appId)}/transform-keys` }, o));
   }
-  /** `GET /v1/apps/{appId}/transform-keys` (ids only). */
+  /** `GET /v1/apps/{appId}/transform-keys` (ids only; every page). */
   async listKeys(appId: string, o?: CallOpts): Promise<TransformKey[]> {
-    return (await this.t.json<{ data: TransformKey[] }>(spec({ method: 'GET', path: `/v1/apps/${enc(appId)}/transform-keys` }, o))).data;
+    return allItems((cursor) => this.t.json<Page<TransformKey>>(spec({ method: 'GET', path: `/v1/apps/${enc(appId)}/transform-keys`, query: { limit: MAX_PAGE_LIMIT, cursor } }, o)));
   }
   /** `DELETE /v1/apps/{appId}/transform-keys/{kid}`: URLs signed with it stop working. Scopes `keys:manage` and `assets:read`. */
   async deleteKey(appId: string, kid: string, o?: CallOpts): Promise<void> {
     await this.t.json(spec({ method: 'DELETE', path: `/v1/apps/${enc(appId)}/transform-keys/${enc(kid)}` }, o));
   }
-  /** `GET /v1/apps/{appId}/transform-presets`. Scope `apps:read`. */
+  /** `GET /v1/apps/{appId}/transform-presets` (every page). Scope `apps:read`. */
   async listPresets(appId: string, o?: CallOpts): Promise<TransformPreset[]> {
-    return (await this.t.json<{ data: TransformPreset[] }>(spec({ method: 'GET', path: `/v1/apps/${enc(appId)}/transform-presets` }, o))).data;
+    return allItems((cursor) => this.t.json<Page<TransformPreset>>(spec({ method: 'GET', path: `/v1/apps/${enc(appId)}/transform-presets`, query: { limit: MAX_PAGE_LIMIT, cursor } }, o)));
   }
   /** `PUT /v1/apps/{appId}/transform-presets/{name}`: create or replace (`preset:<name>` in URLs). Scope `apps:write`. */
   putPreset(appId: string, name: string, operations: Operation[] | string, o?: CallOpts): Promise<TransformPreset> {

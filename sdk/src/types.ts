@@ -175,14 +175,40 @@ export interface AuditEntry {
   hash: string;
 }
 
-export interface AuditPage {
-  data: AuditEntry[];
+/** One page of a list: pass `next_cursor` back as `cursor` (same filters) for the next; `null` on the last. */
+export interface Page<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
+/** The page parameters every list takes. */
+export interface PageQuery {
+  /** Items per page (1–500, default 100). */
+  limit?: number | undefined;
+  /** The previous page's `next_cursor`, unchanged. */
+  cursor?: string | undefined;
+}
+
+/** Filters of `GET /v1/assets` (every one optional). */
+export interface AssetListQuery extends PageQuery {
+  /** A media type (`image/png`) or a family (`image`, `video`). */
+  type?: string | undefined;
+  /** `upload` (alias `original`) or `output`. */
+  kind?: 'upload' | 'original' | 'output' | undefined;
+  /** Created at or after this instant (ISO 8601). */
+  created_after?: DateTime | undefined;
+  /** Created before this instant (ISO 8601). */
+  created_before?: DateTime | undefined;
+}
+
+export interface AuditPage extends Page<AuditEntry> {
+  /** Deprecated: use `next_cursor`. */
   next_before: number | null;
 }
 
-export interface AuditQuery {
+export interface AuditQuery extends PageQuery {
+  /** Deprecated: use `cursor`. */
   before?: number;
-  limit?: number;
 }
 
 /**

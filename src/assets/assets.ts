@@ -24,6 +24,7 @@ import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
 import { OUTPUT_MIME } from '../media/pipeline.js';
 import { getApp, type Ctx } from '../tenants/index.js';
 import type { BlobStore } from './stores/types.js';
+import { keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 /** Types accepted when an app has no `allowed_types` policy: common images and videos. SVG never by default. */
 export const DEFAULT_ALLOWED_TYPES: readonly string[] = [
@@ -320,6 +321,38 @@ export async function getAsset(trx: Tx, orgId: string, assetId: string, now = Da
   const row = await trx.selectFrom('assets').selectAll().where('org_id', '=', orgId).where('id', '=', assetId).where('deleted_at', 'is', null).executeTakeFirst();
   if (!row || (row.expires_at && new Date(row.expires_at).getTime() <= now)) throw notFound('asset');
   return toAsset(row as AssetRow);
+}
+
+/** Asset lists: newest first, keyset on (created_at, id). */
+export const ASSET_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'text' }], direction: 'desc' };
+
+/** Filters of an asset list; every member optional. */
+export interface AssetFilter {
+  /** A media type (`image/png`) or a family (`image`, `image/*`). */
+  type?: string | undefined;
+  kind?: 'upload' | 'output' | undefined;
+  /** Created at or after this instant (ISO 8601). */
+  createdAfter?: string | undefined;
+  /** Created before this instant (ISO 8601). */
+  createdBefore?: string | undefined;
+}
+
+/** One page of the org's live assets (deleted and expired ones are not listed), newest first. */
+export async function listAssets(trx: Tx, orgId: string, filter: AssetFilter, page: PageRequest, now = Date.now()): Promise<Page<Asset>> {
+  let q = trx
+    .selectFrom('assets')
+    .selectAll()
+    .where('org_id', '=', orgId)
+    .where('deleted_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', new Date(now))]));
+  if (filter.type) {
+    const family = /^([a-z]+)(?:\/\*)?$/.exec(filter.type)?.[1];
+    q = family ? q.where('mime', 'like', `${family}/%`) : q.where('mime', '=', filter.type);
+  }
+  if (filter.kind) q = q.where('kind', '=', filter.kind);
+  if (filter.createdAfter) q = q.where('created_at', '>=', new Date(filter.createdAfter));
+  if (filter.createdBefore) q = q.where('created_at', '<', new Date(filter.createdBefore));
+  return mapPage(await keysetPage(q, ASSET_ORDER, page), (r) => toAsset(r as AssetRow));
 }
 
 /**

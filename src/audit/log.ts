@@ -25,6 +25,7 @@ import type { Db, Tx } from '../db/database.js';
 import { sha256Hex } from '../crypto/random.js';
 import { attachedAuditKey, entryMac, GENESIS_HASH, headMac, macEquals, stateMac, type AuditKey, type AuditKeys, type HeadFields } from './keys.js';
 import './schema.js';
+import { keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 export { GENESIS_HASH };
 
@@ -259,12 +260,17 @@ function toEntry(r: Row): AuditEntry {
   };
 }
 
-/** Lists an org's entries, newest first, for `GET /v1/audit`. Runs in a tenant transaction (RLS). */
-export async function listAudit(trx: Tx, orgId: string, opts: { before?: number; limit: number }): Promise<AuditEntry[]> {
+/** Audit lists: newest first, keyset on the serial id (insertion order). */
+export const AUDIT_ORDER: ListOrder = { keys: [{ column: 'id', type: 'bigint' }], direction: 'desc' };
+
+/**
+ * One page of an org's entries, newest first, for `GET /v1/audit`. Runs in a tenant transaction
+ * (RLS). `before` (an entry id) is the older paging parameter, still honoured.
+ */
+export async function listAudit(trx: Tx, orgId: string, page: PageRequest, opts: { before?: number | undefined } = {}): Promise<Page<AuditEntry>> {
   let q = trx.selectFrom('audit_log').selectAll().where('org_id', '=', orgId);
   if (opts.before !== undefined) q = q.where('id', '<', String(opts.before));
-  const rows = await q.orderBy('id', 'desc').limit(opts.limit).execute();
-  return (rows as unknown as Row[]).map(toEntry);
+  return mapPage(await keysetPage(q, AUDIT_ORDER, page), (r) => toEntry(r as unknown as Row));
 }
 
 /** Why a chain fails verification. */

@@ -30,6 +30,7 @@ import { newId, safeEqual, sha256Hex } from '../crypto/random.js';
 import { AppError, isAppError, notFound } from '../errors.js';
 import { appendAudit } from '../audit/log.js';
 import { authenticateUser, type Ctx, type User } from '../tenants/index.js';
+import { ALL_ROWS, keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 import { hashPassword } from '../crypto/passwords.js';
 import { assertPasswordPolicy } from '../tenants/password-policy.js';
 import type { LoginThrottle, Throttled } from './throttle.js';
@@ -355,22 +356,26 @@ export async function resolveSession(deps: ConsoleDeps, token: string): Promise<
   return s;
 }
 
-/** The user's live sessions, newest first, the calling one flagged `current`. */
-export async function listSessions(deps: ConsoleDeps, s: ConsoleSession): Promise<SessionSummary[]> {
+/** Session lists: newest first, keyset on (created_at, id). */
+export const SESSION_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'uuid' }], direction: 'desc' };
+
+/** One page of the user's live sessions (all by default), newest first, the calling one flagged `current`. */
+export async function listSessions(deps: ConsoleDeps, s: ConsoleSession, page: PageRequest = ALL_ROWS): Promise<Page<SessionSummary>> {
   const now = clockOf(deps)();
   const rows = await deps.db.withTenant(s.orgId, (trx) =>
-    trx
-      .selectFrom('console_sessions')
-      .select(['id', 'created_at', 'last_seen_at', 'expires_at', 'ip', 'user_agent'])
-      .where('org_id', '=', s.orgId)
-      .where('user_id', '=', s.userId)
-      .where('expires_at', '>', new Date(now))
-      .where('last_seen_at', '>', new Date(now - SESSION_IDLE_MS))
-      .orderBy('created_at', 'desc')
-      .orderBy('id')
-      .execute(),
+    keysetPage(
+      trx
+        .selectFrom('console_sessions')
+        .select(['id', 'created_at', 'last_seen_at', 'expires_at', 'ip', 'user_agent'])
+        .where('org_id', '=', s.orgId)
+        .where('user_id', '=', s.userId)
+        .where('expires_at', '>', new Date(now))
+        .where('last_seen_at', '>', new Date(now - SESSION_IDLE_MS)),
+      SESSION_ORDER,
+      page,
+    ),
   );
-  return rows.map((r) => ({
+  return mapPage(rows, (r) => ({
     id: r.id,
     createdAt: iso(ms(r.created_at)),
     lastSeenAt: iso(ms(r.last_seen_at)),

@@ -17,6 +17,7 @@ import type { Ctx } from '../tenants/index.js';
 import { getApp } from '../tenants/index.js';
 import { SCOPES, PUBLISHABLE_SCOPES, isScope, type Scope } from './scopes.js';
 import { cidrMatcher, normaliseCidrs, normaliseOrigins } from './network.js';
+import { ALL_ROWS, keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 /** The longest grace period a rolled key may keep working: 30 days. */
 export const MAX_GRACE_SECONDS = 30 * 24 * 3600;
@@ -186,10 +187,14 @@ export async function createKey(
   return { key: toInfo(row as KeyRow), secret };
 }
 
-export async function listKeys(trx: Tx, orgId: string, appId: string): Promise<KeyInfo[]> {
+/** Key lists: oldest first, keyset on (created_at, id). */
+export const KEY_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'uuid' }], direction: 'asc' };
+
+/** One page of an app's keys (all of them by default), oldest first; never the secrets. */
+export async function listKeys(trx: Tx, orgId: string, appId: string, page: PageRequest = ALL_ROWS): Promise<Page<KeyInfo>> {
   await getApp(trx, orgId, appId);
-  const rows = await trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('app_id', '=', appId).orderBy('created_at').orderBy('id').execute();
-  return (rows as KeyRow[]).map(toInfo);
+  const q = trx.selectFrom('api_keys').selectAll().where('org_id', '=', orgId).where('app_id', '=', appId);
+  return mapPage(await keysetPage(q, KEY_ORDER, page), (r) => toInfo(r as KeyRow));
 }
 
 export async function getKey(trx: Tx, orgId: string, keyId: string): Promise<KeyInfo> {

@@ -25,6 +25,7 @@ import { SCOPES, isScope, type Scope } from './scopes.js';
 import { requireCovers } from './keys.js';
 import { signAccessToken, type SigningKeyStore } from './jwt.js';
 import type { OAuthClientsTable } from './oauth-schema.js';
+import { ALL_ROWS, keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 /** Public client ids. */
 export const CLIENT_ID_PATTERN = /^obs_client_[0-9A-Za-z]{22}$/;
@@ -122,10 +123,14 @@ export async function createClient(
 }
 
 /** An app's clients, oldest first. */
-export async function listClients(trx: Tx, orgId: string, appId: string): Promise<OAuthClientInfo[]> {
+/** OAuth client lists: oldest first, keyset on (created_at, id). */
+export const CLIENT_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'uuid' }], direction: 'asc' };
+
+/** One page of an app's OAuth clients (all of them by default), oldest first; never the secrets. */
+export async function listClients(trx: Tx, orgId: string, appId: string, page: PageRequest = ALL_ROWS): Promise<Page<OAuthClientInfo>> {
   await getApp(trx, orgId, appId);
-  const rows = await trx.selectFrom('oauth_clients').selectAll().where('org_id', '=', orgId).where('app_id', '=', appId).orderBy('created_at').orderBy('id').execute();
-  return (rows as ClientRow[]).map(toInfo);
+  const q = trx.selectFrom('oauth_clients').selectAll().where('org_id', '=', orgId).where('app_id', '=', appId);
+  return mapPage(await keysetPage(q, CLIENT_ORDER, page), (r) => toInfo(r as ClientRow));
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Client commands of the `obscura` CLI, built on the SDK: `upload`, `process`, `download`, `jobs`.
+ * Client commands of the `obscura` CLI, built on the SDK: `upload`, `process`, `download`, `assets`, `jobs`.
  * They talk to a running server over HTTP with `OBSCURA_URL` + `OBSCURA_API_KEY` (or a 0600
  * credentials file; see credentials.ts), draw progress on stderr when attached to a terminal, and
  * print JSON with `--json`.
@@ -14,7 +14,7 @@
 import { parseArgs } from 'node:util';
 import { stat, access, constants as fsConstants, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { Obscura, ObscuraError, type Asset, type Job, type ProcessRequest } from '../../sdk/src/index.js';
+import { Obscura, ObscuraError, type Asset, type Job, type Page, type ProcessRequest } from '../../sdk/src/index.js';
 import { downloadToFile, uploadFile, writeStreamAtomically } from '../../sdk/src/node.js';
 import { parseOperations } from '../media/operations/registry.js';
 import { AppError } from '../errors.js';
@@ -39,6 +39,10 @@ export const CLIENT_HELP = `Client commands (talk to a running server; see docs/
                   [--keep-metadata] [--ttl SECONDS] [--json]
                                         e.g. --op resize:width=400 --op format:webp -o out.webp
   obscura download ASSET_ID [-o FILE] [--force] [--json]
+  obscura assets list [--type T] [--kind upload|output] [--created-after ISO] [--created-before ISO]
+                      [--limit N] [--cursor C | --all] [--json]
+                                        newest first; prints how to get the next page
+  obscura jobs list [--status S] [--created-after ISO] [--created-before ISO] [--limit N] [--cursor C | --all] [--json]
   obscura jobs get JOB_ID [--json]
   obscura jobs wait JOB_ID [--timeout SECONDS] [-o FILE] [--force] [--json]
 
@@ -301,8 +305,94 @@ async function cmdDownload(argv: string[], io: Io, signal: AbortSignal): Promise
   return EXIT.OK;
 }
 
+/** The options every `… list` command takes (page and creation-time filters). */
+const LIST_OPTIONS = {
+  json: { type: 'boolean', default: false },
+  limit: { type: 'string' },
+  cursor: { type: 'string' },
+  all: { type: 'boolean', default: false },
+  'created-after': { type: 'string' },
+  'created-before': { type: 'string' },
+} as const;
+
+interface ListValues {
+  json?: boolean;
+  limit?: string;
+  cursor?: string;
+  all?: boolean;
+  'created-after'?: string;
+  'created-before'?: string;
+}
+
+/** Page and time-filter options of a list command, checked before any request. */
+function listQuery(values: ListValues): { limit?: number; cursor?: string; created_after?: string; created_before?: string } {
+  if (values.all && values.cursor !== undefined) throw new UsageError('--all and --cursor cannot be combined');
+  let limit: number | undefined;
+  if (values.limit !== undefined) {
+    if (!/^\d+$/.test(values.limit) || Number(values.limit) < 1 || Number(values.limit) > 500) throw new UsageError('--limit must be a whole number from 1 to 500');
+    limit = Number(values.limit);
+  }
+  for (const flag of ['created-after', 'created-before'] as const) {
+    const v = values[flag];
+    if (v !== undefined && Number.isNaN(Date.parse(v))) throw new UsageError(`--${flag} must be a date-time such as 2026-12-01T00:00:00Z`);
+  }
+  const q: { limit?: number; cursor?: string; created_after?: string; created_before?: string } = {};
+  if (limit !== undefined) q.limit = limit;
+  if (values.cursor !== undefined) q.cursor = values.cursor;
+  if (values['created-after'] !== undefined) q.created_after = new Date(values['created-after']).toISOString();
+  if (values['created-before'] !== undefined) q.created_before = new Date(values['created-before']).toISOString();
+  return q;
+}
+
+/**
+ * Prints a list: one line per item (or JSON), then — when there is more — how to get the next page
+ * (on stderr, so stdout stays the items). `--all` follows every cursor.
+ */
+async function printList<T>(io: Io, values: ListValues, command: string, fetchPage: (cursor: string | undefined) => Promise<Page<T>>, line: (item: T) => string, first: string | undefined): Promise<number> {
+  if (values.all) {
+    const items: T[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await fetchPage(cursor);
+      if (values.json) items.push(...page.data);
+      else for (const item of page.data) io.stdout.write(line(item) + '\n');
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+    if (values.json) out(io, true, items, '');
+    return EXIT.OK;
+  }
+  const page = await fetchPage(first);
+  if (values.json) out(io, true, page, '');
+  else for (const item of page.data) io.stdout.write(line(item) + '\n');
+  if (!values.json && page.next_cursor) io.stderr.write(`more: ${command} --cursor ${page.next_cursor}\n`);
+  return EXIT.OK;
+}
+
+async function cmdAssets(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({ args: rest, options: { ...LIST_OPTIONS, type: { type: 'string' }, kind: { type: 'string' } }, allowPositionals: true, strict: true });
+  if (sub !== 'list' || positionals.length) throw new UsageError('assets needs a subcommand: assets list [--type T] [--kind upload|output] …');
+  if (values.kind !== undefined && !['upload', 'original', 'output'].includes(values.kind)) throw new UsageError('--kind must be upload (or original) or output');
+  if (values.type !== undefined && !/^[a-z]+(\/([a-z0-9.+-]+|\*))?$/.test(values.type)) throw new UsageError('--type must be a media type (image/png) or a family (image, video)');
+  const { cursor, ...query } = listQuery(values);
+  const filters = { ...query, ...(values.type !== undefined ? { type: values.type } : {}), ...(values.kind !== undefined ? { kind: values.kind as 'upload' | 'original' | 'output' } : {}) };
+  const obscura = client(io);
+  const again = ['obscura assets list', ...rest.filter((a, i) => a !== '--cursor' && rest[i - 1] !== '--cursor' && !a.startsWith('--cursor='))].join(' ');
+  return printList(io, values, again, (c) => obscura.assets.list({ ...filters, cursor: c }, { signal }), (a) => `${a.id} ${a.kind} ${a.content_type} ${a.size} ${a.created_at}${a.filename ? ` ${a.filename}` : ''}`, cursor);
+}
+
 async function cmdJobs(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === 'list') {
+    const { values, positionals } = parseArgs({ args: rest, options: { ...LIST_OPTIONS, status: { type: 'string' } }, allowPositionals: true, strict: true });
+    if (positionals.length) throw new UsageError('jobs list takes no positional argument');
+    if (values.status !== undefined && !['queued', 'running', 'succeeded', 'failed'].includes(values.status)) throw new UsageError('--status must be queued, running, succeeded or failed');
+    const { cursor, ...query } = listQuery(values);
+    const filters = { ...query, ...(values.status !== undefined ? { status: values.status as Job['status'] } : {}) };
+    const obscura = client(io);
+    const again = ['obscura jobs list', ...rest.filter((a, i) => a !== '--cursor' && rest[i - 1] !== '--cursor' && !a.startsWith('--cursor='))].join(' ');
+    return printList(io, values, again, (c) => obscura.jobs.list({ ...filters, cursor: c }, { signal }), (j) => `${j.id} ${j.status} ${j.created_at}${j.output.asset_id ? ` output ${j.output.asset_id}` : ''}${j.error ? ` error ${j.error.code}` : ''}`, cursor);
+  }
   const { values, positionals } = parseArgs({
     args: rest,
     options: { json: { type: 'boolean', default: false }, timeout: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean', default: false } },
@@ -310,7 +400,7 @@ async function cmdJobs(argv: string[], io: Io, signal: AbortSignal): Promise<num
     strict: true,
   });
   const [id, ...extra] = positionals;
-  if ((sub !== 'get' && sub !== 'wait') || !id || extra.length) throw new UsageError('jobs needs a subcommand and a JOB_ID: jobs get JOB_ID | jobs wait JOB_ID');
+  if ((sub !== 'get' && sub !== 'wait') || !id || extra.length) throw new UsageError('jobs needs a subcommand: jobs list | jobs get JOB_ID | jobs wait JOB_ID');
   if (!JOB_ID.test(id)) throw new UsageError('JOB_ID must look like job_…');
   let timeoutMs: number | undefined;
   if (values.timeout !== undefined) {
@@ -354,7 +444,7 @@ function report(io: Io, json: boolean, err: unknown): number {
 }
 
 /**
- * Runs one client command (`upload`, `process`, `download`, `jobs`) and returns its exit code.
+ * Runs one client command (`upload`, `process`, `download`, `assets`, `jobs`) and returns its exit code.
  * Never throws; errors are reported on stderr (as JSON with `--json`).
  */
 export async function clientCommand(cmd: string, argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
@@ -376,6 +466,8 @@ export async function clientCommand(cmd: string, argv: string[], io: Io = { stdo
         return await cmdDownload(argv, io, ctl.signal);
       case 'jobs':
         return await cmdJobs(argv, io, ctl.signal);
+      case 'assets':
+        return await cmdAssets(argv, io, ctl.signal);
       default:
         throw new UsageError(`unknown client command "${cmd}"`);
     }

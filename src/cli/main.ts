@@ -250,7 +250,7 @@ async function cmdKeys(argv: string[]): Promise<number> {
       const appId = uuidArg(values.app, '--app');
       return withRuntime(async (rt) => {
         const orgId = await orgOfApp(rt, appId);
-        const keys = await rt.db.withTenant(orgId, (trx) => listKeys(trx, orgId, appId));
+        const keys = (await rt.db.withTenant(orgId, (trx) => listKeys(trx, orgId, appId))).items;
         print(json, keys, () => (keys.length ? keys.map(keyLine).join('\n') : 'no keys'));
         return 0;
       });
@@ -506,7 +506,7 @@ export async function run(argv: string[]): Promise<number> {
         return await cmdDoctor(rest);
       case 'oauth':
         return await withRuntime((rt) => oauthCommand(rest, rt));
-      case 'upload': case 'process': case 'download': case 'jobs': return await clientCommand(cmd, rest);
+      case 'upload': case 'process': case 'download': case 'jobs': case 'assets': return await clientCommand(cmd, rest);
       case undefined:
       case 'help':
       case '--help':

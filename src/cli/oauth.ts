@@ -124,7 +124,7 @@ async function clients(argv: string[], rt: Runtime): Promise<number> {
     case 'list': {
       const appId = uuidArg(values.app, '--app');
       const orgId = await orgOfApp(rt, appId);
-      const list = await rt.db.withTenant(orgId, (trx) => listClients(trx, orgId, appId));
+      const list = (await rt.db.withTenant(orgId, (trx) => listClients(trx, orgId, appId))).items;
       print(json, list, () => (list.length ? list.map(clientLine).join('\n') : 'no OAuth clients'));
       return 0;
     }

@@ -13,6 +13,7 @@ import { tus } from './migrations/0006_tus.js';
 import { jobs } from './migrations/0007_jobs.js';
 import { auditKeyed } from './migrations/0009_audit_keyed.js';
 import { uploadIdentity } from './migrations/0010_upload_identity.js';
+import { listing } from './migrations/0012_listing.js';
 import { scopes } from './migrations/0011_scopes.js';
 import { usageOutputs } from './migrations/0013_usage_outputs.js';
 import { erasure } from './migrations/0014_erasure.js';
@@ -30,6 +31,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0009_audit_keyed': auditKeyed,
   '0010_upload_identity': uploadIdentity,
   '0011_scopes': scopes,
+  '0012_listing': listing,
   '0013_usage_outputs': usageOutputs,
   '0014_erasure': erasure,
 };

@@ -45,6 +45,19 @@ import type { Remote } from './remote.js';
 import { deliveryRetryPolicy, recordEvent, type DeliveryRef } from './webhooks.js';
 import type { JobsTable } from './schema.js';
 import { putUrlContext } from './contexts.js';
+import { keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
+
+/** Job lists: newest first, keyset on (created_at, id). */
+export const JOB_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'text' }], direction: 'desc' };
+
+/** Filters of a job list; every member optional. */
+export interface JobFilter {
+  status?: JobsTable['status'] | undefined;
+  /** Created at or after this instant (ISO 8601). */
+  createdAfter?: string | undefined;
+  /** Created before this instant (ISO 8601). */
+  createdBefore?: string | undefined;
+}
 
 /** How long an `Idempotency-Key` is remembered. */
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -338,6 +351,17 @@ export class JobService {
     const row = await this.deps.db.withTenant(orgId, (trx) => trx.selectFrom('jobs').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst());
     if (!row) throw new AppError('ERR_NOT_FOUND', 'The job does not exist.');
     return view(row);
+  }
+
+  /** One page of the org's jobs, newest first. */
+  async list(orgId: string, filter: JobFilter, page: PageRequest): Promise<Page<JobView>> {
+    return this.deps.db.withTenant(orgId, async (trx) => {
+      let q = trx.selectFrom('jobs').selectAll().where('org_id', '=', orgId);
+      if (filter.status) q = q.where('status', '=', filter.status);
+      if (filter.createdAfter) q = q.where('created_at', '>=', new Date(filter.createdAfter));
+      if (filter.createdBefore) q = q.where('created_at', '<', new Date(filter.createdBefore));
+      return mapPage(await keysetPage(q, JOB_ORDER, page), (r) => view(r as JobRow));
+    });
   }
 
   /**

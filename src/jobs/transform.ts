@@ -29,6 +29,12 @@ import { appSettings, compileOperations, type CompiledOperations } from './proce
 import { getAsset, type Asset } from '../assets/assets.js';
 import './schema.js';
 import { transformKeyContext } from './contexts.js';
+import { ALL_ROWS, keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
+
+/** Transform key lists: oldest first, keyset on (created_at, id). */
+export const TRANSFORM_KEY_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'text' }], direction: 'asc' };
+/** Preset lists: by name (unique per app). */
+export const PRESET_ORDER: ListOrder = { keys: [{ column: 'name', type: 'text' }], direction: 'asc' };
 
 /** Key ids: `tfk_` + 22 base62. */
 export const TRANSFORM_KID_PATTERN = /^tfk_[0-9A-Za-z]{22}$/;
@@ -380,10 +386,10 @@ export async function createTransformKey(trx: Tx, master: MasterKeys, orgId: str
 }
 
 /** The app's transform keys (ids and dates). */
-export async function listTransformKeys(trx: Tx, orgId: string, appId: string): Promise<TransformKeyView[]> {
+export async function listTransformKeys(trx: Tx, orgId: string, appId: string, page: PageRequest = ALL_ROWS): Promise<Page<TransformKeyView>> {
   await requireApp(trx, orgId, appId);
-  const rows = await trx.selectFrom('transform_keys').select(['id', 'app_id', 'created_at']).where('org_id', '=', orgId).where('app_id', '=', appId).orderBy('created_at').orderBy('id').execute();
-  return rows.map((r) => ({ id: r.id, app_id: r.app_id, created_at: new Date(r.created_at).toISOString() }));
+  const q = trx.selectFrom('transform_keys').select(['id', 'app_id', 'created_at']).where('org_id', '=', orgId).where('app_id', '=', appId);
+  return mapPage(await keysetPage(q, TRANSFORM_KEY_ORDER, page), (r) => ({ id: r.id, app_id: r.app_id, created_at: new Date(r.created_at).toISOString() }));
 }
 
 /** Deletes a key: URLs signed with it stop verifying (within the cache TTL on other nodes). */
@@ -423,10 +429,10 @@ export async function putPreset(trx: Tx, orgId: string, appId: string, name: str
 }
 
 /** The app's presets. */
-export async function listPresets(trx: Tx, orgId: string, appId: string): Promise<PresetView[]> {
+export async function listPresets(trx: Tx, orgId: string, appId: string, page: PageRequest = ALL_ROWS): Promise<Page<PresetView>> {
   await requireApp(trx, orgId, appId);
-  const rows = await trx.selectFrom('transform_presets').select(['name', 'operations', 'updated_at']).where('org_id', '=', orgId).where('app_id', '=', appId).orderBy('name').execute();
-  return rows.map((r) => ({ name: r.name, operations: r.operations, updated_at: new Date(r.updated_at).toISOString() }));
+  const q = trx.selectFrom('transform_presets').select(['name', 'operations', 'updated_at']).where('org_id', '=', orgId).where('app_id', '=', appId);
+  return mapPage(await keysetPage(q, PRESET_ORDER, page), (r) => ({ name: r.name, operations: r.operations, updated_at: new Date(r.updated_at).toISOString() }));
 }
 
 /** Deletes a preset. */

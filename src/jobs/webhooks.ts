@@ -25,6 +25,12 @@ import type { Remote } from './remote.js';
 import type { WebhookEndpointsTable } from './schema.js';
 import { sql, type Selectable } from 'kysely';
 import { webhookSecretContext } from './contexts.js';
+import { ALL_ROWS, keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
+
+/** Endpoint lists: oldest first, keyset on (created_at, id). */
+export const ENDPOINT_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'text' }], direction: 'asc' };
+/** Delivery logs: newest first, keyset on (created_at, id). */
+export const DELIVERY_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'text' }], direction: 'desc' };
 
 /** Events an endpoint may subscribe to. */
 export const WEBHOOK_EVENTS = ['job.completed', 'job.failed'] as const;
@@ -155,12 +161,10 @@ function redactForAudit(url: string): string {
 }
 
 /** The app's endpoints. */
-export async function listEndpoints(deps: WebhookDeps, orgId: string, appId: string): Promise<WebhookEndpoint[]> {
+export async function listEndpoints(deps: WebhookDeps, orgId: string, appId: string, page: PageRequest = ALL_ROWS): Promise<Page<WebhookEndpoint>> {
   const now = deps.now?.() ?? Date.now();
-  const rows = await deps.db.withTenant(orgId, (trx) =>
-    trx.selectFrom('webhook_endpoints').selectAll().where('org_id', '=', orgId).where('app_id', '=', appId).orderBy('created_at').orderBy('id').execute(),
-  );
-  return rows.map((r) => toEndpoint(r, now));
+  const rows = await deps.db.withTenant(orgId, (trx) => keysetPage(trx.selectFrom('webhook_endpoints').selectAll().where('org_id', '=', orgId).where('app_id', '=', appId), ENDPOINT_ORDER, page));
+  return mapPage(rows, (r) => toEndpoint(r, now));
 }
 
 /** One endpoint of the app, or ERR_NOT_FOUND. */
@@ -255,23 +259,19 @@ export interface DeliveryLogEntry {
 }
 
 /** The endpoint's most recent deliveries (newest first) with every attempt. */
-export async function listDeliveries(deps: WebhookDeps, orgId: string, appId: string, endpointId: string, limit = 50): Promise<DeliveryLogEntry[]> {
+export async function listDeliveries(deps: WebhookDeps, orgId: string, appId: string, endpointId: string, page: PageRequest = ALL_ROWS): Promise<Page<DeliveryLogEntry>> {
   return deps.db.withTenant(orgId, async (trx) => {
     await endpointRow(trx, orgId, appId, endpointId);
-    const deliveries = await trx
-      .selectFrom('webhook_deliveries')
-      .select(['id', 'event_id', 'event_type', 'status', 'created_at', 'finished_at'])
-      .where('org_id', '=', orgId)
-      .where('endpoint_id', '=', endpointId)
-      .orderBy('created_at', 'desc')
-      .orderBy('id')
-      .limit(limit)
-      .execute();
+    const { items: deliveries, next } = await keysetPage(
+      trx.selectFrom('webhook_deliveries').select(['id', 'event_id', 'event_type', 'status', 'created_at', 'finished_at']).where('org_id', '=', orgId).where('endpoint_id', '=', endpointId),
+      DELIVERY_ORDER,
+      page,
+    );
     const ids = deliveries.map((d) => d.id);
     const attempts = ids.length
       ? await trx.selectFrom('webhook_attempts').selectAll().where('org_id', '=', orgId).where('delivery_id', 'in', ids).orderBy('attempt').execute()
       : [];
-    return deliveries.map((d) => ({
+    const items = deliveries.map((d) => ({
       id: d.id,
       eventId: d.event_id,
       eventType: d.event_type,
@@ -282,6 +282,7 @@ export async function listDeliveries(deps: WebhookDeps, orgId: string, appId: st
         .filter((a) => a.delivery_id === d.id)
         .map((a) => ({ attempt: a.attempt, at: iso(a.at), statusCode: a.status_code, durationMs: a.duration_ms, error: a.error })),
     }));
+    return { items, next };
   });
 }
 

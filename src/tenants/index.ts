@@ -11,6 +11,7 @@ import { newId } from '../crypto/random.js';
 import { appendAudit, type AuditActor } from '../audit/log.js';
 import { hashPassword, verifyPassword, dummyHash } from '../crypto/passwords.js';
 import { assertPasswordPolicy } from './password-policy.js';
+import { ALL_ROWS, keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 export const ROLES: readonly UserRole[] = ['owner', 'admin', 'developer', 'viewer'];
 
@@ -151,9 +152,12 @@ export async function createApp(trx: Tx, orgId: string, input: { name: string; s
   return toApp(row);
 }
 
-export async function listApps(trx: Tx, orgId: string): Promise<App[]> {
-  const rows = await trx.selectFrom('apps').selectAll().where('org_id', '=', orgId).orderBy('created_at').orderBy('id').execute();
-  return rows.map(toApp);
+/** App lists: oldest first, keyset on (created_at, id). */
+export const APP_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'uuid' }], direction: 'asc' };
+
+/** One page of the org's apps (all of them by default), oldest first. */
+export async function listApps(trx: Tx, orgId: string, page: PageRequest = ALL_ROWS): Promise<Page<App>> {
+  return mapPage(await keysetPage(trx.selectFrom('apps').selectAll().where('org_id', '=', orgId), APP_ORDER, page), toApp);
 }
 
 /** The app, or `ERR_NOT_FOUND` when it does not exist or belongs to another org (same answer). */

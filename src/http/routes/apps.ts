@@ -2,7 +2,8 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
-import { createApp, getApp, listApps, updateAppSettings, type App } from '../../tenants/index.js';
+import { APP_ORDER, createApp, getApp, listApps, updateAppSettings, type App } from '../../tenants/index.js';
+import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 import { principalOf } from '../auth.js';
 import { DateTime, IdParams, Uuid, bearer, ctxOf, errorResponses } from './common.js';
 
@@ -29,15 +30,19 @@ const AppSchema = Type.Object(
 const CreateBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }), settings: Type.Optional(AppSettingsSchema) }, { additionalProperties: false });
 const PatchBody = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })), settings: Type.Optional(AppSettingsSchema) }, { additionalProperties: false });
 
+const ListQuery = pageQuery();
+
 const out = (a: App) => ({ id: a.id, name: a.name, settings: a.settings, created_at: a.createdAt });
 
 export function appRoutes(app: FastifyInstance, db: DatabaseHandle): void {
-  app.get('/v1/apps', {
+  app.get<{ Querystring: Static<typeof ListQuery> }>('/v1/apps', {
     config: { auth: true, scope: 'apps:read' },
-    schema: { tags: ['apps'], summary: "List the org's apps", security: bearer, response: { 200: Type.Object({ data: Type.Array(AppSchema) }), ...errorResponses() } },
+    schema: { tags: ['apps'], summary: "List the org's apps, oldest first (cursor-paginated)", security: bearer, querystring: ListQuery, response: { 200: pageSchema(AppSchema), ...listErrorResponses() } },
     handler: async (req) => {
       const p = principalOf(req);
-      return { data: (await db.withTenant(p.orgId, (trx) => listApps(trx, p.orgId))).map(out) };
+      const scope = { list: 'apps', orgId: p.orgId };
+      const page = await db.withTenant(p.orgId, (trx) => listApps(trx, p.orgId, pageRequest(req, req.query, scope, APP_ORDER)));
+      return pageReply(req, page, scope, out);
     },
   });
   app.post<{ Body: Static<typeof CreateBody> }>('/v1/apps', {

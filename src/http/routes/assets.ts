@@ -8,7 +8,8 @@ import { Type, type Static } from 'typebox';
 import type { Config } from '../../config/index.js';
 import type { Readable } from 'node:stream';
 import { AppError } from '../../errors.js';
-import { ingest, getAsset, deleteAsset, type Asset, type AssetDeps } from '../../assets/assets.js';
+import { ingest, getAsset, deleteAsset, listAssets, ASSET_ORDER, type Asset, type AssetDeps } from '../../assets/assets.js';
+import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 import type { UrlSigner, Disposition } from '../../assets/signing.js';
 import { createUploadIntent, completeUploadIntent, receiveDirectUpload, type UploadIntentDeps } from '../../assets/direct.js';
 import { openAssetStream, parseRange } from '../../assets/read.js';
@@ -67,6 +68,13 @@ export async function assertUploadAllowed(deps: AssetRouteDeps, p: Principal): P
     throw new AppError('ERR_ROLE_FORBIDDEN', 'This app does not accept uploads with publishable keys (enable allow_browser_uploads).');
   }
 }
+
+const ListQuery = pageQuery({
+  type: Type.Optional(Type.String({ pattern: '^[a-z]+(/([a-z0-9.+-]+|\\*))?$', maxLength: 100, description: 'A media type (`image/png`) or a family (`image`, `image/*`, `video`).' })),
+  kind: Type.Optional(Type.Union([Type.Literal('upload'), Type.Literal('original'), Type.Literal('output')], { description: '`upload` (alias `original`): what clients uploaded; `output`: processing results.' })),
+  created_after: Type.Optional(Type.String({ format: 'date-time', description: 'Created at or after this instant.' })),
+  created_before: Type.Optional(Type.String({ format: 'date-time', description: 'Created before this instant.' })),
+});
 
 const UploadQuery = Type.Object({ filename: Type.Optional(Type.String({ maxLength: 255 })) }, { additionalProperties: false });
 /** The text fields a multipart upload may send before its `file` part. */
@@ -277,6 +285,27 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
       const p = principalOf(req);
       const asset = await completeUploadIntent(deps, p, req.params.id, ctxOf(req));
       return reply.code(201).send(assetOut(asset));
+    },
+  });
+
+  app.get<{ Querystring: Static<typeof ListQuery> }>('/v1/assets', {
+    config: { auth: true, scope: 'assets:read' },
+    schema: {
+      tags: ['assets'],
+      summary: "List the org's assets, newest first (cursor-paginated; filter by type, kind, creation time)",
+      description: 'Deleted and expired assets are not listed. Pages with `limit` and `cursor`; pass `next_cursor` back as `cursor` with the same filters.',
+      security: bearer,
+      querystring: ListQuery,
+      response: { 200: pageSchema(AssetSchema), ...listErrorResponses() },
+    },
+    handler: async (req) => {
+      const p = principalOf(req);
+      const q = req.query;
+      const filter = { type: q.type, kind: q.kind === 'original' ? ('upload' as const) : q.kind, createdAfter: q.created_after, createdBefore: q.created_before };
+      const scope = { list: 'assets', orgId: p.orgId, filter };
+      const page = pageRequest(req, q, scope, ASSET_ORDER);
+      const result = await deps.db.withTenant(p.orgId, (trx) => listAssets(trx, p.orgId, filter, page, deps.now?.() ?? Date.now()));
+      return pageReply(req, result, scope, assetOut);
     },
   });
 

@@ -1,15 +1,15 @@
-/** `GET /v1/audit`: the caller's org audit trail, newest first, paged by id. */
+/** `GET /v1/audit`: the caller's org audit trail, newest first, cursor-paginated like every list. */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
-import { listAudit } from '../../audit/log.js';
+import { AUDIT_ORDER, listAudit } from '../../audit/log.js';
+import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 import { principalOf } from '../auth.js';
-import { DateTime, bearer, errorResponses } from './common.js';
+import { DateTime, bearer } from './common.js';
 
-const Query = Type.Object(
-  { before: Type.Optional(Type.Integer({ minimum: 1, description: 'Return entries with an id below this (paging).' })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })) },
-  { additionalProperties: false },
-);
+const Query = pageQuery({
+  before: Type.Optional(Type.Integer({ minimum: 1, description: 'Deprecated (use `cursor`): entries with an id below this.' })),
+});
 const Entry = Type.Object({
   id: Type.Integer(),
   seq: Type.Integer({ description: 'Position in the org chain.' }),
@@ -32,15 +32,19 @@ export function auditRoutes(app: FastifyInstance, db: DatabaseHandle): void {
       summary: "Read the org's hash-chained audit trail",
       security: bearer,
       querystring: Query,
-      response: { 200: Type.Object({ data: Type.Array(Entry), next_before: Type.Union([Type.Integer(), Type.Null()]) }), ...errorResponses() },
+      response: {
+        200: pageSchema(Entry, { next_before: Type.Union([Type.Integer(), Type.Null()], { description: 'Deprecated (use `next_cursor`): the `before` of the next page.' }) }),
+        ...listErrorResponses(),
+      },
     },
     handler: async (req) => {
       const p = principalOf(req);
-      const limit = req.query.limit ?? 100;
-      const rows = await db.withTenant(p.orgId, (trx) => listAudit(trx, p.orgId, { before: req.query.before, limit }));
+      const scope = { list: 'audit', orgId: p.orgId, filter: { before: req.query.before } };
+      const page = await db.withTenant(p.orgId, (trx) => listAudit(trx, p.orgId, pageRequest(req, req.query, scope, AUDIT_ORDER), { before: req.query.before }));
+      const last = page.items[page.items.length - 1];
       return {
-        data: rows.map((e) => ({ id: e.id, seq: e.chainSeq, at: e.at, actor: e.actor, action: e.action, target: e.target, data: e.data, ip: e.ip, request_id: e.requestId, prev_hash: e.prevHash, hash: e.hash })),
-        next_before: rows.length === limit ? rows[rows.length - 1]!.id : null,
+        ...pageReply(req, page, scope, (e) => ({ id: e.id, seq: e.chainSeq, at: e.at, actor: e.actor, action: e.action, target: e.target, data: e.data, ip: e.ip, request_id: e.requestId, prev_hash: e.prevHash, hash: e.hash })),
+        next_before: page.next && last ? last.id : null,
       };
     },
   });

@@ -30,6 +30,7 @@ import {
   csrfTokenValid,
   enrollMfa,
   listSessions,
+  SESSION_ORDER,
   login,
   logOnlyResetMailer,
   logout,
@@ -46,6 +47,9 @@ import {
 import { LoginThrottle } from '../../auth/throttle.js';
 import { eraseOrg } from '../../tenants/erasure.js';
 import { DateTime, IdParams, Uuid, errorResponses } from './common.js';
+import { pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
+
+const SessionsQuery = pageQuery();
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -256,14 +260,19 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRouteOpti
     },
   });
 
-  app.get('/v1/console/sessions', {
+  app.get<{ Querystring: Static<typeof SessionsQuery> }>('/v1/console/sessions', {
     config: { console: 'session' },
-    schema: { tags, summary: "List the user's live sessions (the calling one is flagged current)", response: { 200: Type.Object({ data: Type.Array(SessionItem) }, { additionalProperties: false }), ...e() } },
+    schema: {
+      tags,
+      summary: "List the user's live sessions, newest first (the calling one is flagged current; cursor-paginated)",
+      querystring: SessionsQuery,
+      response: { 200: pageSchema(SessionItem), ...e({ 400: 'Invalid request (ERR_VALIDATION), or a cursor not issued for this list (ERR_CURSOR_INVALID).' }) },
+    },
     handler: async (req) => {
-      const list = await listSessions(deps, current(req).session);
-      return {
-        data: list.map((x) => ({ id: x.id, created_at: x.createdAt, last_seen_at: x.lastSeenAt, expires_at: x.expiresAt, ip: x.ip, user_agent: x.userAgent, current: x.current })),
-      };
+      const { session } = current(req);
+      const scope = { list: 'console/sessions', orgId: session.orgId, filter: { user: session.userId } };
+      const page = await listSessions(deps, session, pageRequest(req, req.query, scope, SESSION_ORDER));
+      return pageReply(req, page, scope, (x) => ({ id: x.id, created_at: x.createdAt, last_seen_at: x.lastSeenAt, expires_at: x.expiresAt, ip: x.ip, user_agent: x.userAgent, current: x.current }));
     },
   });
 

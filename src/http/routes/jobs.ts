@@ -9,6 +9,15 @@ import type { JobInput } from '../../jobs/jobs.js';
 import { requireScope, type Principal } from '../../auth/keys.js';
 import { OPERATIONS } from '../../media/operations/registry.js';
 import { OPERATION_STEP_TITLE } from '../openapi-operations.js';
+import { JOB_ORDER } from '../../jobs/jobs.js';
+import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
+
+const JobStatus = Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed')]);
+const ListQuery = pageQuery({
+  status: Type.Optional(JobStatus),
+  created_after: Type.Optional(Type.String({ format: 'date-time', description: 'Created at or after this instant.' })),
+  created_before: Type.Optional(Type.String({ format: 'date-time', description: 'Created before this instant.' })),
+});
 
 export const JobId = Type.String({ pattern: '^job_[0-9A-Za-z]{22}$', description: 'A job id.', examples: ['job_7bQ1mZk9TtP1vYc8LrA4Xg'] });
 const JobParams = Type.Object({ id: JobId }, { additionalProperties: false });
@@ -116,7 +125,7 @@ const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => T
 export const JobSchema = Type.Object(
   {
     id: JobId,
-    status: Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed')]),
+    status: JobStatus,
     created_at: DateTime,
     started_at: Nullable(DateTime),
     finished_at: Nullable(DateTime),
@@ -193,6 +202,25 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService): voi
       reply.header('Location', `/v1/jobs/${job.id}`);
       if (replayed) reply.header('Idempotent-Replayed', 'true');
       return reply.code(202).send(job);
+    },
+  });
+
+  app.get<{ Querystring: Static<typeof ListQuery> }>('/v1/jobs', {
+    config: { auth: true, scope: 'jobs:read' },
+    schema: {
+      tags: ['processing'],
+      summary: "List the org's jobs, newest first (cursor-paginated; filter by status and creation time)",
+      security: bearer,
+      querystring: ListQuery,
+      response: { 200: pageSchema(JobSchema), ...listErrorResponses() },
+    },
+    handler: async (req) => {
+      const p = principalOf(req);
+      const q = req.query;
+      const filter = { status: q.status, createdAfter: q.created_after, createdBefore: q.created_before };
+      const scope = { list: 'jobs', orgId: p.orgId, filter };
+      const result = await service.jobs.list(p.orgId, filter, pageRequest(req, q, scope, JOB_ORDER));
+      return pageReply(req, result, scope, (j) => j);
     },
   });
 

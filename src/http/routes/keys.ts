@@ -2,7 +2,10 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
-import { createKey, getKey, listKeys, revokeKey, rollKey, MAX_GRACE_SECONDS, type KeyInfo, type KeyVerifier } from '../../auth/keys.js';
+import { createKey, getKey, listKeys, revokeKey, rollKey, KEY_ORDER, MAX_GRACE_SECONDS, type KeyInfo, type KeyVerifier } from '../../auth/keys.js';
+import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
+
+const ListQuery = pageQuery();
 import { SCOPES } from '../../auth/scopes.js';
 import { principalOf } from '../auth.js';
 import { DateTime, IdParams, Uuid, bearer, ctxOf, errorResponses } from './common.js';
@@ -85,12 +88,21 @@ export function keyRoutes(app: FastifyInstance, db: DatabaseHandle, verifier: Ke
       return { org_id: p.orgId, app_id: p.appId, credential_id: p.keyId, kind: p.kind, scopes: [...p.scopes].sort() };
     },
   });
-  app.get<{ Params: Static<typeof IdParams> }>('/v1/apps/:id/keys', {
+  app.get<{ Params: Static<typeof IdParams>; Querystring: Static<typeof ListQuery> }>('/v1/apps/:id/keys', {
     config: { auth: true, scope: 'keys:manage' },
-    schema: { tags: ['keys'], summary: "List an app's keys (never the secrets)", security: bearer, params: IdParams, response: { 200: Type.Object({ data: Type.Array(KeySchema) }), ...errorResponses() } },
+    schema: {
+      tags: ['keys'],
+      summary: "List an app's keys, oldest first (never the secrets; cursor-paginated)",
+      security: bearer,
+      params: IdParams,
+      querystring: ListQuery,
+      response: { 200: pageSchema(KeySchema), ...listErrorResponses() },
+    },
     handler: async (req) => {
       const p = principalOf(req);
-      return { data: (await db.withTenant(p.orgId, (trx) => listKeys(trx, p.orgId, req.params.id))).map(out) };
+      const scope = { list: 'apps/keys', orgId: p.orgId, filter: { app: req.params.id } };
+      const page = await db.withTenant(p.orgId, (trx) => listKeys(trx, p.orgId, req.params.id, pageRequest(req, req.query, scope, KEY_ORDER)));
+      return pageReply(req, page, scope, out);
     },
   });
   app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof CreateBody> }>('/v1/apps/:id/keys', {

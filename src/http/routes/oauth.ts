@@ -23,12 +23,16 @@ import {
   TokenIssuer,
   createClient,
   listClients,
+  CLIENT_ORDER,
   revokeClient,
   type OAuthClientInfo,
 } from '../../auth/oauth.js';
 import { principalOf, type TokenVerifier } from '../auth.js';
 import { toAppError } from '../problem.js';
 import { DateTime, IdParams, Uuid, bearer, ctxOf, errorResponses } from './common.js';
+import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
+
+const ListQuery = pageQuery();
 
 /** Largest token request body: a few parameters (RFC 6749 §4.4.2). */
 export const MAX_TOKEN_REQUEST_BYTES = 8 * 1024;
@@ -207,12 +211,21 @@ export function oauthRoutes(app: FastifyInstance, config: Config, deps: OAuthRou
       return reply.code(201).header('Cache-Control', 'no-store').send({ client: out(client), client_id: client.clientId, client_secret: secret });
     },
   });
-  app.get<{ Params: Static<typeof IdParams> }>('/v1/apps/:id/oauth-clients', {
+  app.get<{ Params: Static<typeof IdParams>; Querystring: Static<typeof ListQuery> }>('/v1/apps/:id/oauth-clients', {
     config: { auth: true, scope: 'keys:manage' },
-    schema: { tags: ['oauth'], summary: "List an app's OAuth2 clients (never the secrets)", security: bearer, params: IdParams, response: { 200: Type.Object({ data: Type.Array(ClientSchema) }), ...errorResponses() } },
+    schema: {
+      tags: ['oauth'],
+      summary: "List an app's OAuth2 clients, oldest first (never the secrets; cursor-paginated)",
+      security: bearer,
+      params: IdParams,
+      querystring: ListQuery,
+      response: { 200: pageSchema(ClientSchema), ...listErrorResponses() },
+    },
     handler: async (req) => {
       const p = principalOf(req);
-      return { data: (await deps.db.withTenant(p.orgId, (trx) => listClients(trx, p.orgId, req.params.id))).map(out) };
+      const scope = { list: 'apps/oauth-clients', orgId: p.orgId, filter: { app: req.params.id } };
+      const page = await deps.db.withTenant(p.orgId, (trx) => listClients(trx, p.orgId, req.params.id, pageRequest(req, req.query, scope, CLIENT_ORDER)));
+      return pageReply(req, page, scope, out);
     },
   });
   app.delete<{ Params: Static<typeof IdParams> }>('/v1/oauth-clients/:id', {

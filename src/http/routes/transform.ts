@@ -5,7 +5,8 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { ProcessingService } from '../../jobs/service.js';
-import { createTransformKey, deletePreset, deleteTransformKey, listPresets, listTransformKeys, putPreset } from '../../jobs/transform.js';
+import { createTransformKey, deletePreset, deleteTransformKey, listPresets, listTransformKeys, putPreset, PRESET_ORDER, TRANSFORM_KEY_ORDER } from '../../jobs/transform.js';
+import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 import { authorizeRead, principalOf, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
 import { Operations, requireOperationScopes } from './jobs.js';
@@ -13,6 +14,7 @@ import type { FastifyReply } from 'fastify';
 import type { ProcessResult } from '../../media/pipeline.js';
 
 const AppParams = Type.Object({ id: Uuid }, { additionalProperties: false });
+const ListQuery = pageQuery();
 const Kid = Type.String({ pattern: '^tfk_[0-9A-Za-z]{22}$', description: 'A transform key id.' });
 const KeyParams = Type.Object({ id: Uuid, kid: Kid }, { additionalProperties: false });
 const PresetName = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' });
@@ -108,12 +110,21 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
       return reply.code(201).header('Cache-Control', 'no-store').send(key);
     },
   });
-  app.get<{ Params: Static<typeof AppParams> }>('/v1/apps/:id/transform-keys', {
+  app.get<{ Params: Static<typeof AppParams>; Querystring: Static<typeof ListQuery> }>('/v1/apps/:id/transform-keys', {
     config: { auth: true, scope: 'keys:manage' },
-    schema: { tags: ['transform'], summary: "List an app's transform keys (ids only)", security: bearer, params: AppParams, response: { 200: Type.Object({ data: Type.Array(KeySchema) }), ...errorResponses() } },
+    schema: {
+      tags: ['transform'],
+      summary: "List an app's transform keys, oldest first (ids only; cursor-paginated)",
+      security: bearer,
+      params: AppParams,
+      querystring: ListQuery,
+      response: { 200: pageSchema(KeySchema), ...listErrorResponses() },
+    },
     handler: async (req) => {
       const p = principalOf(req);
-      return { data: await db.withTenant(p.orgId, (trx) => listTransformKeys(trx, p.orgId, req.params.id)) };
+      const scope = { list: 'apps/transform-keys', orgId: p.orgId, filter: { app: req.params.id } };
+      const page = await db.withTenant(p.orgId, (trx) => listTransformKeys(trx, p.orgId, req.params.id, pageRequest(req, req.query, scope, TRANSFORM_KEY_ORDER)));
+      return pageReply(req, page, scope, (k) => k);
     },
   });
   app.delete<{ Params: Static<typeof KeyParams> }>('/v1/apps/:id/transform-keys/:kid', {
@@ -127,12 +138,21 @@ export function transformRoutes(app: FastifyInstance, service: ProcessingService
       return reply.code(204).send();
     },
   });
-  app.get<{ Params: Static<typeof AppParams> }>('/v1/apps/:id/transform-presets', {
+  app.get<{ Params: Static<typeof AppParams>; Querystring: Static<typeof ListQuery> }>('/v1/apps/:id/transform-presets', {
     config: { auth: true, scope: 'apps:read' },
-    schema: { tags: ['transform'], summary: "List an app's transform presets", security: bearer, params: AppParams, response: { 200: Type.Object({ data: Type.Array(PresetSchema) }), ...errorResponses() } },
+    schema: {
+      tags: ['transform'],
+      summary: "List an app's transform presets, by name (cursor-paginated)",
+      security: bearer,
+      params: AppParams,
+      querystring: ListQuery,
+      response: { 200: pageSchema(PresetSchema), ...listErrorResponses() },
+    },
     handler: async (req) => {
       const p = principalOf(req);
-      return { data: await db.withTenant(p.orgId, (trx) => listPresets(trx, p.orgId, req.params.id)) };
+      const scope = { list: 'apps/transform-presets', orgId: p.orgId, filter: { app: req.params.id } };
+      const page = await db.withTenant(p.orgId, (trx) => listPresets(trx, p.orgId, req.params.id, pageRequest(req, req.query, scope, PRESET_ORDER)));
+      return pageReply(req, page, scope, (x) => x);
     },
   });
   app.put<{ Params: Static<typeof PresetParams>; Body: Static<typeof PresetBody> }>('/v1/apps/:id/transform-presets/:name', {

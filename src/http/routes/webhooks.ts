@@ -8,6 +8,8 @@ import {
   getEndpoint,
   listDeliveries,
   listEndpoints,
+  DELIVERY_ORDER,
+  ENDPOINT_ORDER,
   rotateSecret,
   updateEndpoint,
   DEFAULT_ROTATION_GRACE_SECONDS,
@@ -18,6 +20,7 @@ import {
 } from '../../jobs/webhooks.js';
 import { principalOf } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
+import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 
 const EndpointId = Type.String({ pattern: '^whe_[0-9A-Za-z]{22}$', description: 'A webhook endpoint id.' });
 const Params = Type.Object({ id: EndpointId }, { additionalProperties: false });
@@ -68,7 +71,8 @@ const RotateBody = Type.Object(
   },
   { additionalProperties: false, examples: [{ grace_seconds: 86400 }] },
 );
-const DeliveriesQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })) }, { additionalProperties: false });
+const ListQuery = pageQuery();
+const DeliveriesQuery = ListQuery;
 const DeliverySchema = Type.Object(
   {
     id: Type.String(),
@@ -133,12 +137,13 @@ export function webhookRoutes(app: FastifyInstance, service: ProcessingService):
       return reply.code(201).header('Cache-Control', 'no-store').header('Location', `/v1/webhooks/${endpoint.id}`).send({ ...out(endpoint), secret });
     },
   });
-  app.get('/v1/webhooks', {
+  app.get<{ Querystring: Static<typeof ListQuery> }>('/v1/webhooks', {
     config: cfg,
-    schema: { tags, summary: "List the app's webhook endpoints", security: bearer, response: { 200: Type.Object({ data: Type.Array(EndpointSchema) }), ...errorResponses() } },
+    schema: { tags, summary: "List the app's webhook endpoints, oldest first (cursor-paginated)", security: bearer, querystring: ListQuery, response: { 200: pageSchema(EndpointSchema), ...listErrorResponses() } },
     handler: async (req) => {
       const p = principalOf(req);
-      return { data: (await listEndpoints(deps, p.orgId, p.appId)).map(out) };
+      const scope = { list: 'webhooks', orgId: p.orgId, filter: { app: p.appId } };
+      return pageReply(req, await listEndpoints(deps, p.orgId, p.appId, pageRequest(req, req.query, scope, ENDPOINT_ORDER)), scope, out);
     },
   });
   app.get<{ Params: Static<typeof Params> }>('/v1/webhooks/:id', {
@@ -186,15 +191,16 @@ export function webhookRoutes(app: FastifyInstance, service: ProcessingService):
     config: cfg,
     schema: {
       tags,
-      summary: 'Delivery log: time, status code, duration and attempt of each delivery (newest first)',
+      summary: 'Delivery log: time, status code, duration and attempt of each delivery (newest first; cursor-paginated)',
       security: bearer,
       params: Params,
       querystring: DeliveriesQuery,
-      response: { 200: Type.Object({ data: Type.Array(DeliverySchema) }), ...errorResponses() },
+      response: { 200: pageSchema(DeliverySchema), ...listErrorResponses() },
     },
     handler: async (req) => {
       const p = principalOf(req);
-      return { data: (await listDeliveries(deps, p.orgId, p.appId, req.params.id, req.query.limit ?? 50)).map(deliveryOut) };
+      const scope = { list: 'webhooks/deliveries', orgId: p.orgId, filter: { app: p.appId, endpoint: req.params.id } };
+      return pageReply(req, await listDeliveries(deps, p.orgId, p.appId, req.params.id, pageRequest(req, req.query, scope, DELIVERY_ORDER)), scope, deliveryOut);
     },
   });
 }
