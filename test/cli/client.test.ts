@@ -236,4 +236,23 @@ describe('obscura client commands', () => {
     assert.equal(missing.code, 1);
     assert.equal(stderrJson(missing).error.code, 'ERR_NOT_FOUND');
   });
+
+  test('assets list and jobs list page through what the org has: --limit prints the next command, --all follows every cursor, --json for scripts', async () => {
+    for (let i = 0; i < 3; i++) assert.equal((await cli(['upload', pngPath, '--json'], withKey())).code, 0);
+    const page = await cli(['assets', 'list', '--limit', '2'], withKey());
+    assert.equal(page.code, 0, page.stderr);
+    assert.equal(page.stdout.trim().split('\n').length, 2, page.stdout);
+    assert.match(page.stderr, /obscura assets list .*--cursor /, 'says how to get the next page');
+    const all = await cli(['assets', 'list', '--all', '--json'], withKey());
+    assert.equal(all.code, 0, all.stderr);
+    const ids = JSON.parse(all.stdout).map((x: { id: string }) => x.id);
+    assert.ok(ids.length >= 3);
+    assert.equal(new Set(ids).size, ids.length);
+    const jobs = await cli(['jobs', 'list', '--json', '--all'], withKey());
+    assert.equal(jobs.code, 0, jobs.stderr);
+    assert.ok(Array.isArray(JSON.parse(jobs.stdout)));
+    const bad = await cli(['assets', 'list', '--limit', '0'], withKey());
+    assert.equal(bad.code, 2, 'a usage error, before any request');
+  });
 });
+
