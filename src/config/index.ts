@@ -171,6 +171,12 @@ export interface Config {
   readonly jobs: {
     /** Jobs run at once per worker process (`OBSCURA_WORKER_CONCURRENCY`, default: CPU count). */
     readonly workerConcurrency: number;
+    /**
+     * Processing jobs of one org running at once across all workers (pg-boss group concurrency,
+     * counted in the database) (`OBSCURA_WORKER_ORG_CONCURRENCY`, default half the worker concurrency,
+     * rounded up; 0 = no per-org cap). Keeps one org's backlog from holding every worker (issue 9, item 4).
+     */
+    readonly workerOrgConcurrency: number;
     /** A running job is retried after this long without finishing (`OBSCURA_JOB_TIMEOUT_SECONDS`, default 300). */
     readonly timeoutSeconds: number;
     /** Retries after a failed attempt (`OBSCURA_JOB_RETRY_LIMIT`, default 3; exponential backoff). */
@@ -270,6 +276,7 @@ const KNOWN = new Set([
   'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG',
   'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
   'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_PROCESS_CONCURRENCY_PER_ORG', 'OBSCURA_PROCESS_MAX_QUEUED_PER_ORG', 'OBSCURA_PROCESS_MAX_WAIT_MS', 'OBSCURA_PROCESS_MEMORY_BUDGET_BYTES', 'OBSCURA_PROCESS_MAX_COST', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_REMOTE_ALLOWED_PORTS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_MAINTENANCE_INTERVAL_MS', 'OBSCURA_ORPHAN_GRACE_MS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
+  'OBSCURA_WORKER_ORG_CONCURRENCY',
   'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
   // perimeter (src/http/limits.ts)
   'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
@@ -480,6 +487,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
     },
     jobs: {
       workerConcurrency: int(src, 'OBSCURA_WORKER_CONCURRENCY', cpus, 1, 1024),
+      workerOrgConcurrency: int(src, 'OBSCURA_WORKER_ORG_CONCURRENCY', Math.ceil(int(src, 'OBSCURA_WORKER_CONCURRENCY', cpus, 1, 1024) / 2), 0, 100_000),
       timeoutSeconds: int(src, 'OBSCURA_JOB_TIMEOUT_SECONDS', 300, 1, 86_400),
       retryLimit: int(src, 'OBSCURA_JOB_RETRY_LIMIT', 3, 0, 100),
       pollIntervalMs: int(src, 'OBSCURA_JOB_POLL_INTERVAL_MS', 2000, 500, 600_000),

@@ -165,10 +165,12 @@ export class JobService {
   }
 
   /** pg-boss send options of a processing job. */
-  private processSendOptions(queueId: string): Record<string, unknown> {
+  private processSendOptions(queueId: string, orgId: string): Record<string, unknown> {
     const s = this.deps.settings;
     return {
       id: queueId,
+      // The org is the pg-boss group: workers cap how many of one org's jobs run at once (fairness).
+      group: { id: orgId },
       expireInSeconds: s.timeoutSeconds,
       retryLimit: s.retryLimit,
       retryDelay: 2,
@@ -184,7 +186,7 @@ export class JobService {
   private async enqueue(orgId: string, jobId: string, queueId: string): Promise<void> {
     try {
       const boss = await this.deps.boss();
-      await boss.send(QUEUES.process, { org: orgId, id: jobId }, this.processSendOptions(queueId));
+      await boss.send(QUEUES.process, { org: orgId, id: jobId }, this.processSendOptions(queueId, orgId));
     } catch {
       // Committed is committed: the reconciler re-sends jobs that stay queued without a queue entry.
     }

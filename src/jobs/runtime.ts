@@ -46,7 +46,7 @@ export async function startJobWorkers(deps: JobWorkerDeps): Promise<JobWorkers> 
     config: deps.config,
     testDelayMs: deps.testDelayMs && deps.testDelayMs > 0 ? deps.testDelayMs : undefined,
   });
-  const workers = await startWorkers(service, { concurrency: deps.config.jobs.workerConcurrency });
+  const workers = await startWorkers(service, { concurrency: deps.config.jobs.workerConcurrency, orgConcurrency: deps.config.jobs.workerOrgConcurrency });
   let stopping: Promise<void> | undefined;
   return {
     stop() {

@@ -17,6 +17,11 @@ import { abandonDelivery, attemptDelivery } from './webhooks.js';
 export interface WorkerOptions {
   /** Processing jobs run at once in this process (`OBSCURA_WORKER_CONCURRENCY`). */
   concurrency: number;
+  /**
+   * Processing jobs of one org running at once across every worker (pg-boss `groupConcurrency`, the
+   * group being the org; `OBSCURA_WORKER_ORG_CONCURRENCY`). 0 or absent = no per-org cap.
+   */
+  orgConcurrency?: number;
   /** Webhook deliveries in flight at once. Default 4. */
   webhookConcurrency?: number;
   /** Reconciler period in seconds. Default: the job monitor interval. */
@@ -53,10 +58,10 @@ export async function startWorkers(service: ProcessingService, opts: WorkerOptio
    * queue would drain at one job per interval per slot. Each slot therefore wakes itself after a job
    * (`notifyWorker`): a backlog drains back to back, an empty fetch falls back to polling.
    */
-  const register = async (queue: string, count: number, handle: (job: Job<unknown> & { data: Ref }) => Promise<void>): Promise<void> => {
+  const register = async (queue: string, count: number, handle: (job: Job<unknown> & { data: Ref }) => Promise<void>, extra: { groupConcurrency?: number } = {}): Promise<void> => {
     for (let i = 0; i < count; i++) {
       let self: string | undefined;
-      self = await boss.work<unknown>(queue, { ...polling, localConcurrency: 1, includeMetadata: true }, async (jobs) => {
+      self = await boss.work<unknown>(queue, { ...polling, ...extra, localConcurrency: 1, includeMetadata: true }, async (jobs) => {
         try {
           for (const job of jobs) if (isRef(job.data)) await handle(job as Job<unknown> & { data: Ref });
         } finally {
@@ -67,7 +72,7 @@ export async function startWorkers(service: ProcessingService, opts: WorkerOptio
     }
   };
 
-  await register(QUEUES.process, opts.concurrency, (job) => service.jobs.run({ orgId: job.data.org, id: job.data.id }, { lastAttempt: lastAttempt(job), signal: job.signal }));
+  await register(QUEUES.process, opts.concurrency, (job) => service.jobs.run({ orgId: job.data.org, id: job.data.id }, { lastAttempt: lastAttempt(job), signal: job.signal }), opts.orgConcurrency ? { groupConcurrency: opts.orgConcurrency } : {});
   // Only timeouts and dead workers reach the dead-letter queue (handler errors on the last attempt
   // are recorded by the handler itself); `fail` is a no-op for a job that is already final.
   await register(QUEUES.processDead, 1, (job) => service.jobs.fail(job.data.org, job.data.id, 'ERR_JOB_TIMEOUT', 'The job did not finish in time, including retries.'));

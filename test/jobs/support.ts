@@ -125,7 +125,7 @@ export function testService(h: Harness, extra: { testDelayMs?: number } = {}): P
 /** Starts workers in this process on the harness database (as `obscura serve --role worker` would). */
 export async function startTestWorkers(h: Harness, extra: { testDelayMs?: number } = {}): Promise<{ service: ProcessingService; workers: Workers; stop(): Promise<void> }> {
   const service = testService(h, extra);
-  const workers = await startWorkers(service, { concurrency: h.srv.config.jobs.workerConcurrency });
+  const workers = await startWorkers(service, { concurrency: h.srv.config.jobs.workerConcurrency, orgConcurrency: h.srv.config.jobs.workerOrgConcurrency });
   return {
     service,
     workers,
