@@ -3,14 +3,17 @@
  * over `@tus/server`, with a `DataStore` that never lets plaintext reach a disk or a bucket.
  *
  * How the bytes travel:
- * - Each PATCH body (and a creation-with-upload POST body) becomes one **part**: it is encrypted as it
- *   arrives (AES-256-GCM STREAM, per-blob key derived from the org key with the part's storage key as
+ * - Each PATCH body (and a creation-with-upload POST body) becomes one **part** per segment
+ *   (`OBSCURA_UPLOAD_SEGMENT_BYTES`, 8 MiB; a body with `Upload-Checksum` stays one part, since only the
+ *   whole body can be verified): it is encrypted as it arrives (AES-256-GCM STREAM, per-blob key derived from the org key with the part's storage key as
  *   blob id, so parts cannot be swapped or reordered) and stored with the store's atomic `put` under
  *   `uploads/<orgId>/<uploadId>/part-<offset>-<random>`. A killed server leaves at most an invisible
  *   temporary object, never a half part.
  * - The upload row (`uploads`, RLS) is the source of truth: the offset advances, and the part is
  *   listed, in one conditional UPDATE (`WHERE upload_offset = <expected>`) only after the put
  *   succeeded. That also serialises PATCHes across nodes: the loser gets 409 and its part is deleted.
+ * - Segments are committed as they fill, so a server killed mid-PATCH (issue 9, item 18) leaves the
+ *   offset at the last whole segment it received: a client resumes and resends at most one segment.
  * - A client that disconnects mid-PATCH keeps what arrived (tus-node-server ends the body stream
  *   gracefully on abort, so the part is a whole authenticated ciphertext) and resumes from the new
  *   offset. With `Upload-Checksum` a partial body cannot be verified, so it is refused and dropped.
@@ -223,6 +226,45 @@ function toRecord(r: UploadRow): UploadRecord {
 export const uploadPrefix = (orgId: string, uploadId: string) => `uploads/${orgId}/${uploadId}/`;
 
 /** The key of a new part: offset padded so keys sort by offset, random tail so a retry never overwrites. */
+/** One part being written: plaintext goes into `input`, ciphertext into the store under `key`. */
+interface Segment {
+  key: string;
+  input: PassThrough;
+  meter: PartMeter;
+  /** Settles when the part is stored (or failed). */
+  done: Promise<void>;
+  /** Resolves when `input` can take more (or the segment failed). */
+  drained(): Promise<void>;
+}
+
+function openSegment(store: TusDeps['store'], o: { key: string; tenantKey: { id: string; key: Buffer }; checksum: UploadChecksum | undefined }): Segment {
+  const input = new PassThrough({ highWaterMark: 64 * 1024 });
+  const meter = new PartMeter(o.checksum);
+  const sink = new PassThrough({ highWaterMark: 64 * 1024 });
+  const writing = store.put(o.key, sink);
+  const done = pipeline(input, meter, encryptStream({ key: o.tenantKey.key, keyId: o.tenantKey.id, blobId: o.key }), sink).then(
+    () => writing.then(() => undefined),
+    async (err: unknown) => {
+      sink.destroy(err as Error);
+      await writing.catch(() => undefined);
+      throw err;
+    },
+  );
+  // A failure is reported by `done` (awaited by whoever ends the segment); never unhandled meanwhile.
+  done.catch(() => undefined);
+  const drained = () =>
+    new Promise<void>((resolve) => {
+      const finish = () => {
+        input.off('drain', finish);
+        input.off('close', finish);
+        resolve();
+      };
+      input.once('drain', finish);
+      input.once('close', finish);
+    });
+  return { key: o.key, input, meter, done, drained };
+}
+
 function partKey(orgId: string, uploadId: string, offset: number): string {
   return `${uploadPrefix(orgId, uploadId)}part-${String(offset).padStart(16, '0')}-${randomBase62(8)}`;
 }
@@ -647,31 +689,72 @@ export class EncryptedUploadStore extends DataStore {
     const { orgId } = rc.principal;
     const rec = await this.find(id);
     if (rec.assetId || rec.completingAt || rec.offset !== offset) throw ERRORS.INVALID_OFFSET;
-    if (rec.parts.length >= MAX_UPLOAD_PARTS) {
-      throw new AppError('ERR_PAYLOAD_TOO_LARGE', `An upload may have at most ${MAX_UPLOAD_PARTS} chunks; send larger chunks.`);
-    }
+    let parts = rec.parts.length;
     const tk = await this.deps.db.withTenant(orgId, (trx) => this.deps.keyring.current(trx, orgId));
-    const key = partKey(orgId, id, offset);
-    const meter = new PartMeter(rc.checksum);
-    const sink = new PassThrough({ highWaterMark: 64 * 1024 });
-    const writing = this.deps.store.put(key, sink);
+    // The body is committed segment by segment, so a connection or a server that dies mid-PATCH loses
+    // at most the segment in flight. A body with `Upload-Checksum` can only be verified whole: it stays
+    // one segment (and a cut one is refused whole, as the checksum extension says).
+    const limit = rc.checksum ? Number.POSITIVE_INFINITY : this.deps.config.uploads.segmentBytes;
+    let at = offset;
+    let seg: Segment | undefined;
+    const open = (): Segment => {
+      if (parts >= MAX_UPLOAD_PARTS) {
+        throw new AppError('ERR_PAYLOAD_TOO_LARGE', `An upload may have at most ${MAX_UPLOAD_PARTS} chunks; send larger chunks.`);
+      }
+      return openSegment(this.deps.store, { key: partKey(orgId, id, at), tenantKey: tk, checksum: rc.checksum });
+    };
+    const commit = async (s: Segment): Promise<void> => {
+      s.input.end();
+      await s.done;
+      if (s.meter.bytes === 0) {
+        await this.deps.store.delete(s.key);
+        return;
+      }
+      at = await this.commitPart(orgId, id, at, s);
+      parts += 1;
+    };
     try {
-      await pipeline(body, meter, encryptStream({ key: tk.key, keyId: tk.id, blobId: key }), sink);
+      seg = open();
+      let filled = 0;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        let rest = chunk;
+        while (rest.length > 0) {
+          const piece = rest.length > limit - filled ? rest.subarray(0, limit - filled) : rest;
+          rest = rest.subarray(piece.length);
+          if (!seg.input.write(piece)) await seg.drained();
+          filled += piece.length;
+          if (filled >= limit) {
+            const full = seg;
+            seg = undefined;
+            await commit(full);
+            seg = open();
+            filled = 0;
+          }
+        }
+      }
+      const last = seg;
+      seg = undefined;
+      await commit(last);
     } catch (err) {
-      sink.destroy(err as Error);
-      await writing.catch(() => undefined);
+      if (seg) {
+        seg.input.destroy(err as Error);
+        await seg.done.catch(() => undefined);
+        await this.deps.store.delete(seg.key).catch(() => undefined);
+      }
+      // Segments committed before the failure stay: the client resumes from `at`.
+      if (at !== offset && !(err instanceof AppError && err.code === 'ERR_CHECKSUM_MISMATCH')) return at;
       throw err;
     }
-    await writing;
-    if (meter.bytes === 0) {
-      await this.deps.store.delete(key);
-      return offset;
-    }
-    const part: UploadPart = { offset, size: meter.bytes, key };
+    return at;
+  }
+
+  /** Lists a stored part and advances the offset in one conditional UPDATE; returns the new offset. */
+  private async commitPart(orgId: string, id: string, offset: number, s: Segment): Promise<number> {
+    const part: UploadPart = { offset, size: s.meter.bytes, key: s.key };
     const updated = await this.deps.db.withTenant(orgId, (trx) =>
       trx
         .updateTable('uploads')
-        .set({ upload_offset: offset + meter.bytes, parts: sql`parts || ${JSON.stringify([part])}::jsonb` })
+        .set({ upload_offset: offset + s.meter.bytes, parts: sql`parts || ${JSON.stringify([part])}::jsonb` })
         .where('org_id', '=', orgId)
         .where('id', '=', id)
         .where('upload_offset', '=', offset)
@@ -682,10 +765,10 @@ export class EncryptedUploadStore extends DataStore {
     );
     if (!updated) {
       // Another request (possibly on another node) moved the upload on meanwhile: ours is not part of it.
-      await this.deps.store.delete(key);
+      await this.deps.store.delete(s.key);
       throw ERRORS.INVALID_OFFSET;
     }
-    return offset + meter.bytes;
+    return offset + s.meter.bytes;
   }
 
   override async remove(id: string): Promise<void> {

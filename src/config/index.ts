@@ -110,6 +110,12 @@ export interface Config {
     /** Lifetime of a presigned direct upload URL (default 900 s = 15 min). */
     readonly presignTtlSeconds: number;
     /**
+     * A tus PATCH body is committed every this many bytes (`OBSCURA_UPLOAD_SEGMENT_BYTES`, default
+     * 8 MiB): a client whose connection, or whose server, dies mid-PATCH resumes from the last
+     * committed segment and resends at most one segment.
+     */
+    readonly segmentBytes: number;
+    /**
      * Bounds on unfinished uploads (tus and presigned), so one tenant cannot reserve the server's disk
      * by declaring uploads it never sends (issue 9, item 6). An upload holds its declared length from
      * creation until it completes, is terminated or expires; beyond a bound, creation is 429
@@ -272,7 +278,7 @@ const KNOWN = new Set([
   'OBSCURA_AUTH_BURST_THRESHOLD', 'OBSCURA_AUTH_BURST_WINDOW_MS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
   'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
-  'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS',
+  'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS', 'OBSCURA_UPLOAD_SEGMENT_BYTES',
   'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG',
   'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
   'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_PROCESS_CONCURRENCY_PER_ORG', 'OBSCURA_PROCESS_MAX_QUEUED_PER_ORG', 'OBSCURA_PROCESS_MAX_WAIT_MS', 'OBSCURA_PROCESS_MEMORY_BUDGET_BYTES', 'OBSCURA_PROCESS_MAX_COST', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_REMOTE_ALLOWED_PORTS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_MAINTENANCE_INTERVAL_MS', 'OBSCURA_ORPHAN_GRACE_MS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
@@ -464,6 +470,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       maxSimpleBytes: int(src, 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 25 * 1000 * 1000, 1, 1024 ** 3),
       maxBytes: int(src, 'OBSCURA_MAX_UPLOAD_BYTES', 5 * 1024 ** 3, 1, 5 * 1024 ** 4),
       presignTtlSeconds: int(src, 'OBSCURA_PRESIGN_TTL_SECONDS', 900, 30, 3600),
+      segmentBytes: int(src, 'OBSCURA_UPLOAD_SEGMENT_BYTES', 8 * 1024 ** 2, 64 * 1024, 1024 ** 3),
       limits: {
         maxOpenPerApp: int(src, 'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 1000, 1, 10_000_000),
         maxOpenPerOrg: int(src, 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 5000, 1, 10_000_000),
