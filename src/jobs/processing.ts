@@ -23,7 +23,8 @@ import { blobKeyFor, getAsset, toAsset, type Asset } from '../assets/assets.js';
 import { openAssetStream } from '../assets/read.js';
 import { mediaLimits, type MediaLimits } from '../media/limits.js';
 import { buildPlan, parseOperations, serializeOperations, type ParsedOperation, type Plan } from '../media/operations/registry.js';
-import { processImage, type ProcessResult } from '../media/pipeline.js';
+import { PREVIEW_MAX_DIMENSION, processImage, type ProcessResult } from '../media/pipeline.js';
+import { predictOutput } from '../media/output-size.js';
 import type { OutputFormat } from '../media/operations/types.js';
 import type { Fetcher } from '../media/fetcher.js';
 import type { UsageMeter } from '../usage/meter.js';
@@ -68,23 +69,40 @@ export function limitsFor(settings: AppSettings, server: Partial<Pick<MediaLimit
 }
 
 /**
- * Memory a run is expected to hold, from the input's header: its decoded frames (4 B/pixel, RGBA)
- * and about as much again for libvips' working and output buffers. Used to admit work under the
- * processing memory budget; 0 when the header cannot be read (the pipeline then refuses the input).
+ * Memory a run is expected to hold: its decoded input frames (4 B/pixel, RGBA) and about as much
+ * again for libvips' working buffers, plus — when the plan is given — its output (4 B/pixel) once
+ * more for every stage that holds a whole output frame (blur, trim, free rotation, overlays, AVIF/GIF
+ * encoders), so an enlargement is reserved for what it produces, not for its small input. Used to
+ * admit work under the processing memory budget; 0 when the header cannot be read (the pipeline
+ * then refuses the input).
  */
-export async function estimateMemory(input: Buffer | { width: number | null; height: number | null }): Promise<number> {
+export async function estimateMemory(
+  input: Buffer | { width: number | null; height: number | null },
+  output?: { plan: Plan; limits: Readonly<MediaLimits>; preview?: boolean | undefined },
+): Promise<number> {
   let pixels = 0;
+  let width = 0;
+  let height = 0;
   if (Buffer.isBuffer(input)) {
     try {
       const m = await sharp(input, { failOn: 'none', limitInputPixels: false }).metadata();
-      pixels = (m.width ?? 0) * (m.pageHeight ?? m.height ?? 0) * Math.max(1, m.pages ?? 1);
+      width = m.width ?? 0;
+      height = m.pageHeight ?? m.height ?? 0;
+      pixels = width * height * Math.max(1, m.pages ?? 1);
     } catch {
       pixels = 0;
     }
   } else {
-    pixels = (input.width ?? 0) * (input.height ?? 0);
+    width = input.width ?? 0;
+    height = input.height ?? 0;
+    pixels = width * height;
   }
-  return pixels * 4 * 2;
+  let outputBytes = 0;
+  if (output && width > 0 && height > 0) {
+    const out = predictOutput(output.plan, { width, height }, output.limits, { preview: output.preview === true, previewMaxDimension: PREVIEW_MAX_DIMENSION });
+    outputBytes = out.width * out.height * 4 * (1 + out.wholeFrameStages);
+  }
+  return pixels * 4 * 2 + outputBytes;
 }
 
 /** Reads a stream into memory, failing with 413 beyond `maxBytes` (bounded memory). */

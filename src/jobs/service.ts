@@ -176,16 +176,16 @@ export class ProcessingService {
     if (req.input.kind === 'asset') {
       const assetId = req.input.assetId;
       const asset = await this.o.db.withTenant(req.orgId, (trx) => getAsset(trx, req.orgId, assetId, this.o.now?.() ?? Date.now()));
-      memoryBytes = await estimateMemory(asset);
+      memoryBytes = await estimateMemory(asset, { plan: compiled.plan, limits, preview: req.preview });
     } else if (req.input.kind === 'upload') {
-      memoryBytes = await estimateMemory(req.input.bytes);
+      memoryBytes = await estimateMemory(req.input.bytes, { plan: compiled.plan, limits, preview: req.preview });
     }
     return this.queue.run(async (slot) => {
       let input: Buffer;
       if (req.input.kind === 'asset') input = (await readAsset(this.deps, req.orgId, req.input.assetId, limits.maxInputBytes)).bytes;
       else if (req.input.kind === 'url') {
         input = await fetchRemote(this.remote.inputs, req.input.url, req.input.headers, req.signal);
-        slot.reserve(await estimateMemory(input));
+        slot.reserve(await estimateMemory(input, { plan: compiled.plan, limits, preview: req.preview }));
       } else input = req.input.bytes;
       return runPipeline(this.deps, { orgId: req.orgId, input, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
     }, { key: req.orgId, memoryBytes, signal: req.signal });
@@ -254,7 +254,7 @@ export class ProcessingService {
       const input = await this.sources.get(`${asset.orgId}/${asset.id}/${asset.sha256}`, async () => readBounded(await openAssetStream(this.deps, asset), limits.maxInputBytes));
       // A transform URL is billed to the app of the key that signed it.
       return runPipeline(this.deps, { orgId: key.orgId, input, plan: compiled.plan, limits, accept, signal, billTo: { appId: key.appId } });
-    }, { key: key.orgId, memoryBytes: await estimateMemory(asset), signal });
+    }, { key: key.orgId, memoryBytes: await estimateMemory(asset, { plan: compiled.plan, limits }), signal });
     return { status: 200, etag, maxAge, varyAccept, result, authorized };
   }
 }

@@ -1,0 +1,69 @@
+/**
+ * The output size of a plan, known before any pixel is decoded: the geometry operations' own `apply`
+ * replayed on an idle sharp instance (sharp only records options; nothing is read or decoded), so the
+ * prediction and the pipeline cannot disagree. Used to reserve memory under the processing budget
+ * for what a request will produce, not only for what it reads (issue 9, item 4: an enlarge to 8192²
+ * from a tiny input holds ~256 MiB per RGBA frame).
+ */
+import sharp from 'sharp';
+import { AppError } from '../errors.js';
+import type { MediaLimits } from './limits.js';
+import type { Plan } from './operations/registry.js';
+import type { OperationContext } from './operations/types.js';
+
+const GEOMETRY: ReadonlySet<string> = new Set(['flip', 'flop', 'rotate', 'trim', 'extract', 'resize', 'background']);
+
+/** What {@link predictOutput} found. */
+export interface OutputPrediction {
+  width: number;
+  height: number;
+  /** Stages that hold a whole output-sized frame at once (blur, trim, free rotation, overlays, AVIF/GIF encoders). */
+  wholeFrameStages: number;
+}
+
+/**
+ * Predicts the output size of `plan` on an image of `source` size under `limits` (pure; no I/O).
+ * A geometry step that cannot be replayed (say, a crop outside the stored size) is skipped: the
+ * pipeline reports the real error later.
+ */
+export function predictOutput(plan: Plan, source: { width: number; height: number }, limits: Readonly<MediaLimits>, o: { preview?: boolean; previewMaxDimension?: number } = {}): OutputPrediction {
+  const maxDimension = o.preview ? Math.min(o.previewMaxDimension ?? 512, limits.maxOutputDimension) : limits.maxOutputDimension;
+  const ctx: OperationContext = {
+    limits,
+    source: { format: 'png', mime: 'image/png', width: source.width, height: source.height, frames: 1, hasAlpha: false, orientation: 1 },
+    maxDimension,
+    width: source.width,
+    height: source.height,
+    exact: true,
+    background: '#ffffff',
+    overlays: [],
+    output: {},
+    loadAsset: () => Promise.reject(new AppError('ERR_NOT_FOUND', 'The asset does not exist.')),
+  };
+  const idle = sharp();
+  let wholeFrameStages = o.preview ? 1 : 0;
+  let resized = false;
+  for (const step of plan.steps) {
+    const name = step.operation.name;
+    const args = step.args as Record<string, unknown>;
+    if (GEOMETRY.has(name)) {
+      try {
+        const applied = step.operation.apply(idle, args, ctx);
+        if (applied instanceof Promise) applied.catch(() => undefined);
+      } catch {
+        // Skipped: see the function's note.
+      }
+      if (name === 'resize') resized = true;
+    }
+    if (name === 'blur' || name === 'trim' || name === 'watermark' || name === 'text') wholeFrameStages++;
+    if (name === 'rotate' && Number(args['angle'] ?? 0) % 90 !== 0) wholeFrameStages++;
+  }
+  let { width, height } = ctx;
+  if (!resized && (width > maxDimension || height > maxDimension)) {
+    const f = Math.min(maxDimension / width, maxDimension / height);
+    width = Math.max(1, Math.round(width * f));
+    height = Math.max(1, Math.round(height * f));
+  }
+  if (plan.format === 'avif' || plan.format === 'gif' || plan.format === 'auto') wholeFrameStages++;
+  return { width, height, wholeFrameStages };
+}
