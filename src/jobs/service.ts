@@ -14,7 +14,7 @@ import { getAsset, ingest, DEFAULT_OUTPUT_TTL_SECONDS, type Asset } from '../ass
 import { openAssetStream } from '../assets/read.js';
 import { createWorkQueue, type WorkQueue } from '../media/queue.js';
 import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
-import type { ProcessResult } from '../media/pipeline.js';
+import { assertAffordable, estimateCostUpFront, type ProcessResult } from '../media/pipeline.js';
 import { AppError } from '../errors.js';
 import type { Ctx } from '../tenants/index.js';
 import { Readable } from 'node:stream';
@@ -176,6 +176,8 @@ export class ProcessingService {
     if (req.input.kind === 'asset') {
       const assetId = req.input.assetId;
       const asset = await this.o.db.withTenant(req.orgId, (trx) => getAsset(trx, req.orgId, assetId, this.o.now?.() ?? Date.now()));
+      // Too much work is refused before a slot is taken or a byte is read (the stored size suffices).
+      if (asset.width && asset.height) assertAffordable(estimateCostUpFront(compiled.plan, { width: asset.width, height: asset.height, format: asset.mime.replace(/^image\//, '') }, limits, { accept: req.accept, preview: req.preview }), limits);
       memoryBytes = await estimateMemory(asset, { plan: compiled.plan, limits, preview: req.preview });
     } else if (req.input.kind === 'upload') {
       memoryBytes = await estimateMemory(req.input.bytes, { plan: compiled.plan, limits, preview: req.preview });
@@ -249,6 +251,7 @@ export class ProcessingService {
     }
     await this.o.exportAllowed?.(key.orgId, key.appId);
     const limits = limitsFor(facts.settings, { maxCost: this.o.config.processing.maxCost });
+    if (asset.width && asset.height) assertAffordable(estimateCostUpFront(compiled.plan, { width: asset.width, height: asset.height, format: asset.mime.replace(/^image\//, '') }, limits, { accept }), limits);
     const result = await this.queue.run(async () => {
       if (asset.size > limits.maxInputBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The input is too large.', { details: { maxBytes: limits.maxInputBytes } });
       const input = await this.sources.get(`${asset.orgId}/${asset.id}/${asset.sha256}`, async () => readBounded(await openAssetStream(this.deps, asset), limits.maxInputBytes));

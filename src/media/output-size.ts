@@ -19,6 +19,8 @@ export interface OutputPrediction {
   height: number;
   /** Stages that hold a whole output-sized frame at once (blur, trim, free rotation, overlays, AVIF/GIF encoders). */
   wholeFrameStages: number;
+  /** False when a geometry step could not be replayed (the size is then an upper-bound guess). */
+  complete: boolean;
 }
 
 /**
@@ -43,6 +45,7 @@ export function predictOutput(plan: Plan, source: { width: number; height: numbe
   const idle = sharp();
   let wholeFrameStages = o.preview ? 1 : 0;
   let resized = false;
+  let complete = true;
   for (const step of plan.steps) {
     const name = step.operation.name;
     const args = step.args as Record<string, unknown>;
@@ -52,6 +55,7 @@ export function predictOutput(plan: Plan, source: { width: number; height: numbe
         if (applied instanceof Promise) applied.catch(() => undefined);
       } catch {
         // Skipped: see the function's note.
+        complete = false;
       }
       if (name === 'resize') resized = true;
     }
@@ -65,5 +69,5 @@ export function predictOutput(plan: Plan, source: { width: number; height: numbe
     height = Math.max(1, Math.round(height * f));
   }
   if (plan.format === 'avif' || plan.format === 'gif' || plan.format === 'auto') wholeFrameStages++;
-  return { width, height, wholeFrameStages };
+  return { width, height, wholeFrameStages, complete };
 }

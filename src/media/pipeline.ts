@@ -18,6 +18,7 @@ import { buildPlan, parseOperations, type Plan } from './operations/registry.js'
 import { ENCODE_COST } from './operations/output.js';
 import type { OperationContext, OutputFormat } from './operations/types.js';
 import { renderText } from './text.js';
+import { predictOutput } from './output-size.js';
 
 /** Options for {@link processImage}. */
 export interface ProcessOptions {
@@ -206,6 +207,34 @@ export function estimateCost(o: { source: { width: number; height: number }; out
 }
 
 /**
+ * Refuses an estimate over `limits.maxCost`.
+ * @throws AppError `ERR_TOO_EXPENSIVE` (422) naming the limit and the setting.
+ */
+export function assertAffordable(cost: CostEstimate | undefined, limits: Pick<MediaLimits, 'maxCost'>): void {
+  if (!cost || cost.units <= limits.maxCost) return;
+  throw new AppError(
+    'ERR_TOO_EXPENSIVE',
+    `This request would cost ${Math.ceil(cost.units)} units of work, over this server's limit of ${limits.maxCost} (OBSCURA_PROCESS_MAX_COST). Ask for a smaller output, a lighter format (WebP or JPEG rather than AVIF) or fewer or lighter operations (a smaller blur sigma).`,
+    { details: { cost: Math.ceil(cost.units), max_cost: limits.maxCost, input_pixels: cost.inputPixels, output_pixels: cost.outputPixels, setting: 'OBSCURA_PROCESS_MAX_COST' } },
+  );
+}
+
+/**
+ * The cost of running `plan` on a still image of `source` size, known before the input is read (an
+ * asset's stored size): the output size from {@link predictOutput}, the format as the pipeline would
+ * choose it. The pipeline checks again on the real header (animations, orientation). Undefined when
+ * the stored size cannot predict the output (a crop that only fits the EXIF-oriented image): no
+ * guess refuses a request; the pipeline's own check decides.
+ */
+export function estimateCostUpFront(plan: Plan, source: { width: number; height: number; format: string }, limits: Readonly<MediaLimits>, o: { accept?: string | undefined; preview?: boolean | undefined } = {}): CostEstimate | undefined {
+  const out = predictOutput(plan, source, limits, { preview: o.preview === true, previewMaxDimension: PREVIEW_MAX_DIMENSION });
+  if (!out.complete) return undefined;
+  const known = (OUTPUT_MIME as Record<string, string>)[source.format] !== undefined ? (source.format as OutputFormat) : 'png';
+  const format: OutputFormat = plan.format === 'auto' ? negotiateFormat(o.accept, { hasAlpha: false, animated: false }) : (plan.format ?? known);
+  return estimateCost({ source, output: out, frames: 1, plan, format });
+}
+
+/**
  * Processes one image.
  *
  * @param input untrusted bytes (any name, any claimed type: only the sniffed type counts).
@@ -272,14 +301,7 @@ export async function processImage(
     pipeline.flatten({ background: ctx.background });
   }
   // Every size is known and no pixel has been decoded yet (sharp is lazy): refuse too much work now.
-  const cost = estimateCost({ source, output: ctx, frames: animated ? source.frames : 1, plan, format });
-  if (cost.units > limits.maxCost) {
-    throw new AppError(
-      'ERR_TOO_EXPENSIVE',
-      `This request would cost ${Math.ceil(cost.units)} units of work, over this server's limit of ${limits.maxCost} (OBSCURA_PROCESS_MAX_COST). Ask for a smaller output, a lighter format (WebP or JPEG rather than AVIF) or fewer or lighter operations (a smaller blur sigma).`,
-      { details: { cost: Math.ceil(cost.units), max_cost: limits.maxCost, input_pixels: cost.inputPixels, output_pixels: cost.outputPixels, setting: 'OBSCURA_PROCESS_MAX_COST' } },
-    );
-  }
+  assertAffordable(estimateCost({ source, output: ctx, frames: animated ? source.frames : 1, plan, format }), limits);
 
   try {
     let final: Sharp = pipeline;
