@@ -14,6 +14,7 @@ describe('media limits', () => {
       maxOutputDimension: 8192,
       maxFrames: 100,
       timeoutMs: 30_000,
+      maxCost: 1500,
       allowSvg: false,
     });
     assert.ok(Object.isFrozen(DEFAULT_MEDIA_LIMITS));
