@@ -5,10 +5,8 @@
 import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
 import type { BlobStore } from './assets/stores/types.js';
-import { createFsStore } from './assets/stores/fs.js';
-import { createS3Store } from './assets/stores/s3.js';
+import { openStore } from './assets/stores/factory.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { lockDataDir, type DataDirLock } from './db/lock.js';
 import { freePort } from './listen.js';
@@ -91,23 +89,6 @@ export async function openRuntime(env: NodeJS.ProcessEnv = process.env, opts: { 
     lock?.release();
     throw err;
   }
-}
-
-/** The configured blob store: `<dataDir>/blobs` on disk, or S3 (credentials from the AWS default chain). */
-export async function openStore(config: Config): Promise<BlobStore> {
-  if (config.storage.kind === 's3') {
-    const s3 = config.storage.s3;
-    const client = new S3Client({
-      region: s3.region,
-      endpoint: s3.endpoint,
-      forcePathStyle: s3.forcePathStyle,
-      // A hung or unreachable store must answer 503 in bounded time, never hold a request forever.
-      requestHandler: { connectionTimeout: s3.connectTimeoutMs, requestTimeout: s3.requestTimeoutMs, throwOnRequestTimeout: true },
-    });
-    // SSE on top of our own encryption: staged presigned uploads are plaintext until finalised.
-    return createS3Store({ client, bucket: s3.bucket!, prefix: s3.prefix || undefined, serverSideEncryption: 'AES256' });
-  }
-  return createFsStore({ root: join(config.dataDir, 'blobs') });
 }
 
 /** Starts the periodic sweepers of a worker process; errors are logged as JSON lines on stderr. */
@@ -255,3 +236,4 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   }
   await new Promise<void>((resolve) => app.server.once('close', () => resolve()));
 }
+

@@ -18,8 +18,7 @@ export function startMaintenance(deps: AssetDeps, opts: { intervalMs?: number; o
   const runOnce = async () => {
     const assets = await sweepAssets(deps);
     const intents = await sweepUploadIntents(deps);
-    const store = deps.store as { sweepTemp?: (olderThanMs: number) => Promise<number> };
-    const temp = store.sweepTemp ? await store.sweepTemp(3600_000) : 0;
+    const temp = deps.store.supports('sweep-temp') && deps.store.sweepTemp ? await deps.store.sweepTemp(3600_000) : 0;
     for (const task of opts.extra ?? []) await task();
     return { assets, intents, temp };
   };

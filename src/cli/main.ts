@@ -15,7 +15,8 @@ import { ConfigError, doctor, loadConfig, type DoctorFinding } from '../config/i
 import { nodeSupportFinding } from '../config/node-support.js';
 import { DataDirLockedError, DataDirPermissionsError, lockDataDir, widePermissions } from '../db/lock.js';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
-import { openRuntime, openStore, serve, setupFilePath, WRAPPED_COLUMNS, type Runtime } from '../main.js';
+import { openRuntime, serve, setupFilePath, WRAPPED_COLUMNS, type Runtime } from '../main.js';
+import { openStore } from '../assets/stores/factory.js';
 import { eraseOrg } from '../tenants/erasure.js';
 import { createFirstOrg, hasNoOrg, type FirstOrgInput, type FirstOrgResult } from '../auth/setup.js';
 import { createUser, setUserRole, ROLES, type Ctx } from '../tenants/index.js';

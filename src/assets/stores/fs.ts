@@ -300,7 +300,7 @@ export async function createFsStore(options: FsStoreOptions): Promise<FsBlobStor
   return {
     kind: 'fs',
     root,
-    supports: (feature: BlobStoreFeature) => feature === 'range',
+    supports: (feature: BlobStoreFeature) => feature === 'range' || feature === 'sweep-temp',
     put,
     get,
     head,

@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 
 /** Optional capabilities; callers test `store.supports(f)` rather than the adapter's type. */
-export type BlobStoreFeature = 'presign' | 'range';
+export type BlobStoreFeature = 'presign' | 'range' | 'sweep-temp';
 
 /** An inclusive byte range, as in HTTP `Range: bytes=start-end` (RFC 9110 §14.1.2). */
 export interface ByteRange {
@@ -105,6 +105,12 @@ export interface BlobStore {
    * object after checking its bytes; the URL is a bearer credential, so never log it.
    */
   presignPut?(key: string, opts: PresignPutOptions): Promise<PresignedPut>;
+
+  /**
+   * Only when `supports('sweep-temp')`: deletes in-progress artefacts older than `olderThanMs` that a
+   * killed process left (fs temp files). Resolves with how many.
+   */
+  sweepTemp?(olderThanMs: number): Promise<number>;
 
   /** Releases resources the store owns (not injected clients). */
   close?(): Promise<void>;
