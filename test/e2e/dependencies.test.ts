@@ -101,6 +101,10 @@ describe('dependencies that hang or stop (PostgreSQL, S3, Redis)', () => {
     assetId = ((await up.json()) as { id: string }).id;
   });
   after(async () => {
+    // A server that died on its own (it must never): show why, for whoever reads the CI log.
+    if (server && (server.child.exitCode !== null || server.child.signalCode !== null)) {
+      process.stderr.write(`obscura serve exited (${server.child.exitCode ?? server.child.signalCode}); its last output:\n${server.output().slice(-4000)}\n`);
+    }
     pgp?.signal('SIGCONT');
     redis?.child.kill('SIGCONT');
     s3?.kill('SIGCONT');
