@@ -75,6 +75,29 @@ function acceptedTypes(req: FastifyRequest | undefined): string[] {
   return declared?.length ? [...declared] : ['application/json'];
 }
 
+/**
+ * The range a bounded number member of the route's schema accepts (`limit`: 1–500), so a validation
+ * error on it can name the range instead of only the rule that failed. Top-level members only (query
+ * parameters, path parameters, body fields); undefined for anything else.
+ */
+function numericRange(req: FastifyRequest | undefined, context: string, instancePath: string | undefined): { minimum?: number; maximum?: number; type: string } | undefined {
+  const m = /^\/([^/]+)$/.exec(instancePath ?? '');
+  if (!m) return undefined;
+  const schema = (req?.routeOptions?.schema as Record<string, { properties?: Record<string, Record<string, unknown>> } | undefined> | undefined)?.[context];
+  const prop = schema?.properties?.[m[1]!];
+  if (!prop || (prop.type !== 'integer' && prop.type !== 'number')) return undefined;
+  const out: { minimum?: number; maximum?: number; type: string } = { type: prop.type };
+  if (typeof prop.minimum === 'number') out.minimum = prop.minimum;
+  if (typeof prop.maximum === 'number') out.maximum = prop.maximum;
+  return out.minimum === undefined && out.maximum === undefined ? undefined : out;
+}
+
+function rangeText(r: { minimum?: number; maximum?: number; type: string }): string {
+  const what = r.type === 'integer' ? 'an integer' : 'a number';
+  if (r.minimum !== undefined && r.maximum !== undefined) return `${what} from ${r.minimum} to ${r.maximum}`;
+  return r.minimum !== undefined ? `${what} of at least ${r.minimum}` : `${what} of at most ${r.maximum}`;
+}
+
 /** Maps framework errors (body parsing, validation, limits) to our codes; never reuses their text. */
 export function toAppError(err: unknown, req?: FastifyRequest): AppError {
   if (err instanceof AppError) return err;
@@ -83,7 +106,9 @@ export function toAppError(err: unknown, req?: FastifyRequest): AppError {
     const errors = fe.validation.slice(0, 10).map((v) => {
       const path = `${fe.validationContext ?? 'body'}${v.instancePath ?? ''}`;
       const extra = v.keyword === 'additionalProperties' ? `/${String(v.params?.additionalProperty ?? '')}` : v.keyword === 'required' ? `/${String(v.params?.missingProperty ?? '')}` : '';
-      return { path: path + extra, rule: v.keyword ?? 'invalid' };
+      // A bounded number (a list's `limit`, a TTL) names its whole range, whichever bound was crossed.
+      const range = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'type', 'multipleOf'].includes(v.keyword ?? '') ? numericRange(req, fe.validationContext ?? 'body', v.instancePath) : undefined;
+      return range ? { path: path + extra, rule: v.keyword ?? 'invalid', allowed: range } : { path: path + extra, rule: v.keyword ?? 'invalid' };
     });
     const first = errors[0];
     const msg = first
@@ -91,7 +116,9 @@ export function toAppError(err: unknown, req?: FastifyRequest): AppError {
         ? `Unknown property ${first.path}.`
         : first.rule === 'required'
           ? `Missing required property ${first.path}.`
-          : `${first.path} is invalid (${first.rule}).`
+          : 'allowed' in first && first.allowed
+            ? `${first.path} must be ${rangeText(first.allowed)}.`
+            : `${first.path} is invalid (${first.rule}).`
       : 'The request is invalid.';
     return new AppError('ERR_VALIDATION', msg, { details: { errors } });
   }

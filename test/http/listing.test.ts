@@ -7,7 +7,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { DB_KINDS, openTestDb, type TestDb } from '../support/db.js';
+import { DB_KINDS, openTestDb, superQuery, type TestDb } from '../support/db.js';
 import { api, createTenant, mintKey, startServer, type Tenant, type TestServer } from '../support/server.js';
 import { markedPng } from '../support/media.js';
 
@@ -126,6 +126,35 @@ for (const kind of DB_KINDS) {
       const next = await api(s.url, 'GET', `/v1/assets?limit=2&cursor=${encodeURIComponent(cursor)}`, { key: a.key });
       assert.equal(next.status, 200);
       assert.equal(next.body.data.length, 2);
+    });
+
+    test('an expired asset is not listed even before the sweeper removed it; the live ones still are', async () => {
+      const doomed = await upload(a, 'expiring');
+      const kept = await upload(a, 'kept');
+      assert.ok((await pageAll(a.key, '/v1/assets', 100)).ids.includes(doomed), 'listed while live');
+      // Time passes for this one asset only: its retention ended a minute ago, no sweep has run yet.
+      await superQuery(t, "UPDATE assets SET expires_at = now() - interval '1 minute' WHERE id = $1", [doomed]);
+      const ids = (await pageAll(a.key, '/v1/assets', 2)).ids;
+      assert.ok(!ids.includes(doomed));
+      assert.ok(ids.includes(kept));
+      uploads.push(kept);
+    });
+
+    test('limit and the filters are checked: an out-of-range or fractional limit is 400 ERR_VALIDATION naming 1 to 500, a non-date, unknown kind or odd type is 400; the largest page is fine', async () => {
+      for (const limit of ['0', '501', '-1', '2.5']) {
+        const r = await api(s.url, 'GET', `/v1/assets?limit=${limit}`, { key: a.key });
+        assert.equal(r.status, 400, limit);
+        assert.equal(r.body.code, 'ERR_VALIDATION');
+        assert.equal(r.body.detail, 'querystring/limit must be an integer from 1 to 500.', limit);
+        assert.deepEqual(r.body.errors[0].allowed, { type: 'integer', minimum: 1, maximum: 500 });
+      }
+      for (const path of ['/v1/assets?created_after=yesterday', '/v1/jobs?created_before=2026-13-45', '/v1/assets?kind=deleted', '/v1/assets?type=../etc']) {
+        const r = await api(s.url, 'GET', path, { key: a.key });
+        assert.equal(r.status, 400, path);
+        assert.equal(r.body.code, 'ERR_VALIDATION', path);
+      }
+      const ok = await api(s.url, 'GET', `/v1/jobs?limit=500&created_before=${encodeURIComponent(new Date().toISOString())}`, { key: a.key });
+      assert.equal(ok.status, 200);
     });
 
     test('listing needs assets:read (assets) and jobs:read (jobs)', async () => {

@@ -228,6 +228,32 @@ describe('SDK against a real server', () => {
     assert.equal(proxy.seen.length, 1);
   });
 
+  test('assets.all and jobs.all follow next_cursor through every page: each item exactly once, filters sent, another org sees none', async () => {
+    const own = await createTenant(t.db, 'Lister');
+    const client = new Obscura({ baseUrl: s.url, apiKey: own.key });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await client.assets.upload(await quadrants(16 + i, 8))).id);
+    const first = await client.assets.list({ limit: 2 });
+    assert.equal(first.data.length, 2);
+    assert.equal(typeof first.next_cursor, 'string');
+    const seen: string[] = [];
+    for await (const asset of client.assets.all({ limit: 2, kind: 'original', type: 'image' })) seen.push(asset.id);
+    assert.deepEqual([...seen].sort(), [...ids].sort());
+    assert.equal(new Set(seen).size, seen.length);
+    assert.equal((await client.assets.list({ kind: 'output' })).data.length, 0);
+    const jobIds: string[] = [];
+    for (let i = 0; i < 3; i++) jobIds.push((await client.jobs.create({ input: { assetId: ids[0]! }, operations: `resize:width=${4 + i}/format:png` })).id);
+    const jobs: string[] = [];
+    for await (const job of client.jobs.all({ limit: 1 })) jobs.push(job.id);
+    assert.deepEqual([...jobs].sort(), [...jobIds].sort());
+    // Another org: none of these, and this org's cursor is refused rather than honoured.
+    const theirs: string[] = [];
+    for await (const asset of obscura.assets.all({ limit: 100 })) theirs.push(asset.id);
+    assert.ok(!theirs.some((id) => ids.includes(id)));
+    await rejects(obscura.assets.list({ limit: 2, cursor: first.next_cursor! }), 'ERR_CURSOR_INVALID', 400);
+    await rejects(client.assets.list({ limit: 0 }), 'ERR_VALIDATION', 400);
+  });
+
   test('presigned direct upload: PUT without the credential, then the asset exists', async () => {
     const png = await quadrants(40, 40);
     proxy.seen.length = 0;
