@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { createHash, hkdfSync, createCipheriv, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   ciphertextSize,
   decryptRange,
@@ -226,14 +228,20 @@ describe('round trips and sizes', () => {
         yield chunk;
       }
     }
+    // What "bounded" means is what stays reachable, not when V8 chooses to collect: measure the live
+    // heap and buffers right after a forced full GC (exposed for this test only), every 16 MiB.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
     const mem = () => {
       const m = process.memoryUsage();
       return { rss: m.rss, live: m.heapUsed + m.arrayBuffers };
     };
+    gc();
     const base = mem();
     let peakRss = 0;
     let peakLive = 0;
     let seen = 0;
+    let nextSample = 0;
     await pipeline(
       source(),
       encryptStream({ key: KEY, keyId: KEY_ID, blobId: BLOB }),
@@ -242,19 +250,23 @@ describe('round trips and sizes', () => {
         write(c: Buffer, _e, cb) {
           outHash.update(c);
           seen += c.length;
-          const m = mem();
-          peakRss = Math.max(peakRss, m.rss - base.rss);
-          peakLive = Math.max(peakLive, m.live - base.live);
+          if (seen >= nextSample) {
+            nextSample += 16 * 1024 * 1024;
+            gc();
+            const m = mem();
+            peakRss = Math.max(peakRss, m.rss - base.rss);
+            peakLive = Math.max(peakLive, m.live - base.live);
+          }
           cb();
         },
       }),
     );
     assert.equal(seen, total);
     assert.equal(outHash.digest('hex'), inHash.digest('hex'));
-    // Holding the data would grow memory by >= 256 MiB; streaming stays near V8's GC threshold.
-    const limit = 96 * 1024 * 1024;
-    assert.ok(peakRss < limit, `RSS grew by ${(peakRss / 2 ** 20).toFixed(1)} MiB`);
-    assert.ok(peakLive < limit, `heap + buffers grew by ${(peakLive / 2 ** 20).toFixed(1)} MiB`);
+    // Holding the data would keep >= 256 MiB reachable. Streaming keeps a few segments; what remains
+    // is freed ArrayBuffers V8 releases lazily, measured at 0-40 MiB whatever the volume.
+    assert.ok(peakLive < 64 * 1024 * 1024, `live heap + buffers after GC grew by ${(peakLive / 2 ** 20).toFixed(1)} MiB`);
+    assert.ok(peakRss < 96 * 1024 * 1024, `RSS grew by ${(peakRss / 2 ** 20).toFixed(1)} MiB`);
   });
 });
 
