@@ -18,7 +18,7 @@ import sharp from 'sharp';
 import { runCli, startServe } from '../test/support/cli.js';
 import { tempDir } from '../test/support/db.js';
 import { api } from '../test/support/server.js';
-import { signTransformPath } from '../src/jobs/transform.js';
+import { signTransformPath } from '../src/processing/transform.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, connections: { type: 'string', default: '8' }, jobs: { type: 'string', default: '100' }, rounds: { type: 'string', default: '3' } } });
 const rounds = Number(values.rounds);

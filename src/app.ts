@@ -16,7 +16,12 @@ import { openAuditKey } from './audit/keys.js';
 import { ErasedOrgs } from './tenants/erasure.js';
 import { UrlSigner } from './assets/signing.js';
 import { assetRoutes } from './http/routes/assets.js';
-import { processingApi } from './http/routes/process.js';
+import { processRoutes } from './http/routes/process.js';
+import { jobRoutes } from './http/routes/jobs.js';
+import { webhookRoutes } from './http/routes/webhooks.js';
+import { transformRoutes } from './http/routes/transform.js';
+import { createProcessingService } from './processing/service.js';
+import { JobRuntime } from './jobs/runtime.js';
 import { uploadRoutes } from './http/routes/uploads.js';
 import { hkdfSync } from 'node:crypto';
 import { KeyVerifier } from './auth/keys.js';
@@ -181,7 +186,17 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
   await app.register(consoleRoutes, { config, deps });
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
-  processingApi(app, { db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, auth: authDeps, meter: perimeter.meter, exportAllowed: perimeter.exportAllowed });
+  // The processing surface: one processing service and one job queue per process, shared by the
+  // sync route, jobs, webhooks and transform URLs (and by the workers when this process runs them).
+  const processing = createProcessingService({ db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, meter: perimeter.meter, exportAllowed: perimeter.exportAllowed });
+  const runtime = new JobRuntime({ processing, config, masterKeys: deps.masterKeys });
+  app.addHook('onClose', async () => {
+    await runtime.close();
+  });
+  processRoutes(app, processing, runtime);
+  jobRoutes(app, processing, runtime);
+  webhookRoutes(app, runtime);
+  transformRoutes(app, processing, authDeps);
   uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
 
   return { app, keys, keyring, signer, perimeter, drain };

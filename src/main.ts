@@ -14,7 +14,7 @@ import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { buildApp } from './app.js';
 import { hasNoOrg, SetupGate } from './auth/setup.js';
 import { nodeSupportFinding } from './config/node-support.js';
-import { runWorkerRole, startJobWorkers } from './jobs/runtime.js';
+import { runWorkerRole, startJobWorkers } from './jobs/worker.js';
 import { startMaintenance, type Maintenance } from './assets/maintenance.js';
 import { sweepExpiredUploads } from './assets/tus.js';
 import { sweepConsole } from './auth/console.js';
@@ -24,7 +24,9 @@ import type { WrappedColumn } from './crypto/keywrap.js';
 import { URL_SIGNING_COLUMNS } from './assets/signing.js';
 import { JWT_SIGNING_COLUMNS } from './auth/jwt.js';
 import { MFA_COLUMNS } from './auth/console.js';
-import { JOBS_COLUMNS } from './jobs/contexts.js';
+import { JOB_PUT_URL_COLUMNS } from './jobs/jobs.js';
+import { WEBHOOK_SECRET_COLUMNS } from './jobs/webhooks.js';
+import { TRANSFORM_KEY_COLUMNS } from './processing/transform.js';
 import { startSideListeners, type SideListeners } from './http/limits.js'; // perimeter: redirect + metrics listeners
 import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
 import { AUDIT_KEY_COLUMNS, openAuditKey } from './audit/keys.js';
@@ -36,7 +38,7 @@ import { OrphanSweeper } from './assets/orphans.js';
  * stores a new kind of wrapped secret exports its columns and is added here, so that `obscura keys
  * rotate-master` moves it too (the rotation tests check that nothing under the old key remains).
  */
-export const WRAPPED_COLUMNS: readonly WrappedColumn[] = [...TENANT_KEY_COLUMNS, ...URL_SIGNING_COLUMNS, ...JWT_SIGNING_COLUMNS, ...MFA_COLUMNS, ...JOBS_COLUMNS, ...AUDIT_KEY_COLUMNS];
+export const WRAPPED_COLUMNS: readonly WrappedColumn[] = [...TENANT_KEY_COLUMNS, ...URL_SIGNING_COLUMNS, ...JWT_SIGNING_COLUMNS, ...MFA_COLUMNS, ...TRANSFORM_KEY_COLUMNS, ...WEBHOOK_SECRET_COLUMNS, ...JOB_PUT_URL_COLUMNS, ...AUDIT_KEY_COLUMNS];
 
 export interface Runtime {
   config: Config;
@@ -153,7 +155,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   const { config } = rt;
   const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
   const store = await openStore(config);
-  // jobs: pg-boss workers for roles all/worker; OBSCURA_TEST_JOB_DELAY_MS is a test-only slowdown (see jobs/runtime.ts).
+  // jobs: pg-boss workers for roles all/worker; OBSCURA_TEST_JOB_DELAY_MS is a test-only slowdown (see jobs/worker.ts).
   const workers = config.role === 'api' ? null : await startJobWorkers({ config, db: rt.db, masterKeys: rt.masterKeys, store, testDelayMs: Number(env.OBSCURA_TEST_JOB_DELAY_MS ?? 0) });
   // Housekeeping (retention, interrupted deletions, expired uploads and sessions) runs beside the workers.
   const maintenance = config.role === 'api' ? null : startHousekeeping(config, rt, store);

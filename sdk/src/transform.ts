@@ -6,7 +6,7 @@
  * `mac` = base64url (no padding) of HMAC-SHA256(key, `/{operations}/{asset id}?exp={exp}`), where
  * `operations` is exactly the string placed in the URL path (percent-encoding included) and `key` is
  * the 32 bytes of a transform key (`tfk_…`, secret shown once as base64url when the key is created).
- * This is the scheme `src/jobs/transform.ts` verifies; see docs/transform-urls.md.
+ * This is the scheme `src/processing/transform.ts` verifies; see docs/transform-urls.md.
  *
  * Node-only (node:crypto). Security: the key signs URLs for anyone; keep it on servers, give URLs a
  * short `exp`, and prefer apps in strict mode (`preset:<name>` only) so a leaked URL cannot be edited

@@ -25,7 +25,7 @@ import { publicId } from '../crypto/random.js';
 import { AppError, isAppError } from '../errors.js';
 import { appendAudit, canonicalJson } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
-import { blobKeyFor, getAsset, ingest } from '../assets/assets.js';
+import { blobKeyFor, DEFAULT_OUTPUT_TTL_SECONDS, getAsset, ingest } from '../assets/assets.js';
 import { redactUrl } from '../media/fetcher.js';
 import {
   appSettings,
@@ -38,13 +38,15 @@ import {
   readAsset,
   runPipeline,
   stageOutput,
+  MAX_OUTPUT_TTL_SECONDS,
   type ProcessingDeps,
-} from './processing.js';
+  type ProcessingInput,
+} from '../processing/processing.js';
 import { QUEUES } from './boss.js';
 import type { Remote } from './remote.js';
 import { deliveryRetryPolicy, recordEvent, type DeliveryRef } from './webhooks.js';
 import type { JobsTable } from './schema.js';
-import { putUrlContext } from './contexts.js';
+import type { WrappedColumn } from '../crypto/keywrap.js';
 import { keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 /** Job lists: newest first, keyset on (created_at, id). */
@@ -61,23 +63,14 @@ export interface JobFilter {
 
 /** How long an `Idempotency-Key` is remembered. */
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
-/** Largest output retention a caller may ask for (7 days); the default is 24 h. */
-export const MAX_OUTPUT_TTL_SECONDS = 7 * 24 * 3600;
-export const DEFAULT_OUTPUT_TTL_SECONDS = 24 * 3600;
 /** Remote/raw input copies made for async jobs live as long as a default output. */
 const INPUT_COPY_TTL_SECONDS = 24 * 3600;
-
-/** Where a job's input comes from. */
-export type JobInput =
-  | { kind: 'asset'; assetId: string }
-  | { kind: 'url'; url: string; headers?: Record<string, string> | undefined }
-  | { kind: 'upload'; bytes: Buffer };
 
 /** A request for a new job. */
 export interface NewJob {
   orgId: string;
   appId: string;
-  input: JobInput;
+  input: ProcessingInput;
   /** Operations in either spelling; validated before anything else happens. */
   operations: unknown;
   preview?: boolean | undefined;
@@ -132,7 +125,8 @@ export interface JobDeps extends ProcessingDeps {
   testDelayMs?: number;
 }
 
-const putContext = putUrlContext;
+/** Key-wrap context of a job's presigned PUT URL (a customer credential). */
+export const putUrlContext = (orgId: string, jobId: string): string => `job-put:${orgId}:${jobId}`;
 
 function view(r: JobRow): JobView {
   return {
@@ -283,7 +277,7 @@ export class JobService {
           preview: req.preview === true,
           keep_metadata: req.keepMetadata === true,
           output_ttl_seconds: ttlSeconds,
-          put_url_wrapped: req.putUrl === undefined ? null : wrapKey(this.deps.masterKeys.current, this.deps.masterKeys.currentId, Buffer.from(req.putUrl, 'utf8'), putContext(req.orgId, id)),
+          put_url_wrapped: req.putUrl === undefined ? null : wrapKey(this.deps.masterKeys.current, this.deps.masterKeys.currentId, Buffer.from(req.putUrl, 'utf8'), putUrlContext(req.orgId, id)),
           output_seed: newOutputSeed(),
           created_by: req.ctx.actor.id ?? null,
           created_at: new Date(now),
@@ -435,7 +429,7 @@ export class JobService {
 
   /** PUTs the output to the customer's presigned URL; 4xx is permanent, 5xx/network retried. */
   private async putOutput(job: JobRow, data: Buffer, mime: string, signal?: AbortSignal): Promise<number> {
-    const bytes = unwrapKey(this.deps.masterKeys.all, job.put_url_wrapped!, putContext(job.org_id, job.id));
+    const bytes = unwrapKey(this.deps.masterKeys.all, job.put_url_wrapped!, putUrlContext(job.org_id, job.id));
     const url = bytes.toString('utf8');
     bytes.fill(0);
     const res = await this.deps.remote.puts.put(url, data, { headers: { 'content-type': mime }, signal });
@@ -530,3 +524,9 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
     );
   });
 }
+
+
+/** The master-wrapped column of this capability, for master-key rotation (`keys rotate-master`). */
+export const JOB_PUT_URL_COLUMNS: readonly WrappedColumn[] = [
+  { table: 'jobs', key: ['id'], fields: ['org_id'], column: 'put_url_wrapped', context: (r) => putUrlContext(String(r.org_id), String(r.id)) },
+];

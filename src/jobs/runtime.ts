@@ -1,89 +1,78 @@
 /**
- * Process-level wiring of the job workers, called by `main.ts` for roles `all` and `worker`
- * (`OBSCURA_ROLE`). A `worker` process has no HTTP listener: it prints `OBSCURA_WORKER_READY` once its
- * handlers are registered and stops cleanly on SIGINT/SIGTERM (running jobs get up to 10 s; whatever
- * is cut short is retried by another worker, see worker.ts).
+ * The durable job queue of one process: the job service, the webhook deliveries and a lazily started
+ * pg-boss (started on the first enqueue, so an API that never queues never polls). The HTTP routes
+ * enqueue through it; the workers (worker.ts) run what it queued.
  */
-import { UsageMeter } from '../usage/meter.js';
 import type { Config } from '../config/index.js';
-import type { DatabaseHandle } from '../db/database.js';
 import type { MasterKeys } from '../crypto/master.js';
-import { Keyring } from '../crypto/keyring.js';
-import type { BlobStore } from '../assets/stores/types.js';
-import { createProcessingService } from './service.js';
-import { startWorkers } from './worker.js';
+import type { PgBoss } from 'pg-boss';
+import { AppError } from '../errors.js';
+import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
+import type { ProcessingService } from '../processing/service.js';
+import { acquireBoss, type BossHandle } from './boss.js';
+import { JobService } from './jobs.js';
+import type { WebhookDeps } from './webhooks.js';
 
-/** What the workers of one process need. */
-export interface JobWorkerDeps {
+/** Construction options of {@link JobRuntime}. */
+export interface JobRuntimeOptions {
+  /** The process's processing service: jobs run on its queue, fetchers and meter. */
+  processing: ProcessingService;
   config: Config;
-  db: DatabaseHandle;
   masterKeys: MasterKeys;
-  store: BlobStore;
-  /**
-   * TEST ONLY (`OBSCURA_TEST_JOB_DELAY_MS`, read by main.ts): sleep this long inside every job
-   * attempt so an end-to-end test can kill a worker mid-job. Default 0; never set it in production.
-   */
-  testDelayMs?: number;
-  /** The process's usage meter, when it has one (role `all`: the HTTP app's); else the workers make their own. */
-  meter?: UsageMeter;
+  /** TEST ONLY: extra delay per job attempt (`OBSCURA_TEST_JOB_DELAY_MS`), to kill a worker mid-job. */
+  testDelayMs?: number | undefined;
 }
 
-/** Running workers of this process. */
-export interface JobWorkers {
-  stop(): Promise<void>;
-}
+/** See the module comment. One per process, shared by the HTTP routes and the workers. */
+export class JobRuntime {
+  readonly jobs: JobService;
+  readonly webhookDeps: WebhookDeps;
+  private bossHandle: Promise<BossHandle> | undefined;
+  private closed = false;
 
-/** Starts this process's job and webhook workers. */
-export async function startJobWorkers(deps: JobWorkerDeps): Promise<JobWorkers> {
-  // Jobs are metered where they run; a worker process has no HTTP app, so it keeps its own meter.
-  const meter = deps.meter ?? new UsageMeter({ db: deps.db, masterKey: deps.masterKeys.current, onError: () => undefined });
-  const service = createProcessingService({
-    meter,
-    db: deps.db,
-    store: deps.store,
-    keyring: new Keyring(deps.db, deps.masterKeys, { ttlMs: deps.config.auth.keyCacheTtlMs }),
-    masterKeys: deps.masterKeys,
-    config: deps.config,
-    testDelayMs: deps.testDelayMs && deps.testDelayMs > 0 ? deps.testDelayMs : undefined,
-  });
-  const workers = await startWorkers(service, { concurrency: deps.config.jobs.workerConcurrency, orgConcurrency: deps.config.jobs.workerOrgConcurrency });
-  let stopping: Promise<void> | undefined;
-  return {
-    stop() {
-      stopping ??= (async () => {
-        await workers.stop();
-        await service.close();
-        if (!deps.meter) await meter.close();
-      })();
-      return stopping;
-    },
-  };
-}
+  constructor(private readonly o: JobRuntimeOptions) {
+    const { config, processing } = o;
+    this.jobs = new JobService({
+      ...processing.deps,
+      masterKeys: o.masterKeys,
+      remote: processing.remote,
+      settings: {
+        timeoutSeconds: config.jobs.timeoutSeconds,
+        retryLimit: config.jobs.retryLimit,
+        webhookRetryDelaySeconds: config.jobs.webhookRetryDelaySeconds,
+        maxInputBytes: Math.max(config.processing.maxBodyBytes, DEFAULT_MEDIA_LIMITS.maxInputBytes),
+        maxCost: config.processing.maxCost,
+      },
+      boss: () => this.boss(),
+      testDelayMs: o.testDelayMs,
+    });
+    this.webhookDeps = { db: processing.deps.db, masterKeys: o.masterKeys, remote: processing.remote, now: processing.deps.now };
+  }
 
-/**
- * Runs a worker-only process until SIGINT/SIGTERM: announces readiness on stdout, then on a signal
- * stops the workers and calls `close` (database, data-dir lock).
- */
-export async function runWorkerRole(workers: JobWorkers, close: () => Promise<void>): Promise<void> {
-  await new Promise<void>((resolve) => {
-    let closing = false;
-    const shutdown = (): void => {
-      if (closing) return;
-      closing = true;
-      const timer = setTimeout(() => process.exit(1), 15_000).unref();
-      void (async () => {
-        try {
-          await workers.stop();
-          await close();
-        } finally {
-          clearTimeout(timer);
-          resolve();
-        }
-      })();
-    };
-    process.once('SIGINT', shutdown);
-    process.once('SIGTERM', shutdown);
-    // Machine-readable line for scripts and tests (a worker has no listener to announce).
-    process.stdout.write(`OBSCURA_WORKER_READY ${process.pid}\n`);
-  });
+  get config(): Config {
+    return this.o.config;
+  }
+
+  /** The shared pg-boss, started on first use. */
+  async boss(): Promise<PgBoss> {
+    if (this.closed) throw new AppError('ERR_UNAVAILABLE', 'The server is shutting down.', { headers: { 'Retry-After': '5' } });
+    this.bossHandle ??= acquireBoss(this.o.processing.deps.db, { monitorIntervalSeconds: this.o.config.jobs.monitorIntervalSeconds });
+    this.bossHandle.catch(() => {
+      this.bossHandle = undefined;
+    });
+    return (await this.bossHandle).boss;
+  }
+
+  /** Polling interval workers should use (seconds). */
+  get pollingIntervalSeconds(): number {
+    return this.o.config.jobs.pollIntervalMs / 1000;
+  }
+
+  /** Releases pg-boss (stopping it when this was the last user). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const h = this.bossHandle;
+    this.bossHandle = undefined;
+    if (h) await (await h.catch(() => undefined))?.release();
+  }
 }

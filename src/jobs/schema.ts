@@ -1,5 +1,5 @@
 /**
- * Table types for jobs, idempotency keys, webhooks and transform URLs (migration 0007), merged into
+ * Table types for jobs, idempotency keys and webhooks (migration 0007), merged into
  * the Kysely `Database` interface so schema.ts stays untouched.
  */
 import type { ColumnType, Generated } from 'kysely';
@@ -100,28 +100,6 @@ export interface WebhookAttemptsTable {
   error: string | null;
 }
 
-/** Per-app HMAC keys for signed transform URLs. */
-export interface TransformKeysTable {
-  /** Key id, `tfk_<22 base62>`, carried in the URL. */
-  id: string;
-  org_id: string;
-  app_id: string;
-  /** 32 random bytes, wrapped by the master key (context `transform-key:<id>`). */
-  wrapped: string;
-  master_key_id: string;
-  created_at: Timestamp;
-}
-
-/** Named operation lists (`preset:<name>` in transform URLs). */
-export interface TransformPresetsTable {
-  org_id: string;
-  app_id: string;
-  name: string;
-  operations: string;
-  created_at: Timestamp;
-  updated_at: Timestamp;
-}
-
 declare module '../db/schema.js' {
   interface Database {
     jobs: JobsTable;
@@ -129,7 +107,5 @@ declare module '../db/schema.js' {
     webhook_endpoints: WebhookEndpointsTable;
     webhook_deliveries: WebhookDeliveriesTable;
     webhook_attempts: WebhookAttemptsTable;
-    transform_keys: TransformKeysTable;
-    transform_presets: TransformPresetsTable;
   }
 }

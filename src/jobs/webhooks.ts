@@ -24,7 +24,7 @@ import { generateWebhookSecret, signWebhook, WEBHOOK_SIGNATURE_HEADER } from '..
 import type { Remote } from './remote.js';
 import type { WebhookEndpointsTable } from './schema.js';
 import { sql, type Selectable } from 'kysely';
-import { webhookSecretContext } from './contexts.js';
+import type { WrappedColumn } from '../crypto/keywrap.js';
 import { ALL_ROWS, keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 /** Endpoint lists: oldest first, keyset on (created_at, id). */
@@ -84,14 +84,15 @@ function toEndpoint(r: EndpointRow, now: number): WebhookEndpoint {
   };
 }
 
-const secretContext = webhookSecretContext;
+/** Key-wrap context of a webhook endpoint's signing secret (current and previous). */
+export const webhookSecretContext = (orgId: string, endpointId: string): string => `webhook:${orgId}:${endpointId}`;
 
 function wrapSecret(master: MasterKeys, orgId: string, endpointId: string, secret: string): string {
-  return wrapKey(master.current, master.currentId, Buffer.from(secret, 'utf8'), secretContext(orgId, endpointId));
+  return wrapKey(master.current, master.currentId, Buffer.from(secret, 'utf8'), webhookSecretContext(orgId, endpointId));
 }
 
 function unwrapSecret(master: MasterKeys, orgId: string, endpointId: string, wrapped: string): string {
-  const bytes = unwrapKey(master.all, wrapped, secretContext(orgId, endpointId));
+  const bytes = unwrapKey(master.all, wrapped, webhookSecretContext(orgId, endpointId));
   const s = bytes.toString('utf8');
   bytes.fill(0);
   return s;
@@ -414,3 +415,10 @@ export function deliveryRetryPolicy(firstDelaySeconds: number): { retryLimit: nu
   }
   return { retryLimit: n, retryDelay: firstDelaySeconds, retryBackoff: true, retryDelayMax: cap };
 }
+
+
+/** The master-wrapped columns of this capability, for master-key rotation (`keys rotate-master`). */
+export const WEBHOOK_SECRET_COLUMNS: readonly WrappedColumn[] = [
+  { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
+  { table: 'webhook_endpoints', key: ['id'], fields: ['org_id'], column: 'previous_secret_wrapped', context: (r) => webhookSecretContext(String(r.org_id), String(r.id)) },
+];

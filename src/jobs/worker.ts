@@ -7,10 +7,21 @@
  * `OBSCURA_JOB_TIMEOUT_SECONDS` (or 30 s without a heartbeat), then runs again elsewhere. Whatever
  * ran out of retries lands in the dead-letter queue, whose handler marks the job failed (once) and
  * emits `job.failed`. Repeating any of these steps is harmless (see jobs.ts).
+ *
+ * A `worker` process (`OBSCURA_ROLE=worker`) has no HTTP listener: it prints `OBSCURA_WORKER_READY`
+ * once its handlers are registered and stops cleanly on SIGINT/SIGTERM (running jobs get up to 10 s;
+ * whatever is cut short is retried by another worker).
  */
 import type { Job, JobWithMetadata } from 'pg-boss';
 import { QUEUES } from './boss.js';
-import type { ProcessingService } from './service.js';
+import { UsageMeter } from '../usage/meter.js';
+import type { Config } from '../config/index.js';
+import type { DatabaseHandle } from '../db/database.js';
+import type { MasterKeys } from '../crypto/master.js';
+import { Keyring } from '../crypto/keyring.js';
+import type { BlobStore } from '../assets/stores/types.js';
+import { createProcessingService } from '../processing/service.js';
+import { JobRuntime } from './runtime.js';
 import { abandonDelivery, attemptDelivery } from './webhooks.js';
 
 /** Options of {@link startWorkers}. */
@@ -46,8 +57,8 @@ function isRef(data: unknown): data is Ref {
 // `includeMetadata: true` makes pg-boss fill retryLimit; without it, assume this is not the last attempt.
 const lastAttempt = (job: Job<unknown>) => job.retryCount >= ((job as Partial<JobWithMetadata<unknown>>).retryLimit ?? Number.POSITIVE_INFINITY);
 
-/** Starts the workers of this process on the service's pg-boss. */
-export async function startWorkers(service: ProcessingService, opts: WorkerOptions): Promise<Workers> {
+/** Starts the workers of this process on the runtime's pg-boss. */
+export async function startWorkers(service: JobRuntime, opts: WorkerOptions): Promise<Workers> {
   const boss = await service.boss();
   const polling = { pollingIntervalSeconds: service.pollingIntervalSeconds, notifyPollingIntervalSeconds: service.pollingIntervalSeconds };
   const ids: Array<[string, string]> = [];
@@ -105,4 +116,79 @@ export async function startWorkers(service: ProcessingService, opts: WorkerOptio
       for (const [queue, id] of ids) await boss.offWork(queue, { id, wait: true }).catch(() => undefined);
     },
   };
+}
+
+/** What the workers of one process need. */
+export interface JobWorkerDeps {
+  config: Config;
+  db: DatabaseHandle;
+  masterKeys: MasterKeys;
+  store: BlobStore;
+  /**
+   * TEST ONLY (`OBSCURA_TEST_JOB_DELAY_MS`, read by main.ts): sleep this long inside every job
+   * attempt so an end-to-end test can kill a worker mid-job. Default 0; never set it in production.
+   */
+  testDelayMs?: number;
+  /** The process's usage meter, when it has one (role `all`: the HTTP app's); else the workers make their own. */
+  meter?: UsageMeter;
+}
+
+/** Running workers of this process. */
+export interface JobWorkers {
+  stop(): Promise<void>;
+}
+
+/** Starts this process's job and webhook workers. */
+export async function startJobWorkers(deps: JobWorkerDeps): Promise<JobWorkers> {
+  // Jobs are metered where they run; a worker process has no HTTP app, so it keeps its own meter.
+  const meter = deps.meter ?? new UsageMeter({ db: deps.db, masterKey: deps.masterKeys.current, onError: () => undefined });
+  const processing = createProcessingService({
+    meter,
+    db: deps.db,
+    store: deps.store,
+    keyring: new Keyring(deps.db, deps.masterKeys, { ttlMs: deps.config.auth.keyCacheTtlMs }),
+    masterKeys: deps.masterKeys,
+    config: deps.config,
+  });
+  const runtime = new JobRuntime({ processing, config: deps.config, masterKeys: deps.masterKeys, testDelayMs: deps.testDelayMs && deps.testDelayMs > 0 ? deps.testDelayMs : undefined });
+  const workers = await startWorkers(runtime, { concurrency: deps.config.jobs.workerConcurrency, orgConcurrency: deps.config.jobs.workerOrgConcurrency });
+  let stopping: Promise<void> | undefined;
+  return {
+    stop() {
+      stopping ??= (async () => {
+        await workers.stop();
+        await runtime.close();
+        if (!deps.meter) await meter.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * Runs a worker-only process until SIGINT/SIGTERM: announces readiness on stdout, then on a signal
+ * stops the workers and calls `close` (database, data-dir lock).
+ */
+export async function runWorkerRole(workers: JobWorkers, close: () => Promise<void>): Promise<void> {
+  await new Promise<void>((resolve) => {
+    let closing = false;
+    const shutdown = (): void => {
+      if (closing) return;
+      closing = true;
+      const timer = setTimeout(() => process.exit(1), 15_000).unref();
+      void (async () => {
+        try {
+          await workers.stop();
+          await close();
+        } finally {
+          clearTimeout(timer);
+          resolve();
+        }
+      })();
+    };
+    process.once('SIGINT', shutdown);
+    process.once('SIGTERM', shutdown);
+    // Machine-readable line for scripts and tests (a worker has no listener to announce).
+    process.stdout.write(`OBSCURA_WORKER_READY ${process.pid}\n`);
+  });
 }

@@ -3,7 +3,7 @@
  * PostgreSQL. The job is not lost: after its timeout pg-boss hands it to a second worker process, and
  * it completes exactly once, with exactly one visible output (and no half-written one).
  *
- * The job is made slow with OBSCURA_TEST_JOB_DELAY_MS, a test-only setting (see src/jobs/runtime.ts).
+ * The job is made slow with OBSCURA_TEST_JOB_DELAY_MS, a test-only setting (see src/jobs/worker.ts).
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { createEmptyDatabase } from '../support/db.js';
 import { BIN, cliEnv, runCli, startServe, type ServerProcess } from '../support/cli.js';
 import { api } from '../support/server.js';
-import { attemptAssetId } from '../../src/jobs/processing.js';
+import { attemptAssetId } from '../../src/processing/processing.js';
 
 /** Starts `obscura serve` as a worker (no listener) and waits for its ready line. */
 function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {

@@ -25,7 +25,7 @@ import { buildApp } from '../../src/app.js';
 import { createFsStore } from '../../src/assets/stores/fs.js';
 import { SCOPES, type Scope } from '../../src/auth/scopes.js';
 import { declareRouteScopes } from '../../src/http/auth.js';
-import { signTransformPath } from '../../src/jobs/transform.js';
+import { signTransformPath } from '../../src/processing/transform.js';
 
 /** Routes that take no API credential, and why (anything else must declare its scopes). */
 const UNAUTHENTICATED: Record<string, string> = {

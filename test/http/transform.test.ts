@@ -4,7 +4,7 @@ import { createHmac } from 'node:crypto';
 import sharp from 'sharp';
 import { DB_KINDS, superQuery } from '../support/db.js';
 import { quadrants } from '../fixtures/make.js';
-import { parseTransformUrl, signTransformPath, transformSigningString } from '../../src/jobs/transform.js';
+import { parseTransformUrl, signTransformPath, transformSigningString } from '../../src/processing/transform.js';
 import { api, raw, startHarness, upload, type Harness } from '../jobs/support.js';
 
 const HOUR = 3600;

@@ -5,9 +5,9 @@ import { sql } from 'kysely';
 import { DB_KINDS, superQuery } from '../support/db.js';
 import { quadrants } from '../fixtures/make.js';
 import { blobKeyFor } from '../../src/assets/assets.js';
-import { attemptAssetId } from '../../src/jobs/processing.js';
+import { attemptAssetId } from '../../src/processing/processing.js';
 import { QUEUES } from '../../src/jobs/boss.js';
-import { api, startHarness, startTestWorkers, testService, upload, waitFor, waitForJob, type Harness } from './support.js';
+import { api, startHarness, startTestWorkers, testRuntime, upload, waitFor, waitForJob, type Harness } from './support.js';
 
 async function jobRow(h: Harness, id: string): Promise<Record<string, unknown>> {
   return (await superQuery(h.t, 'select * from jobs where id = $1', [id]))[0]!;
@@ -182,7 +182,7 @@ for (const kind of DB_KINDS) {
       const r = await api(h.srv.url, 'POST', '/v1/jobs', { key: h.a.key, body: { input: { asset_id: asset }, operations: 'format:png' } });
       const job = await waitForJob(h.srv, h.a.key, r.body.id);
       // pg-boss redelivers the same job (e.g. after a lost completion): twice, concurrently.
-      await Promise.all([w.service.jobs.run({ orgId: h.a.orgId, id: job.id }, { lastAttempt: false }), w.service.jobs.run({ orgId: h.a.orgId, id: job.id }, { lastAttempt: false })]);
+      await Promise.all([w.runtime.jobs.run({ orgId: h.a.orgId, id: job.id }, { lastAttempt: false }), w.runtime.jobs.run({ orgId: h.a.orgId, id: job.id }, { lastAttempt: false })]);
       const after = await api(h.srv.url, 'GET', `/v1/jobs/${job.id}`, { key: h.a.key });
       assert.equal(after.body.output.asset_id, job.output.asset_id);
       assert.deepEqual(await outputsOf(h, job.id), [job.output.asset_id]);
@@ -193,7 +193,7 @@ for (const kind of DB_KINDS) {
       const job = await waitForJob(h.srv, h.a.key, r.body.id);
       // An older attempt still running (its worker was presumed dead): reopen the job and run it slowly.
       await superQuery(h.t, `update jobs set status = 'running', output_asset_id = null where id = $1`, [job.id]);
-      const slow = testService(h, { testDelayMs: 1500 });
+      const slow = testRuntime(h, { testDelayMs: 1500 });
       try {
         const zombie = slow.jobs.run({ orgId: h.a.orgId, id: job.id }, { lastAttempt: false });
         await waitFor(async () => Number((await jobRow(h, job.id)).attempts) === 2, 10_000, 'zombie start');
@@ -220,7 +220,7 @@ for (const kind of DB_KINDS) {
       await superQuery(h.t, `delete from assets where id = $1`, [orphan]);
       assert.equal(await blobExists(h, h.a.orgId, orphan), true);
       await superQuery(h.t, `update jobs set status = 'running', output_asset_id = null where id = $1`, [done.id]);
-      await w.service.jobs.run({ orgId: h.a.orgId, id: done.id }, { lastAttempt: false });
+      await w.runtime.jobs.run({ orgId: h.a.orgId, id: done.id }, { lastAttempt: false });
       const after = await jobRow(h, done.id);
       assert.equal(after.status, 'succeeded');
       assert.equal(Number(after.attempts), 2);
@@ -231,7 +231,7 @@ for (const kind of DB_KINDS) {
     test('the reconciler enqueues a job whose queue entry was lost between commit and send', async () => {
       await w.stop();
       const r = await api(h.srv.url, 'POST', '/v1/jobs', { key: h.a.key, body: { input: { asset_id: asset }, operations: 'resize:width=12/format:png' } });
-      const svc = testService(h);
+      const svc = testRuntime(h);
       try {
         // Lose the queue entry, as if the API had crashed right after committing the job row.
         const boss = await svc.boss();

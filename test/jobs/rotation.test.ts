@@ -8,7 +8,9 @@ import { rewrapAll } from '../../src/crypto/keyring.js';
 import { WRAPPED_COLUMNS } from '../../src/main.js';
 import { masterKeyId, unwrapKey } from '../../src/crypto/keywrap.js';
 import type { MasterKeys } from '../../src/crypto/master.js';
-import { putUrlContext, transformKeyContext, webhookSecretContext } from '../../src/jobs/contexts.js';
+import { putUrlContext } from '../../src/jobs/jobs.js';
+import { webhookSecretContext } from '../../src/jobs/webhooks.js';
+import { transformKeyContext } from '../../src/processing/transform.js';
 import { api, startHarness, upload, type Harness } from './support.js';
 
 for (const kind of DB_KINDS) {

@@ -8,7 +8,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { openTestDb, type DbKind, type TestDb } from '../support/db.js';
 import { api, createTenant, masterKeysFor, startServer, type Tenant, type TestServer } from '../support/server.js';
 import { Keyring } from '../../src/crypto/keyring.js';
-import { createProcessingService, type ProcessingService } from '../../src/jobs/service.js';
+import { createProcessingService } from '../../src/processing/service.js';
+import { JobRuntime } from '../../src/jobs/runtime.js';
 import { startWorkers, type Workers } from '../../src/jobs/worker.js';
 import type { RemotePolicy } from '../../src/jobs/remote.js';
 
@@ -108,30 +109,30 @@ export async function startHarness(kind: DbKind, opts: { env?: Record<string, st
   };
 }
 
-/** A processing service on the harness database (what a worker process builds). */
-export function testService(h: Harness, extra: { testDelayMs?: number } = {}): ProcessingService {
+/** A processing service and job queue on the harness database (what a worker process builds). */
+export function testRuntime(h: Harness, extra: { testDelayMs?: number } = {}): JobRuntime {
   const masterKeys = masterKeysFor(h.t.db);
-  return createProcessingService({
+  const processing = createProcessingService({
     db: h.t.db,
     store: h.srv.store,
     keyring: new Keyring(h.t.db, masterKeys),
     masterKeys,
     config: h.srv.config,
     remote: h.remote,
-    testDelayMs: extra.testDelayMs,
   });
+  return new JobRuntime({ processing, config: h.srv.config, masterKeys, testDelayMs: extra.testDelayMs });
 }
 
 /** Starts workers in this process on the harness database (as `obscura serve --role worker` would). */
-export async function startTestWorkers(h: Harness, extra: { testDelayMs?: number } = {}): Promise<{ service: ProcessingService; workers: Workers; stop(): Promise<void> }> {
-  const service = testService(h, extra);
-  const workers = await startWorkers(service, { concurrency: h.srv.config.jobs.workerConcurrency, orgConcurrency: h.srv.config.jobs.workerOrgConcurrency });
+export async function startTestWorkers(h: Harness, extra: { testDelayMs?: number } = {}): Promise<{ runtime: JobRuntime; workers: Workers; stop(): Promise<void> }> {
+  const runtime = testRuntime(h, extra);
+  const workers = await startWorkers(runtime, { concurrency: h.srv.config.jobs.workerConcurrency, orgConcurrency: h.srv.config.jobs.workerOrgConcurrency });
   return {
-    service,
+    runtime,
     workers,
     async stop() {
       await workers.stop();
-      await service.close();
+      await runtime.close();
     },
   };
 }

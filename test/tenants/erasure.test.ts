@@ -20,7 +20,7 @@ import { runCli, startServe, type ServerProcess } from '../support/cli.js';
 import { createEmptyDatabase, tempDir } from '../support/db.js';
 import { api, freePort } from '../support/server.js';
 import { markedPng } from '../support/media.js';
-import { signTransformPath } from '../../src/jobs/transform.js';
+import { signTransformPath } from '../../src/processing/transform.js';
 
 const S3_CHILD = fileURLToPath(new URL('../support/s3rver-child.js', import.meta.url));
 const BUCKET = 'erasure';

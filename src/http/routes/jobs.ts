@@ -2,10 +2,11 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import { AppError } from '../../errors.js';
-import type { ProcessingService } from '../../jobs/service.js';
+import type { ProcessingService } from '../../processing/service.js';
+import type { JobRuntime } from '../../jobs/runtime.js';
 import { principalOf } from '../auth.js';
 import { DateTime, bearer, ctxOf, errorResponses } from './common.js';
-import type { JobInput } from '../../jobs/jobs.js';
+import type { ProcessingInput } from '../../processing/processing.js';
 import { requireScope, type Principal } from '../../auth/keys.js';
 import { OPERATIONS } from '../../media/operations/registry.js';
 import { OPERATION_STEP_TITLE } from '../openapi-operations.js';
@@ -85,7 +86,7 @@ export type ProcessBodyT = Static<typeof ProcessBody>;
  * besides `jobs:write`; an uploaded or remote input brings its own bytes. Call it with the final input
  * and operations, before the service (docs/security-model.md, "Scopes").
  */
-export function requireInputScopes(p: Principal, input: JobInput, operations: unknown): void {
+export function requireInputScopes(p: Principal, input: ProcessingInput, operations: unknown): void {
   if (input.kind === 'asset' || namesAssetReader(operations)) requireScope(p, 'assets:read');
 }
 
@@ -111,7 +112,7 @@ function namesAssetReader(operations: unknown): boolean {
 }
 
 /** Converts the JSON input to the service's form. */
-export function jobInputOf(input: Static<typeof ProcessInput>): JobInput {
+export function jobInputOf(input: Static<typeof ProcessInput>): ProcessingInput {
   return 'asset_id' in input ? { kind: 'asset', assetId: input.asset_id } : { kind: 'url', url: input.url, headers: input.headers };
 }
 
@@ -156,7 +157,7 @@ export const JobSchema = Type.Object(
 );
 
 /** Registers the job routes. */
-export function jobRoutes(app: FastifyInstance, service: ProcessingService): void {
+export function jobRoutes(app: FastifyInstance, service: ProcessingService, runtime: JobRuntime): void {
   app.post<{ Body: ProcessBodyT }>('/v1/jobs', {
     config: { auth: true, scope: 'jobs:write', quota: { exports: true } },
     schema: {
@@ -187,7 +188,7 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService): voi
       // Presets work wherever operations do; their contents are checked like written operations.
       const operations = await service.expandPresets(p.orgId, p.appId, b.operations);
       requireInputScopes(p, input, operations);
-      const { job, replayed } = await service.jobs.create({
+      const { job, replayed } = await runtime.jobs.create({
         orgId: p.orgId,
         appId: p.appId,
         input,
@@ -219,7 +220,7 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService): voi
       const q = req.query;
       const filter = { status: q.status, createdAfter: q.created_after, createdBefore: q.created_before };
       const scope = { list: 'jobs', orgId: p.orgId, filter };
-      const result = await service.jobs.list(p.orgId, filter, pageRequest(req, q, scope, JOB_ORDER));
+      const result = await runtime.jobs.list(p.orgId, filter, pageRequest(req, q, scope, JOB_ORDER));
       return pageReply(req, result, scope, (j) => j);
     },
   });
@@ -229,7 +230,7 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService): voi
     schema: { tags: ['processing'], summary: 'Read a job: status, output asset, error code', security: bearer, params: JobParams, response: { 200: JobSchema, ...errorResponses() } },
     handler: async (req) => {
       const p = principalOf(req);
-      return service.jobs.get(p.orgId, req.params.id);
+      return runtime.jobs.get(p.orgId, req.params.id);
     },
   });
 }

@@ -10,9 +10,7 @@
  * Operations are validated before anything is fetched or decoded. The answer is the output bytes
  * (`Content-Type` of the output, `Content-Security-Policy: default-src 'none'`, `nosniff`), or with
  * `output.store` a 201 and the stored output asset (encrypted, expiring after 24 h by default).
- *
- * This module also exposes {@link processingApi}, the one registration of the whole processing
- * surface (process, jobs, webhooks, transform URLs) over one shared service.
+
  */
 import type { UsageMeter } from '../../usage/meter.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -24,15 +22,15 @@ import type { Keyring } from '../../crypto/keyring.js';
 import type { BlobStore } from '../../assets/stores/types.js';
 import { AppError } from '../../errors.js';
 import type { ProcessResult } from '../../media/pipeline.js';
-import { createProcessingService, type ProcessingService } from '../../jobs/service.js';
-import type { JobInput } from '../../jobs/jobs.js';
+import type { ProcessingService } from '../../processing/service.js';
+import type { JobRuntime } from '../../jobs/runtime.js';
+import type { ProcessingInput } from '../../processing/processing.js';
 import type { RemotePolicy } from '../../jobs/remote.js';
 import { principalOf, type AuthDeps } from '../auth.js';
 import { AssetSchema, assetOut } from './assets.js';
 import { bearer, ctxOf, errorResponses } from './common.js';
-import { JobSchema, jobRoutes, IdempotencyKeyHeader, ProcessBody, jobInputOf, requireInputScopes, type ProcessBodyT } from './jobs.js';
-import { webhookRoutes } from './webhooks.js';
-import { mediaHeaders, transformRoutes } from './transform.js';
+import { JobSchema, IdempotencyKeyHeader, ProcessBody, jobInputOf, requireInputScopes, type ProcessBodyT } from './jobs.js';
+import { mediaHeaders } from './transform.js';
 import { FILE_FIELD, installMultipart, readForm, refuseUnreadForm } from '../multipart.js';
 import { toAppError } from '../problem.js';
 import type { Readable } from 'node:stream';
@@ -80,23 +78,6 @@ async function readLimited(stream: Readable, max: number): Promise<Buffer> {
 }
 
 /** Everything the processing routes need. */
-export interface ProcessingApiDeps {
-  db: DatabaseHandle;
-  store: BlobStore;
-  keyring: Keyring;
-  masterKeys: MasterKeys;
-  config: Config;
-  now?: (() => number) | undefined;
-  /** UNSAFE test/dev overrides of the remote-URL policy (see ProcessingServiceOptions.remote). */
-  remote?: Partial<RemotePolicy> | undefined;
-  /** Credential checks for transform URLs of apps with `require_authorized_urls`. */
-  auth: AuthDeps;
-  /** The process's usage meter (exports, pixels, processing time of every output). */
-  meter?: UsageMeter | undefined;
-  /** The export-quota check for outputs no credential asked for (transform URLs). */
-  exportAllowed?: ((orgId: string, appId: string) => Promise<void>) | undefined;
-}
-
 /** RFC 7240: does the request prefer an asynchronous answer? */
 function prefersAsync(req: FastifyRequest): boolean {
   const prefer = req.headers.prefer;
@@ -114,7 +95,7 @@ function idempotencyKeyOf(req: FastifyRequest): string | undefined {
 }
 
 /** Registers `POST /v1/process`. */
-export function processRoutes(app: FastifyInstance, service: ProcessingService): void {
+export function processRoutes(app: FastifyInstance, service: ProcessingService, runtime: JobRuntime): void {
   const maxBody = service.config.processing.maxBodyBytes;
   app.register(async (scope) => {
     // Raw image bodies are buffered up to the processing limit (small inputs by design); the
@@ -162,7 +143,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
       handler: async (req, reply) => {
         const p = principalOf(req);
         if (p.kind === 'publishable') throw new AppError('ERR_SCOPE_MISSING', 'Publishable keys cannot process images.');
-        let input: JobInput;
+        let input: ProcessingInput;
         let operations: unknown;
         let preview: boolean | undefined;
         let keepMetadata: boolean | undefined;
@@ -211,7 +192,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
         operations = await service.expandPresets(p.orgId, p.appId, operations);
         requireInputScopes(p, input, operations);
         if (prefersAsync(req)) {
-          const { job, replayed } = await service.jobs.create({
+          const { job, replayed } = await runtime.jobs.create({
             orgId: p.orgId,
             appId: p.appId,
             input,
@@ -252,20 +233,4 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService):
       },
     });
   });
-}
-
-/**
- * Registers the whole processing surface — `/v1/process`, `/v1/jobs`, `/v1/webhooks`, transform keys
- * and presets, and `GET /t/...` — over one shared service, closed with the app.
- */
-export function processingApi(app: FastifyInstance, deps: ProcessingApiDeps): ProcessingService {
-  const service = createProcessingService(deps);
-  processRoutes(app, service);
-  jobRoutes(app, service);
-  webhookRoutes(app, service);
-  transformRoutes(app, service, deps.auth);
-  app.addHook('onClose', async () => {
-    await service.close();
-  });
-  return service;
 }

@@ -1,11 +1,11 @@
 /**
  * Signed transform URLs (`GET /t/{kid}.{mac}/{operations}/{asset id}?exp=`), and the per-app signing
- * keys and presets behind them. See src/jobs/transform.ts and docs/transform-urls.md.
+ * keys and presets behind them. See src/processing/transform.ts and docs/transform-urls.md.
  */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
-import type { ProcessingService } from '../../jobs/service.js';
-import { createTransformKey, deletePreset, deleteTransformKey, listPresets, listTransformKeys, putPreset, PRESET_ORDER, TRANSFORM_KEY_ORDER } from '../../jobs/transform.js';
+import type { ProcessingService } from '../../processing/service.js';
+import { createTransformKey, deletePreset, deleteTransformKey, listPresets, listTransformKeys, putPreset, PRESET_ORDER, TRANSFORM_KEY_ORDER } from '../../processing/transform.js';
 import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 import { authorizeRead, principalOf, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';

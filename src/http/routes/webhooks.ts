@@ -1,7 +1,7 @@
 /** `/v1/webhooks`: endpoints of the caller's app, secret rotation, and the delivery log. */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
-import type { ProcessingService } from '../../jobs/service.js';
+import type { JobRuntime } from '../../jobs/runtime.js';
 import {
   createEndpoint,
   deleteEndpoint,
@@ -120,8 +120,8 @@ const deliveryOut = (d: DeliveryLogEntry) => ({
 });
 
 /** Registers the webhook routes (scope `webhooks:manage`, endpoints of the credential's app). */
-export function webhookRoutes(app: FastifyInstance, service: ProcessingService): void {
-  const deps = service.webhookDeps;
+export function webhookRoutes(app: FastifyInstance, runtime: JobRuntime): void {
+  const deps = runtime.webhookDeps;
   const cfg = { auth: true, scope: 'webhooks:manage' as const };
   // A webhook receives job events (the job record, as GET /v1/jobs/{id} shows it): minting its secret
   // or choosing where events go also needs jobs:read.

@@ -28,7 +28,7 @@ import { MAX_OPERATIONS_LENGTH } from '../media/operations/registry.js';
 import { appSettings, compileOperations, type CompiledOperations } from './processing.js';
 import { getAsset, type Asset } from '../assets/assets.js';
 import './schema.js';
-import { transformKeyContext } from './contexts.js';
+import type { WrappedColumn } from '../crypto/keywrap.js';
 import { ALL_ROWS, keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 /** Transform key lists: oldest first, keyset on (created_at, id). */
@@ -49,7 +49,8 @@ const ASSET_ID = /^ast_[0-9A-Za-z]{22}$/;
 const MAC = /^[A-Za-z0-9_-]{43}$/;
 const EXP = /^[0-9]{1,12}$/;
 
-const keyContext = transformKeyContext;
+/** Key-wrap context of a transform-URL signing key: binds the wrapped value to its org and key id. */
+export const transformKeyContext = (orgId: string, kid: string): string => `transform-key:${orgId}:${kid}`;
 
 /**
  * The string a transform URL's MAC covers: `/{operations}/{asset id}?exp={exp}`.
@@ -158,7 +159,7 @@ export class TransformKeys {
     const hit = this.keys.get(kid);
     if (hit && this.fresh(hit.at)) return hit.info;
     const row = await this.db.system.selectFrom('transform_keys').select(['id', 'org_id', 'app_id', 'wrapped']).where('id', '=', kid).executeTakeFirst();
-    const info = row ? { kid: row.id, orgId: row.org_id, appId: row.app_id, secret: unwrapKey(this.master.all, row.wrapped, keyContext(row.org_id, row.id)) } : null;
+    const info = row ? { kid: row.id, orgId: row.org_id, appId: row.app_id, secret: unwrapKey(this.master.all, row.wrapped, transformKeyContext(row.org_id, row.id)) } : null;
     if (this.keys.size > 10_000) this.keys.clear();
     this.keys.set(kid, { at: this.now(), info });
     return info;
@@ -376,7 +377,7 @@ export async function createTransformKey(trx: Tx, master: MasterKeys, orgId: str
   const secret = randomBytes(32);
   const row = await trx
     .insertInto('transform_keys')
-    .values({ id, org_id: orgId, app_id: appId, wrapped: wrapKey(master.current, master.currentId, secret, keyContext(orgId, id)), master_key_id: master.currentId })
+    .values({ id, org_id: orgId, app_id: appId, wrapped: wrapKey(master.current, master.currentId, secret, transformKeyContext(orgId, id)), master_key_id: master.currentId })
     .returning(['id', 'app_id', 'created_at'])
     .executeTakeFirstOrThrow();
   await appendAudit(trx, { orgId, actor: ctx.actor, action: 'transform_key.create', target: { transform_key: id, app: appId }, ip: ctx.ip, requestId: ctx.requestId });
@@ -441,3 +442,9 @@ export async function deletePreset(trx: Tx, orgId: string, appId: string, name: 
   if (Number(r.numDeletedRows) === 0) throw notFound('preset');
   await appendAudit(trx, { orgId, actor: ctx.actor, action: 'transform_preset.delete', target: { preset: name, app: appId }, ip: ctx.ip, requestId: ctx.requestId });
 }
+
+
+/** The master-wrapped column of this capability, for master-key rotation (`keys rotate-master`). */
+export const TRANSFORM_KEY_COLUMNS: readonly WrappedColumn[] = [
+  { table: 'transform_keys', key: ['id'], fields: ['org_id'], column: 'wrapped', masterIdColumn: 'master_key_id', context: (r) => transformKeyContext(String(r.org_id), String(r.id)) },
+];

@@ -1,10 +1,9 @@
 /**
- * The processing service: one object per process that the HTTP routes and the workers share. It owns
- * the bounded work queue, the remote-URL fetchers, the job service, the transform key cache and a
- * lazily started pg-boss (started on the first enqueue, so an API that never queues never polls).
+ * The processing service: one object per process that the HTTP routes and the job workers share. It
+ * owns the bounded work queue, the remote-URL fetchers, the transform key cache and the decrypted
+ * source cache. The durable queue that runs jobs on it lives in `jobs/` (see jobs/runtime.ts).
  */
 import type { UsageMeter } from '../usage/meter.js';
-import type { PgBoss } from 'pg-boss';
 import type { Config } from '../config/index.js';
 import type { DatabaseHandle } from '../db/database.js';
 import type { MasterKeys } from '../crypto/master.js';
@@ -13,17 +12,13 @@ import type { BlobStore } from '../assets/stores/types.js';
 import { getAsset, ingest, DEFAULT_OUTPUT_TTL_SECONDS, type Asset } from '../assets/assets.js';
 import { openAssetStream } from '../assets/read.js';
 import { createWorkQueue, type WorkQueue } from '../media/queue.js';
-import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
 import { assertAffordable, estimateCostUpFront, type ProcessResult } from '../media/pipeline.js';
 import { AppError } from '../errors.js';
 import type { Ctx } from '../tenants/index.js';
 import { Readable } from 'node:stream';
-import { acquireBoss, type BossHandle } from './boss.js';
-import { JobService, MAX_OUTPUT_TTL_SECONDS, type JobInput } from './jobs.js';
-import { appSettings, compileOperations, estimateMemory, fetchRemote, limitsFor, readAsset, readBounded, runPipeline, type ProcessingDeps } from './processing.js';
-import { createRemote, type Remote, type RemotePolicy } from './remote.js';
+import { appSettings, compileOperations, estimateMemory, fetchRemote, limitsFor, MAX_OUTPUT_TTL_SECONDS, readAsset, readBounded, runPipeline, type ProcessingDeps, type ProcessingInput } from './processing.js';
+import { createRemote, type Remote, type RemotePolicy } from '../jobs/remote.js';
 import { SourceCache, TransformKeys, acceptClass, expandPresetSegments, parseTransformUrl, resolveTransformOperations, transformEtag } from './transform.js';
-import type { WebhookDeps } from './webhooks.js';
 
 /** Construction options of {@link createProcessingService}. */
 export interface ProcessingServiceOptions {
@@ -38,8 +33,6 @@ export interface ProcessingServiceOptions {
    * (e.g. one 127.0.0.1 test server), `lookup`, `tls`. Never from user input.
    */
   remote?: Partial<RemotePolicy> | undefined;
-  /** TEST ONLY: extra delay per job attempt (`OBSCURA_TEST_JOB_DELAY_MS`), to kill a worker mid-job. */
-  testDelayMs?: number | undefined;
   /** The process's usage meter: every output is counted (exports, pixels, processing time). */
   meter?: UsageMeter | undefined;
   /**
@@ -71,7 +64,7 @@ export type AuthorizeRead = (orgId: string) => Promise<void>;
 export interface SyncRequest {
   orgId: string;
   appId: string;
-  input: JobInput;
+  input: ProcessingInput;
   operations: unknown;
   preview?: boolean | undefined;
   keepMetadata?: boolean | undefined;
@@ -85,14 +78,10 @@ export interface SyncRequest {
 export class ProcessingService {
   readonly remote: Remote;
   readonly queue: WorkQueue;
-  readonly jobs: JobService;
   readonly transformKeys: TransformKeys;
   /** Decrypted transform sources, briefly (see SourceCache). */
   readonly sources: SourceCache;
-  readonly webhookDeps: WebhookDeps;
   readonly deps: ProcessingDeps;
-  private bossHandle: Promise<BossHandle> | undefined;
-  private closed = false;
 
   constructor(private readonly o: ProcessingServiceOptions) {
     const { config } = o;
@@ -110,23 +99,8 @@ export class ProcessingService {
       memoryBudgetBytes: config.processing.memoryBudgetBytes,
     });
     this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now, meter: o.meter };
-    this.jobs = new JobService({
-      ...this.deps,
-      masterKeys: o.masterKeys,
-      remote: this.remote,
-      settings: {
-        timeoutSeconds: config.jobs.timeoutSeconds,
-        retryLimit: config.jobs.retryLimit,
-        webhookRetryDelaySeconds: config.jobs.webhookRetryDelaySeconds,
-        maxInputBytes: Math.max(config.processing.maxBodyBytes, DEFAULT_MEDIA_LIMITS.maxInputBytes),
-        maxCost: config.processing.maxCost,
-      },
-      boss: () => this.boss(),
-      testDelayMs: o.testDelayMs,
-    });
     this.transformKeys = new TransformKeys(o.db, o.masterKeys, { now: o.now });
     this.sources = new SourceCache({ now: o.now });
-    this.webhookDeps = { db: o.db, masterKeys: o.masterKeys, remote: this.remote, now: o.now };
   }
 
   get config(): Config {
@@ -135,29 +109,6 @@ export class ProcessingService {
 
   get masterKeys(): MasterKeys {
     return this.o.masterKeys;
-  }
-
-  /** The shared pg-boss, started on first use. */
-  async boss(): Promise<PgBoss> {
-    if (this.closed) throw new AppError('ERR_UNAVAILABLE', 'The server is shutting down.', { headers: { 'Retry-After': '5' } });
-    this.bossHandle ??= acquireBoss(this.o.db, { monitorIntervalSeconds: this.o.config.jobs.monitorIntervalSeconds });
-    this.bossHandle.catch(() => {
-      this.bossHandle = undefined;
-    });
-    return (await this.bossHandle).boss;
-  }
-
-  /** Polling interval workers should use (seconds). */
-  get pollingIntervalSeconds(): number {
-    return this.o.config.jobs.pollIntervalMs / 1000;
-  }
-
-  /** Releases pg-boss (stopping it when this was the last user). */
-  async close(): Promise<void> {
-    this.closed = true;
-    const h = this.bossHandle;
-    this.bossHandle = undefined;
-    if (h) await (await h.catch(() => undefined))?.release();
   }
 
   /**

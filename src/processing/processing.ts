@@ -28,9 +28,17 @@ import { predictOutput } from '../media/output-size.js';
 import type { OutputFormat } from '../media/operations/types.js';
 import type { Fetcher } from '../media/fetcher.js';
 import type { UsageMeter } from '../usage/meter.js';
-import './schema.js';
 
 /** What processing needs from the outside world. */
+/** Largest output retention a caller may ask for (7 days); the default is 24 h. */
+export const MAX_OUTPUT_TTL_SECONDS = 7 * 24 * 3600;
+
+/** Where a processing request's input comes from: an asset of the org, a remote URL, or sent bytes. */
+export type ProcessingInput =
+  | { kind: 'asset'; assetId: string }
+  | { kind: 'url'; url: string; headers?: Record<string, string> | undefined }
+  | { kind: 'upload'; bytes: Buffer };
+
 export interface ProcessingDeps {
   db: DatabaseHandle;
   store: BlobStore;
