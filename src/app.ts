@@ -62,7 +62,7 @@ export interface AppDeps {
   /** HTTPS options when TLS is terminated natively. */
   https?: { key: Buffer; cert: Buffer };
   /** UNSAFE, tests/development only: remote-URL policy overrides (e.g. `unsafeTestAllow` for a 127.0.0.1 test server). */
-  remote?: import('./jobs/remote.js').RemotePolicy;
+  remote?: import('./remote/remote.js').RemotePolicy;
   /** First run: the one-time setup gate while the database has no org (`serve` creates it). */
   firstRun?: FirstRunDeps;
 }

@@ -26,7 +26,7 @@ import { AppError, isAppError } from '../errors.js';
 import { appendAudit, canonicalJson } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
 import { blobKeyFor, DEFAULT_OUTPUT_TTL_SECONDS, getAsset, ingest } from '../assets/assets.js';
-import { redactUrl } from '../media/fetcher.js';
+import { redactUrl } from '../remote/fetcher.js';
 import {
   appSettings,
   attemptAssetId,
@@ -43,7 +43,7 @@ import {
   type ProcessingInput,
 } from '../processing/processing.js';
 import { QUEUES } from './boss.js';
-import type { Remote } from './remote.js';
+import type { Remote } from '../remote/remote.js';
 import { deliveryRetryPolicy, recordEvent, type DeliveryRef } from './webhooks.js';
 import type { JobsTable } from './schema.js';
 import type { WrappedColumn } from '../crypto/keywrap.js';

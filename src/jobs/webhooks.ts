@@ -21,7 +21,7 @@ import { AppError, isAppError, notFound } from '../errors.js';
 import { appendAudit } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
 import { generateWebhookSecret, signWebhook, WEBHOOK_SIGNATURE_HEADER } from '../../sdk/src/webhook-signature.js';
-import type { Remote } from './remote.js';
+import type { Remote } from '../remote/remote.js';
 import type { WebhookEndpointsTable } from './schema.js';
 import { sql, type Selectable } from 'kysely';
 import type { WrappedColumn } from '../crypto/keywrap.js';

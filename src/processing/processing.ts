@@ -26,7 +26,7 @@ import { buildPlan, parseOperations, serializeOperations, type ParsedOperation, 
 import { PREVIEW_MAX_DIMENSION, processImage, type ProcessResult } from '../media/pipeline.js';
 import { predictOutput } from '../media/output-size.js';
 import type { OutputFormat } from '../media/operations/types.js';
-import type { Fetcher } from '../media/fetcher.js';
+import type { Fetcher } from '../remote/fetcher.js';
 import type { UsageMeter } from '../usage/meter.js';
 
 /** What processing needs from the outside world. */

@@ -12,12 +12,13 @@ import type { BlobStore } from '../assets/stores/types.js';
 import { getAsset, ingest, DEFAULT_OUTPUT_TTL_SECONDS, type Asset } from '../assets/assets.js';
 import { openAssetStream } from '../assets/read.js';
 import { createWorkQueue, type WorkQueue } from '../media/queue.js';
+import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
 import { assertAffordable, estimateCostUpFront, type ProcessResult } from '../media/pipeline.js';
 import { AppError } from '../errors.js';
 import type { Ctx } from '../tenants/index.js';
 import { Readable } from 'node:stream';
 import { appSettings, compileOperations, estimateMemory, fetchRemote, limitsFor, MAX_OUTPUT_TTL_SECONDS, readAsset, readBounded, runPipeline, type ProcessingDeps, type ProcessingInput } from './processing.js';
-import { createRemote, type Remote, type RemotePolicy } from '../jobs/remote.js';
+import { createRemote, type Remote, type RemotePolicy } from '../remote/remote.js';
 import { SourceCache, TransformKeys, acceptClass, expandPresetSegments, parseTransformUrl, resolveTransformOperations, transformEtag } from './transform.js';
 
 /** Construction options of {@link createProcessingService}. */
@@ -87,7 +88,8 @@ export class ProcessingService {
     const { config } = o;
     this.remote = createRemote(
       { allowHttp: config.unsafe.remoteAllowHttp, unsafeAllowPrivateAddresses: config.unsafe.remoteAllowPrivate, allowedPorts: [...config.processing.remoteAllowedPorts], ...o.remote },
-      { timeoutMs: config.processing.remoteTimeoutMs },
+      // Remote inputs are bounded like any input (the app's own limit applies again when it is read).
+      { timeoutMs: config.processing.remoteTimeoutMs, maxInputBytes: DEFAULT_MEDIA_LIMITS.maxInputBytes },
     );
     // Fair across orgs, bounded in waiting time and in decoded-image memory (issue 9, item 4).
     this.queue = createWorkQueue({

@@ -11,7 +11,7 @@ import { Keyring } from '../../src/crypto/keyring.js';
 import { createProcessingService } from '../../src/processing/service.js';
 import { JobRuntime } from '../../src/jobs/runtime.js';
 import { startWorkers, type Workers } from '../../src/jobs/worker.js';
-import type { RemotePolicy } from '../../src/jobs/remote.js';
+import type { RemotePolicy } from '../../src/remote/remote.js';
 
 /** Settings that keep job tests fast: quick polling, monitor and webhook retries. */
 export const FAST_JOBS_ENV: Record<string, string> = {

@@ -25,7 +25,7 @@ import type { ProcessResult } from '../../media/pipeline.js';
 import type { ProcessingService } from '../../processing/service.js';
 import type { JobRuntime } from '../../jobs/runtime.js';
 import type { ProcessingInput } from '../../processing/processing.js';
-import type { RemotePolicy } from '../../jobs/remote.js';
+import type { RemotePolicy } from '../../remote/remote.js';
 import { principalOf, type AuthDeps } from '../auth.js';
 import { AssetSchema, assetOut } from './assets.js';
 import { bearer, ctxOf, errorResponses } from './common.js';

@@ -1,14 +1,13 @@
 /**
- * The remote-URL policy for processing: one set of rules (the SSRF-safe fetcher's) used for remote
+ * Outbound requests (remote inputs, presigned PUTs, webhook deliveries): one set of rules (the SSRF-safe fetcher's) used for remote
  * inputs, presigned PUT targets and webhook endpoints, plus a creation-time check so that a webhook
  * or PUT URL pointing at a private address is refused when it is registered, not only when used
  * (the fetcher checks again at every delivery: DNS answers change).
  */
 import net from 'node:net';
 import { AppError } from '../errors.js';
-import { canonicalAddress, isForbiddenAddress } from '../media/address-policy.js';
-import { createFetcher, remoteForbidden, systemLookup, type Fetcher, type FetcherOptions, type ResolvedAddress } from '../media/fetcher.js';
-import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
+import { canonicalAddress, isForbiddenAddress } from './address-policy.js';
+import { createFetcher, remoteForbidden, systemLookup, type Fetcher, type FetcherOptions, type ResolvedAddress } from './fetcher.js';
 
 /**
  * Policy shared by every remote call. `unsafe*`, `lookup` and `tls` are for development and tests
@@ -18,7 +17,7 @@ export type RemotePolicy = Pick<FetcherOptions, 'allowHttp' | 'unsafeAllowPrivat
 
 /** The three fetchers and the URL check, all under one policy. */
 export interface Remote {
-  /** GET of remote inputs (bounded by the media input limit). */
+  /** GET of remote inputs (bounded by `maxInputBytes`). */
   readonly inputs: Fetcher;
   /** PUT of outputs to customers' presigned URLs. */
   readonly puts: Fetcher;
@@ -32,8 +31,8 @@ export interface Remote {
 }
 
 /** Creates the remote-URL machinery. `timeoutMs` bounds inputs and PUTs; webhooks get 10 s. */
-export function createRemote(policy: RemotePolicy, opts: { timeoutMs: number; maxInputBytes?: number }): Remote {
-  const inputs = createFetcher({ ...policy, maxBytes: opts.maxInputBytes ?? DEFAULT_MEDIA_LIMITS.maxInputBytes, timeoutMs: opts.timeoutMs });
+export function createRemote(policy: RemotePolicy, opts: { timeoutMs: number; maxInputBytes: number }): Remote {
+  const inputs = createFetcher({ ...policy, maxBytes: opts.maxInputBytes, timeoutMs: opts.timeoutMs });
   const puts = createFetcher({ ...policy, maxBytes: 64 * 1024, timeoutMs: opts.timeoutMs });
   const webhooks = createFetcher({ ...policy, maxBytes: 64 * 1024, timeoutMs: 10_000, maxRedirects: 0 });
   const ports = new Set(policy.allowedPorts ?? [443, 80]);

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalAddress, isForbiddenAddress } from '../../src/media/address-policy.js';
+import { canonicalAddress, isForbiddenAddress } from '../../src/remote/address-policy.js';
 
 const refused: Array<[string, string]> = [
   ['127.0.0.1', 'loopback'],

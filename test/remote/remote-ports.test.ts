@@ -11,7 +11,7 @@ import { tempDir } from '../support/db.js';
 import { runCli, startServe, type ServerProcess } from '../support/cli.js';
 import { api } from '../support/server.js';
 import { markedPng } from '../support/media.js';
-import { FAST_JOBS_ENV, startTarget, type TargetServer } from './support.js';
+import { FAST_JOBS_ENV, startTarget, type TargetServer } from '../jobs/support.js';
 
 describe('allowed remote ports are a setting, and refusals say why', () => {
   const dataDir = tempDir();

@@ -8,8 +8,8 @@ import { Readable } from 'node:stream';
 import selfsigned from 'selfsigned';
 import { isAppError } from '../../src/errors.js';
 import type { AppError } from '../../src/errors.js';
-import { createFetcher, redactHeaders, redactUrl } from '../../src/media/fetcher.js';
-import type { FetcherOptions, LookupFn, ResolvedAddress } from '../../src/media/fetcher.js';
+import { createFetcher, redactHeaders, redactUrl } from '../../src/remote/fetcher.js';
+import type { FetcherOptions, LookupFn, ResolvedAddress } from '../../src/remote/fetcher.js';
 
 const IMAGE = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(1000, 7)]);
 const MAX_BYTES = 4096;

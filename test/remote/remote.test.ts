@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRemote } from '../../src/jobs/remote.js';
-import type { ResolvedAddress } from '../../src/media/fetcher.js';
+import { createRemote } from '../../src/remote/remote.js';
+import type { ResolvedAddress } from '../../src/remote/fetcher.js';
 
 /** A resolver that answers from a table (tests never touch real DNS). */
 function table(entries: Record<string, string[]>) {
@@ -30,7 +30,7 @@ describe('registration-time URL check (webhooks, presigned PUT targets)', () => 
     'internal.example.com': ['127.0.0.1'],
     'v6.example.com': ['2606:2800:220:1:248:1893:25c8:1946'],
   });
-  const remote = createRemote({ lookup: dns.lookup }, { timeoutMs: 1000 });
+  const remote = createRemote({ lookup: dns.lookup }, { timeoutMs: 1000, maxInputBytes: 1 << 20 });
 
   test('accepts https to a public address, resolved through the injected resolver', async () => {
     assert.equal(await reason(remote.check('https://hooks.example.com/obscura')), 'ok');
@@ -64,10 +64,10 @@ describe('registration-time URL check (webhooks, presigned PUT targets)', () => 
   });
 
   test('the development switches widen exactly what they say, and metadata stays refused', async () => {
-    const dev = createRemote({ lookup: dns.lookup, allowHttp: true, unsafeAllowPrivateAddresses: true }, { timeoutMs: 1000 });
+    const dev = createRemote({ lookup: dns.lookup, allowHttp: true, unsafeAllowPrivateAddresses: true }, { timeoutMs: 1000, maxInputBytes: 1 << 20 });
     assert.equal(await reason(dev.check('http://internal.example.com/x')), 'ok');
     assert.equal(await reason(dev.check('http://169.254.169.254/x')), 'ERR_REMOTE_FORBIDDEN:address');
-    const test1 = createRemote({ allowHttp: true, allowedPorts: [8080], unsafeTestAllow: (ip, port) => ip === '127.0.0.1' && port === 8080 }, { timeoutMs: 1000 });
+    const test1 = createRemote({ allowHttp: true, allowedPorts: [8080], unsafeTestAllow: (ip, port) => ip === '127.0.0.1' && port === 8080 }, { timeoutMs: 1000, maxInputBytes: 1 << 20 });
     assert.equal(await reason(test1.check('http://127.0.0.1:8080/x')), 'ok');
     assert.equal(await reason(test1.check('http://127.0.0.2:8080/x')), 'ERR_REMOTE_FORBIDDEN:address');
   });
