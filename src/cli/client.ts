@@ -16,7 +16,7 @@ import { stat, access, constants as fsConstants, readFile } from 'node:fs/promis
 import { basename } from 'node:path';
 import { Obscura, ObscuraError, type Asset, type Job, type Page, type ProcessRequest } from '../../sdk/src/index.js';
 import { downloadToFile, uploadFile, writeStreamAtomically } from '../../sdk/src/node.js';
-import { parseOperations } from '../media/operations/registry.js';
+import { parseOperations } from '../media/image/operations/registry.js';
 import { AppError } from '../errors.js';
 import { CredentialsError, resolveCredentials } from './credentials.js';
 import { progressEnabled, statusSpinner, transferBar, formatBytes } from './progress.js';

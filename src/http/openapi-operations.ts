@@ -5,8 +5,8 @@
  * `op`. Applied as @fastify/swagger's `transformObject`, so the document is generated from the registry
  * while request validation stays the registry's (its errors name the allowed values; Ajv's would not).
  */
-import { OPERATION_LIST } from '../media/operations/registry.js';
-import { operationJsonSchema } from '../media/operations/describe.js';
+import { OPERATION_LIST } from '../media/image/operations/registry.js';
+import { operationJsonSchema } from '../media/describe.js';
 
 type Json = Record<string, any>;
 

@@ -22,10 +22,10 @@ import type { BlobStore } from '../assets/stores/types.js';
 import { blobKeyFor, getAsset, toAsset, type Asset } from '../assets/assets.js';
 import { openAssetStream } from '../assets/read.js';
 import { mediaLimits, type MediaLimits } from '../media/limits.js';
-import { buildPlan, parseOperations, serializeOperations, type ParsedOperation, type Plan } from '../media/operations/registry.js';
-import { PREVIEW_MAX_DIMENSION, processImage, type ProcessResult } from '../media/pipeline.js';
-import { predictOutput } from '../media/output-size.js';
-import type { OutputFormat } from '../media/operations/types.js';
+import { buildPlan, parseOperations, serializeOperations, type ParsedOperation, type Plan } from '../media/image/operations/registry.js';
+import { PREVIEW_MAX_DIMENSION, processImage, type ProcessResult } from '../media/image/pipeline.js';
+import { predictOutput } from '../media/image/output-size.js';
+import type { OutputFormat } from '../media/image/operations/types.js';
 import type { Fetcher } from '../remote/fetcher.js';
 import type { UsageMeter } from '../usage/meter.js';
 

@@ -13,7 +13,7 @@ import { getAsset, ingest, DEFAULT_OUTPUT_TTL_SECONDS, type Asset } from '../ass
 import { openAssetStream } from '../assets/read.js';
 import { createWorkQueue, type WorkQueue } from '../media/queue.js';
 import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
-import { assertAffordable, estimateCostUpFront, type ProcessResult } from '../media/pipeline.js';
+import { assertAffordable, estimateCostUpFront, type ProcessResult } from '../media/image/pipeline.js';
 import { AppError } from '../errors.js';
 import type { Ctx } from '../tenants/index.js';
 import { Readable } from 'node:stream';

@@ -24,7 +24,7 @@ import { publicId } from '../crypto/random.js';
 import { AppError, notFound } from '../errors.js';
 import { appendAudit } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
-import { MAX_OPERATIONS_LENGTH } from '../media/operations/registry.js';
+import { MAX_OPERATIONS_LENGTH } from '../media/image/operations/registry.js';
 import { appSettings, compileOperations, type CompiledOperations } from './processing.js';
 import { getAsset, type Asset } from '../assets/assets.js';
 import './schema.js';

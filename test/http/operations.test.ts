@@ -7,7 +7,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { OPERATION_LIST } from '../../src/media/operations/registry.js';
+import { OPERATION_LIST } from '../../src/media/image/operations/registry.js';
 import { markedPng } from '../support/media.js';
 import { api, startHarness, upload, type Harness } from '../jobs/support.js';
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_MEDIA_LIMITS, inspect, mediaLimits } from '../../src/media/limits.js';
+import { DEFAULT_MEDIA_LIMITS, mediaLimits } from '../../src/media/limits.js';
+import { inspect } from '../../src/media/image/inspect.js';
 import { animatedGif, bombPng, hugeJpegHeader, jpegWithExif, pngNamedJpg, pngWithAlpha, quadrants, textFile } from '../fixtures/make.js';
 import { rejectsWith } from './support.js';
 

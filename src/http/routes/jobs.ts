@@ -8,7 +8,7 @@ import { principalOf } from '../auth.js';
 import { DateTime, bearer, ctxOf, errorResponses } from './common.js';
 import type { ProcessingInput } from '../../processing/processing.js';
 import { requireScope, type Principal } from '../../auth/keys.js';
-import { OPERATIONS } from '../../media/operations/registry.js';
+import { OPERATIONS } from '../../media/image/operations/registry.js';
 import { OPERATION_STEP_TITLE } from '../openapi-operations.js';
 import { JOB_ORDER } from '../../jobs/jobs.js';
 import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';

@@ -9,7 +9,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { OPERATION_REFERENCE } from '../../media/operations/registry.js';
+import { OPERATION_REFERENCE } from '../../media/image/operations/registry.js';
 
 const Parameter = Type.Object(
   {

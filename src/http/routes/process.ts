@@ -21,7 +21,7 @@ import type { MasterKeys } from '../../crypto/master.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { BlobStore } from '../../assets/stores/types.js';
 import { AppError } from '../../errors.js';
-import type { ProcessResult } from '../../media/pipeline.js';
+import type { ProcessResult } from '../../media/image/pipeline.js';
 import type { ProcessingService } from '../../processing/service.js';
 import type { JobRuntime } from '../../jobs/runtime.js';
 import type { ProcessingInput } from '../../processing/processing.js';

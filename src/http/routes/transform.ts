@@ -11,7 +11,7 @@ import { authorizeRead, principalOf, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
 import { Operations, requireOperationScopes } from './jobs.js';
 import type { FastifyReply } from 'fastify';
-import type { ProcessResult } from '../../media/pipeline.js';
+import type { ProcessResult } from '../../media/image/pipeline.js';
 
 const AppParams = Type.Object({ id: Uuid }, { additionalProperties: false });
 const ListQuery = pageQuery();

@@ -16,7 +16,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import sharp, { type Metadata } from 'sharp';
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 
 /** Images up to this size are decoded in full at upload; larger ones get a header check. */
 export const FULL_DECODE_MAX_BYTES = 64 * 1024 * 1024;

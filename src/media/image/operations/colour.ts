@@ -4,13 +4,16 @@
  * modulate after blur; normalise and tint last).
  */
 import { Type } from 'typebox';
-import { Color, parseColor } from './common.js';
+import { Color } from '../../parameters.js';
+import { parseColor } from './common.js';
 import { defineOperation } from './types.js';
 
 /** Sets the colour other operations use for new pixels (contain bars, rotated corners, flatten). */
 export const background = defineOperation({
   name: 'background',
   description: 'Background colour for contain/rotate/flatten (default #ffffff).',
+  // Sets the colour resize (contain), rotate and flatten use: replayed with the geometry.
+  geometry: true,
   schema: Type.Object({ color: Color }, { additionalProperties: false }),
   primary: 'color',
   order: 0,
@@ -26,6 +29,7 @@ export const background = defineOperation({
 export const flatten = defineOperation({
   name: 'flatten',
   description: 'Remove transparency by compositing onto a colour (default: the background colour).',
+  removesAlpha: true,
   schema: Type.Object({ background: Type.Optional(Color) }, { additionalProperties: false }),
   primary: 'background',
   order: 40,

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { sanitizeSvg } from '../../src/media/svg.js';
-import { throwsWith } from './support.js';
+import { sanitizeSvg } from '../../../src/media/image/svg.js';
+import { throwsWith } from '../support.js';
 
 const NS = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"';
 const clean = (doc: string): string => sanitizeSvg(Buffer.from(doc)).toString('utf8');

@@ -5,8 +5,8 @@
  * member of validation errors. One source, so the docs cannot drift from what the server accepts.
  */
 import type { TSchema } from 'typebox';
-import { Color } from './common.js';
-import type { OperationDef } from './types.js';
+import { Color } from './parameters.js';
+import type { OperationDef } from './operation.js';
 
 /** What a parameter accepts, as published (snake_case, like the rest of the API). */
 export interface ParameterDescription {
@@ -178,8 +178,8 @@ export function renderReferenceMarkdown(ref: OperationReference): string {
   const lines: string[] = [
     '# Operations reference',
     '',
-    '<!-- Generated from the operation registry (src/media/operations/) by `npm run docs:operations`.',
-    '     Do not edit by hand: test/media/operations-reference.test.ts fails when this file differs. -->',
+    '<!-- Generated from the operation registry (src/media/image/operations/) by `npm run docs:operations`.',
+    '     Do not edit by hand: test/media/image/operations-reference.test.ts fails when this file differs. -->',
     '',
     'The same list is served as JSON by `GET /v1/operations` (public, no credential) and each operation has',
     'its own schema in the OpenAPI document (`/docs/json`, `components.schemas.Operation_<name>`).',

@@ -1,19 +1,13 @@
 /** Schemas and helpers shared by several operations. */
 import { Type } from 'typebox';
-import { AppError } from '../../errors.js';
-
-/** A colour as `#rgb`, `#rrggbb` or `#rrggbbaa` (nothing else: no names, no CSS functions). */
-export const Color = Type.String({
-  pattern: '^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$',
-  description: '#rgb, #rrggbb or #rrggbbaa (write # as %23 in URLs)',
-});
+import { AppError } from '../../../errors.js';
 
 /** Where an overlay or a crop is anchored. */
 export const Gravity = Type.Enum([
   'north', 'northeast', 'east', 'southeast', 'south', 'southwest', 'west', 'northwest', 'center', 'centre',
 ]);
 
-/** sharp's colour object for a validated {@link Color} string. */
+/** sharp's colour object for a validated `Color` string (media/parameters.ts). */
 export function parseColor(hex: string): { r: number; g: number; b: number; alpha: number } {
   const h = hex.slice(1);
   const full = h.length === 3 ? [...h].map((c) => c + c).join('') : h;
@@ -32,7 +26,7 @@ export function invalidFor(operation: string, reason: string): AppError {
  * Makes sharp mirror/rotate *before* trim, crop and resize, so that their coordinates always refer to
  * the oriented image. sharp only does so when a rotation is combined with one of those (resize.js sets
  * `rotateBefore`), which would make `flop` + `extract` depend on whether a `rotate` was also present.
- * sharp is pinned (0.35.x); test/media/operations.test.ts fails if this internal changes meaning.
+ * sharp is pinned (0.35.x); test/media/image/operations.test.ts fails if this internal changes meaning.
  */
 export function orientFirst(pipeline: object): void {
   const options = (pipeline as { options?: Record<string, unknown> }).options;

@@ -6,12 +6,10 @@
  * from a tiny input holds ~256 MiB per RGBA frame).
  */
 import sharp from 'sharp';
-import { AppError } from '../errors.js';
-import type { MediaLimits } from './limits.js';
+import { AppError } from '../../errors.js';
+import type { MediaLimits } from '../limits.js';
 import type { Plan } from './operations/registry.js';
 import type { OperationContext } from './operations/types.js';
-
-const GEOMETRY: ReadonlySet<string> = new Set(['flip', 'flop', 'rotate', 'trim', 'extract', 'resize', 'background']);
 
 /** What {@link predictOutput} found. */
 export interface OutputPrediction {
@@ -47,20 +45,19 @@ export function predictOutput(plan: Plan, source: { width: number; height: numbe
   let resized = false;
   let complete = true;
   for (const step of plan.steps) {
-    const name = step.operation.name;
+    const op = step.operation;
     const args = step.args as Record<string, unknown>;
-    if (GEOMETRY.has(name)) {
+    if (op.geometry) {
       try {
-        const applied = step.operation.apply(idle, args, ctx);
+        const applied = op.apply(idle, args, ctx);
         if (applied instanceof Promise) applied.catch(() => undefined);
       } catch {
         // Skipped: see the function's note.
         complete = false;
       }
-      if (name === 'resize') resized = true;
+      if (op.sizesOutput) resized = true;
     }
-    if (name === 'blur' || name === 'trim' || name === 'watermark' || name === 'text') wholeFrameStages++;
-    if (name === 'rotate' && Number(args['angle'] ?? 0) % 90 !== 0) wholeFrameStages++;
+    if (op.wholeFrame?.(args)) wholeFrameStages++;
   }
   let { width, height } = ctx;
   if (!resized && (width > maxDimension || height > maxDimension)) {

@@ -8,7 +8,8 @@
  */
 import { Type } from 'typebox';
 import type { Sharp } from 'sharp';
-import { Color, invalidFor, orientFirst, parseColor } from './common.js';
+import { Color } from '../../parameters.js';
+import { invalidFor, orientFirst, parseColor } from './common.js';
 import { defineOperation, type OperationContext } from './types.js';
 
 const NoParams = Type.Object({}, { additionalProperties: false });
@@ -17,6 +18,7 @@ const NoParams = Type.Object({}, { additionalProperties: false });
 export const flip = defineOperation({
   name: 'flip',
   description: 'Mirror vertically (top ↔ bottom).',
+  geometry: true,
   schema: NoParams,
   order: 10,
   apply(pipeline) {
@@ -29,6 +31,7 @@ export const flip = defineOperation({
 export const flop = defineOperation({
   name: 'flop',
   description: 'Mirror horizontally (left ↔ right).',
+  geometry: true,
   schema: NoParams,
   order: 11,
   apply(pipeline) {
@@ -41,6 +44,9 @@ export const flop = defineOperation({
 export const rotate = defineOperation({
   name: 'rotate',
   description: 'Rotate clockwise by an angle in degrees (after EXIF auto-orientation).',
+  geometry: true,
+  // A free angle needs the whole frame (and a larger canvas); right angles are a relabelling.
+  wholeFrame: (args) => args.angle % 90 !== 0,
   schema: Type.Object(
     {
       angle: Type.Number({ minimum: -360, maximum: 360, description: 'degrees, clockwise' }),
@@ -76,6 +82,8 @@ export const rotate = defineOperation({
 export const trim = defineOperation({
   name: 'trim',
   description: 'Trim a border of (nearly) the top-left pixel colour.',
+  geometry: true,
+  wholeFrame: () => true,
   schema: Type.Object(
     { threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 255, default: 10 })) },
     { additionalProperties: false },
@@ -94,6 +102,7 @@ export const extract = defineOperation({
   name: 'extract',
   aliases: ['crop'],
   description: 'Crop to a rectangle given in pixels of the oriented image.',
+  geometry: true,
   schema: Type.Object(
     {
       left: Type.Integer({ minimum: 0, maximum: 100_000 }),
@@ -191,6 +200,8 @@ export function applyResize(pipeline: Sharp, ctx: OperationContext, req: ResizeR
 export const resize = defineOperation({
   name: 'resize',
   description: 'Resize to width and/or height; never enlarges unless enlarge=true; capped at the output limit.',
+  geometry: true,
+  sizesOutput: true,
   schema: Type.Object(
     {
       width: Type.Optional(Type.Integer({ minimum: 1, maximum: 16_383 })),

@@ -7,7 +7,7 @@
  * strict XML reader (anything it does not understand is refused) and a new document is written out
  * containing only allowlisted elements and attributes, with every reference kept same-document.
  *
- * Threats handled here (each has a test in test/media/svg.test.ts):
+ * Threats handled here (each has a test in test/media/image/svg.test.ts):
  * - script execution: `<script>`, `on*` handlers, `javascript:` URLs, `<foreignObject>` (HTML), animation
  *   elements that can rewrite attributes (`<set attributeName="href">`);
  * - fetching (SSRF, tracking, local file reads): `<image>`, external `href`/`xlink:href`, `url(...)`
@@ -17,7 +17,7 @@
  * - rendering DoS: element, depth and attribute counts are bounded; filters are dropped; `<use>` may only
  *   point at content that itself contains no `<use>` (no exponential instancing).
  */
-import { AppError } from '../errors.js';
+import { AppError } from '../../errors.js';
 
 /** Bounds on the parsed document. Defaults are generous for real artwork and small for a bomb. */
 export interface SvgLimits {

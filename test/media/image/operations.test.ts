@@ -1,18 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { mediaLimits } from '../../src/media/limits.js';
-import {
-  MAX_OPERATIONS,
-  OPERATION_LIST,
-  buildPlan,
-  parseOperations,
-  planResize,
-  serializeOperations,
-} from '../../src/media/operations/index.js';
-import { processImage } from '../../src/media/pipeline.js';
-import { QUADRANTS, pngWithAlpha, quadrants } from '../fixtures/make.js';
-import { assertColour, limits, means, pixel, solid, throwsWith } from './support.js';
+import { mediaLimits } from '../../../src/media/limits.js';
+import { MAX_OPERATIONS, OPERATION_LIST, buildPlan, parseOperations, serializeOperations } from '../../../src/media/image/operations/registry.js';
+import { planResize } from '../../../src/media/image/operations/geometry.js';
+import { processImage } from '../../../src/media/image/pipeline.js';
+import { QUADRANTS, pngWithAlpha, quadrants } from '../../fixtures/make.js';
+import { assertColour, limits, means, pixel, solid, throwsWith } from '../support.js';
 
 const run = (input: Buffer, ops: string | unknown[], extra: Partial<Parameters<typeof processImage>[2]> = {}) =>
   processImage(input, ops, { limits, ...extra });

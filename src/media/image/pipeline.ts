@@ -11,8 +11,9 @@
  * `sharp.concurrency()` at startup (see queue.ts).
  */
 import sharp, { type Sharp, type OverlayOptions } from 'sharp';
-import { AppError, isAppError } from '../errors.js';
-import { inspect, type ImageInfo, type MediaLimits } from './limits.js';
+import { AppError, isAppError } from '../../errors.js';
+import type { MediaLimits } from '../limits.js';
+import { inspect, type ImageInfo } from './inspect.js';
 import { applyResize } from './operations/geometry.js';
 import { buildPlan, parseOperations, type Plan } from './operations/registry.js';
 import { ENCODE_COST } from './operations/output.js';
@@ -258,7 +259,7 @@ export async function processImage(
 
   const preview = options.preview === true;
   const keepMetadata = options.keepMetadata === true;
-  const flattened = plan.steps.some((s) => s.operation.name === 'flatten');
+  const flattened = plan.steps.some((s) => s.operation.removesAlpha === true);
   const format = chooseFormat(plan, source, options.accept, flattened);
   const overlaid = plan.hasOverlays || preview;
   // Overlays are drawn on one frame; otherwise animations survive into formats that can hold them.
@@ -293,7 +294,7 @@ export async function processImage(
     await step.operation.apply(pipeline, step.args, ctx);
     checkAbort(signal, deadline);
   }
-  if (!plan.steps.some((s) => s.operation.name === 'resize') && (ctx.width > ctx.maxDimension || ctx.height > ctx.maxDimension)) {
+  if (!plan.steps.some((s) => s.operation.sizesOutput === true) && (ctx.width > ctx.maxDimension || ctx.height > ctx.maxDimension)) {
     applyResize(pipeline, ctx, { width: ctx.maxDimension, height: ctx.maxDimension, fit: 'inside', enlarge: false });
   }
   // JPEG has no alpha: composite transparency onto the background instead of letting it turn black.

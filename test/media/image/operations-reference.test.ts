@@ -8,11 +8,11 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { OPERATION_LIST, OPERATION_REFERENCE, parseOperations, serializeOperations } from '../../src/media/operations/registry.js';
-import { renderReferenceMarkdown } from '../../src/media/operations/describe.js';
-import { AppError } from '../../src/errors.js';
+import { OPERATION_LIST, OPERATION_REFERENCE, parseOperations, serializeOperations } from '../../../src/media/image/operations/registry.js';
+import { renderReferenceMarkdown } from '../../../src/media/describe.js';
+import { AppError } from '../../../src/errors.js';
 
-const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../' : '../../', import.meta.url));
+const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../../' : '../../../', import.meta.url));
 
 function refusal(input: unknown): AppError {
   try {

@@ -6,6 +6,7 @@ import { defineOperation } from './types.js';
 export const blur = defineOperation({
   name: 'blur',
   description: 'Gaussian blur with sigma 0.3–100.',
+  wholeFrame: () => true,
   schema: Type.Object({ sigma: Type.Number({ minimum: 0.3, maximum: 100 }) }, { additionalProperties: false }),
   primary: 'sigma',
   order: 60,

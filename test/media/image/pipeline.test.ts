@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { AppError } from '../../src/errors.js';
-import { mediaLimits } from '../../src/media/limits.js';
-import { buildPlan, parseOperations } from '../../src/media/operations/index.js';
-import { negotiateFormat, processImage } from '../../src/media/pipeline.js';
-import { sniff } from '../../src/media/sniff.js';
+import { AppError } from '../../../src/errors.js';
+import { mediaLimits } from '../../../src/media/limits.js';
+import { buildPlan, parseOperations } from '../../../src/media/image/operations/registry.js';
+import { negotiateFormat, processImage } from '../../../src/media/image/pipeline.js';
+import { sniff } from '../../../src/media/sniff.js';
 import {
   QUADRANTS,
   animatedGif,
@@ -17,8 +17,8 @@ import {
   pngWithAlpha,
   quadrants,
   textFile,
-} from '../fixtures/make.js';
-import { assertColour, limits, means, pixel, rejectsWith, solid } from './support.js';
+} from '../../fixtures/make.js';
+import { assertColour, limits, means, pixel, rejectsWith, solid } from '../support.js';
 
 describe('processImage: input safety', () => {
   it('validates operations before reading the input (400 even for a non-image)', async () => {

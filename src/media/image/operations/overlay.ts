@@ -4,10 +4,11 @@
  */
 import sharp from 'sharp';
 import { Type } from 'typebox';
-import { AppError, isAppError } from '../../errors.js';
-import { inspect } from '../limits.js';
+import { AppError, isAppError } from '../../../errors.js';
+import { inspect } from '../inspect.js';
 import { renderText } from '../text.js';
-import { Color, Gravity } from './common.js';
+import { Color } from '../../parameters.js';
+import { Gravity } from './common.js';
 import { defineOperation } from './types.js';
 
 /** Re-labels an input error of the watermark asset so the response names the operation. */
@@ -24,6 +25,8 @@ function asWatermarkError(err: unknown): unknown {
 export const watermark = defineOperation({
   name: 'watermark',
   description: 'Overlay another asset of the same org (scale of base width 0–1, opacity 0–1, gravity).',
+  overlay: true,
+  wholeFrame: () => true,
   schema: Type.Object(
     {
       assetId: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' }),
@@ -81,6 +84,8 @@ export const watermark = defineOperation({
 export const text = defineOperation({
   name: 'text',
   description: 'Overlay text (≤ 200 characters, rendered literally with DejaVu Sans): size px, color, gravity.',
+  overlay: true,
+  wholeFrame: () => true,
   schema: Type.Object(
     {
       // C0 controls other than newline are refused: they have no glyphs and can confuse Pango.

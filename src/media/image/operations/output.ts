@@ -9,6 +9,7 @@ export const OUTPUT_FORMATS = ['jpeg', 'png', 'webp', 'avif', 'gif', 'tiff', 'au
 export const format = defineOperation({
   name: 'format',
   description: 'Output format: jpeg, png, webp, avif, gif, tiff or auto (negotiated from Accept).',
+  outputFormat: (args) => args.type,
   schema: Type.Object(
     {
       type: Type.Enum([...OUTPUT_FORMATS]),
