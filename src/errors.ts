@@ -122,3 +122,11 @@ export function notFound(what = 'resource'): AppError {
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }
+
+/** A configuration mistake: the message names the setting, and the process refuses to start. */
+export class ConfigError extends Error {
+  constructor(readonly setting: string, message: string) {
+    super(`${setting}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}

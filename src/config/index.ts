@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { availableParallelism, totalmem } from 'node:os';
+import { ConfigError } from '../errors.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 export type Role = 'all' | 'api' | 'worker';
@@ -262,13 +263,6 @@ export interface Config {
   };
 }
 
-/** A configuration mistake: the message names the setting, and the process refuses to start. */
-export class ConfigError extends Error {
-  constructor(readonly setting: string, message: string) {
-    super(`${setting}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
 
 type Source = Record<string, string | undefined>;
 

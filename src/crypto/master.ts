@@ -8,8 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, writeSync, closeSync, readFileSync, statSync, fsyncSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from '../config/index.js';
-import { ConfigError } from '../config/index.js';
+import { ConfigError } from '../errors.js';
 import { parseMasterKey, masterKeyId } from './keywrap.js';
 
 export interface MasterKeys {
@@ -47,8 +46,16 @@ function parseSetting(text: string, setting: string): Buffer {
   }
 }
 
+/** The settings {@link resolveMasterKey} reads (a slice of the server's configuration). */
+export interface MasterKeySettings {
+  readonly masterKey: string | undefined;
+  readonly previousMasterKeys: readonly string[];
+  readonly dataDir: string;
+  readonly database: { readonly kind: 'pglite' | 'postgres' };
+}
+
 /** Loads (or, embedded only, creates) the master keys. Throws ConfigError naming the setting. */
-export function resolveMasterKey(config: Config): MasterKeys {
+export function resolveMasterKey(config: MasterKeySettings): MasterKeys {
   let current: Buffer;
   let source: 'env' | 'file';
   let file: string | undefined;

@@ -20,7 +20,7 @@ import pg from 'pg';
 import type { Database as Schema } from './schema.js';
 import { migrate, MIGRATIONS, TENANT_ROLE } from './migrations.js';
 import { appliedMigrations, grantRuntimeRole, isSchemaOwner, RUNTIME_ROLE } from './roles.js';
-import { ConfigError } from '../config/index.js';
+import { ConfigError } from '../errors.js';
 
 export type Db = Kysely<Schema>;
 export type Tx = Transaction<Schema>;

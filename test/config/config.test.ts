@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, doctor, ConfigError } from '../../src/config/index.js';
+import { loadConfig, doctor } from '../../src/config/index.js';
+import { ConfigError } from '../../src/errors.js';
 import { tempDir } from '../support/db.js';
 
 const refuses = (env: Record<string, string>, setting: string) =>

@@ -9,7 +9,8 @@ import selfsigned from 'selfsigned';
 import { openTestDb, tempDir, type TestDb } from '../support/db.js';
 import { api } from '../support/server.js';
 import { startPerimeterServer, type PerimeterServer } from '../usage/support.js';
-import { loadConfig, ConfigError } from '../../src/config/index.js';
+import { loadConfig } from '../../src/config/index.js';
+import { ConfigError } from '../../src/errors.js';
 import { httpsRedirectTarget, startRedirectServer, type RedirectServer } from '../../src/http/tls.js';
 
 type Handshake = { ok: true; protocol: string | null; cipher: string } | { ok: false; code: string | undefined };

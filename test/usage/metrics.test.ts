@@ -5,7 +5,8 @@ import { openTestDb, type TestDb } from '../support/db.js';
 import { api, createTenant, freePort, type Tenant } from '../support/server.js';
 import { startPerimeterServer, type PerimeterServer } from './support.js';
 import { startSideListeners } from '../../src/http/limits.js';
-import { loadConfig, ConfigError } from '../../src/config/index.js';
+import { loadConfig } from '../../src/config/index.js';
+import { ConfigError } from '../../src/errors.js';
 
 // Exposure does not depend on the database: one kind is enough.
 describe('Prometheus metrics', () => {
