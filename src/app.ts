@@ -13,7 +13,7 @@ import type { MasterKeys } from './crypto/master.js';
 import type { BlobStore } from './assets/stores/types.js';
 import { Keyring } from './crypto/keyring.js';
 import { openAuditKey } from './audit/keys.js';
-import { ErasedOrgs } from './tenants/erasure.js';
+import { ErasedOrgs } from './erasure/erasure.js';
 import { UrlSigner } from './assets/signing.js';
 import { assetRoutes } from './http/routes/assets.js';
 import { processRoutes } from './http/routes/process.js';
@@ -45,6 +45,7 @@ import { installLimits, type Perimeter } from './http/limits.js';
 import { serverTlsOptions } from './http/tls.js';
 import { usageRoutes } from './http/routes/usage.js';
 import { consoleRoutes } from './http/routes/console.js';
+import type { ResetMailer } from './auth/console.js';
 import { oauthRoutes } from './http/routes/oauth.js';
 
 export interface AppDeps {
@@ -65,6 +66,11 @@ export interface AppDeps {
   remote?: import('./remote/remote.js').RemotePolicy;
   /** First run: the one-time setup gate while the database has no org (`serve` creates it). */
   firstRun?: FirstRunDeps;
+  /**
+   * Delivers console password-reset tokens (default: log that a reset was requested, send nothing,
+   * never log the token). Operators wire SMTP or a transactional mail API here.
+   */
+  resetMailer?: ResetMailer;
 }
 
 export interface BuiltApp {
@@ -184,7 +190,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   keyRoutes(app, deps.db, keys);
   auditRoutes(app, deps.db);
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
-  await app.register(consoleRoutes, { config, deps });
+  await app.register(consoleRoutes, { publicUrl: config.publicUrl, db: deps.db, masterKeys: deps.masterKeys, store: deps.store, now: deps.now, resetMailer: deps.resetMailer });
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
   // The processing surface: one processing service and one job queue per process, shared by the
   // sync route, jobs, webhooks and transform URLs (and by the workers when this process runs them).

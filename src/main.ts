@@ -31,7 +31,7 @@ import { TRANSFORM_KEY_COLUMNS } from './processing/transform.js';
 import { startSideListeners, type SideListeners } from './http/limits.js'; // perimeter: redirect + metrics listeners
 import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
 import { AUDIT_KEY_COLUMNS, openAuditKey } from './audit/keys.js';
-import { resumeErasures } from './tenants/erasure.js';
+import { resumeErasures } from './erasure/erasure.js';
 import { OrphanSweeper } from './assets/orphans.js';
 
 /**

@@ -17,7 +17,7 @@ import { DataDirLockedError, DataDirPermissionsError, lockDataDir, widePermissio
 import { AppError, ConfigError, ERROR_CODES, type ErrorCode } from '../errors.js';
 import { openRuntime, serve, setupFilePath, WRAPPED_COLUMNS, type Runtime } from '../main.js';
 import { openStore } from '../assets/stores/factory.js';
-import { eraseOrg } from '../tenants/erasure.js';
+import { eraseOrg } from '../erasure/erasure.js';
 import { createFirstOrg, hasNoOrg, type FirstOrgInput, type FirstOrgResult } from '../auth/setup.js';
 import { createUser, setUserRole, ROLES, type Ctx } from '../tenants/index.js';
 import { createKey, listKeys, revokeKey, rollKey, type KeyInfo } from '../auth/keys.js';

@@ -42,7 +42,7 @@ const UNAUTHENTICATED: Record<string, string> = {
   'OPTIONS /v1/uploads/{id}': 'tus capability discovery (no data)',
   'GET /v1/operations': 'the operation reference generated from the registry: public and cacheable, no tenant data (issue 9, item 11)',
   'POST /v1/setup': 'first run only: the one-time setup token from the data dir, refused once an org exists',
-  'DELETE /v1/orgs/{id}': 'org erasure: a console session of an owner, CSRF token, password (and TOTP) again and a typed confirmation; never an API key (test/tenants/erasure.test.ts)',
+  'DELETE /v1/orgs/{id}': 'org erasure: a console session of an owner, CSRF token, password (and TOTP) again and a typed confirmation; never an API key (test/erasure/erasure.test.ts)',
 };
 /** The console authenticates users by session cookie, role and CSRF token, not API scopes (test/auth/console.test.ts). */
 const CONSOLE_PREFIX = '/v1/console/';

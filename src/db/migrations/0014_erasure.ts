@@ -1,5 +1,5 @@
 /**
- * 0014: org erasure (issue 9, item 1; src/tenants/erasure.ts).
+ * 0014: org erasure (issue 9, item 1; src/erasure/erasure.ts).
  *
  * `org_erasures` is the tombstone: one row per erased org, written in the transaction that shreds the
  * org's keys, and kept after every other row of the org is gone. It holds no personal data (no name,

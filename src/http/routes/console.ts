@@ -18,9 +18,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import cookie from '@fastify/cookie';
 import { Type, type Static } from 'typebox';
-import type { Config } from '../../config/index.js';
-import type { AppDeps } from '../../app.js';
 import { AppError } from '../../errors.js';
+import type { DatabaseHandle } from '../../db/database.js';
+import type { MasterKeys } from '../../crypto/master.js';
+import type { BlobStore } from '../../assets/stores/types.js';
 import {
   SESSION_ABSOLUTE_MS,
   SESSION_COOKIE,
@@ -45,7 +46,7 @@ import {
   type ResetMailer,
 } from '../../auth/console.js';
 import { LoginThrottle } from '../../auth/throttle.js';
-import { eraseOrg } from '../../tenants/erasure.js';
+import { eraseOrg } from '../../erasure/erasure.js';
 import { DateTime, IdParams, Uuid, errorResponses } from './common.js';
 import { pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 
@@ -58,20 +59,20 @@ declare module 'fastify' {
   }
 }
 
-declare module '../../app.js' {
-  interface AppDeps {
-    /**
-     * Delivers password-reset tokens (default: log that a reset was requested, send nothing, never
-     * log the token). Operators wire SMTP or a transactional mail API here.
-     */
-    resetMailer?: ResetMailer;
-  }
-}
-
-/** Options of the console plugin: the app's config and deps, as `buildApp` has them. */
+/** What the console plugin needs from the composition root. */
 export interface ConsoleRouteOptions {
-  config: Config;
-  deps: AppDeps;
+  /** The server's public URL: unsafe requests must come from its origin. */
+  publicUrl: string;
+  db: DatabaseHandle;
+  masterKeys: MasterKeys;
+  /** Where the org's blobs live (org erasure deletes them). */
+  store: BlobStore;
+  now?: (() => number) | undefined;
+  /**
+   * Delivers password-reset tokens (default: log that a reset was requested, send nothing, never
+   * log the token). Operators wire SMTP or a transactional mail API here.
+   */
+  resetMailer?: ResetMailer | undefined;
 }
 
 const CSRF_HEADER = 'x-csrf-token';
@@ -167,7 +168,7 @@ function refuseCrossSite(req: FastifyRequest, allowed: ReadonlySet<string>): voi
 
 /** The console plugin. Register with `app.register(consoleRoutes, { config, deps })`. */
 export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRouteOptions): Promise<void> {
-  const { config, deps: appDeps } = opts;
+  const appDeps = opts;
   await app.register(cookie);
   const deps: ConsoleDeps = {
     db: appDeps.db,
@@ -176,7 +177,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRouteOpti
     mailer: appDeps.resetMailer ?? logOnlyResetMailer((obj, msg) => app.log.info(obj, msg)),
     now: appDeps.now,
   };
-  const allowedOrigins = new Set([new URL(config.publicUrl).origin]);
+  const allowedOrigins = new Set([new URL(opts.publicUrl).origin]);
   const state = new WeakMap<FastifyRequest, { session: ConsoleSession; token: string }>();
   const pending = new Set<Promise<void>>();
 

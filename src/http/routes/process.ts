@@ -10,23 +10,15 @@
  * Operations are validated before anything is fetched or decoded. The answer is the output bytes
  * (`Content-Type` of the output, `Content-Security-Policy: default-src 'none'`, `nosniff`), or with
  * `output.store` a 201 and the stored output asset (encrypted, expiring after 24 h by default).
-
  */
-import type { UsageMeter } from '../../usage/meter.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
-import type { Config } from '../../config/index.js';
-import type { DatabaseHandle } from '../../db/database.js';
-import type { MasterKeys } from '../../crypto/master.js';
-import type { Keyring } from '../../crypto/keyring.js';
-import type { BlobStore } from '../../assets/stores/types.js';
 import { AppError } from '../../errors.js';
 import type { ProcessResult } from '../../media/image/pipeline.js';
 import type { ProcessingService } from '../../processing/service.js';
 import type { JobRuntime } from '../../jobs/runtime.js';
 import type { ProcessingInput } from '../../processing/processing.js';
-import type { RemotePolicy } from '../../remote/remote.js';
-import { principalOf, type AuthDeps } from '../auth.js';
+import { principalOf } from '../auth.js';
 import { AssetSchema, assetOut } from './assets.js';
 import { bearer, ctxOf, errorResponses } from './common.js';
 import { JobSchema, IdempotencyKeyHeader, ProcessBody, jobInputOf, requireInputScopes, type ProcessBodyT } from './jobs.js';

@@ -8,19 +8,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import { lstat, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { setImmediate as tick, setTimeout as delay } from 'node:timers/promises';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { setTimeout as delay } from 'node:timers/promises';
 import { AppError, type ErrorCode } from '../../../src/errors.js';
-import { createFsStore, type FsBlobStore } from '../../../src/assets/stores/fs.js';
-import { createS3Store } from '../../../src/assets/stores/s3.js';
 import type { BlobStore } from '../../../src/assets/stores/types.js';
-import { startS3rver, type S3rverHandle } from '../../support/s3rver.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;

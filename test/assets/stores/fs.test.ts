@@ -1,22 +1,15 @@
 // The fs blob store: the shared conformance suite, then what only the fs adapter has.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { lstat, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { setImmediate as tick, setTimeout as delay } from 'node:timers/promises';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { AppError, type ErrorCode } from '../../../src/errors.js';
+import { setImmediate as tick } from 'node:timers/promises';
 import { createFsStore, type FsBlobStore } from '../../../src/assets/stores/fs.js';
-import { createS3Store } from '../../../src/assets/stores/s3.js';
-import type { BlobStore } from '../../../src/assets/stores/types.js';
-import { startS3rver, type S3rverHandle } from '../../support/s3rver.js';
 
-import { KiB, MiB, sha256, readAll, streamOf, generated, failing, collect, isAppError, BAD_KEYS, storeConformance, type Harness } from './conformance.js';
+import { KiB, MiB, sha256, readAll, streamOf, collect, isAppError, BAD_KEYS, storeConformance, type Harness } from './conformance.js';
 
 async function fsHarness(): Promise<Harness & { store: FsBlobStore; outer: string }> {
   const outer = await mkdtemp(join(tmpdir(), 'obscura-fs-store-'));

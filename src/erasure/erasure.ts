@@ -22,11 +22,11 @@
  * audit entry. Nothing of the org's content, names, e-mail addresses or digests.
  */
 import { sql } from 'kysely';
-import type { DatabaseHandle, Tx } from '../db/database.js';
+import type { DatabaseHandle } from '../db/database.js';
 import type { BlobStore } from '../assets/stores/types.js';
 import { AppError } from '../errors.js';
 import { appendAudit, eraseAuditChain, type AuditActor } from '../audit/log.js';
-import type { Ctx } from './index.js';
+import type { Ctx } from '../tenants/index.js';
 
 /** The tombstone of an erased org. */
 export interface OrgErasuresTable {
