@@ -26,7 +26,7 @@ import { uploadRoutes } from './http/routes/uploads.js';
 import { hkdfSync } from 'node:crypto';
 import { KeyVerifier } from './auth/keys.js';
 import { FailureTracker } from './auth/failures.js';
-import { installProblemHandlers, PROBLEM_SCHEMA } from './http/problem.js';
+import { installProblemHandlers, frameworkProblem, PROBLEM_SCHEMA } from './http/problem.js';
 import { declareRouteScopes, installAuth, type TokenVerifier } from './http/auth.js';
 import { installOptionalBodies } from './http/bodies.js';
 import { installCursors } from './http/pagination.js';
@@ -103,6 +103,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     connectionTimeout: 0,
     keepAliveTimeout: config.perimeter.keepAliveTimeoutMs,
     return503OnClosing: true,
+    // Router errors (malformed percent-encoding, an over-long path parameter) are problem+json too.
+    frameworkErrors: frameworkProblem,
     ajv: {
       // Reject unknown properties instead of silently dropping them (no mass assignment, and the caller
       // learns about their typo).

@@ -154,6 +154,21 @@ export function toAppError(err: unknown, req?: FastifyRequest): AppError {
   return new AppError('ERR_INTERNAL', 'Something went wrong on our side; quote the request id when reporting it.', { cause: err });
 }
 
+/**
+ * Fastify's `frameworkErrors` option: the errors its router raises before any route or hook runs (a
+ * URL with malformed percent-encoding, a path parameter over the router's length limit) leave as
+ * problem+json too, not as Fastify's own JSON shape.
+ */
+export function frameworkProblem(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const message =
+    err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? 'A path segment is longer than any identifier this API takes (100 characters).'
+      : err.code === 'FST_ERR_BAD_URL'
+        ? 'The URL is not valid: it contains malformed percent-encoding.'
+        : 'The request is invalid.';
+  return sendProblem(reply, new AppError('ERR_BAD_REQUEST', message));
+}
+
 /** Installs the one error handler and the not-found handler. */
 export function installProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
