@@ -283,6 +283,8 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
     },
     handler: async (req, reply) => {
       const p = principalOf(req);
+      // Finalising is uploading: a publishable key needs the app's allow_browser_uploads here too.
+      await assertUploadAllowed(deps, p);
       const asset = await completeUploadIntent(deps, p, req.params.id, ctxOf(req));
       return reply.code(201).send(assetOut(asset));
     },
