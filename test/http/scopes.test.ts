@@ -4,7 +4,7 @@
  * 1. A matrix over every route the app registers × every scope it requires, through `app.inject()`.
  *    The routes come from the app's own OpenAPI document, where `declareRouteScopes` publishes each
  *    route's `config.scope(s)`: a route added later is covered without editing this file, and a route
- *    without a credential must be on UNAUTHENTICATED below with its reason. For each route and each
+ *    without a credential must be on UNAUTHENTICATED (test/support/inject.ts) with its reason. For each route and each
  *    scope it requires, a credential holding every other scope is refused with 403 ERR_SCOPE_MISSING;
  *    a credential holding exactly the required scopes passes the check (the handler then answers: 2xx,
  *    or 400/404 for the placeholder ids and empty bodies, never a refusal of the credential).
@@ -13,75 +13,23 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
-import { openTestDb, tempDir, type TestDb } from '../support/db.js';
-import { TEST_SERVER_ENV, masterKeysFor, createTenant, mintKey, startServer, api, type Tenant, type TestServer } from '../support/server.js';
+import { openTestDb, type TestDb } from '../support/db.js';
+import { createTenant, mintKey, startServer, api, type Tenant, type TestServer } from '../support/server.js';
+import { injectedApp, injectRoute, takesBody, UNAUTHENTICATED, CONSOLE_PREFIX, type InjectedApp, type Route } from '../support/inject.js';
 import { markedPng } from '../support/media.js';
-import { loadConfig } from '../../src/config/index.js';
-import { buildApp } from '../../src/app.js';
-import { createFsStore } from '../../src/assets/stores/fs.js';
 import { SCOPES, type Scope } from '../../src/auth/scopes.js';
 import { declareRouteScopes } from '../../src/http/auth.js';
 import { signTransformPath } from '../../src/processing/transform.js';
 
-/** Routes that take no API credential, and why (anything else must declare its scopes). */
-const UNAUTHENTICATED: Record<string, string> = {
-  'GET /healthz': 'liveness probe',
-  'GET /readyz': 'readiness probe',
-  'GET /robots.txt': 'crawler policy',
-  'GET /.well-known/jwks.json': 'public keys that verify access tokens (RFC 7517)',
-  'GET /.well-known/oauth-authorization-server': 'authorization server metadata (RFC 8414)',
-  'POST /v1/oauth/token': 'the OAuth client authenticates with its own secret (RFC 6749 §4.4)',
-  'GET /v1/files/{id}': 'signed, expiring download URL (plus a credential with assets:read under require_authorized_urls)',
-  'PUT /v1/uploads/direct/{id}': 'signed, single-use upload URL bound to size and type',
-  'GET /t/{*}': 'signed transform URL (plus a credential with assets:read under require_authorized_urls)',
-  'OPTIONS /v1/uploads': 'tus capability discovery (no data)',
-  'OPTIONS /v1/uploads/{id}': 'tus capability discovery (no data)',
-  'GET /v1/operations': 'the operation reference generated from the registry: public and cacheable, no tenant data (issue 9, item 11)',
-  'POST /v1/setup': 'first run only: the one-time setup token from the data dir, refused once an org exists',
-  'DELETE /v1/orgs/{id}': 'org erasure: a console session of an owner, CSRF token, password (and TOTP) again and a typed confirmation; never an API key (test/erasure/erasure.test.ts)',
-};
-/** The console authenticates users by session cookie, role and CSRF token, not API scopes (test/auth/console.test.ts). */
-const CONSOLE_PREFIX = '/v1/console/';
 /** Authenticated routes any valid credential may call. */
 const ANY_CREDENTIAL: Record<string, string> = {
   'GET /v1/whoami': 'describes the calling credential itself',
 };
 
-interface Route {
-  id: string;
-  method: string;
-  path: string;
-  params: Record<string, { pattern?: string; format?: string }>;
-  scopes: Scope[] | null;
-}
-
-/** A well-formed placeholder for a path parameter (so the request reaches the scope check and the handler). */
-function placeholder(name: string, schema: { pattern?: string; format?: string } | undefined, appId: string, path: string): string {
-  if (name === 'id' && path.startsWith('/v1/apps/')) return appId;
-  if (schema?.format === 'uuid') return randomUUID();
-  const prefixed = /^\^([a-z]+)_\[0-9A-Za-z\]\{22\}\$$/.exec(schema?.pattern ?? '');
-  if (prefixed) return `${prefixed[1]}_${'A'.repeat(22)}`;
-  if (name === 'name') return 'thumb';
-  return 'x';
-}
-
-function routesOf(doc: { paths: Record<string, Record<string, { security?: Array<Record<string, string[]>>; parameters?: Array<{ in: string; name: string; schema?: { pattern?: string; format?: string } }> }>> }): Route[] {
-  const out: Route[] = [];
-  for (const [path, ops] of Object.entries(doc.paths)) {
-    for (const [method, op] of Object.entries(ops)) {
-      const params = Object.fromEntries((op.parameters ?? []).filter((p) => p.in === 'path').map((p) => [p.name, p.schema ?? {}]));
-      const sec = op.security?.find((s) => 'bearerAuth' in s);
-      out.push({ id: `${method.toUpperCase()} ${path}`, method: method.toUpperCase(), path, params, scopes: sec ? (sec.bearerAuth as Scope[]) : null });
-    }
-  }
-  return out;
-}
-
 describe('scope matrix: every route × every required scope (inject)', () => {
+  let injected: InjectedApp;
   let t: TestDb;
   let app: FastifyInstance;
   let tenant: Tenant;
@@ -100,29 +48,22 @@ describe('scope matrix: every route × every required scope (inject)', () => {
   };
 
   const call = (r: Route, key: string) => {
-    const url = r.path.replace(/\{([^}]+)\}/g, (_m, name: string) => (name === '*' ? 'x' : placeholder(name, r.params[name], tenant.appId, r.path)));
-    const withBody = ['POST', 'PUT', 'PATCH'].includes(r.method);
-    return app.inject({
-      method: r.method as 'GET',
-      url,
+    const withBody = takesBody(r);
+    return injectRoute(app, r, tenant.appId, {
       headers: { authorization: `Bearer ${key}`, 'tus-resumable': '1.0.0', ...(withBody ? { 'content-type': 'application/json' } : {}) },
       ...(withBody ? { payload: '{}' } : {}),
     });
   };
 
   before(async () => {
-    t = await openTestDb('pglite');
-    // The matrix refuses on purpose many times from one address: keep the failed-auth throttle out of the way.
-    const config = loadConfig({ ...TEST_SERVER_ENV, OBSCURA_PORT: '1', OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: '1000000', OBSCURA_RATE_LIMIT_PER_MINUTE: '1000000', OBSCURA_RATE_LIMIT_APP_PER_MINUTE: '1000000' });
-    const store = await createFsStore({ root: join(tempDir('obscura-scopes-'), 'blobs') });
-    ({ app } = await buildApp(config, { db: t.db, masterKeys: masterKeysFor(t.db), store, logger: false }));
-    await app.ready();
+    // The production app without a port; the matrix refuses on purpose many times from one address,
+    // so injectedApp keeps the failed-auth throttle and rate limits out of the way.
+    injected = await injectedApp();
+    ({ t, app, routes } = injected);
     tenant = await createTenant(t.db, 'Scopes');
-    routes = routesOf((await app.inject({ method: 'GET', url: '/docs/json' })).json());
   });
   after(async () => {
-    await app?.close();
-    await t?.close();
+    await injected?.close();
   });
 
   test('every route declares its scopes in OpenAPI, or is on the explained list of routes without an API credential', () => {
