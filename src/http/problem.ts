@@ -178,6 +178,15 @@ export function installProblemHandlers(app: FastifyInstance): void {
     return sendProblem(reply, appErr);
   });
   app.setNotFoundHandler((request, reply) => sendProblem(reply, new AppError('ERR_NOT_FOUND', 'No such route.')));
+  // A plugin that answers a bad request itself (@fastify/cors's strict preflight check sends a
+  // text/plain 400) still leaves as problem+json; no route of ours sends a text error.
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (reply.statusCode !== 400 || !String(reply.getHeader('content-type') ?? '').startsWith('text/plain')) return payload;
+    const preflight = payload === 'Invalid Preflight Request';
+    const err = new AppError('ERR_BAD_REQUEST', preflight ? 'A CORS preflight (OPTIONS with an Origin) must name its method in Access-Control-Request-Method.' : 'The request is invalid.');
+    reply.type('application/problem+json; charset=utf-8');
+    return JSON.stringify(problemFor(err, String(request.id)));
+  });
 }
 
 /** The problem+json schema used in every route's error responses (OpenAPI). */

@@ -291,6 +291,19 @@ describe('breadth: every route through app.inject(), no listening port', () => {
     assert.ok(wrong > 50, `only ${wrong} wrong methods tried`);
   });
 
+  test('an OPTIONS request with an allowed Origin but no Access-Control-Request-Method answers 400 problem+json, not the CORS plugin\'s text; a real preflight answers 204', async () => {
+    const failures: string[] = [];
+    for (const url of ['/v1/uploads', '/v1/assets', '/v1/nope']) {
+      const res = await a.app.inject({ method: 'OPTIONS', url, headers: { origin: ORIGIN } });
+      const issues = problemIssues(res, { status: 400, codes: ['ERR_BAD_REQUEST'] });
+      if (issues.length) failures.push(`OPTIONS ${url}: ${res.statusCode} ${issues.join('; ')}`);
+    }
+    assert.deepEqual(failures, []);
+    const preflight = await a.app.inject({ method: 'OPTIONS', url: '/v1/uploads', headers: { origin: ORIGIN, 'access-control-request-method': 'POST' } });
+    assert.equal(preflight.statusCode, 204);
+    assert.equal(preflight.headers['access-control-allow-origin'], ORIGIN);
+  });
+
   test('a URL the router cannot read (malformed percent-encoding, an over-long path segment) answers 400 problem+json ERR_BAD_REQUEST, not the framework\'s JSON', async () => {
     const failures: string[] = [];
     for (const url of ['/%ff', '/v1/assets/%E0%A4%A', `/v1/assets/${'a'.repeat(150)}`, `/v1/jobs/${'j'.repeat(101)}`]) {
