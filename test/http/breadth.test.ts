@@ -192,6 +192,9 @@ describe('breadth: every route through app.inject(), no listening port', () => {
   test('with a valid credential, every route that takes a JSON body refuses malformed JSON and a body of the wrong type with 400 problem+json, and writes nothing', async () => {
     const failures: string[] = [];
     const routes = a.routes.filter((r) => r.jsonBody && r.id !== OAUTH_TOKEN);
+    // The usage meter writes its buffered counts every 2 s: flush them now and after the matrix, so
+    // the comparison does not depend on when its timer fires.
+    await a.built.perimeter.meter.flush();
     const before = await rowCounts();
     for (const r of routes) {
       for (const [payload, what] of BAD_BODIES) {
@@ -208,7 +211,14 @@ describe('breadth: every route through app.inject(), no listening port', () => {
     }
     assert.deepEqual(failures, []);
     assert.ok(routes.length >= 15, `only ${routes.length} routes take a JSON body`);
+    await a.built.perimeter.meter.flush();
     const after = await rowCounts();
+    // Every answered API request is metered, refused or not (src/usage/meter.ts): only its traffic
+    // counters may have moved, never a metric of work done (exports, pixels, processing time).
+    const metrics = await superQuery(a.t, 'select distinct metric from usage_counters where value > 0 order by 1');
+    assert.deepEqual(metrics.map((m) => m.metric).filter((m) => !['requests', 'bytes_in', 'bytes_out'].includes(m as string)), [], 'only traffic was metered');
+    delete after['public.usage_counters'];
+    delete before['public.usage_counters'];
     // The one row a refused request may leave: the org's data key, created on its first upload attempt
     // (keyring.current, before the bytes are sniffed). It holds no client data, and the org's first
     // accepted upload would create the same row.

@@ -12,7 +12,7 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { openTestDb, tempDir, type DbKind, type TestDb } from './db.js';
 import { TEST_SERVER_ENV, masterKeysFor } from './server.js';
 import { loadConfig, type Config } from '../../src/config/index.js';
-import { buildApp } from '../../src/app.js';
+import { buildApp, type BuiltApp } from '../../src/app.js';
 import { createFsStore } from '../../src/assets/stores/fs.js';
 import type { Scope } from '../../src/auth/scopes.js';
 
@@ -102,6 +102,8 @@ export function takesBody(r: Route): boolean {
 export interface InjectedApp {
   t: TestDb;
   app: FastifyInstance;
+  /** What buildApp returned (the usage meter to flush, the key verifier, …). */
+  built: BuiltApp;
   config: Config;
   /** Every operation of the app's own OpenAPI document (GET /docs/json). */
   routes: Route[];
@@ -126,12 +128,14 @@ export async function injectedApp(opts: { db?: DbKind; env?: Record<string, stri
       ...opts.env,
     });
     const store = await createFsStore({ root: join(tempDir('obscura-inject-'), 'blobs') });
-    const { app } = await buildApp(config, { db: t.db, masterKeys: masterKeysFor(t.db), store, logger: false });
+    const built = await buildApp(config, { db: t.db, masterKeys: masterKeysFor(t.db), store, logger: false });
+    const { app } = built;
     await app.ready();
     const routes = routesOf((await app.inject({ method: 'GET', url: '/docs/json' })).json());
     return {
       t,
       app,
+      built,
       config,
       routes,
       async close() {
