@@ -40,9 +40,15 @@ import { setupRoutes, type FirstRunDeps } from './http/routes/setup.js';
 import { appRoutes } from './http/routes/apps.js';
 import { keyRoutes } from './http/routes/keys.js';
 import { auditRoutes } from './http/routes/audit.js';
-// perimeter: rate limits, quotas, shedding, CORS, TLS, metering (src/http/limits.ts, src/http/tls.ts)
-import { installLimits, type Perimeter } from './http/limits.js';
-import { serverTlsOptions } from './http/tls.js';
+import { serverTlsOptions } from './perimeter/tls.js';
+import { loadShedding, slowClientTimeouts } from './perimeter/shedding.js';
+import { BrowserOrigins, strictCors } from './perimeter/cors.js';
+import { rateLimits } from './perimeter/rate-limits.js';
+import { metering } from './perimeter/metering.js';
+import { exportGuard, quotaEnforcement } from './perimeter/quotas.js';
+import { UsageMeter } from './usage/meter.js';
+import { QuotaGuard } from './usage/quota.js';
+import { createProcessMetrics, type ProcessMetrics } from './usage/metrics.js';
 import { usageRoutes } from './http/routes/usage.js';
 import { consoleRoutes } from './http/routes/console.js';
 import type { ResetMailer } from './auth/console.js';
@@ -73,6 +79,16 @@ export interface AppDeps {
   resetMailer?: ResetMailer;
 }
 
+/** What the perimeter plugins share, and what `main.ts` needs to start the side listeners. */
+export interface Perimeter {
+  readonly meter: UsageMeter;
+  readonly quotas: QuotaGuard;
+  readonly metrics: ProcessMetrics;
+  readonly origins: BrowserOrigins;
+  /** Throws `ERR_QUOTA_EXCEEDED` when the app's export (or byte) quota for this month is used up. */
+  readonly exportAllowed: (orgId: string, appId: string) => Promise<void>;
+}
+
 export interface BuiltApp {
   app: FastifyInstance;
   keys: KeyVerifier;
@@ -85,6 +101,38 @@ export interface BuiltApp {
 }
 
 export const API_VERSION = '0.1.0';
+
+/** Registers the perimeter plugins (docs/architecture.md, "A request, from route to blob"). */
+async function installPerimeter(app: FastifyInstance, config: Config, deps: AppDeps): Promise<Perimeter> {
+  const now = deps.now ?? Date.now;
+  const metrics = createProcessMetrics();
+  const meter = new UsageMeter({
+    db: deps.db,
+    masterKey: deps.masterKeys.current,
+    now: deps.now,
+    onError: (err) => {
+      metrics.usageFlushFailures.inc();
+      app.log.warn({ err }, 'usage flush failed; counts kept for the next attempt');
+    },
+    onRecord: (e) => {
+      if (e.exports) metrics.exports.inc(e.exports);
+      if (e.processingMs) metrics.processingSeconds.inc(e.processingMs / 1000);
+    },
+  });
+  app.addHook('onClose', async () => {
+    await meter.close();
+  });
+  // Settings and origins are cached exactly as long as keys are (the same staleness promise).
+  const quotas = new QuotaGuard(deps.db, meter, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
+  const origins = new BrowserOrigins(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
+  await app.register(slowClientTimeouts, { settings: config.perimeter });
+  await app.register(loadShedding, { settings: config.perimeter, metrics });
+  await app.register(strictCors, { origins });
+  await app.register(rateLimits, { settings: config.perimeter, metrics });
+  await app.register(metering, { meter, metrics, metricsToken: config.perimeter.metricsToken });
+  await app.register(quotaEnforcement, { quotas, metrics, now });
+  return { meter, quotas, metrics, origins, exportAllowed: exportGuard({ quotas, metrics, now }) };
+}
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp> {
   const logger: FastifyServerOptions['logger'] =
@@ -111,7 +159,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
       customOptions: { removeAdditional: false, allErrors: false, coerceTypes: 'array', useDefaults: true },
       plugins: [(await import('ajv-formats')).default as never],
     },
-    // TLS >= 1.2 with forward-secret AEAD suites only (src/http/tls.ts).
+    // TLS >= 1.2 with forward-secret AEAD suites only (src/perimeter/tls.ts).
     ...(deps.https ? { https: serverTlsOptions(deps.https) } : {}),
   }) as unknown as FastifyInstance;
 
@@ -160,9 +208,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
 
   // Before any route: every authenticated route must declare its scopes (published in OpenAPI).
   declareRouteScopes(app);
-  // Perimeter first: its onRequest hooks (shedding, CORS, failed-auth throttle) must run before auth's,
-  // and its onRoute hooks must see every route registered below.
-  const perimeter = await installLimits(app, config, { db: deps.db, masterKeys: deps.masterKeys, now: deps.now });
+  // The perimeter (src/perimeter/), one plugin per concern, in request order. First: their app-level
+  // onRequest hooks (shedding, CORS, failed-auth throttle) must run before auth's, and their onRoute
+  // hooks must see every route registered below.
+  const perimeter = await installPerimeter(app, config, deps);
   const keys = new KeyVerifier(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
   const failures = new FailureTracker(deps.db, { threshold: config.auth.burstThreshold, windowMs: config.auth.burstWindowMs, now: deps.now });
   const oauth = oauthRoutes(app, config, { db: deps.db, masterKeys: deps.masterKeys, failures, now: deps.now });

@@ -28,7 +28,7 @@ import { MFA_COLUMNS } from './auth/console.js';
 import { JOB_PUT_URL_COLUMNS } from './jobs/jobs.js';
 import { WEBHOOK_SECRET_COLUMNS } from './jobs/webhooks.js';
 import { TRANSFORM_KEY_COLUMNS } from './processing/transform.js';
-import { startSideListeners, type SideListeners } from './http/limits.js'; // perimeter: redirect + metrics listeners
+import { startSideListeners, type SideListeners } from './perimeter/listeners.js';
 import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
 import { AUDIT_KEY_COLUMNS, openAuditKey } from './audit/keys.js';
 import { resumeErasures } from './erasure/erasure.js';

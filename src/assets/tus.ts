@@ -831,7 +831,7 @@ export function createTusUploads(deps: TusDeps, opts: TusOptions = {}): TusUploa
       const rc = als.getStore();
       return rc ? maxUploadBytes(deps.config, await settings(rc)) : deps.config.uploads.maxBytes;
     },
-    // CORS is decided once for the whole API by the perimeter (src/http/limits.ts); tus's own
+    // CORS is decided once for the whole API by the perimeter (src/perimeter/cors.ts); tus's own
     // (by default `Access-Control-Allow-Origin: *`) is switched off and stripped by the HTTP layer.
     allowedOrigins: () => false,
     onIncomingRequest: async (req, id) => {

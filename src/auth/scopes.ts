@@ -35,3 +35,9 @@ export const PUBLISHABLE_SCOPES: readonly Scope[] = ['assets:write'];
 export function isScope(s: string): s is Scope {
   return (SCOPES as readonly string[]).includes(s);
 }
+
+/** The scopes a route requires: the union of `config.scope` and `config.scopes`. */
+export function routeScopes(cfg: { scope?: Scope; scopes?: readonly Scope[] } | undefined): Scope[] {
+  if (!cfg) return [];
+  return [...new Set([...(cfg.scope ? [cfg.scope] : []), ...(cfg.scopes ?? [])])];
+}

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
 import { requireScopes, type KeyVerifier, type Principal, type AuthFailure } from '../auth/keys.js';
 import type { FailureTracker } from '../auth/failures.js';
-import type { Scope } from '../auth/scopes.js';
+import { routeScopes, type Scope } from '../auth/scopes.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -22,6 +22,12 @@ declare module 'fastify' {
     scope?: Scope;
     /** Several scopes the credential must all hold (in addition to `scope`, if both are set). */
     scopes?: readonly Scope[];
+    /**
+     * The kinds of credential that may call the route (default: any). Defence in depth beside the
+     * scopes: e.g. `SERVER_CREDENTIALS` keeps publishable (browser) keys off server-side work even if
+     * a scope were ever granted to them.
+     */
+    keyKinds?: readonly Principal['kind'][];
   }
   interface FastifyRequest {
     principal: Principal | null;
@@ -31,16 +37,13 @@ declare module 'fastify' {
 /** Verifies a bearer token that is not an API key (OAuth2 access tokens plug in here). */
 export type TokenVerifier = (token: string, req: FastifyRequest) => Promise<Principal>;
 
+/** Every credential kind except publishable keys: what server-side work (processing, jobs, deletion) accepts. */
+export const SERVER_CREDENTIALS: readonly Principal['kind'][] = ['secret', 'restricted', 'token'];
+
 export interface AuthDeps {
   keys: KeyVerifier;
   failures: FailureTracker;
   tokens?: TokenVerifier;
-}
-
-/** The scopes a route requires: the union of `config.scope` and `config.scopes`. */
-export function routeScopes(cfg: { scope?: Scope; scopes?: readonly Scope[] } | undefined): Scope[] {
-  if (!cfg) return [];
-  return [...new Set([...(cfg.scope ? [cfg.scope] : []), ...(cfg.scopes ?? [])])];
 }
 
 /**
@@ -59,11 +62,13 @@ export function declareRouteScopes(app: FastifyInstance): void {
     }
     const scopes = routeScopes(cfg);
     if (!route.schema) return;
-    const note = scopes.length ? `Scopes: ${scopes.map((s) => `\`${s}\``).join(', ')}.` : 'Any valid credential.';
+    const kinds = cfg.keyKinds ? ` Credentials: ${cfg.keyKinds.map((k) => (k === 'token' ? 'OAuth access tokens' : `${k} keys`)).join(', ')} (not publishable keys).` : '';
+    const note = (scopes.length ? `Scopes: ${scopes.map((s) => `\`${s}\``).join(', ')}.` : 'Any valid credential.') + kinds;
     // A fresh object: route schemas share the `bearer` constant, and swagger reads them lazily.
     route.schema = {
       ...route.schema,
       security: [{ bearerAuth: scopes }],
+      ...(cfg.keyKinds ? { 'x-obscura-key-kinds': [...cfg.keyKinds] } : {}),
       description: route.schema.description ? `${route.schema.description}\n\n${note}` : note,
     };
   });
@@ -99,6 +104,11 @@ export function installAuth(app: FastifyInstance, deps: AuthDeps): void {
     try {
       const principal = await authenticate(req, deps);
       requireScopes(principal, routeScopes(cfg));
+      if (cfg.keyKinds && !cfg.keyKinds.includes(principal.kind)) {
+        throw new AppError('ERR_SCOPE_MISSING', `A ${principal.kind} key cannot call ${req.method} ${req.routeOptions.url}: use a secret or restricted key on your server.`, {
+          details: { key_kind: principal.kind, allowed_kinds: cfg.keyKinds },
+        });
+      }
       req.principal = principal;
     } catch (err) {
       if (err instanceof AppError && (err.status === 401 || err.status === 403)) {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { openTestDb, type TestDb } from '../support/db.js';
 import { api, createTenant, freePort, type Tenant } from '../support/server.js';
 import { startPerimeterServer, type PerimeterServer } from './support.js';
-import { startSideListeners } from '../../src/http/limits.js';
+import { startSideListeners } from '../../src/perimeter/listeners.js';
 import { loadConfig } from '../../src/config/index.js';
 import { ConfigError } from '../../src/errors.js';
 

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { DB_KINDS, openTestDb, type TestDb } from '../support/db.js';
 import { api, createTenant, type Tenant } from '../support/server.js';
 import { startPerimeterServer, type PerimeterServer } from './support.js';
-import { recordRequestUsage } from '../../src/http/limits.js';
+import { recordRequestUsage } from '../../src/perimeter/metering.js';
 import { updateAppSettings } from '../../src/tenants/index.js';
 import type { AppSettings } from '../../src/db/schema.js';
 import { monthEnd, monthOf, secondsUntilMonthEnd } from '../../src/usage/month.js';

@@ -9,7 +9,7 @@ import { createFsStore } from '../../src/assets/stores/fs.js';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { buildApp, type AppDeps } from '../../src/app.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
-import type { Perimeter } from '../../src/http/limits.js';
+import type { Perimeter } from '../../src/app.js';
 import { tempDir } from '../support/db.js';
 import { freePort, masterKeysFor, TEST_SERVER_ENV } from '../support/server.js';
 

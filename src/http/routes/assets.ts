@@ -16,7 +16,7 @@ import { openAssetStream, parseRange } from '../../assets/read.js';
 import { appendAudit } from '../../audit/log.js';
 import { getApp } from '../../tenants/index.js';
 import type { Principal } from '../../auth/keys.js';
-import { authorizeRead, principalOf, type AuthDeps } from '../auth.js';
+import { authorizeRead, principalOf, SERVER_CREDENTIALS, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
 import { FILE_FIELD, MULTIPART_OVERHEAD_BYTES, installMultipart, readForm, refuseUnreadForm } from '../multipart.js';
 
@@ -322,11 +322,10 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
 
   app.delete<{ Params: Static<typeof AssetParams> }>('/v1/assets/:id', {
     // Destructive: its own scope, never implied by assets:write (an uploader key must not erase).
-    config: { auth: true, scope: 'assets:delete' },
+    config: { auth: true, scope: 'assets:delete', keyKinds: SERVER_CREDENTIALS },
     schema: { tags: ['assets'], summary: 'Delete an asset: its encrypted blob and its record (audited)', security: bearer, params: AssetParams, response: { 204: Type.Null(), ...errorResponses() } },
     handler: async (req, reply) => {
       const p = principalOf(req);
-      if (p.kind === 'publishable') throw new AppError('ERR_SCOPE_MISSING', 'Publishable keys cannot delete assets.');
       await deleteAsset(deps, p.orgId, req.params.id, ctxOf(req));
       return reply.code(204).send();
     },

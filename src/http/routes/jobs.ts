@@ -4,7 +4,7 @@ import { Type, type Static } from 'typebox';
 import { AppError } from '../../errors.js';
 import type { ProcessingService } from '../../processing/service.js';
 import type { JobRuntime } from '../../jobs/runtime.js';
-import { principalOf } from '../auth.js';
+import { principalOf, SERVER_CREDENTIALS } from '../auth.js';
 import { DateTime, bearer, ctxOf, errorResponses } from './common.js';
 import type { ProcessingInput } from '../../processing/processing.js';
 import { requireScope, type Principal } from '../../auth/keys.js';
@@ -159,7 +159,7 @@ export const JobSchema = Type.Object(
 /** Registers the job routes. */
 export function jobRoutes(app: FastifyInstance, service: ProcessingService, runtime: JobRuntime): void {
   app.post<{ Body: ProcessBodyT }>('/v1/jobs', {
-    config: { auth: true, scope: 'jobs:write', quota: { exports: true } },
+    config: { auth: true, scope: 'jobs:write', keyKinds: SERVER_CREDENTIALS, quota: { exports: true } },
     schema: {
       tags: ['processing'],
       summary: 'Create a processing job (asynchronous; outputs are stored as encrypted assets)',
@@ -178,7 +178,6 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService, runt
     },
     handler: async (req, reply) => {
       const p = principalOf(req);
-      if (p.kind === 'publishable') throw new AppError('ERR_SCOPE_MISSING', 'Publishable keys cannot create jobs.');
       const key = req.headers['idempotency-key'];
       if (key !== undefined && (typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key))) {
         throw new AppError('ERR_VALIDATION', 'Idempotency-Key must be 1-255 visible ASCII characters.', { details: { field: 'Idempotency-Key' } });

@@ -18,7 +18,7 @@ import type { ProcessResult } from '../../media/image/pipeline.js';
 import type { ProcessingService } from '../../processing/service.js';
 import type { JobRuntime } from '../../jobs/runtime.js';
 import type { ProcessingInput } from '../../processing/processing.js';
-import { principalOf } from '../auth.js';
+import { principalOf, SERVER_CREDENTIALS } from '../auth.js';
 import { AssetSchema, assetOut } from './assets.js';
 import { bearer, ctxOf, errorResponses } from './common.js';
 import { JobSchema, IdempotencyKeyHeader, ProcessBody, jobInputOf, requireInputScopes, type ProcessBodyT } from './jobs.js';
@@ -97,7 +97,7 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService, 
     await installMultipart(scope);
 
     scope.post<{ Body: ProcessBodyT | Buffer; Querystring: Static<typeof RawQuery> }>('/v1/process', {
-      config: { auth: true, scope: 'jobs:write', quota: { exports: true }, accepts: ['application/json', 'multipart/form-data', 'image/*', 'application/octet-stream'] },
+      config: { auth: true, scope: 'jobs:write', keyKinds: SERVER_CREDENTIALS, quota: { exports: true }, accepts: ['application/json', 'multipart/form-data', 'image/*', 'application/octet-stream'] },
       schema: {
         tags: ['processing'],
         summary: 'Process an image now (or as a job with Prefer: respond-async)',
@@ -134,7 +134,6 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService, 
       },
       handler: async (req, reply) => {
         const p = principalOf(req);
-        if (p.kind === 'publishable') throw new AppError('ERR_SCOPE_MISSING', 'Publishable keys cannot process images.');
         let input: ProcessingInput;
         let operations: unknown;
         let preview: boolean | undefined;

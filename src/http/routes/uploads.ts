@@ -125,7 +125,7 @@ async function handle(tus: TusUploads, deps: AssetRouteDeps, req: FastifyRequest
   const out: Record<string, string | number | string[]> = {};
   for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) out[k.toLowerCase()] = v as string | number | string[];
   response.headers.forEach((v, k) => {
-    // CORS is the perimeter's (one policy for the whole API, src/http/limits.ts), not tus's.
+    // CORS is the perimeter's (one policy for the whole API, src/perimeter/cors.ts), not tus's.
     if (!k.toLowerCase().startsWith('access-control-')) out[k.toLowerCase()] = v;
   });
   const exposed = out['access-control-expose-headers'];

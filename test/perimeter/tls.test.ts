@@ -11,7 +11,7 @@ import { api } from '../support/server.js';
 import { startPerimeterServer, type PerimeterServer } from '../usage/support.js';
 import { loadConfig } from '../../src/config/index.js';
 import { ConfigError } from '../../src/errors.js';
-import { httpsRedirectTarget, startRedirectServer, type RedirectServer } from '../../src/http/tls.js';
+import { httpsRedirectTarget, startRedirectServer, type RedirectServer } from '../../src/perimeter/tls.js';
 
 type Handshake = { ok: true; protocol: string | null; cipher: string } | { ok: false; code: string | undefined };
 
