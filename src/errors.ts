@@ -54,6 +54,8 @@ export const ERROR_CODES = {
   ERR_SESSION_INVALID: 401,
   ERR_MFA_REQUIRED: 401,
   ERR_MFA_INVALID: 401,
+  /** A wrong code while confirming a new TOTP enrolment (the session is fine: not a 401). */
+  ERR_MFA_CONFIRM_FAILED: 400,
   ERR_MFA_CODE_REUSED: 401,
   // authorisation (403)
   ERR_SCOPE_MISSING: 403,
@@ -70,11 +72,17 @@ export const ERROR_CODES = {
   ERR_UPLOAD_OFFSET_MISMATCH: 409,
   ERR_UPLOAD_EXPIRED: 410,
   ERR_CHECKSUM_MISMATCH: 460,
+  /** A tus request without `Tus-Resumable: 1.0.0` (tus 1.0 §Tus-Resumable). */
+  ERR_TUS_VERSION: 412,
+  /** A protocol feature this server does not implement (e.g. a tus extension). */
+  ERR_NOT_IMPLEMENTED: 501,
   /** Too many unfinished uploads, or too many bytes declared by them, for an app or org; the details name the limit and its setting. */
   ERR_UPLOAD_LIMIT: 429,
   // remote fetches (SSRF-safe fetcher)
   ERR_REMOTE_FORBIDDEN: 400,
   ERR_REMOTE_FAILED: 502,
+  /** The customer's own endpoint refused what we sent (a 4xx from a presigned PUT URL): retrying will not help. */
+  ERR_REMOTE_REJECTED: 400,
   // data integrity
   ERR_INTEGRITY: 500,
 } as const;
@@ -82,8 +90,6 @@ export const ERROR_CODES = {
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 export interface AppErrorOptions {
-  /** Overrides the default status of the code (rarely needed). */
-  status?: number;
   /** Underlying error, logged server-side only, never sent. */
   cause?: unknown;
   /** Extra, non-secret members added to the problem document (RFC 9457 extension members). */
@@ -106,7 +112,8 @@ export class AppError extends Error {
     super(publicMessage, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
-    this.status = options.status ?? ERROR_CODES[code];
+    // One status per code, always: clients may branch on either and must never see them disagree.
+    this.status = ERROR_CODES[code];
     this.publicMessage = publicMessage;
     this.details = options.details;
     this.headers = options.headers;

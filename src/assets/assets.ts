@@ -12,7 +12,8 @@ import { PassThrough, Readable, Transform, type TransformCallback } from 'node:s
 import { pipeline } from 'node:stream/promises';
 import sharp from 'sharp';
 import type { DatabaseHandle, Tx } from '../db/database.js';
-import type { AppSettings } from '../db/schema.js';
+import type { Selectable } from 'kysely';
+import type { AppSettings, AssetsTable } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { publicId } from '../crypto/random.js';
 import type { Keyring } from '../crypto/keyring.js';
@@ -164,23 +165,8 @@ async function dimensions(mime: string, head: Buffer): Promise<{ width: number |
   }
 }
 
-type AssetRow = {
-  id: string;
-  org_id: string;
-  app_id: string;
-  kind: 'upload' | 'output';
-  mime: string;
-  ext: string;
-  size: number | string;
-  sha256: string;
-  width: number | null;
-  height: number | null;
-  filename: string | null;
-  blob_key: string;
-  tenant_key_id: string;
-  created_at: Date;
-  expires_at: Date | null;
-};
+/** An asset row as the database returns it (the one row type, from the schema). */
+type AssetRow = Selectable<AssetsTable>;
 
 export function toAsset(r: AssetRow): Asset {
   return {

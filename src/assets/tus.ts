@@ -295,14 +295,14 @@ export function toUploadError(err: unknown): AppError {
         if (err === ERRORS.ERR_LOCK_TIMEOUT) return new AppError('ERR_UNAVAILABLE', 'The upload is busy; retry shortly.', { headers: { 'Retry-After': '1' } });
         break;
       case 501:
-        return new AppError('ERR_BAD_REQUEST', 'This tus extension is not supported (supported: creation, creation-with-upload, expiration, checksum, termination).', { status: 501 });
+        return new AppError('ERR_NOT_IMPLEMENTED', 'This tus extension is not supported (supported: creation, creation-with-upload, expiration, checksum, termination).');
       default:
         if (err.status_code >= 400 && err.status_code < 500) {
           if (err === ERRORS.MISSING_OFFSET) return new AppError('ERR_BAD_REQUEST', 'Send the Upload-Offset header.');
           if (err === ERRORS.INVALID_CONTENT_TYPE) return new AppError('ERR_BAD_REQUEST', 'Send Content-Type: application/offset+octet-stream.');
           if (err === ERRORS.INVALID_LENGTH) return new AppError('ERR_BAD_REQUEST', 'Send Upload-Length (deferred lengths are not supported).');
           if (err === ERRORS.INVALID_METADATA) return new AppError('ERR_BAD_REQUEST', 'Upload-Metadata is not valid (comma-separated "key base64value" pairs).');
-          return new AppError('ERR_BAD_REQUEST', 'The tus request is not valid.', { status: err.status_code });
+          return new AppError('ERR_BAD_REQUEST', 'The tus request is not valid.');
         }
     }
   }

@@ -541,7 +541,7 @@ export async function enrollMfa(deps: ConsoleDeps, s: ConsoleSession, rc: Reques
 
 /**
  * Confirms enrolment with a current code: MFA is enforced at login from then on. The code's step is
- * recorded as used, so it cannot then be replayed at login. A wrong code is 400 `ERR_MFA_INVALID`
+ * recorded as used, so it cannot then be replayed at login. A wrong code is 400 `ERR_MFA_CONFIRM_FAILED`
  * (audited as `mfa.confirm_failure`); no pending enrolment or already active is `ERR_CONFLICT`.
  * Audited as `mfa.confirm`.
  */
@@ -562,7 +562,7 @@ export async function confirmMfa(deps: ConsoleDeps, s: ConsoleSession, code: str
     await appendAudit(trx, { orgId: s.orgId, actor: { type: 'user', id: s.userId }, action: 'mfa.confirm', target: { user: s.userId }, ip: rc.ip, requestId: rc.requestId });
     return true;
   });
-  if (!ok) throw new AppError('ERR_MFA_INVALID', 'The two-factor code is wrong.', { status: 400 });
+  if (!ok) throw new AppError('ERR_MFA_CONFIRM_FAILED', 'The two-factor code is wrong: check the device clock and enter the current code.');
 }
 
 /**

@@ -19,8 +19,7 @@ function exampleDetail(code: ErrorCode): string {
 
 /**
  * The codes a response description names, preferring those whose usual status is the response's
- * status; a code the route sends with another status (e.g. `ERR_MFA_INVALID` as 400 at enrolment)
- * is used when the description names no other.
+ * status; a code the description names for another status is used when it names no other.
  */
 export function codesForResponse(description: string | undefined, status: number): ErrorCode[] {
   const named = [...new Set(String(description ?? '').match(CODE) ?? [])].filter((c): c is ErrorCode => c in ERROR_CODES);

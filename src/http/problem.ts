@@ -143,7 +143,11 @@ export function toAppError(err: unknown, req?: FastifyRequest): AppError {
   }
   if (code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new AppError('ERR_BAD_REQUEST', 'The Content-Length does not match the body.');
   if (status === 429) return new AppError('ERR_RATE_LIMITED', 'Too many requests.');
-  if (typeof status === 'number' && status >= 400 && status < 500) return new AppError('ERR_BAD_REQUEST', 'The request is invalid.', { status });
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const byStatus: Partial<Record<number, ErrorCode>> = { 404: 'ERR_NOT_FOUND', 405: 'ERR_METHOD_NOT_ALLOWED', 413: 'ERR_PAYLOAD_TOO_LARGE', 415: 'ERR_UNSUPPORTED_MEDIA_TYPE' };
+    const mapped = byStatus[status];
+    return mapped ? new AppError(mapped, 'The request cannot be served as sent.') : new AppError('ERR_BAD_REQUEST', 'The request is invalid.');
+  }
   if (isDatabaseUnavailable(err)) {
     return new AppError('ERR_DEPENDENCY_UNAVAILABLE', 'The database did not answer in time; retry after the Retry-After delay.', {
       cause: err,

@@ -25,19 +25,19 @@ import { publicId } from '../crypto/random.js';
 import { AppError, isAppError } from '../errors.js';
 import { appendAudit, canonicalJson } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
-import { blobKeyFor, DEFAULT_OUTPUT_TTL_SECONDS, getAsset, ingest } from '../assets/assets.js';
+import { DEFAULT_OUTPUT_TTL_SECONDS, getAsset, ingest } from '../assets/assets.js';
+import { commitOutput, discardStaged, hideAsset, removeUnclaimed, stageOutput, type StagedOutput } from '../assets/outputs.js';
 import { redactUrl } from '../remote/fetcher.js';
 import {
   appSettings,
   attemptAssetId,
   compileOperations,
   fetchRemote,
-  insertOutputRow,
   limitsFor,
   newOutputSeed,
   readAsset,
   runPipeline,
-  stageOutput,
+  outputFileOf,
   MAX_OUTPUT_TTL_SECONDS,
   type ProcessingDeps,
   type ProcessingInput,
@@ -324,9 +324,7 @@ export class JobService {
 
   private async discardInputCopy(orgId: string, assetId: string): Promise<void> {
     // Best effort: an unreferenced input copy also expires on its own after 24 h.
-    await this.deps.db
-      .withTenant(orgId, (trx) => trx.updateTable('assets').set({ deleted_at: new Date(this.now()) }).where('org_id', '=', orgId).where('id', '=', assetId).execute())
-      .catch(() => undefined);
+    await hideAsset(this.deps, orgId, assetId, this.now());
   }
 
   private async findByKey(orgId: string, key: string, fingerprint: string): Promise<JobView | null> {
@@ -389,19 +387,19 @@ export class JobService {
       const { bytes } = await readAsset(this.deps, job.org_id, job.input_asset_id, limits.maxInputBytes);
       if (this.deps.testDelayMs) await delay(this.deps.testDelayMs, opts.signal);
       const result = await runPipeline(this.deps, { orgId: job.org_id, input: bytes, plan: compiled.plan, limits, preview: job.preview, keepMetadata: job.keep_metadata, signal: opts.signal, billTo: { appId: job.app_id, keyId: job.created_by } });
-      const staged = await stageOutput(this.deps, job.org_id, assetId, result);
+      const staged = await stageOutput(this.deps, job.org_id, assetId, outputFileOf(result));
       let putStatus: number | null = null;
       try {
         if (job.put_url_wrapped) putStatus = await this.putOutput(job, result.data, result.info.mime, opts.signal);
         const refs = await this.commitSuccess(job, staged, putStatus);
         if (refs === null) {
           // Another attempt finished first: ours must not become a second visible output.
-          await this.deps.store.delete(staged.blobKey).catch(() => undefined);
+          await discardStaged(this.deps, staged);
           return;
         }
         await this.dispatch(refs);
       } catch (err) {
-        await this.deps.store.delete(staged.blobKey).catch(() => undefined);
+        await discardStaged(this.deps, staged);
         throw err;
       }
     } catch (err) {
@@ -421,10 +419,7 @@ export class JobService {
   /** Deletes blobs of earlier attempts that never got a row (a worker died between put and commit). */
   private async removeOrphans(job: JobRow, attempt: number): Promise<void> {
     if (attempt <= 1) return;
-    const ids = Array.from({ length: attempt - 1 }, (_, i) => attemptAssetId(job.output_seed, i + 1));
-    const rows = await this.deps.db.withTenant(job.org_id, (trx) => trx.selectFrom('assets').select('id').where('org_id', '=', job.org_id).where('id', 'in', ids).execute());
-    const live = new Set(rows.map((r) => r.id));
-    for (const id of ids) if (!live.has(id)) await this.deps.store.delete(blobKeyFor(job.org_id, id)).catch(() => undefined);
+    await removeUnclaimed(this.deps, job.org_id, Array.from({ length: attempt - 1 }, (_, i) => attemptAssetId(job.output_seed, i + 1)));
   }
 
   /** PUTs the output to the customer's presigned URL; 4xx is permanent, 5xx/network retried. */
@@ -434,14 +429,14 @@ export class JobService {
     bytes.fill(0);
     const res = await this.deps.remote.puts.put(url, data, { headers: { 'content-type': mime }, signal });
     if (res.status >= 200 && res.status <= 299) return res.status;
-    throw new AppError('ERR_REMOTE_FAILED', 'The output could not be uploaded to the given URL.', {
-      status: res.status >= 400 && res.status < 500 ? 400 : 502,
+    const refused = res.status >= 400 && res.status < 500;
+    throw new AppError(refused ? 'ERR_REMOTE_REJECTED' : 'ERR_REMOTE_FAILED', refused ? `The output URL refused the upload (HTTP ${res.status}): check that the presigned URL is valid and not expired.` : 'The output could not be uploaded to the given URL.', {
       details: { upstreamStatus: res.status },
     });
   }
 
   /** Asset row + `succeeded` in one transaction, only if the job is not final yet. Null when it was. */
-  private async commitSuccess(job: JobRow, staged: Awaited<ReturnType<typeof stageOutput>>, putStatus: number | null): Promise<DeliveryRef[] | null> {
+  private async commitSuccess(job: JobRow, staged: StagedOutput, putStatus: number | null): Promise<DeliveryRef[] | null> {
     const now = this.now();
     try {
       return await this.deps.db.withTenant(job.org_id, async (trx) => {
@@ -454,7 +449,7 @@ export class JobService {
           .returningAll()
           .executeTakeFirst();
         if (!done) throw new AlreadyFinal();
-        await insertOutputRow(trx, {
+        await commitOutput(trx, {
           orgId: job.org_id,
           appId: job.app_id,
           staged,

@@ -1,12 +1,12 @@
 /**
  * The processing core shared by `POST /v1/process`, jobs and transform URLs: validate operations,
  * load inputs (an asset of the caller's org, a remote URL through the SSRF-safe fetcher, or bytes),
- * run the pipeline, and write outputs as encrypted assets.
+ * run the pipeline; outputs become assets through assets/outputs.ts (assets/ writes every asset row and blob).
  *
  * Nothing here knows HTTP. Every asset read is scoped to one org (RLS transaction + explicit filter),
  * so a watermark or input id of another org is "not found", never read.
  */
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { DatabaseHandle, Tx } from '../db/database.js';
 import type { AppSettings } from '../db/schema.js';
@@ -14,12 +14,10 @@ import sharp from 'sharp';
 import { AppError } from '../errors.js';
 import { getApp } from '../tenants/index.js';
 import type { Keyring } from '../crypto/keyring.js';
-import { encryptStream } from '../crypto/stream.js';
 import { randomBase62 } from '../crypto/random.js';
-import { appendAudit } from '../audit/log.js';
-import type { Ctx } from '../tenants/index.js';
 import type { BlobStore } from '../assets/stores/types.js';
-import { blobKeyFor, getAsset, toAsset, type Asset } from '../assets/assets.js';
+import { getAsset, type Asset } from '../assets/assets.js';
+import type { OutputFile } from '../assets/outputs.js';
 import { openAssetStream } from '../assets/read.js';
 import { mediaLimits, type MediaLimits } from '../media/limits.js';
 import { buildPlan, parseOperations, serializeOperations, type ParsedOperation, type Plan } from '../media/image/operations/registry.js';
@@ -219,71 +217,8 @@ export function newOutputSeed(): string {
   return randomBase62(32);
 }
 
-/** An output's ciphertext, written but not yet visible (no row). */
-export interface StagedOutput {
-  assetId: string;
-  blobKey: string;
-  tenantKeyId: string;
-  size: number;
-  sha256: string;
-  result: ProcessResult;
-}
-
-/**
- * Encrypts and stores an output blob under `assetId` (atomic put). Nothing is visible until
- * {@link insertOutputRow} commits the row; until then the blob is an orphan its writer removes.
- */
-export async function stageOutput(deps: ProcessingDeps, orgId: string, assetId: string, result: ProcessResult): Promise<StagedOutput> {
-  const tk = await deps.db.withTenant(orgId, (trx) => deps.keyring.current(trx, orgId));
-  const blobKey = blobKeyFor(orgId, assetId);
-  const encrypted = Readable.from([result.data]).pipe(encryptStream({ key: tk.key, keyId: tk.id, blobId: assetId }));
-  await deps.store.put(blobKey, encrypted);
-  return {
-    assetId,
-    blobKey,
-    tenantKeyId: tk.id,
-    size: result.data.length,
-    sha256: createHash('sha256').update(result.data).digest('hex'),
-    result,
-  };
-}
-
-/** Inserts the asset row of a staged output (kind `output`) with its audit entry, in the caller's transaction. */
-export async function insertOutputRow(
-  trx: Tx,
-  o: { orgId: string; appId: string; staged: StagedOutput; ttlSeconds: number; ctx: Ctx; now: number },
-): Promise<Asset> {
-  const { staged } = o;
-  const info = staged.result.info;
-  const row = await trx
-    .insertInto('assets')
-    .values({
-      id: staged.assetId,
-      org_id: o.orgId,
-      app_id: o.appId,
-      kind: 'output',
-      mime: info.mime,
-      ext: extensionOf(info.format),
-      size: staged.size,
-      sha256: staged.sha256,
-      width: info.width,
-      height: info.height,
-      filename: null,
-      blob_key: staged.blobKey,
-      tenant_key_id: staged.tenantKeyId,
-      created_by: o.ctx.actor.id ?? null,
-      expires_at: new Date(o.now + o.ttlSeconds * 1000),
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  await appendAudit(trx, {
-    orgId: o.orgId,
-    actor: o.ctx.actor,
-    action: 'asset.create',
-    target: { asset: staged.assetId, app: o.appId },
-    data: { kind: 'output', mime: info.mime, size: staged.size, sha256: staged.sha256 },
-    ip: o.ctx.ip,
-    requestId: o.ctx.requestId,
-  });
-  return toAsset(row as Parameters<typeof toAsset>[0]);
+/** A pipeline result as an output file for assets/ ({@link stageOutput} and `storeOutput`). */
+export function outputFileOf(result: ProcessResult): OutputFile {
+  const info = result.info;
+  return { data: result.data, mime: info.mime, ext: extensionOf(info.format), width: info.width, height: info.height };
 }

@@ -365,7 +365,7 @@ for (const kind of DB_KINDS) {
 
       const wrongConfirm = await call('POST', '/v1/console/mfa/confirm', { ip, cookie: s1.cookie, csrf: s1.csrf, body: { code: totpAt(secret, clock + 10 * 60_000) } });
       assert.equal(wrongConfirm.status, 400);
-      assert.equal(wrongConfirm.body.code, 'ERR_MFA_INVALID');
+      assert.equal(wrongConfirm.body.code, 'ERR_MFA_CONFIRM_FAILED');
       const confirmCode = totpAt(secret, clock);
       const ok = await call('POST', '/v1/console/mfa/confirm', { ip, cookie: s1.cookie, csrf: s1.csrf, body: { code: confirmCode } });
       assert.equal(ok.status, 200);

@@ -13,7 +13,7 @@ import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } fro
 import type { UrlSigner, Disposition } from '../../assets/signing.js';
 import { createUploadIntent, completeUploadIntent, receiveDirectUpload, type UploadIntentDeps } from '../../assets/direct.js';
 import { openAssetStream, parseRange } from '../../assets/read.js';
-import { appendAudit } from '../../audit/log.js';
+import { auditIntegrityFailure, createDownloadUrl, resolveSignedDownload, type DownloadDeps } from '../../assets/downloads.js';
 import { getApp } from '../../tenants/index.js';
 import type { Principal } from '../../auth/keys.js';
 import { authorizeRead, principalOf, SERVER_CREDENTIALS, type AuthDeps } from '../auth.js';
@@ -154,6 +154,7 @@ function contentDisposition(disposition: Disposition, a: Asset): string {
 }
 
 export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
+  const downloadDeps = downloadDepsOf(deps);
   app.register(async (scope) => {
     // Raw bodies for uploads: handed to ingest as a stream (sniffed, limited, hashed, encrypted on the fly).
     scope.removeAllContentTypeParsers();
@@ -343,13 +344,8 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
     },
     handler: async (req, reply) => {
       const p = principalOf(req);
-      const asset = await deps.db.withTenant(p.orgId, (trx) => getAsset(trx, p.orgId, req.params.id));
-      const ttl = Math.min(req.body?.ttl_seconds ?? deps.config.downloads.defaultTtlSeconds, deps.config.downloads.maxTtlSeconds);
-      const nowS = Math.floor((deps.now?.() ?? Date.now()) / 1000);
-      // A URL never outlives its asset.
-      const exp = asset.expiresAt ? Math.min(nowS + ttl, Math.floor(new Date(asset.expiresAt).getTime() / 1000)) : nowS + ttl;
-      const qs = await deps.signer.sign({ assetId: asset.id, exp, disposition: req.body?.disposition ?? 'inline' });
-      return reply.code(201).header('Cache-Control', 'no-store').send({ url: `${deps.config.publicUrl}/v1/files/${asset.id}?${qs}`, expires_at: new Date(exp * 1000).toISOString() });
+      const signed = await createDownloadUrl(downloadDeps, p.orgId, req.params.id, { ttlSeconds: req.body?.ttl_seconds, disposition: req.body?.disposition });
+      return reply.code(201).header('Cache-Control', 'no-store').send({ url: signed.url, expires_at: signed.expiresAt });
     },
   });
 
@@ -374,12 +370,8 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
   const disposition: Disposition = req.query.dl === '1' ? 'attachment' : 'inline';
   const nowMs = deps.now?.() ?? Date.now();
   const nowS = Math.floor(nowMs / 1000);
-  await deps.signer.verify({ assetId: req.params.id, exp: req.query.exp, kid: req.query.kid, sig: req.query.sig, disposition }, nowS);
-  const row = await deps.db.system.selectFrom('assets').select(['org_id']).where('id', '=', req.params.id).where('deleted_at', 'is', null).executeTakeFirst();
-  if (!row) throw new AppError('ERR_NOT_FOUND', 'The asset does not exist.');
-  const asset = await deps.db.withTenant(row.org_id, (trx) => getAsset(trx, row.org_id, req.params.id, nowMs));
-  const { settings: appSettings } = await deps.db.withTenant(row.org_id, (trx) => getApp(trx, row.org_id, asset.appId));
-  if (appSettings.require_authorized_urls) {
+  const { asset, requiresCredential } = await resolveSignedDownload(downloadDepsOf(deps), { assetId: req.params.id, exp: req.query.exp, kid: req.query.kid, sig: req.query.sig, disposition }, nowMs);
+  if (requiresCredential) {
     // "Authorized" URLs: the link alone is not enough; the caller must also hold a credential of the org.
     await authorizeRead(req, deps.auth, asset.orgId);
   }
@@ -426,10 +418,12 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
 
 async function auditIntegrity(deps: AssetRouteDeps, asset: Asset, req: FastifyRequest): Promise<void> {
   try {
-    await deps.db.withTenant(asset.orgId, (trx) =>
-      appendAudit(trx, { orgId: asset.orgId, actor: { type: 'system', id: 'download' }, action: 'asset.integrity_failure', target: { asset: asset.id, app: asset.appId }, ip: req.ip, requestId: String(req.id) }),
-    );
+    await auditIntegrityFailure(deps, asset, { ip: req.ip, requestId: String(req.id) });
   } catch (err) {
     req.log.error({ err }, 'could not audit an integrity failure');
   }
+}
+
+function downloadDepsOf(deps: AssetRouteDeps): DownloadDeps {
+  return { db: deps.db, now: deps.now, signer: deps.signer, publicUrl: deps.config.publicUrl, downloads: deps.config.downloads };
 }

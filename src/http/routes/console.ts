@@ -346,7 +346,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRouteOpti
       tags,
       summary: 'Confirm TOTP enrolment with a current code; login requires a code from then on',
       body: MfaConfirmBody,
-      response: { 200: Type.Object({ mfa_enabled: Type.Boolean() }, { additionalProperties: false }), ...e({ 400: 'Wrong code (ERR_MFA_INVALID).', 409: 'No pending enrolment, or already enabled (ERR_CONFLICT).' }) },
+      response: { 200: Type.Object({ mfa_enabled: Type.Boolean() }, { additionalProperties: false }), ...e({ 400: 'Wrong code (ERR_MFA_CONFIRM_FAILED).', 409: 'No pending enrolment, or already enabled (ERR_CONFLICT).' }) },
     },
     handler: async (req) => {
       await confirmMfa(deps, current(req).session, req.body.code, rcOf(req));

@@ -11,7 +11,7 @@
  * (`Content-Type` of the output, `Content-Security-Policy: default-src 'none'`, `nosniff`), or with
  * `output.store` a 201 and the stored output asset (encrypted, expiring after 24 h by default).
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
 import { AppError } from '../../errors.js';
 import type { ProcessResult } from '../../media/image/pipeline.js';
@@ -70,6 +70,69 @@ async function readLimited(stream: Readable, max: number): Promise<Buffer> {
 }
 
 /** Everything the processing routes need. */
+/** One `POST /v1/process` request, whichever of its three forms it came in. */
+interface ProcessRequest {
+  input: ProcessingInput;
+  operations: unknown;
+  preview?: boolean | undefined;
+  keepMetadata?: boolean | undefined;
+  store?: boolean | undefined;
+  ttlSeconds?: number | undefined;
+  putUrl?: string | undefined;
+}
+
+/**
+ * Reads the request's form: multipart (a `file` part after the text fields), a raw image body with
+ * options in the query string, or JSON. Each form's options are validated by the same rules.
+ */
+async function readProcessRequest(req: FastifyRequest<{ Querystring: Static<typeof RawQuery> }>, reply: FastifyReply, maxBody: number): Promise<ProcessRequest> {
+  let input: ProcessingInput;
+  let operations: unknown;
+  let preview: boolean | undefined;
+  let keepMetadata: boolean | undefined;
+  let store: boolean | undefined;
+  let ttlSeconds: number | undefined;
+  let putUrl: string | undefined;
+  if (req.isMultipart()) {
+    if (Object.keys(req.query).length > 0) throw new AppError('ERR_VALIDATION', 'With a form, send every option as a form field.', { details: { field: 'query' } });
+    let form: Record<string, unknown>;
+    try {
+      const f = await readForm(req, { fields: PROCESS_FORM_FIELDS, maxFileBytes: maxBody });
+      const bytes = await readLimited(f.file.stream, maxBody);
+      await f.end();
+      if (bytes.length === 0) throw new AppError('ERR_BAD_REQUEST', `The "${FILE_FIELD}" part is empty: choose a file.`, { details: { field: FILE_FIELD } });
+      input = { kind: 'upload', bytes };
+      form = f.fields;
+    } catch (err) {
+      refuseUnreadForm(req, reply);
+      throw err;
+    }
+    // The same rules (and coercion of "true" / "600") as the raw form's query string.
+    const check = req.compileValidationSchema(RawQuery);
+    if (!check(form)) throw toAppError({ validation: check.errors ?? [], validationContext: 'form' }, req);
+    const options = form as Static<typeof RawQuery>;
+    operations = options.operations ?? '';
+    ({ preview, keep_metadata: keepMetadata, store, ttl_seconds: ttlSeconds } = options);
+  } else if (Buffer.isBuffer(req.body)) {
+    if (req.body.length === 0) throw new AppError('ERR_BAD_REQUEST', 'Send the image as the request body.');
+    input = { kind: 'upload', bytes: req.body };
+    operations = req.query.operations ?? '';
+    ({ preview, keep_metadata: keepMetadata, store, ttl_seconds: ttlSeconds } = req.query);
+  } else {
+    const body = req.body as ProcessBodyT | undefined;
+    if (!body || typeof body !== 'object') throw new AppError('ERR_BAD_REQUEST', 'Send JSON or an image body.');
+    if (Object.keys(req.query).length > 0) throw new AppError('ERR_VALIDATION', 'With a JSON body, put every option in the body.', { details: { field: 'query' } });
+    input = jobInputOf(body.input);
+    operations = body.operations;
+    preview = body.preview;
+    keepMetadata = body.keep_metadata;
+    store = body.output?.store;
+    ttlSeconds = body.output?.ttl_seconds;
+    putUrl = body.output?.put_url;
+  }
+  return { input, operations, preview, keepMetadata, store, ttlSeconds, putUrl };
+}
+
 /** RFC 7240: does the request prefer an asynchronous answer? */
 function prefersAsync(req: FastifyRequest): boolean {
   const prefer = req.headers.prefer;
@@ -134,53 +197,9 @@ export function processRoutes(app: FastifyInstance, service: ProcessingService, 
       },
       handler: async (req, reply) => {
         const p = principalOf(req);
-        let input: ProcessingInput;
-        let operations: unknown;
-        let preview: boolean | undefined;
-        let keepMetadata: boolean | undefined;
-        let store: boolean | undefined;
-        let ttlSeconds: number | undefined;
-        let putUrl: string | undefined;
-        if (req.isMultipart()) {
-          if (Object.keys(req.query).length > 0) throw new AppError('ERR_VALIDATION', 'With a form, send every option as a form field.', { details: { field: 'query' } });
-          let form: Record<string, unknown>;
-          try {
-            const f = await readForm(req, { fields: PROCESS_FORM_FIELDS, maxFileBytes: maxBody });
-            const bytes = await readLimited(f.file.stream, maxBody);
-            await f.end();
-            if (bytes.length === 0) throw new AppError('ERR_BAD_REQUEST', `The "${FILE_FIELD}" part is empty: choose a file.`, { details: { field: FILE_FIELD } });
-            input = { kind: 'upload', bytes };
-            form = f.fields;
-          } catch (err) {
-            refuseUnreadForm(req, reply);
-            throw err;
-          }
-          // The same rules (and coercion of "true" / "600") as the raw form's query string.
-          const check = req.compileValidationSchema(RawQuery);
-          if (!check(form)) throw toAppError({ validation: check.errors ?? [], validationContext: 'form' }, req);
-          const options = form as Static<typeof RawQuery>;
-          operations = options.operations ?? '';
-          ({ preview, keep_metadata: keepMetadata, store, ttl_seconds: ttlSeconds } = options);
-        } else if (Buffer.isBuffer(req.body)) {
-          if (req.body.length === 0) throw new AppError('ERR_BAD_REQUEST', 'Send the image as the request body.');
-          input = { kind: 'upload', bytes: req.body };
-          operations = req.query.operations ?? '';
-          ({ preview, keep_metadata: keepMetadata, store, ttl_seconds: ttlSeconds } = req.query);
-        } else {
-          const body = req.body as ProcessBodyT | undefined;
-          if (!body || typeof body !== 'object') throw new AppError('ERR_BAD_REQUEST', 'Send JSON or an image body.');
-          if (Object.keys(req.query).length > 0) throw new AppError('ERR_VALIDATION', 'With a JSON body, put every option in the body.', { details: { field: 'query' } });
-          input = jobInputOf(body.input);
-          operations = body.operations;
-          preview = body.preview;
-          keepMetadata = body.keep_metadata;
-          store = body.output?.store;
-          ttlSeconds = body.output?.ttl_seconds;
-          putUrl = body.output?.put_url;
-        }
-
+        const { input, preview, keepMetadata, store, ttlSeconds, putUrl, ...written } = await readProcessRequest(req, reply, maxBody);
         // Presets work wherever operations do; their contents are checked like written operations.
-        operations = await service.expandPresets(p.orgId, p.appId, operations);
+        const operations = await service.expandPresets(p.orgId, p.appId, written.operations);
         requireInputScopes(p, input, operations);
         if (prefersAsync(req)) {
           const { job, replayed } = await runtime.jobs.create({

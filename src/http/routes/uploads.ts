@@ -77,7 +77,7 @@ function bodyStream(raw: FastifyRequest['raw']): ReadableStream<Uint8Array> {
 
 /** The status a tus error answer had, as our error (for answers tus produced without an exception). */
 function statusError(status: number): AppError {
-  if (status === 412) return new AppError('ERR_BAD_REQUEST', 'Send Tus-Resumable: 1.0.0.', { status: 412 });
+  if (status === 412) return new AppError('ERR_TUS_VERSION', 'Send Tus-Resumable: 1.0.0.');
   return toUploadError({ status_code: status, body: '' });
 }
 

@@ -15,7 +15,6 @@ import { defineOperation } from './types.js';
 function asWatermarkError(err: unknown): unknown {
   if (!isAppError(err) || err.code === 'ERR_NOT_FOUND') return err;
   return new AppError(err.code, err.publicMessage, {
-    status: err.status,
     cause: err,
     details: { ...err.details, operation: 'watermark' },
   });

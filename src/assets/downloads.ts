@@ -1,0 +1,64 @@
+/**
+ * Signed download URLs (`/v1/files/{id}?exp&kid&sig[&dl=1]`): minting one for an asset of the
+ * caller's org (lifetime clamped to the operator's maximum and never beyond the asset's own expiry),
+ * and resolving one presented without a credential (signature and expiry first, in constant time;
+ * then the asset, which the signature names; then whether its app requires a credential as well).
+ */
+import { AppError } from '../errors.js';
+import { appendAudit } from '../audit/log.js';
+import { getApp } from '../tenants/index.js';
+import { getAsset, type Asset, type AssetDeps } from './assets.js';
+import type { Disposition, UrlSigner } from './signing.js';
+
+/** What minting and resolving signed URLs need. */
+export interface DownloadDeps extends Pick<AssetDeps, 'db' | 'now'> {
+  signer: UrlSigner;
+  /** The server's public URL: signed URLs are absolute. */
+  publicUrl: string;
+  /** `OBSCURA_URL_TTL_SECONDS` and `OBSCURA_URL_MAX_TTL_SECONDS`. */
+  downloads: { defaultTtlSeconds: number; maxTtlSeconds: number };
+}
+
+/** Mints a signed download URL for an asset of `orgId` (404 for any other org's). */
+export async function createDownloadUrl(
+  deps: DownloadDeps,
+  orgId: string,
+  assetId: string,
+  o: { ttlSeconds?: number | undefined; disposition?: Disposition | undefined } = {},
+): Promise<{ url: string; expiresAt: string }> {
+  const asset = await deps.db.withTenant(orgId, (trx) => getAsset(trx, orgId, assetId));
+  const ttl = Math.min(o.ttlSeconds ?? deps.downloads.defaultTtlSeconds, deps.downloads.maxTtlSeconds);
+  const nowS = Math.floor((deps.now?.() ?? Date.now()) / 1000);
+  // A URL never outlives its asset.
+  const exp = asset.expiresAt ? Math.min(nowS + ttl, Math.floor(new Date(asset.expiresAt).getTime() / 1000)) : nowS + ttl;
+  const qs = await deps.signer.sign({ assetId: asset.id, exp, disposition: o.disposition ?? 'inline' });
+  return { url: `${deps.publicUrl}/v1/files/${asset.id}?${qs}`, expiresAt: new Date(exp * 1000).toISOString() };
+}
+
+/**
+ * Resolves a presented signed URL to its asset.
+ * @throws AppError `ERR_SIGNATURE_INVALID` (403), `ERR_URL_EXPIRED` (410) before any lookup;
+ *   `ERR_NOT_FOUND` for a deleted or expired asset.
+ * @returns the asset, and whether its app also requires a credential of the org (`require_authorized_urls`).
+ */
+export async function resolveSignedDownload(
+  deps: DownloadDeps,
+  q: { assetId: string; exp: unknown; kid: unknown; sig: unknown; disposition: Disposition },
+  nowMs: number,
+): Promise<{ asset: Asset; requiresCredential: boolean }> {
+  await deps.signer.verify(q, Math.floor(nowMs / 1000));
+  // The signature names the asset but not its org: find the org first (system read of one column),
+  // then read the asset and its app inside that org's tenant transaction.
+  const row = await deps.db.system.selectFrom('assets').select(['org_id']).where('id', '=', q.assetId).where('deleted_at', 'is', null).executeTakeFirst();
+  if (!row) throw new AppError('ERR_NOT_FOUND', 'The asset does not exist.');
+  const asset = await deps.db.withTenant(row.org_id, (trx) => getAsset(trx, row.org_id, q.assetId, nowMs));
+  const { settings } = await deps.db.withTenant(row.org_id, (trx) => getApp(trx, row.org_id, asset.appId));
+  return { asset, requiresCredential: settings.require_authorized_urls === true };
+}
+
+/** Records that an asset's ciphertext failed authentication while being served (never throws). */
+export async function auditIntegrityFailure(deps: Pick<AssetDeps, 'db'>, asset: Asset, at: { ip: string; requestId: string }): Promise<void> {
+  await deps.db.withTenant(asset.orgId, (trx) =>
+    appendAudit(trx, { orgId: asset.orgId, actor: { type: 'system', id: 'download' }, action: 'asset.integrity_failure', target: { asset: asset.id, app: asset.appId }, ip: at.ip, requestId: at.requestId }),
+  );
+}
