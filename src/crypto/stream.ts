@@ -292,12 +292,6 @@ export function planRange(header: Pick<BlobHeader, 'segmentSize' | 'bytes'>, pla
   };
 }
 
-/** Same as {@link planRange}, with the argument order of the brief (`headerLength` is implied by `header.bytes`). */
-export function segmentRangeFor(header: BlobHeader, headerLength: number, plaintextSize: number, start: number, end: number): RangePlan {
-  if (headerLength !== header.bytes.length) throw new RangeError('headerLength does not match the header');
-  return planRange(header, plaintextSize, start, end);
-}
-
 function deriveBlobKey(tenantKey: Buffer, salt: Buffer, blobId: Buffer): Buffer {
   // RFC 5869: a fresh random salt per blob gives every blob its own key, so the 96-bit GCM nonces
   // (prefix || counter || flag) never repeat under one key even across 2^32+ blobs per tenant key.
@@ -717,9 +711,6 @@ class RangeDecryptor extends Transform {
 export function decryptRange(opts: DecryptRangeOptions): Transform {
   return new RangeDecryptor(opts);
 }
-
-/** Same as {@link decryptRange} (the name used in the brief). */
-export const decryptSegments = decryptRange;
 
 /** Options of {@link openRange}. */
 export interface OpenRangeOptions {

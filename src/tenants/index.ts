@@ -85,11 +85,6 @@ export async function createUser(trx: Tx, orgId: string, input: { email: string;
   return { id: row.id, orgId, email: row.email, role: row.role, createdAt: iso(row.created_at) };
 }
 
-export async function listUsers(trx: Tx, orgId: string): Promise<User[]> {
-  const rows = await trx.selectFrom('users').selectAll().where('org_id', '=', orgId).orderBy('created_at').execute();
-  return rows.map((r) => ({ id: r.id, orgId: r.org_id, email: r.email, role: r.role, createdAt: iso(r.created_at) }));
-}
-
 /** Changes a user's role; the last owner cannot be demoted (an org must keep an owner). Audited. */
 export async function setUserRole(trx: Tx, orgId: string, email: string, role: UserRole, ctx: Ctx): Promise<User> {
   if (!ROLES.includes(role)) throw new AppError('ERR_VALIDATION', 'Unknown role.', { details: { field: 'role' } });
