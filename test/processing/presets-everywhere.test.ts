@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { tempDir } from '../support/db.js';
 import { runCli } from '../support/cli.js';
 import { markedPng } from '../support/media.js';
-import { api, startHarness, startTestWorkers, upload, waitForJob, type Harness } from './support.js';
+import { api, startHarness, startTestWorkers, upload, waitForJob, type Harness } from '../jobs/support.js';
 
 describe('presets everywhere, and no silent reordering', () => {
   let h: Harness;
