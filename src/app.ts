@@ -242,7 +242,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   auditRoutes(app, deps.db);
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
   await app.register(consoleRoutes, { publicUrl: config.publicUrl, db: deps.db, masterKeys: deps.masterKeys, store: deps.store, now: deps.now, resetMailer: deps.resetMailer });
-  assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
+  assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels });
   // The processing surface: one processing service and one job queue per process, shared by the
   // sync route, jobs, webhooks and transform URLs (and by the workers when this process runs them).
   const processing = createProcessingService({ db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, meter: perimeter.meter, exportAllowed: perimeter.exportAllowed });
@@ -254,7 +254,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   jobRoutes(app, processing, runtime);
   webhookRoutes(app, runtime);
   transformRoutes(app, processing, authDeps);
-  uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now });
+  uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels });
 
   return { app, keys, keyring, signer, perimeter, drain };
 }

@@ -69,6 +69,8 @@ export interface AssetDeps {
   store: BlobStore;
   keyring: Keyring;
   now?: () => number;
+  /** The operator's pixel limit for uploads (`OBSCURA_MAX_INPUT_PIXELS`); default the media default. */
+  maxInputPixels?: number | undefined;
 }
 
 /** The allowlist an app's policy gives (SVG only when explicitly enabled). */
@@ -233,7 +235,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
   const keeper = new HeadKeeper(1024 * 1024);
   // Uploads are checked to really be what they were sniffed as, on the way to the store (outputs are
   // what our own pipeline wrote).
-  const check = input.kind === 'upload' ? new ContentCheck(type.mime, { maxPixels: DEFAULT_MEDIA_LIMITS.maxInputPixels }) : null;
+  const check = input.kind === 'upload' ? new ContentCheck(type.mime, { maxPixels: deps.maxInputPixels ?? DEFAULT_MEDIA_LIMITS.maxInputPixels }) : null;
   const encrypted = new PassThrough({ highWaterMark: 64 * 1024 });
   const writing = store.put(blobKey, encrypted);
   try {

@@ -13,7 +13,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { Config } from '../config/index.js';
+import type { UploadPathSettings } from './settings.js';
 import { AppError, notFound } from '../errors.js';
 import { publicId } from '../crypto/random.js';
 import type { Principal } from '../auth/keys.js';
@@ -23,7 +23,7 @@ import { allowedTypes, ingest, type Asset, type AssetDeps } from './assets.js';
 import { reserveUpload } from './upload-limits.js';
 
 export interface UploadIntentDeps extends AssetDeps {
-  config: Config;
+  config: UploadPathSettings;
   /** HMAC key for local direct-upload URLs (derived from the master key by the caller). */
   directUploadKey: Buffer;
 }

@@ -36,7 +36,7 @@ import type { IncomingMessage } from 'node:http';
 import { DataStore, ERRORS, Server, Upload } from '@tus/server';
 import type { ColumnType } from 'kysely';
 import { sql } from 'kysely';
-import type { Config } from '../config/index.js';
+import type { UploadPathSettings } from './settings.js';
 import type { AppSettings } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { publicId, randomBase62 } from '../crypto/random.js';
@@ -156,7 +156,7 @@ export interface TusRequestContext {
 
 /** Dependencies of the tus capability. */
 export interface TusDeps extends AssetDeps {
-  config: Config;
+  config: UploadPathSettings;
   /** Where unexpected failures are reported (never sent to the client). */
   log?: { error(obj: unknown, msg?: string): void; warn?(obj: unknown, msg?: string): void };
 }
@@ -346,7 +346,7 @@ async function settingsOf(deps: TusDeps, orgId: string, appId: string): Promise<
 }
 
 /** The largest upload an app accepts: its `max_upload_bytes`, never above the server's `OBSCURA_MAX_UPLOAD_BYTES`. */
-export function maxUploadBytes(config: Config, settings: AppSettings): number {
+export function maxUploadBytes(config: UploadPathSettings, settings: AppSettings): number {
   return Math.min(config.uploads.maxBytes, settings.max_upload_bytes ?? Number.MAX_SAFE_INTEGER);
 }
 

@@ -11,12 +11,12 @@
  * reservation.
  */
 import { sql } from 'kysely';
-import type { Config } from '../config/index.js';
+import type { UploadSettings } from './settings.js';
 import type { Tx } from '../db/database.js';
 import { AppError } from '../errors.js';
 
 /** The configured bounds (`config.uploads.limits`). */
-export type UploadLimits = Config['uploads']['limits'];
+export type UploadLimits = UploadSettings['limits'];
 
 /** What the unfinished uploads of an app or an org hold. */
 export interface Reserved {

@@ -8,8 +8,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { availableParallelism, totalmem } from 'node:os';
 import { ConfigError } from '../errors.js';
+import { PROCESSING_SETTINGS, type ProcessingSettings } from '../processing/settings.js';
+import { MEDIA_SETTINGS, type MediaSettings } from '../media/settings.js';
+import { JOBS_SETTINGS, type JobsSettings } from '../jobs/settings.js';
+import type { StorageSettings, UploadSettings } from '../assets/settings.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 export type Role = 'all' | 'api' | 'worker';
@@ -87,52 +90,12 @@ export interface Config {
      */
     readonly shutdownDrainMs: number;
   };
-  readonly storage: {
-    /** `fs` (default: `<dataDir>/blobs`) or `s3`. Either way only ciphertext is stored. */
-    readonly kind: 'fs' | 's3';
-    readonly s3: {
-      readonly bucket: string | undefined;
-      /** Custom endpoint (MinIO, Ceph, R2…); unset means AWS. */
-      readonly endpoint: string | undefined;
-      readonly region: string;
-      readonly prefix: string;
-      readonly forcePathStyle: boolean;
-      /** Longest an S3 request may stay silent (`OBSCURA_S3_REQUEST_TIMEOUT_MS`, default 30000): a hung store answers 503. */
-      readonly requestTimeoutMs: number;
-      /** Longest wait for a TCP connection to S3 (`OBSCURA_S3_CONNECT_TIMEOUT_MS`, default 5000). */
-      readonly connectTimeoutMs: number;
-    };
-  };
-  readonly uploads: {
-    /** Largest one-request upload (`POST /v1/assets`), default 25 MB. */
-    readonly maxSimpleBytes: number;
-    /** Largest upload of any kind (tus, presigned) unless an app sets less, default 5 GiB. */
-    readonly maxBytes: number;
-    /** Lifetime of a presigned direct upload URL (default 900 s = 15 min). */
-    readonly presignTtlSeconds: number;
-    /**
-     * A tus PATCH body is committed every this many bytes (`OBSCURA_UPLOAD_SEGMENT_BYTES`, default
-     * 8 MiB): a client whose connection, or whose server, dies mid-PATCH resumes from the last
-     * committed segment and resends at most one segment.
-     */
-    readonly segmentBytes: number;
-    /**
-     * Bounds on unfinished uploads (tus and presigned), so one tenant cannot reserve the server's disk
-     * by declaring uploads it never sends (issue 9, item 6). An upload holds its declared length from
-     * creation until it completes, is terminated or expires; beyond a bound, creation is 429
-     * ERR_UPLOAD_LIMIT naming the setting.
-     */
-    readonly limits: {
-      /** Unfinished uploads one app may hold (`OBSCURA_MAX_OPEN_UPLOADS_PER_APP`, default 1000). */
-      readonly maxOpenPerApp: number;
-      /** Unfinished uploads one org may hold over all its apps (`OBSCURA_MAX_OPEN_UPLOADS_PER_ORG`, default 5000). */
-      readonly maxOpenPerOrg: number;
-      /** Declared bytes of one app's unfinished uploads (`OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP`, default 100 GiB). */
-      readonly maxReservedBytesPerApp: number;
-      /** Declared bytes of one org's unfinished uploads (`OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG`, default 500 GiB). */
-      readonly maxReservedBytesPerOrg: number;
-    };
-  };
+  /** Where blobs live (src/assets/settings.ts). */
+  readonly storage: StorageSettings;
+
+  /** Upload sizes, presigned URLs, tus segments and the bounds on unfinished uploads (src/assets/settings.ts). */
+  readonly uploads: UploadSettings;
+
   readonly downloads: {
     /** Default lifetime of a signed download URL (default 86400 s = 24 h). */
     readonly defaultTtlSeconds: number;
@@ -143,58 +106,14 @@ export interface Config {
     /** pino level (default `info`). */
     readonly level: string;
   };
-  readonly processing: {
-    /** Largest raw request body of `POST /v1/process` (`OBSCURA_PROCESS_MAX_BODY_BYTES`, default 10 MB); bigger inputs go through uploads and jobs. */
-    readonly maxBodyBytes: number;
-    /** Images processed at once per process for `/v1/process` and transform URLs (`OBSCURA_PROCESS_CONCURRENCY`, default: CPU count). */
-    readonly concurrency: number;
-    /** Requests allowed to wait for a slot; beyond that 503 + Retry-After (`OBSCURA_PROCESS_MAX_QUEUED`, default 4 × concurrency). Bounds memory. */
-    readonly maxQueued: number;
-    /**
-     * Slots one org may hold at once (`OBSCURA_PROCESS_CONCURRENCY_PER_ORG`, default half the
-     * concurrency, at least 1): one tenant's heavy requests leave the rest to the others.
-     */
-    readonly concurrencyPerOrg: number;
-    /** Requests of one org allowed to wait (`OBSCURA_PROCESS_MAX_QUEUED_PER_ORG`, default half of the queue, at least 1). */
-    readonly maxQueuedPerOrg: number;
-    /** Longest a request waits for a slot before 503 + Retry-After (`OBSCURA_PROCESS_MAX_WAIT_MS`, default 10000). */
-    readonly maxWaitMs: number;
-    /**
-     * Estimated decoded-image memory all running requests may hold together, bytes
-     * (`OBSCURA_PROCESS_MEMORY_BUDGET_BYTES`, default half the machine's memory, at least 256 MiB).
-     */
-    readonly memoryBudgetBytes: number;
-    /** Most work one request may ask for, in cost units (`OBSCURA_PROCESS_MAX_COST`, default 1500; src/media/limits.ts). */
-    readonly maxCost: number;
-    /** Time limit of one remote fetch: input, presigned PUT (`OBSCURA_REMOTE_TIMEOUT_MS`, default 15000). */
-    readonly remoteTimeoutMs: number;
-    /**
-     * Ports remote inputs, presigned PUTs and webhooks may use (`OBSCURA_REMOTE_ALLOWED_PORTS`, default
-     * `443,80`; 80 only matters with the unsafe plain-http switch). Security: every port added is one
-     * more service on public hosts that a key holder can make this server talk to.
-     */
-    readonly remoteAllowedPorts: readonly number[];
-  };
-  readonly jobs: {
-    /** Jobs run at once per worker process (`OBSCURA_WORKER_CONCURRENCY`, default: CPU count). */
-    readonly workerConcurrency: number;
-    /**
-     * Processing jobs of one org running at once across all workers (pg-boss group concurrency,
-     * counted in the database) (`OBSCURA_WORKER_ORG_CONCURRENCY`, default half the worker concurrency,
-     * rounded up; 0 = no per-org cap). Keeps one org's backlog from holding every worker (issue 9, item 4).
-     */
-    readonly workerOrgConcurrency: number;
-    /** A running job is retried after this long without finishing (`OBSCURA_JOB_TIMEOUT_SECONDS`, default 300). */
-    readonly timeoutSeconds: number;
-    /** Retries after a failed attempt (`OBSCURA_JOB_RETRY_LIMIT`, default 3; exponential backoff). */
-    readonly retryLimit: number;
-    /** Idle polling interval of workers, ms (`OBSCURA_JOB_POLL_INTERVAL_MS`, default 2000, min 500); new jobs also wake workers by NOTIFY. */
-    readonly pollIntervalMs: number;
-    /** How often expired jobs (dead workers) are detected, seconds (`OBSCURA_JOB_MONITOR_INTERVAL_SECONDS`, default 30). */
-    readonly monitorIntervalSeconds: number;
-    /** First webhook retry delay, seconds, doubled with jitter up to 1 h, retried for about 24 h (`OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS`, default 10). */
-    readonly webhookRetryDelaySeconds: number;
-  };
+  /** Sync processing, its fair queue and remote inputs (src/processing/settings.ts). */
+  readonly processing: ProcessingSettings;
+  /** The operator's media limits, the ceiling for every app (src/media/settings.ts). */
+  readonly media: MediaSettings;
+
+  /** Workers, retries, polling and webhook retries (src/jobs/settings.ts). */
+  readonly jobs: JobsSettings;
+
   /** Housekeeping of worker processes (src/assets/maintenance.ts, src/assets/orphans.ts). */
   readonly maintenance: {
     /** How often a worker runs retention, erasure resumption and sweeps, ms (`OBSCURA_MAINTENANCE_INTERVAL_MS`, default 60000). */
@@ -266,7 +185,12 @@ export interface Config {
 
 type Source = Record<string, string | undefined>;
 
+/** The sections capabilities declare next to their code (each variable is named once, there). */
+const SECTIONS = [PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS] as const;
+
+/** Variables this loader reads itself; the capabilities' sections declare the rest (SECTIONS). */
 const KNOWN = new Set([
+  ...SECTIONS.flatMap((section) => section.envNames),
   'OBSCURA_DATA_DIR', 'OBSCURA_HOST', 'OBSCURA_PORT', 'OBSCURA_ROLE', 'OBSCURA_PUBLIC_URL', 'OBSCURA_DATABASE_URL', 'OBSCURA_MIGRATION_DATABASE_URL',
   'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_SHUTDOWN_DRAIN_MS', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_KEY_CACHE_TTL_MS',
   'OBSCURA_AUTH_BURST_THRESHOLD', 'OBSCURA_AUTH_BURST_WINDOW_MS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
@@ -274,9 +198,7 @@ const KNOWN = new Set([
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS', 'OBSCURA_UPLOAD_SEGMENT_BYTES',
   'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG',
-  'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS',
-  'OBSCURA_PROCESS_MAX_BODY_BYTES', 'OBSCURA_PROCESS_CONCURRENCY', 'OBSCURA_PROCESS_MAX_QUEUED', 'OBSCURA_PROCESS_CONCURRENCY_PER_ORG', 'OBSCURA_PROCESS_MAX_QUEUED_PER_ORG', 'OBSCURA_PROCESS_MAX_WAIT_MS', 'OBSCURA_PROCESS_MEMORY_BUDGET_BYTES', 'OBSCURA_PROCESS_MAX_COST', 'OBSCURA_REMOTE_TIMEOUT_MS', 'OBSCURA_REMOTE_ALLOWED_PORTS', 'OBSCURA_WORKER_CONCURRENCY', 'OBSCURA_JOB_TIMEOUT_SECONDS', 'OBSCURA_JOB_RETRY_LIMIT', 'OBSCURA_JOB_POLL_INTERVAL_MS', 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 'OBSCURA_MAINTENANCE_INTERVAL_MS', 'OBSCURA_ORPHAN_GRACE_MS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
-  'OBSCURA_WORKER_ORG_CONCURRENCY',
+  'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS', 'OBSCURA_MAINTENANCE_INTERVAL_MS', 'OBSCURA_ORPHAN_GRACE_MS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
   'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
   // perimeter (src/http/limits.ts)
   'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
@@ -303,17 +225,6 @@ function bool(src: Source, name: string, def: boolean): boolean {
   if (['1', 'true', 'yes', 'on'].includes(v)) return true;
   if (['0', 'false', 'no', 'off'].includes(v)) return false;
   throw new ConfigError(name, `must be true or false, got "${raw}"`);
-}
-
-/** A comma-separated list of TCP ports (1–65535), or the default when unset. */
-function ports(src: Source, name: string, def: number[]): number[] {
-  const raw = list(src, name);
-  if (raw.length === 0) return def;
-  return raw.map((p) => {
-    const n = Number(p);
-    if (!/^\d{1,5}$/.test(p) || n < 1 || n > 65535) throw new ConfigError(name, `"${p}" is not a port; use a comma-separated list such as 443,8443`);
-    return n;
-  });
 }
 
 function list(src: Source, name: string): string[] {
@@ -411,7 +322,6 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       throw new ConfigError('OBSCURA_S3_ENDPOINT', 'must be an absolute URL');
     }
   }
-  const cpus = availableParallelism();
   const urlMaxTtl = int(src, 'OBSCURA_URL_MAX_TTL_SECONDS', 7 * 86400, 60, 365 * 86400);
   const urlTtl = int(src, 'OBSCURA_URL_TTL_SECONDS', 86400, 60, 365 * 86400);
   if (urlTtl > urlMaxTtl) throw new ConfigError('OBSCURA_URL_TTL_SECONDS', `must not exceed OBSCURA_URL_MAX_TTL_SECONDS (${urlMaxTtl})`);
@@ -474,27 +384,11 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
     },
     downloads: { defaultTtlSeconds: urlTtl, maxTtlSeconds: urlMaxTtl },
     log: { level: logLevel },
-    processing: {
-      maxBodyBytes: int(src, 'OBSCURA_PROCESS_MAX_BODY_BYTES', 10 * 1000 * 1000, 1024, 1024 ** 3),
-      concurrency: int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024),
-      maxQueued: int(src, 'OBSCURA_PROCESS_MAX_QUEUED', 4 * int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024), 0, 100_000),
-      concurrencyPerOrg: int(src, 'OBSCURA_PROCESS_CONCURRENCY_PER_ORG', Math.max(1, Math.floor(int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024) / 2)), 1, 1024),
-      maxQueuedPerOrg: int(src, 'OBSCURA_PROCESS_MAX_QUEUED_PER_ORG', Math.max(1, Math.floor(int(src, 'OBSCURA_PROCESS_MAX_QUEUED', 4 * int(src, 'OBSCURA_PROCESS_CONCURRENCY', cpus, 1, 1024), 0, 100_000) / 2)), 0, 100_000),
-      maxWaitMs: int(src, 'OBSCURA_PROCESS_MAX_WAIT_MS', 10_000, 100, 600_000),
-      memoryBudgetBytes: int(src, 'OBSCURA_PROCESS_MEMORY_BUDGET_BYTES', Math.max(256 * 1024 ** 2, Math.floor(totalmem() / 2)), 16 * 1024 ** 2, 1024 ** 4),
-      maxCost: int(src, 'OBSCURA_PROCESS_MAX_COST', 1500, 1, 1_000_000),
-      remoteTimeoutMs: int(src, 'OBSCURA_REMOTE_TIMEOUT_MS', 15_000, 100, 600_000),
-      remoteAllowedPorts: ports(src, 'OBSCURA_REMOTE_ALLOWED_PORTS', [443, 80]),
-    },
-    jobs: {
-      workerConcurrency: int(src, 'OBSCURA_WORKER_CONCURRENCY', cpus, 1, 1024),
-      workerOrgConcurrency: int(src, 'OBSCURA_WORKER_ORG_CONCURRENCY', Math.ceil(int(src, 'OBSCURA_WORKER_CONCURRENCY', cpus, 1, 1024) / 2), 0, 100_000),
-      timeoutSeconds: int(src, 'OBSCURA_JOB_TIMEOUT_SECONDS', 300, 1, 86_400),
-      retryLimit: int(src, 'OBSCURA_JOB_RETRY_LIMIT', 3, 0, 100),
-      pollIntervalMs: int(src, 'OBSCURA_JOB_POLL_INTERVAL_MS', 2000, 500, 600_000),
-      monitorIntervalSeconds: int(src, 'OBSCURA_JOB_MONITOR_INTERVAL_SECONDS', 30, 1, 3600),
-      webhookRetryDelaySeconds: int(src, 'OBSCURA_WEBHOOK_RETRY_DELAY_SECONDS', 10, 1, 3600),
-    },
+    processing: PROCESSING_SETTINGS.read(src),
+    media: MEDIA_SETTINGS.read(src),
+
+    jobs: JOBS_SETTINGS.read(src),
+
     maintenance: {
       intervalMs: int(src, 'OBSCURA_MAINTENANCE_INTERVAL_MS', 60_000, 500, 3_600_000),
       orphanGraceMs: int(src, 'OBSCURA_ORPHAN_GRACE_MS', 3_600_000, 1000, 7 * 86_400_000),

@@ -28,6 +28,7 @@ import type { Ctx } from '../tenants/index.js';
 import { DEFAULT_OUTPUT_TTL_SECONDS, getAsset, ingest } from '../assets/assets.js';
 import { commitOutput, discardStaged, hideAsset, removeUnclaimed, stageOutput, type StagedOutput } from '../assets/outputs.js';
 import { redactUrl } from '../remote/fetcher.js';
+import type { MediaLimits } from '../media/limits.js';
 import {
   appSettings,
   attemptAssetId,
@@ -112,6 +113,8 @@ export interface JobSettings {
   maxInputBytes: number;
   /** Most work one job may ask for (`OBSCURA_PROCESS_MAX_COST`; default the media default). */
   maxCost?: number;
+  /** The operator's media limits (`config.media`); default the media defaults. */
+  media?: Partial<Omit<MediaLimits, 'allowSvg' | 'maxCost'>>;
 }
 
 /** What the job service needs. */
@@ -382,7 +385,7 @@ export class JobService {
     try {
       await this.removeOrphans(job, attempt);
       const settings = await db.withTenant(job.org_id, (trx) => appSettings(trx, job.org_id, job.app_id));
-      const limits = limitsFor(settings, this.deps.settings.maxCost === undefined ? {} : { maxCost: this.deps.settings.maxCost });
+      const limits = limitsFor(settings, { ...this.deps.settings.media, ...(this.deps.settings.maxCost === undefined ? {} : { maxCost: this.deps.settings.maxCost }) });
       const compiled = compileOperations(job.operations);
       const { bytes } = await readAsset(this.deps, job.org_id, job.input_asset_id, limits.maxInputBytes);
       if (this.deps.testDelayMs) await delay(this.deps.testDelayMs, opts.signal);

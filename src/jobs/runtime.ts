@@ -3,7 +3,9 @@
  * pg-boss (started on the first enqueue, so an API that never queues never polls). The HTTP routes
  * enqueue through it; the workers (worker.ts) run what it queued.
  */
-import type { Config } from '../config/index.js';
+import type { JobsSettings } from './settings.js';
+import type { ProcessingSettings } from '../processing/settings.js';
+import type { MediaSettings } from '../media/settings.js';
 import type { MasterKeys } from '../crypto/master.js';
 import type { PgBoss } from 'pg-boss';
 import { AppError } from '../errors.js';
@@ -13,11 +15,18 @@ import { acquireBoss, type BossHandle } from './boss.js';
 import { JobService } from './jobs.js';
 import type { WebhookDeps } from './webhooks.js';
 
+/** The configuration sections the job runtime reads (the server's `Config` has them). */
+export interface JobRuntimeSettings {
+  readonly jobs: JobsSettings;
+  readonly processing: ProcessingSettings;
+  readonly media: MediaSettings;
+}
+
 /** Construction options of {@link JobRuntime}. */
 export interface JobRuntimeOptions {
   /** The process's processing service: jobs run on its queue, fetchers and meter. */
   processing: ProcessingService;
-  config: Config;
+  config: JobRuntimeSettings;
   masterKeys: MasterKeys;
   /** TEST ONLY: extra delay per job attempt (`OBSCURA_TEST_JOB_DELAY_MS`), to kill a worker mid-job. */
   testDelayMs?: number | undefined;
@@ -42,6 +51,7 @@ export class JobRuntime {
         webhookRetryDelaySeconds: config.jobs.webhookRetryDelaySeconds,
         maxInputBytes: Math.max(config.processing.maxBodyBytes, DEFAULT_MEDIA_LIMITS.maxInputBytes),
         maxCost: config.processing.maxCost,
+        media: config.media,
       },
       boss: () => this.boss(),
       testDelayMs: o.testDelayMs,
@@ -49,7 +59,7 @@ export class JobRuntime {
     this.webhookDeps = { db: processing.deps.db, masterKeys: o.masterKeys, remote: processing.remote, now: processing.deps.now };
   }
 
-  get config(): Config {
+  get config(): JobRuntimeSettings {
     return this.o.config;
   }
 

@@ -15,13 +15,13 @@
 import type { Job, JobWithMetadata } from 'pg-boss';
 import { QUEUES } from './boss.js';
 import { UsageMeter } from '../usage/meter.js';
-import type { Config } from '../config/index.js';
+import type { ProcessingServiceSettings } from '../processing/service.js';
 import type { DatabaseHandle } from '../db/database.js';
 import type { MasterKeys } from '../crypto/master.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { BlobStore } from '../assets/stores/types.js';
 import { createProcessingService } from '../processing/service.js';
-import { JobRuntime } from './runtime.js';
+import { JobRuntime, type JobRuntimeSettings } from './runtime.js';
 import { abandonDelivery, attemptDelivery } from './webhooks.js';
 
 /** Options of {@link startWorkers}. */
@@ -120,7 +120,7 @@ export async function startWorkers(service: JobRuntime, opts: WorkerOptions): Pr
 
 /** What the workers of one process need. */
 export interface JobWorkerDeps {
-  config: Config;
+  config: ProcessingServiceSettings & JobRuntimeSettings & { readonly auth: { readonly keyCacheTtlMs: number } };
   db: DatabaseHandle;
   masterKeys: MasterKeys;
   store: BlobStore;

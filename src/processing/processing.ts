@@ -44,6 +44,8 @@ export interface ProcessingDeps {
   now?: () => number;
   /** Where exports and processing time are counted (the process's usage meter); none = not metered. */
   meter?: UsageMeter | undefined;
+  /** The operator's pixel limit (`OBSCURA_MAX_INPUT_PIXELS`), for input copies kept as assets. */
+  maxInputPixels?: number | undefined;
 }
 
 /** Validated operations in the three forms callers need. */
@@ -69,8 +71,11 @@ export async function appSettings(trx: Tx, orgId: string, appId: string): Promis
   return (await getApp(trx, orgId, appId)).settings;
 }
 
-/** Media limits for an app: the secure defaults, SVG only when the app enabled it. */
-export function limitsFor(settings: AppSettings, server: Partial<Pick<MediaLimits, 'maxCost'>> = {}): Readonly<MediaLimits> {
+/**
+ * Media limits for an app: the operator's limits (`config.media`, `OBSCURA_PROCESS_MAX_COST`; the
+ * secure defaults where unset), SVG only when the app enabled it.
+ */
+export function limitsFor(settings: AppSettings, server: Partial<Omit<MediaLimits, 'allowSvg'>> = {}): Readonly<MediaLimits> {
   return mediaLimits({ ...server, allowSvg: settings.allow_svg === true });
 }
 

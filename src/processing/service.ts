@@ -4,7 +4,8 @@
  * source cache. The durable queue that runs jobs on it lives in `jobs/` (see jobs/runtime.ts).
  */
 import type { UsageMeter } from '../usage/meter.js';
-import type { Config } from '../config/index.js';
+import type { ProcessingSettings } from './settings.js';
+import type { MediaSettings } from '../media/settings.js';
 import type { DatabaseHandle } from '../db/database.js';
 import type { MasterKeys } from '../crypto/master.js';
 import type { Keyring } from '../crypto/keyring.js';
@@ -21,13 +22,20 @@ import { appSettings, compileOperations, estimateMemory, fetchRemote, limitsFor,
 import { createRemote, type Remote, type RemotePolicy } from '../remote/remote.js';
 import { SourceCache, TransformKeys, acceptClass, expandPresetSegments, parseTransformUrl, resolveTransformOperations, transformEtag } from './transform.js';
 
+/** The configuration sections the processing service reads (the server's `Config` has them). */
+export interface ProcessingServiceSettings {
+  readonly processing: ProcessingSettings;
+  readonly media: MediaSettings;
+  readonly unsafe: { readonly remoteAllowHttp: boolean; readonly remoteAllowPrivate: boolean };
+}
+
 /** Construction options of {@link createProcessingService}. */
 export interface ProcessingServiceOptions {
   db: DatabaseHandle;
   store: BlobStore;
   keyring: Keyring;
   masterKeys: MasterKeys;
-  config: Config;
+  config: ProcessingServiceSettings;
   now?: (() => number) | undefined;
   /**
    * UNSAFE overrides of the remote-URL policy, for tests and development only: `unsafeTestAllow`
@@ -100,12 +108,12 @@ export class ProcessingService {
       maxWaitMs: config.processing.maxWaitMs,
       memoryBudgetBytes: config.processing.memoryBudgetBytes,
     });
-    this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now, meter: o.meter };
+    this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now, meter: o.meter, maxInputPixels: config.media.maxInputPixels };
     this.transformKeys = new TransformKeys(o.db, o.masterKeys, { now: o.now });
     this.sources = new SourceCache({ now: o.now });
   }
 
-  get config(): Config {
+  get config(): ProcessingServiceSettings {
     return this.o.config;
   }
 
@@ -121,7 +129,7 @@ export class ProcessingService {
   async processSync(req: SyncRequest): Promise<ProcessResult> {
     const compiled = compileOperations(req.operations);
     const settings = await this.o.db.withTenant(req.orgId, (trx) => appSettings(trx, req.orgId, req.appId));
-    const limits = limitsFor(settings, { maxCost: this.o.config.processing.maxCost });
+    const limits = limitsFor(settings, { ...this.o.config.media, maxCost: this.o.config.processing.maxCost });
     // The input's size decides its place under the memory budget: an asset's is known from its row and
     // sent bytes from their header before a slot is taken; a remote input is fetched inside its slot
     // (so slots also bound concurrent fetches) and reserves its memory once its header is read.
@@ -203,7 +211,7 @@ export class ProcessingService {
       return { status: 304, etag, maxAge, varyAccept, authorized };
     }
     await this.o.exportAllowed?.(key.orgId, key.appId);
-    const limits = limitsFor(facts.settings, { maxCost: this.o.config.processing.maxCost });
+    const limits = limitsFor(facts.settings, { ...this.o.config.media, maxCost: this.o.config.processing.maxCost });
     if (asset.width && asset.height) assertAffordable(estimateCostUpFront(compiled.plan, { width: asset.width, height: asset.height, format: asset.mime.replace(/^image\//, '') }, limits, { accept }), limits);
     const result = await this.queue.run(async () => {
       if (asset.size > limits.maxInputBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The input is too large.', { details: { maxBytes: limits.maxInputBytes } });

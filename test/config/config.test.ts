@@ -60,3 +60,50 @@ test('a config file supplies settings, the environment overrides it, and unknown
   writeFileSync(file, '{not json');
   refuses({ OBSCURA_CONFIG_FILE: file }, 'OBSCURA_CONFIG_FILE');
 });
+
+test('the media limits are operator settings: defaults are the media defaults, values are read, bad ones name the variable', async () => {
+  const { DEFAULT_MEDIA_LIMITS } = await import('../../src/media/limits.js');
+  const d = loadConfig({}).media;
+  assert.deepEqual({ ...d }, { maxInputPixels: DEFAULT_MEDIA_LIMITS.maxInputPixels, maxOutputDimension: DEFAULT_MEDIA_LIMITS.maxOutputDimension, maxFrames: DEFAULT_MEDIA_LIMITS.maxFrames, timeoutMs: DEFAULT_MEDIA_LIMITS.timeoutMs });
+  const c = loadConfig({ OBSCURA_MAX_INPUT_PIXELS: '1000', OBSCURA_MAX_OUTPUT_DIMENSION: '2048', OBSCURA_MAX_FRAMES: '5', OBSCURA_PROCESS_TIMEOUT_MS: '5000' }).media;
+  assert.deepEqual({ ...c }, { maxInputPixels: 1000, maxOutputDimension: 2048, maxFrames: 5, timeoutMs: 5000 });
+  refuses({ OBSCURA_MAX_INPUT_PIXELS: 'lots' }, 'OBSCURA_MAX_INPUT_PIXELS');
+  refuses({ OBSCURA_MAX_OUTPUT_DIMENSION: '20000' }, 'OBSCURA_MAX_OUTPUT_DIMENSION');
+  refuses({ OBSCURA_MAX_FRAMES: '0' }, 'OBSCURA_MAX_FRAMES');
+  refuses({ OBSCURA_PROCESS_TIMEOUT_MS: '10' }, 'OBSCURA_PROCESS_TIMEOUT_MS');
+});
+
+test('derived defaults in a capability section follow the values they derive from', () => {
+  const c = loadConfig({ OBSCURA_PROCESS_CONCURRENCY: '6', OBSCURA_WORKER_CONCURRENCY: '5' });
+  assert.equal(c.processing.maxQueued, 24);
+  assert.equal(c.processing.concurrencyPerOrg, 3);
+  assert.equal(c.processing.maxQueuedPerOrg, 12);
+  assert.equal(c.jobs.workerOrgConcurrency, 3);
+  assert.deepEqual([...c.processing.remoteAllowedPorts], [443, 80]);
+  refuses({ OBSCURA_REMOTE_ALLOWED_PORTS: '443,http' }, 'OBSCURA_REMOTE_ALLOWED_PORTS');
+});
+
+test('every variable a capability section declares is in the README configuration table', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const root = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../' : '../../', import.meta.url));
+  const readme = readFileSync(`${root}README.md`, 'utf8');
+  const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('\n## ', readme.indexOf('## Configuration') + 5));
+  const { PROCESSING_SETTINGS } = await import('../../src/processing/settings.js');
+  const { MEDIA_SETTINGS } = await import('../../src/media/settings.js');
+  const { JOBS_SETTINGS } = await import('../../src/jobs/settings.js');
+  const missing = [PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS].flatMap((s) => s.envNames).filter((n) => !table.includes(`\`${n}\``));
+  assert.deepEqual(missing, []);
+  // And every variable of the table is one the server knows (a documented typo would be refused at boot).
+  const documented = [...new Set(table.match(/`(OBSCURA_[A-Z0-9_]+)`/g)?.map((m) => m.slice(1, -1)) ?? [])];
+  assert.ok(documented.length > 50);
+  const unknown = documented.filter((n) => {
+    try {
+      loadConfig({ [n]: '' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  assert.deepEqual(unknown, []);
+});

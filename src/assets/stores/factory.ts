@@ -6,13 +6,13 @@
  */
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import type { Config } from '../../config/index.js';
+import type { StoreSettings } from '../settings.js';
 import { createFsStore } from './fs.js';
 import { createS3Store } from './s3.js';
 import type { BlobStore } from './types.js';
 
 /** Opens the configured store. */
-export async function openStore(config: Config): Promise<BlobStore> {
+export async function openStore(config: StoreSettings): Promise<BlobStore> {
   if (config.storage.kind === 's3') {
     const s3 = config.storage.s3;
     const client = new S3Client({
