@@ -41,7 +41,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   http: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage', 'assets', 'erasure', 'media', 'remote', 'processing', 'jobs', 'perimeter', 'config'],
   // config/ composes the sections capabilities declare (src/<room>/settings.ts); those rooms must
   // not import config/ (the map would then have a cycle).
-  config: ['errors', 'settings', 'assets', 'media', 'processing', 'jobs'],
+  config: ['errors', 'settings', 'auth', 'assets', 'media', 'processing', 'jobs'],
   app: ['*'],
   main: ['*'],
   cli: ['*'],

@@ -13,6 +13,7 @@ import { PROCESSING_SETTINGS, type ProcessingSettings } from '../processing/sett
 import { MEDIA_SETTINGS, type MediaSettings } from '../media/settings.js';
 import { JOBS_SETTINGS, type JobsSettings } from '../jobs/settings.js';
 import type { StorageSettings, UploadSettings } from '../assets/settings.js';
+import { AUTH_SETTINGS, OAUTH_SETTINGS, type AuthSettings, type OAuthSettings } from '../auth/settings.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 export type Role = 'all' | 'api' | 'worker';
@@ -60,20 +61,12 @@ export interface Config {
   readonly masterKey: string | undefined;
   /** Previous master keys still accepted for unwrapping during rotation (`OBSCURA_PREVIOUS_MASTER_KEYS`, comma-separated). */
   readonly previousMasterKeys: readonly string[];
-  readonly auth: {
-    /** How long a verified API key stays cached (ms, default 2000, max 5000): bounds how late another node sees a revocation. */
-    readonly keyCacheTtlMs: number;
-    /** Failed authentications from one IP within `burstWindowMs` that raise an audit event (default 20). */
-    readonly burstThreshold: number;
-    /** Window for burst detection (ms, default 60000). */
-    readonly burstWindowMs: number;
-  };
-  readonly oauth: {
-    /** Lifetime of OAuth2 access tokens (`OBSCURA_ACCESS_TOKEN_TTL_SECONDS`, default 900 = 15 min, 60–3600). Also how long a revoked client's tokens keep working. */
-    readonly accessTokenTtlSeconds: number;
-    /** Scheduled rotation of the JWT signing key (`OBSCURA_JWT_ROTATION_DAYS`, default 30, 1–365). */
-    readonly signingKeyRotationDays: number;
-  };
+  /** Key cache and failed-auth bursts (src/auth/settings.ts). */
+  readonly auth: AuthSettings;
+
+  /** Access tokens and their signing keys (src/auth/settings.ts). */
+  readonly oauth: OAuthSettings;
+
   readonly http: {
     /** Trust `X-Forwarded-*` from these proxies (comma-separated IPs/CIDRs; default none). */
     readonly trustProxy: readonly string[];
@@ -186,20 +179,18 @@ export interface Config {
 type Source = Record<string, string | undefined>;
 
 /** The sections capabilities declare next to their code (each variable is named once, there). */
-const SECTIONS = [PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS] as const;
+const SECTIONS = [AUTH_SETTINGS, OAUTH_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS] as const;
 
 /** Variables this loader reads itself; the capabilities' sections declare the rest (SECTIONS). */
 const KNOWN = new Set([
   ...SECTIONS.flatMap((section) => section.envNames),
   'OBSCURA_DATA_DIR', 'OBSCURA_HOST', 'OBSCURA_PORT', 'OBSCURA_ROLE', 'OBSCURA_PUBLIC_URL', 'OBSCURA_DATABASE_URL', 'OBSCURA_MIGRATION_DATABASE_URL',
-  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_SHUTDOWN_DRAIN_MS', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_KEY_CACHE_TTL_MS',
-  'OBSCURA_AUTH_BURST_THRESHOLD', 'OBSCURA_AUTH_BURST_WINDOW_MS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
+  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_SHUTDOWN_DRAIN_MS', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
   'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS', 'OBSCURA_UPLOAD_SEGMENT_BYTES',
   'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG',
   'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS', 'OBSCURA_MAINTENANCE_INTERVAL_MS', 'OBSCURA_ORPHAN_GRACE_MS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
-  'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 'OBSCURA_JWT_ROTATION_DAYS',
   // perimeter (src/http/limits.ts)
   'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
   'OBSCURA_REDIS_URL', 'OBSCURA_HEADERS_TIMEOUT_MS', 'OBSCURA_REQUEST_TIMEOUT_MS', 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS',
@@ -342,15 +333,10 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
     },
     masterKey: src.OBSCURA_MASTER_KEY,
     previousMasterKeys: list(src, 'OBSCURA_PREVIOUS_MASTER_KEYS'),
-    auth: {
-      keyCacheTtlMs: int(src, 'OBSCURA_KEY_CACHE_TTL_MS', 2000, 0, 5000),
-      burstThreshold: int(src, 'OBSCURA_AUTH_BURST_THRESHOLD', 20, 1, 1_000_000),
-      burstWindowMs: int(src, 'OBSCURA_AUTH_BURST_WINDOW_MS', 60_000, 1000, 86_400_000),
-    },
-    oauth: {
-      accessTokenTtlSeconds: int(src, 'OBSCURA_ACCESS_TOKEN_TTL_SECONDS', 900, 60, 3600),
-      signingKeyRotationDays: int(src, 'OBSCURA_JWT_ROTATION_DAYS', 30, 1, 365),
-    },
+    auth: AUTH_SETTINGS.read(src),
+
+    oauth: OAUTH_SETTINGS.read(src),
+
     http: {
       trustProxy,
       bodyLimit: int(src, 'OBSCURA_BODY_LIMIT', 1024 * 1024, 1024, 100 * 1024 * 1024),
