@@ -65,15 +65,20 @@ export interface Section<T> {
   read(src: Source): Readonly<T>;
 }
 
-/** Declares a section from its fields. */
-export function defineSection<T extends object>(fields: { readonly [K in keyof T]: Field<T[K]> }): Section<T> {
+/**
+ * Declares a section from its fields. `check` states rules between fields (it throws `ConfigError`
+ * naming the variable to change).
+ */
+export function defineSection<T extends object>(fields: { readonly [K in keyof T]: Field<T[K]> }, check?: (section: Readonly<T>) => void): Section<T> {
   return {
     envNames: Object.freeze(Object.values<Field<unknown>>(fields).map((f) => f.env)),
     fields,
     read(src) {
       const out: Record<string, unknown> = {};
       for (const [k, f] of Object.entries<Field<unknown>>(fields)) out[k] = f.read(src, out);
-      return Object.freeze(out) as Readonly<T>;
+      const section = Object.freeze(out) as Readonly<T>;
+      check?.(section);
+      return section;
     },
   };
 }

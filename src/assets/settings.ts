@@ -1,7 +1,10 @@
 /**
- * The configuration sections the assets room reads (types; `config/` loads them). The server's
- * `Config` is built from these types, so assets/ never imports config/.
+ * The configuration sections the assets room reads. Downloads and maintenance are declared here
+ * with the settings kit; storage and uploads are types here that `config/` still reads. The server's
+ * `Config` is built from these, so assets/ never imports config/.
  */
+import { ConfigError } from '../errors.js';
+import { defineSection, int } from '../settings.js';
 
 /** Where blobs live. */
 export interface StorageSettings {
@@ -64,3 +67,34 @@ export interface StoreSettings {
   readonly dataDir: string;
   readonly storage: StorageSettings;
 }
+
+/** Signed download URLs. */
+export interface DownloadSettings {
+  /** Longest lifetime a caller may ask for, seconds. */
+  readonly maxTtlSeconds: number;
+  /** Default lifetime of a signed download URL, seconds. */
+  readonly defaultTtlSeconds: number;
+}
+
+export const DOWNLOAD_SETTINGS = defineSection<DownloadSettings>(
+  {
+    maxTtlSeconds: int({ env: 'OBSCURA_URL_MAX_TTL_SECONDS', doc: 'Longest lifetime a caller may ask for a signed download URL.', default: 7 * 86400, min: 60, max: 365 * 86400 }),
+    defaultTtlSeconds: int({ env: 'OBSCURA_URL_TTL_SECONDS', doc: 'Default lifetime of a signed download URL.', default: 86400, min: 60, max: 365 * 86400 }),
+  },
+  (d) => {
+    if (d.defaultTtlSeconds > d.maxTtlSeconds) throw new ConfigError('OBSCURA_URL_TTL_SECONDS', `must not exceed OBSCURA_URL_MAX_TTL_SECONDS (${d.maxTtlSeconds})`);
+  },
+);
+
+/** Housekeeping of worker processes (maintenance.ts, orphans.ts). */
+export interface MaintenanceSettings {
+  /** How often a worker runs retention, erasure resumption and sweeps, ms. */
+  readonly intervalMs: number;
+  /** A blob without a row is deleted once it has stayed so this long, ms; the store is listed at most this often. */
+  readonly orphanGraceMs: number;
+}
+
+export const MAINTENANCE_SETTINGS = defineSection<MaintenanceSettings>({
+  intervalMs: int({ env: 'OBSCURA_MAINTENANCE_INTERVAL_MS', doc: 'How often a worker runs retention, erasure resumption and sweeps, ms.', default: 60_000, min: 500, max: 3_600_000 }),
+  orphanGraceMs: int({ env: 'OBSCURA_ORPHAN_GRACE_MS', doc: 'Age after which a blob without a row is deleted, ms.', default: 3_600_000, min: 1000, max: 7 * 86_400_000 }),
+});

@@ -12,7 +12,7 @@ import { ConfigError } from '../errors.js';
 import { PROCESSING_SETTINGS, type ProcessingSettings } from '../processing/settings.js';
 import { MEDIA_SETTINGS, type MediaSettings } from '../media/settings.js';
 import { JOBS_SETTINGS, type JobsSettings } from '../jobs/settings.js';
-import type { StorageSettings, UploadSettings } from '../assets/settings.js';
+import { DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, type DownloadSettings, type MaintenanceSettings, type StorageSettings, type UploadSettings } from '../assets/settings.js';
 import { AUTH_SETTINGS, OAUTH_SETTINGS, type AuthSettings, type OAuthSettings } from '../auth/settings.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
@@ -89,12 +89,9 @@ export interface Config {
   /** Upload sizes, presigned URLs, tus segments and the bounds on unfinished uploads (src/assets/settings.ts). */
   readonly uploads: UploadSettings;
 
-  readonly downloads: {
-    /** Default lifetime of a signed download URL (default 86400 s = 24 h). */
-    readonly defaultTtlSeconds: number;
-    /** Longest lifetime a caller may ask for (default 7 days). */
-    readonly maxTtlSeconds: number;
-  };
+  /** Signed download URLs (src/assets/settings.ts). */
+  readonly downloads: DownloadSettings;
+
   readonly log: {
     /** pino level (default `info`). */
     readonly level: string;
@@ -108,15 +105,9 @@ export interface Config {
   readonly jobs: JobsSettings;
 
   /** Housekeeping of worker processes (src/assets/maintenance.ts, src/assets/orphans.ts). */
-  readonly maintenance: {
-    /** How often a worker runs retention, erasure resumption and sweeps, ms (`OBSCURA_MAINTENANCE_INTERVAL_MS`, default 60000). */
-    readonly intervalMs: number;
-    /**
-     * A blob without a row is deleted once it has stayed so this long, ms; the store is listed at most
-     * this often (`OBSCURA_ORPHAN_GRACE_MS`, default 3600000 = 1 h, min 1000).
-     */
-    readonly orphanGraceMs: number;
-  };
+  /** Housekeeping of worker processes (src/assets/settings.ts). */
+  readonly maintenance: MaintenanceSettings;
+
   // --- perimeter (rate limits, timeouts, load shedding, redirect, metrics): src/http/limits.ts ---
   readonly perimeter: {
     /**
@@ -179,7 +170,7 @@ export interface Config {
 type Source = Record<string, string | undefined>;
 
 /** The sections capabilities declare next to their code (each variable is named once, there). */
-const SECTIONS = [AUTH_SETTINGS, OAUTH_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS] as const;
+const SECTIONS = [AUTH_SETTINGS, OAUTH_SETTINGS, DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS] as const;
 
 /** Variables this loader reads itself; the capabilities' sections declare the rest (SECTIONS). */
 const KNOWN = new Set([
@@ -189,8 +180,7 @@ const KNOWN = new Set([
   'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS', 'OBSCURA_UPLOAD_SEGMENT_BYTES',
-  'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG',
-  'OBSCURA_URL_TTL_SECONDS', 'OBSCURA_URL_MAX_TTL_SECONDS', 'OBSCURA_MAINTENANCE_INTERVAL_MS', 'OBSCURA_ORPHAN_GRACE_MS', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
+  'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
   // perimeter (src/http/limits.ts)
   'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
   'OBSCURA_REDIS_URL', 'OBSCURA_HEADERS_TIMEOUT_MS', 'OBSCURA_REQUEST_TIMEOUT_MS', 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS',
@@ -313,9 +303,6 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       throw new ConfigError('OBSCURA_S3_ENDPOINT', 'must be an absolute URL');
     }
   }
-  const urlMaxTtl = int(src, 'OBSCURA_URL_MAX_TTL_SECONDS', 7 * 86400, 60, 365 * 86400);
-  const urlTtl = int(src, 'OBSCURA_URL_TTL_SECONDS', 86400, 60, 365 * 86400);
-  if (urlTtl > urlMaxTtl) throw new ConfigError('OBSCURA_URL_TTL_SECONDS', `must not exceed OBSCURA_URL_MAX_TTL_SECONDS (${urlMaxTtl})`);
 
   const config: Config = {
     dataDir,
@@ -368,17 +355,15 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
         maxReservedBytesPerOrg: int(src, 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG', 500 * 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
       },
     },
-    downloads: { defaultTtlSeconds: urlTtl, maxTtlSeconds: urlMaxTtl },
+    downloads: DOWNLOAD_SETTINGS.read(src),
     log: { level: logLevel },
     processing: PROCESSING_SETTINGS.read(src),
     media: MEDIA_SETTINGS.read(src),
 
     jobs: JOBS_SETTINGS.read(src),
 
-    maintenance: {
-      intervalMs: int(src, 'OBSCURA_MAINTENANCE_INTERVAL_MS', 60_000, 500, 3_600_000),
-      orphanGraceMs: int(src, 'OBSCURA_ORPHAN_GRACE_MS', 3_600_000, 1000, 7 * 86_400_000),
-    },
+    maintenance: MAINTENANCE_SETTINGS.read(src),
+
     perimeter: loadPerimeter(src, env, { port, publicUrl }),
     unsafe: { allowPlainHttp, remoteAllowHttp: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', false), remoteAllowPrivate: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE', false) },
   };

@@ -73,6 +73,12 @@ test('the media limits are operator settings: defaults are the media defaults, v
   refuses({ OBSCURA_PROCESS_TIMEOUT_MS: '10' }, 'OBSCURA_PROCESS_TIMEOUT_MS');
 });
 
+test('a rule between the fields of a section names the variable to change', () => {
+  refuses({ OBSCURA_URL_TTL_SECONDS: '7200', OBSCURA_URL_MAX_TTL_SECONDS: '3600' }, 'OBSCURA_URL_TTL_SECONDS');
+  const d = loadConfig({ OBSCURA_URL_TTL_SECONDS: '600', OBSCURA_URL_MAX_TTL_SECONDS: '3600' }).downloads;
+  assert.deepEqual([d.defaultTtlSeconds, d.maxTtlSeconds], [600, 3600]);
+});
+
 test('derived defaults in a capability section follow the values they derive from', () => {
   const c = loadConfig({ OBSCURA_PROCESS_CONCURRENCY: '6', OBSCURA_WORKER_CONCURRENCY: '5' });
   assert.equal(c.processing.maxQueued, 24);
@@ -93,7 +99,8 @@ test('every variable a capability section declares is in the README configuratio
   const { MEDIA_SETTINGS } = await import('../../src/media/settings.js');
   const { JOBS_SETTINGS } = await import('../../src/jobs/settings.js');
   const { AUTH_SETTINGS, OAUTH_SETTINGS } = await import('../../src/auth/settings.js');
-  const missing = [AUTH_SETTINGS, OAUTH_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS].flatMap((s) => s.envNames).filter((n) => !table.includes(`\`${n}\``));
+  const { DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS } = await import('../../src/assets/settings.js');
+  const missing = [AUTH_SETTINGS, OAUTH_SETTINGS, DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS].flatMap((s) => s.envNames).filter((n) => !table.includes(`\`${n}\``));
   assert.deepEqual(missing, []);
   // And every variable of the table is one the server knows (a documented typo would be refused at boot).
   const documented = [...new Set(table.match(/`(OBSCURA_[A-Z0-9_]+)`/g)?.map((m) => m.slice(1, -1)) ?? [])];
