@@ -21,6 +21,16 @@ export interface Field<T> {
 type Default<T> = T | ((earlier: Readonly<Record<string, unknown>>) => T);
 const resolve = <T>(d: Default<T>, earlier: Readonly<Record<string, unknown>>): T => (typeof d === 'function' ? (d as (e: Readonly<Record<string, unknown>>) => T)(earlier) : d);
 
+/** Reads a whole number in `[min, max]` (`def` when unset). @throws ConfigError naming the variable. */
+export function readInt(src: Source, env: string, def: number, min: number, max: number): number {
+  const raw = src[env];
+  if (raw === undefined || raw === '') return def;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(env, `must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(env, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
 /** A whole number in `[min, max]`. */
 export function int(o: { env: string; doc: string; default: Default<number>; defaultText?: string; min: number; max: number }): Field<number> {
   return {
@@ -29,11 +39,7 @@ export function int(o: { env: string; doc: string; default: Default<number>; def
     defaultText: o.defaultText ?? String(o.default),
     read(src, earlier) {
       const raw = src[o.env];
-      if (raw === undefined || raw === '') return resolve(o.default, earlier);
-      if (!/^\d+$/.test(raw.trim())) throw new ConfigError(o.env, `must be a whole number, got "${raw}"`);
-      const n = Number(raw);
-      if (n < o.min || n > o.max) throw new ConfigError(o.env, `must be between ${o.min} and ${o.max}, got ${n}`);
-      return n;
+      return raw === undefined || raw === '' ? resolve(o.default, earlier) : readInt(src, o.env, 0, o.min, o.max);
     },
   };
 }
@@ -60,7 +66,8 @@ export function ports(o: { env: string; doc: string; default: number[] }): Field
 export interface Section<T> {
   /** Every variable the section owns (the unknown-variable check and the README check use them). */
   readonly envNames: readonly string[];
-  readonly fields: { readonly [K in keyof T]: Field<T[K]> };
+  /** The declared fields (absent for a section with a hand-written reader). */
+  readonly fields?: { readonly [K in keyof T]: Field<T[K]> };
   /** Reads and freezes the section. @throws ConfigError naming the variable. */
   read(src: Source): Readonly<T>;
 }

@@ -37,11 +37,11 @@ const ALLOWED: Record<string, readonly string[]> = {
   erasure: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'assets'],
   processing: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'assets', 'media', 'remote', 'usage'],
   jobs: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'assets', 'media', 'remote', 'usage', 'processing', 'sdk'],
-  perimeter: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage', 'config'],
+  perimeter: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage'],
   http: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage', 'assets', 'erasure', 'media', 'remote', 'processing', 'jobs', 'perimeter', 'config'],
   // config/ composes the sections capabilities declare (src/<room>/settings.ts); those rooms must
   // not import config/ (the map would then have a cycle).
-  config: ['errors', 'settings', 'auth', 'assets', 'media', 'processing', 'jobs'],
+  config: ['errors', 'settings', 'auth', 'assets', 'media', 'processing', 'jobs', 'perimeter'],
   app: ['*'],
   main: ['*'],
   cli: ['*'],

@@ -13,6 +13,7 @@ import { PROCESSING_SETTINGS, type ProcessingSettings } from '../processing/sett
 import { MEDIA_SETTINGS, type MediaSettings } from '../media/settings.js';
 import { JOBS_SETTINGS, type JobsSettings } from '../jobs/settings.js';
 import { DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, type DownloadSettings, type MaintenanceSettings, type StorageSettings, type UploadSettings } from '../assets/settings.js';
+import { PERIMETER_SETTINGS, checkPerimeterAgainstServer, type PerimeterSettings } from '../perimeter/settings.js';
 import { AUTH_SETTINGS, OAUTH_SETTINGS, type AuthSettings, type OAuthSettings } from '../auth/settings.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
@@ -108,53 +109,9 @@ export interface Config {
   /** Housekeeping of worker processes (src/assets/settings.ts). */
   readonly maintenance: MaintenanceSettings;
 
-  // --- perimeter (rate limits, timeouts, load shedding, redirect, metrics): src/http/limits.ts ---
-  readonly perimeter: {
-    /**
-     * Requests per minute per server-side credential: secret or restricted key, OAuth client
-     * (`OBSCURA_RATE_LIMIT_PER_MINUTE`, default 60000 = 1000/s). Such a credential belongs to the
-     * customer's own backend; the limit stops a runaway loop, it must never throttle normal traffic.
-     */
-    readonly perKeyPerMinute: number;
-    /**
-     * Requests per minute per publishable key AND client IP (`OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE`,
-     * default 600 = 10/s per browser). One publishable key serves every visitor of a site, so each
-     * visitor's address gets its own budget; the app limit bounds them together.
-     */
-    readonly perPublishablePerMinute: number;
-    /** Requests per minute per app, all its credentials together (`OBSCURA_RATE_LIMIT_APP_PER_MINUTE`, default 120000 = 2000/s). */
-    readonly perAppPerMinute: number;
-    /** Requests per minute per client IP on routes without authentication, e.g. signed download and transform URLs (`OBSCURA_RATE_LIMIT_IP_PER_MINUTE`, default 6000 = 100/s). */
-    readonly perIpPerMinute: number;
-    /** Failed authentications per client IP per minute before that IP gets 429 on authenticated routes (`OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE`, default 30). */
-    readonly authFailuresPerMinute: number;
-    /** Redis for rate-limit counters shared by every node (`REDIS_URL` or `OBSCURA_REDIS_URL`); unset = per process. Never logged. */
-    readonly redisUrl: string | undefined;
-    /** Longest a Redis command may take before this node counts locally for a while (`OBSCURA_REDIS_COMMAND_TIMEOUT_MS`, default 250). */
-    readonly redisCommandTimeoutMs: number;
-    /** Time a client has to send a request's headers (`OBSCURA_HEADERS_TIMEOUT_MS`, default 10000): cuts slowloris clients off. */
-    readonly headersTimeoutMs: number;
-    /** Time a client has to send a whole request, body included (`OBSCURA_REQUEST_TIMEOUT_MS`, default 120000). */
-    readonly requestTimeoutMs: number;
-    /** Idle keep-alive connections are closed after this (`OBSCURA_KEEP_ALIVE_TIMEOUT_MS`, default 5000). */
-    readonly keepAliveTimeoutMs: number;
-    /** Shed load (503 + Retry-After) when the mean event-loop delay exceeds this for two samples in a row (`OBSCURA_SHED_EVENT_LOOP_DELAY_MS`, default 1000; 0 = off). */
-    readonly shedEventLoopDelayMs: number;
-    /** Shed load above this V8 heap use (`OBSCURA_SHED_HEAP_USED_BYTES`; unset = 90% of the heap limit; 0 = off). */
-    readonly shedHeapUsedBytes: number | undefined;
-    /** How often pressure is sampled (`OBSCURA_SHED_SAMPLE_INTERVAL_MS`, default 1000). */
-    readonly shedSampleIntervalMs: number;
-    /** Retry-After sent with a shed request (`OBSCURA_SHED_RETRY_AFTER_SECONDS`, default 10). */
-    readonly shedRetryAfterSeconds: number;
-    /** A plain-HTTP listener on this port that only redirects to HTTPS (`OBSCURA_HTTP_REDIRECT_PORT`; unset = none). Needs an https public URL. */
-    readonly httpRedirectPort: number | undefined;
-    /** Separate Prometheus listener port (`OBSCURA_METRICS_PORT`; unset = none). */
-    readonly metricsPort: number | undefined;
-    /** Its host (`OBSCURA_METRICS_HOST`, default 127.0.0.1; a non-loopback host requires a metrics token). */
-    readonly metricsHost: string;
-    /** Bearer token for `/metrics` (`OBSCURA_METRICS_TOKEN`, >= 32 chars); when set, `/metrics` is also served on the main listener. Never logged. */
-    readonly metricsToken: string | undefined;
-  };
+  /** Rate limits, timeouts, load shedding, redirect and metrics listeners (src/perimeter/settings.ts). */
+  readonly perimeter: PerimeterSettings;
+
   /** Explicitly unsafe switches (each reported by `obscura doctor`). */
   readonly unsafe: {
     /** Listen on a non-loopback address over plain HTTP without a trusted proxy. Default false. */
@@ -170,22 +127,17 @@ export interface Config {
 type Source = Record<string, string | undefined>;
 
 /** The sections capabilities declare next to their code (each variable is named once, there). */
-const SECTIONS = [AUTH_SETTINGS, OAUTH_SETTINGS, DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS] as const;
+const SECTIONS = [PERIMETER_SETTINGS, AUTH_SETTINGS, OAUTH_SETTINGS, DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS] as const;
 
 /** Variables this loader reads itself; the capabilities' sections declare the rest (SECTIONS). */
 const KNOWN = new Set([
   ...SECTIONS.flatMap((section) => section.envNames),
   'OBSCURA_DATA_DIR', 'OBSCURA_HOST', 'OBSCURA_PORT', 'OBSCURA_ROLE', 'OBSCURA_PUBLIC_URL', 'OBSCURA_DATABASE_URL', 'OBSCURA_MIGRATION_DATABASE_URL',
-  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_SHUTDOWN_DRAIN_MS', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
+  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_SHUTDOWN_DRAIN_MS', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
   'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
   'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
   'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS', 'OBSCURA_UPLOAD_SEGMENT_BYTES',
   'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
-  // perimeter (src/http/limits.ts)
-  'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE',
-  'OBSCURA_REDIS_URL', 'OBSCURA_HEADERS_TIMEOUT_MS', 'OBSCURA_REQUEST_TIMEOUT_MS', 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS',
-  'OBSCURA_SHED_HEAP_USED_BYTES', 'OBSCURA_SHED_SAMPLE_INTERVAL_MS', 'OBSCURA_SHED_RETRY_AFTER_SECONDS', 'OBSCURA_HTTP_REDIRECT_PORT',
-  'OBSCURA_METRICS_PORT', 'OBSCURA_METRICS_HOST', 'OBSCURA_METRICS_TOKEN',
   // client commands (src/cli/credentials.ts); the server ignores them
   'OBSCURA_URL', 'OBSCURA_API_KEY', 'OBSCURA_CREDENTIALS_FILE',
 ]);
@@ -364,56 +316,11 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
 
     maintenance: MAINTENANCE_SETTINGS.read(src),
 
-    perimeter: loadPerimeter(src, env, { port, publicUrl }),
+    perimeter: PERIMETER_SETTINGS.read(src),
     unsafe: { allowPlainHttp, remoteAllowHttp: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', false), remoteAllowPrivate: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE', false) },
   };
+  checkPerimeterAgainstServer(config.perimeter, { port, publicUrl });
   return deepFreeze(config);
-}
-
-/** The perimeter section (rate limits, timeouts, load shedding, redirect listener, metrics exposure). */
-function loadPerimeter(src: Source, env: Source, main: { port: number; publicUrl: string }): Config['perimeter'] {
-  const optionalPort = (name: string): number | undefined => (src[name] === undefined || src[name] === '' ? undefined : int(src, name, 0, 1, 65535));
-  const redisUrl = src.OBSCURA_REDIS_URL ?? src.REDIS_URL ?? env.REDIS_URL;
-  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL');
-  const headersTimeoutMs = int(src, 'OBSCURA_HEADERS_TIMEOUT_MS', 10_000, 1000, 600_000);
-  const requestTimeoutMs = int(src, 'OBSCURA_REQUEST_TIMEOUT_MS', 120_000, 1000, 24 * 3_600_000);
-  // Node requires it, and a request cannot finish before its headers have.
-  if (requestTimeoutMs < headersTimeoutMs) throw new ConfigError('OBSCURA_REQUEST_TIMEOUT_MS', `must be at least OBSCURA_HEADERS_TIMEOUT_MS (${headersTimeoutMs})`);
-  const httpRedirectPort = optionalPort('OBSCURA_HTTP_REDIRECT_PORT');
-  if (httpRedirectPort !== undefined) {
-    if (!main.publicUrl.startsWith('https://')) throw new ConfigError('OBSCURA_HTTP_REDIRECT_PORT', 'redirects to HTTPS: configure TLS (OBSCURA_TLS_CERT_FILE/OBSCURA_TLS_KEY_FILE) or an https OBSCURA_PUBLIC_URL');
-    if (httpRedirectPort === main.port) throw new ConfigError('OBSCURA_HTTP_REDIRECT_PORT', 'must differ from OBSCURA_PORT');
-  }
-  const metricsPort = optionalPort('OBSCURA_METRICS_PORT');
-  if (metricsPort !== undefined && metricsPort === main.port) throw new ConfigError('OBSCURA_METRICS_PORT', 'must differ from OBSCURA_PORT (use OBSCURA_METRICS_TOKEN to serve /metrics on the main listener)');
-  const metricsHost = src.OBSCURA_METRICS_HOST ?? '127.0.0.1';
-  const metricsToken = src.OBSCURA_METRICS_TOKEN;
-  if (metricsToken !== undefined && (metricsToken.length < 32 || /\s/.test(metricsToken))) throw new ConfigError('OBSCURA_METRICS_TOKEN', 'must be at least 32 characters without spaces (e.g. `openssl rand -hex 32`)');
-  if (metricsPort !== undefined && !['127.0.0.1', '::1', 'localhost'].includes(metricsHost) && metricsToken === undefined) {
-    throw new ConfigError('OBSCURA_METRICS_HOST', `serving metrics on ${metricsHost} needs OBSCURA_METRICS_TOKEN (metrics are never public without authentication)`);
-  }
-  const heap = src.OBSCURA_SHED_HEAP_USED_BYTES;
-  return {
-    // Defaults per key kind (issue 9, item 22): a backend at 50 req/s sustained is far inside them.
-    perKeyPerMinute: int(src, 'OBSCURA_RATE_LIMIT_PER_MINUTE', 60_000, 1, 10_000_000),
-    perPublishablePerMinute: int(src, 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 600, 1, 10_000_000),
-    perAppPerMinute: int(src, 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 120_000, 1, 100_000_000),
-    perIpPerMinute: int(src, 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 6000, 1, 10_000_000),
-    authFailuresPerMinute: int(src, 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
-    redisUrl,
-    redisCommandTimeoutMs: int(src, 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 250, 10, 60_000),
-    headersTimeoutMs,
-    requestTimeoutMs,
-    keepAliveTimeoutMs: int(src, 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 5000, 1000, 600_000),
-    shedEventLoopDelayMs: int(src, 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS', 1000, 0, 600_000),
-    shedHeapUsedBytes: heap === undefined || heap === '' ? undefined : int(src, 'OBSCURA_SHED_HEAP_USED_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
-    shedSampleIntervalMs: int(src, 'OBSCURA_SHED_SAMPLE_INTERVAL_MS', 1000, 10, 60_000),
-    shedRetryAfterSeconds: int(src, 'OBSCURA_SHED_RETRY_AFTER_SECONDS', 10, 1, 3600),
-    httpRedirectPort,
-    metricsPort,
-    metricsHost,
-    metricsToken,
-  };
 }
 
 function deepFreeze<T>(o: T): T {

@@ -1,6 +1,6 @@
 /** The listeners beside the main one: the HTTP→HTTPS redirect and Prometheus, when configured. */
 import { randomUUID } from 'node:crypto';
-import type { Config } from '../config/index.js';
+import type { PerimeterSettings } from './settings.js';
 import { startMetricsServer, type MetricsServer, type ProcessMetrics } from '../usage/metrics.js';
 import { startRedirectServer, type RedirectServer } from './tls.js';
 
@@ -12,7 +12,7 @@ export interface SideListeners {
 }
 
 /** Starts the configured side listeners (called by `main.ts` after the main listener is up). */
-export async function startSideListeners(config: Config, perimeter: { metrics: ProcessMetrics }, requestId: () => string = randomUUID): Promise<SideListeners> {
+export async function startSideListeners(config: { readonly host: string; readonly publicUrl: string; readonly perimeter: PerimeterSettings }, perimeter: { metrics: ProcessMetrics }, requestId: () => string = randomUUID): Promise<SideListeners> {
   const p = config.perimeter;
   const redirect = p.httpRedirectPort !== undefined ? await startRedirectServer({ host: config.host, port: p.httpRedirectPort, publicUrl: config.publicUrl, requestId }) : null;
   let metrics: MetricsServer | null = null;

@@ -18,7 +18,7 @@ import fp from 'fastify-plugin';
 import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import { AppError } from '../errors.js';
 import type { ProcessMetrics } from '../usage/metrics.js';
-import type { Config } from '../config/index.js';
+import type { PerimeterSettings } from './settings.js';
 import { connectRedis, storeCtor } from './rate-limit-store.js';
 import { appendRouteHook } from './route-hooks.js';
 
@@ -26,7 +26,7 @@ const WINDOW_MS = 60_000;
 
 /** The rate-limit plugin; connects to Redis at boot when `redisUrl` is set (refusing to start if it cannot). */
 export const rateLimits = fp(
-  async (app: FastifyInstance, opts: { settings: Config['perimeter']; metrics: ProcessMetrics }) => {
+  async (app: FastifyInstance, opts: { settings: PerimeterSettings; metrics: ProcessMetrics }) => {
     const p = opts.settings;
     const { metrics } = opts;
     const redis = p.redisUrl ? await connectRedis(p.redisUrl, p.redisCommandTimeoutMs) : null;

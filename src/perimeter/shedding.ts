@@ -10,7 +10,7 @@ import fp from 'fastify-plugin';
 import underPressure from '@fastify/under-pressure';
 import { AppError } from '../errors.js';
 import type { ProcessMetrics } from '../usage/metrics.js';
-import type { Config } from '../config/index.js';
+import type { PerimeterSettings } from './settings.js';
 
 /**
  * Mean event-loop delay per sample interval; `lagging` once `samples` consecutive intervals exceed the
@@ -55,7 +55,7 @@ export class LagMonitor {
 
 /** The shedding plugin. */
 export const loadShedding = fp(
-  async (app: FastifyInstance, opts: { settings: Config['perimeter']; metrics: ProcessMetrics }) => {
+  async (app: FastifyInstance, opts: { settings: PerimeterSettings; metrics: ProcessMetrics }) => {
     const p = opts.settings;
     const heapLimit = p.shedHeapUsedBytes ?? Math.floor(getHeapStatistics().heap_size_limit * 0.9);
     const lag = p.shedEventLoopDelayMs > 0 ? new LagMonitor(p.shedEventLoopDelayMs, p.shedSampleIntervalMs) : null;
@@ -75,7 +75,7 @@ export const loadShedding = fp(
 
 /** Slowloris: the HTTP server's header, request and keep-alive timeouts (set before it listens). */
 export const slowClientTimeouts = fp(
-  async (app: FastifyInstance, opts: { settings: Config['perimeter'] }) => {
+  async (app: FastifyInstance, opts: { settings: PerimeterSettings }) => {
     const p = opts.settings;
     // Node cuts a connection whose headers (or whole request) take too long, but only checks every
     // `connectionsCheckingInterval` (30 s by default), read when the server starts listening.

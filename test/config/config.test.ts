@@ -100,7 +100,8 @@ test('every variable a capability section declares is in the README configuratio
   const { JOBS_SETTINGS } = await import('../../src/jobs/settings.js');
   const { AUTH_SETTINGS, OAUTH_SETTINGS } = await import('../../src/auth/settings.js');
   const { DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS } = await import('../../src/assets/settings.js');
-  const missing = [AUTH_SETTINGS, OAUTH_SETTINGS, DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS].flatMap((s) => s.envNames).filter((n) => !table.includes(`\`${n}\``));
+  const { PERIMETER_SETTINGS } = await import('../../src/perimeter/settings.js');
+  const missing = [PERIMETER_SETTINGS, AUTH_SETTINGS, OAUTH_SETTINGS, DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS].flatMap((s) => s.envNames).filter((n) => !table.includes(`\`${n}\``));
   assert.deepEqual(missing, []);
   // And every variable of the table is one the server knows (a documented typo would be refused at boot).
   const documented = [...new Set(table.match(/`(OBSCURA_[A-Z0-9_]+)`/g)?.map((m) => m.slice(1, -1)) ?? [])];
