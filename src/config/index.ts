@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
+import { readInt } from '../settings.js';
 import { PROCESSING_SETTINGS, type ProcessingSettings } from '../processing/settings.js';
 import { MEDIA_SETTINGS, type MediaSettings } from '../media/settings.js';
 import { JOBS_SETTINGS, type JobsSettings } from '../jobs/settings.js';
@@ -142,15 +143,6 @@ const KNOWN = new Set([
   'OBSCURA_URL', 'OBSCURA_API_KEY', 'OBSCURA_CREDENTIALS_FILE',
 ]);
 
-function int(src: Source, name: string, def: number, min: number, max: number): number {
-  const raw = src[name];
-  if (raw === undefined || raw === '') return def;
-  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
-
 function bool(src: Source, name: string, def: boolean): boolean {
   const raw = src[name];
   if (raw === undefined || raw === '') return def;
@@ -203,7 +195,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
 
   const dataDir = resolve(cwd, src.OBSCURA_DATA_DIR ?? './data');
   const host = src.OBSCURA_HOST ?? '127.0.0.1';
-  const port = int(src, 'OBSCURA_PORT', 8080, 0, 65535);
+  const port = readInt(src, 'OBSCURA_PORT', 8080, 0, 65535);
   const role = (src.OBSCURA_ROLE ?? 'all') as Role;
   if (!['all', 'api', 'worker'].includes(role)) throw new ConfigError('OBSCURA_ROLE', 'must be all, api or worker');
 
@@ -266,9 +258,9 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       kind: dbUrl ? 'postgres' : 'pglite',
       url: dbUrl,
       migrationUrl,
-      poolSize: int(src, 'OBSCURA_DATABASE_POOL_SIZE', 10, 1, 500),
-      queryTimeoutMs: int(src, 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 15_000, 100, 3_600_000),
-      connectTimeoutMs: int(src, 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
+      poolSize: readInt(src, 'OBSCURA_DATABASE_POOL_SIZE', 10, 1, 500),
+      queryTimeoutMs: readInt(src, 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 15_000, 100, 3_600_000),
+      connectTimeoutMs: readInt(src, 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
     },
     masterKey: src.OBSCURA_MASTER_KEY,
     previousMasterKeys: list(src, 'OBSCURA_PREVIOUS_MASTER_KEYS'),
@@ -278,10 +270,10 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
 
     http: {
       trustProxy,
-      bodyLimit: int(src, 'OBSCURA_BODY_LIMIT', 1024 * 1024, 1024, 100 * 1024 * 1024),
+      bodyLimit: readInt(src, 'OBSCURA_BODY_LIMIT', 1024 * 1024, 1024, 100 * 1024 * 1024),
       tlsCertFile,
       tlsKeyFile,
-      shutdownDrainMs: int(src, 'OBSCURA_SHUTDOWN_DRAIN_MS', 120_000, 0, 24 * 3_600_000),
+      shutdownDrainMs: readInt(src, 'OBSCURA_SHUTDOWN_DRAIN_MS', 120_000, 0, 24 * 3_600_000),
     },
     storage: {
       kind: storeKind,
@@ -291,20 +283,20 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
         region: src.OBSCURA_S3_REGION ?? 'us-east-1',
         prefix: src.OBSCURA_S3_PREFIX ?? '',
         forcePathStyle: bool(src, 'OBSCURA_S3_FORCE_PATH_STYLE', false),
-        requestTimeoutMs: int(src, 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
-        connectTimeoutMs: int(src, 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
+        requestTimeoutMs: readInt(src, 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
+        connectTimeoutMs: readInt(src, 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
       },
     },
     uploads: {
-      maxSimpleBytes: int(src, 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 25 * 1000 * 1000, 1, 1024 ** 3),
-      maxBytes: int(src, 'OBSCURA_MAX_UPLOAD_BYTES', 5 * 1024 ** 3, 1, 5 * 1024 ** 4),
-      presignTtlSeconds: int(src, 'OBSCURA_PRESIGN_TTL_SECONDS', 900, 30, 3600),
-      segmentBytes: int(src, 'OBSCURA_UPLOAD_SEGMENT_BYTES', 8 * 1024 ** 2, 64 * 1024, 1024 ** 3),
+      maxSimpleBytes: readInt(src, 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 25 * 1000 * 1000, 1, 1024 ** 3),
+      maxBytes: readInt(src, 'OBSCURA_MAX_UPLOAD_BYTES', 5 * 1024 ** 3, 1, 5 * 1024 ** 4),
+      presignTtlSeconds: readInt(src, 'OBSCURA_PRESIGN_TTL_SECONDS', 900, 30, 3600),
+      segmentBytes: readInt(src, 'OBSCURA_UPLOAD_SEGMENT_BYTES', 8 * 1024 ** 2, 64 * 1024, 1024 ** 3),
       limits: {
-        maxOpenPerApp: int(src, 'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 1000, 1, 10_000_000),
-        maxOpenPerOrg: int(src, 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 5000, 1, 10_000_000),
-        maxReservedBytesPerApp: int(src, 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 100 * 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
-        maxReservedBytesPerOrg: int(src, 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG', 500 * 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
+        maxOpenPerApp: readInt(src, 'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 1000, 1, 10_000_000),
+        maxOpenPerOrg: readInt(src, 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 5000, 1, 10_000_000),
+        maxReservedBytesPerApp: readInt(src, 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 100 * 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
+        maxReservedBytesPerOrg: readInt(src, 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG', 500 * 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
       },
     },
     downloads: DOWNLOAD_SETTINGS.read(src),
