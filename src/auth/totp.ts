@@ -42,11 +42,6 @@ export function totpStep(nowMs: number): number {
   return Math.floor(nowMs / 1000 / TOTP_PERIOD);
 }
 
-/** The code for a timestamp (tests and tooling; the server only verifies). */
-export function totpCode(secret: Buffer, nowMs: number): string {
-  return totpFor(secret).generate({ timestamp: nowMs });
-}
-
 export type TotpResult = { ok: true; step: number } | { ok: false; reason: 'invalid' | 'reused' };
 
 /**

@@ -111,11 +111,12 @@ export class Keyring {
 }
 
 /**
- * Deletes every key of an org: all its blobs become permanently unreadable. Owner-level, because the
- * tenant role may not delete keys.
+ * Deletes every key of an org in the caller's system transaction (org erasure's shred step): all its
+ * blobs become permanently unreadable, on every node within the key-cache bound. System-level,
+ * because the tenant role may not delete keys. Returns how many keys were deleted.
  */
-export async function shredOrgKeys(db: DatabaseHandle, orgId: string): Promise<number> {
-  const r = await db.system.deleteFrom('tenant_keys').where('org_id', '=', orgId).executeTakeFirst();
+export async function shredOrgKeys(trx: Tx, orgId: string): Promise<number> {
+  const r = await trx.deleteFrom('tenant_keys').where('org_id', '=', orgId).executeTakeFirst();
   return Number(r.numDeletedRows);
 }
 

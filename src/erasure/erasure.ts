@@ -25,6 +25,7 @@ import { sql } from 'kysely';
 import type { DatabaseHandle } from '../db/database.js';
 import type { BlobStore } from '../assets/stores/types.js';
 import { AppError } from '../errors.js';
+import { shredOrgKeys } from '../crypto/keyring.js';
 import { appendAudit, eraseAuditChain, type AuditActor } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
 
@@ -95,9 +96,9 @@ async function shred(db: DatabaseHandle, orgId: string, ctx: Ctx, now: number): 
       // auditors see that the erasure began and who asked.
       await appendAudit(trx, { orgId, actor: ctx.actor, action: 'org.erase_requested', target: { org: orgId }, ip: ctx.ip, requestId: ctx.requestId });
     }
-    const keys = await trx.deleteFrom('tenant_keys').where('org_id', '=', orgId).executeTakeFirst();
+    const keys = await shredOrgKeys(trx, orgId);
     for (const t of CREDENTIAL_TABLES) await sql`delete from ${sql.table(t)} where org_id = ${orgId}`.execute(trx);
-    return Number(keys.numDeletedRows);
+    return keys;
   });
 }
 

@@ -6,10 +6,9 @@
  * from a tiny input holds ~256 MiB per RGBA frame).
  */
 import sharp from 'sharp';
-import { AppError } from '../../errors.js';
 import type { MediaLimits } from '../limits.js';
 import type { Plan } from './operations/registry.js';
-import type { OperationContext } from './operations/types.js';
+import { newOperationContext } from './operations/types.js';
 
 /** What {@link predictOutput} found. */
 export interface OutputPrediction {
@@ -28,18 +27,7 @@ export interface OutputPrediction {
  */
 export function predictOutput(plan: Plan, source: { width: number; height: number }, limits: Readonly<MediaLimits>, o: { preview?: boolean; previewMaxDimension?: number } = {}): OutputPrediction {
   const maxDimension = o.preview ? Math.min(o.previewMaxDimension ?? 512, limits.maxOutputDimension) : limits.maxOutputDimension;
-  const ctx: OperationContext = {
-    limits,
-    source: { format: 'png', mime: 'image/png', width: source.width, height: source.height, frames: 1, hasAlpha: false, orientation: 1 },
-    maxDimension,
-    width: source.width,
-    height: source.height,
-    exact: true,
-    background: '#ffffff',
-    overlays: [],
-    output: {},
-    loadAsset: () => Promise.reject(new AppError('ERR_NOT_FOUND', 'The asset does not exist.')),
-  };
+  const ctx = newOperationContext({ limits, source: { format: 'png', mime: 'image/png', width: source.width, height: source.height, frames: 1, hasAlpha: false, orientation: 1 }, maxDimension });
   const idle = sharp();
   let wholeFrameStages = o.preview ? 1 : 0;
   let resized = false;

@@ -17,7 +17,7 @@ import { inspect, type ImageInfo } from './inspect.js';
 import { applyResize } from './operations/geometry.js';
 import { buildPlan, parseOperations, type Plan } from './operations/registry.js';
 import { ENCODE_COST } from './operations/output.js';
-import type { OperationContext, OutputFormat } from './operations/types.js';
+import { newOperationContext, type OutputFormat } from './operations/types.js';
 import { renderText } from './text.js';
 import { predictOutput } from './output-size.js';
 
@@ -275,20 +275,7 @@ export async function processImage(
   }).timeout({ seconds });
 
   const { bytes: _bytes, ...facts } = source;
-  const ctx: OperationContext = {
-    limits,
-    source: facts,
-    maxDimension: preview ? Math.min(PREVIEW_MAX_DIMENSION, limits.maxOutputDimension) : limits.maxOutputDimension,
-    width: source.width,
-    height: source.height,
-    exact: true,
-    background: '#ffffff',
-    overlays: [],
-    output: {},
-    loadAsset:
-      options.loadAsset ??
-      (() => Promise.reject(new AppError('ERR_NOT_FOUND', 'The asset does not exist.'))),
-  };
+  const ctx = newOperationContext({ limits, source: facts, maxDimension: preview ? Math.min(PREVIEW_MAX_DIMENSION, limits.maxOutputDimension) : limits.maxOutputDimension, loadAsset: options.loadAsset });
 
   for (const step of plan.steps) {
     await step.operation.apply(pipeline, step.args, ctx);

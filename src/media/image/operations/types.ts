@@ -9,6 +9,7 @@
 import type { OverlayOptions, Sharp } from 'sharp';
 import type { Static, TSchema } from 'typebox';
 import type { OperationDef as BaseOperationDef } from '../../registry.js';
+import { AppError } from '../../../errors.js';
 import type { MediaLimits } from '../../limits.js';
 import type { ImageInfo } from '../inspect.js';
 
@@ -61,6 +62,25 @@ export interface OperationDef<S extends TSchema = TSchema> extends BaseOperation
   readonly geometry?: boolean;
   /** Holds a whole output-sized frame at once (blur, trim, overlays, free rotation), for the memory estimate. */
   wholeFrame?(args: Static<S>): boolean;
+}
+
+/**
+ * The state one run starts from: the source's size, a white background, no overlays, no output
+ * choices. Without `loadAsset`, a watermark is "not found" (predictions never read other assets).
+ */
+export function newOperationContext(o: { limits: Readonly<MediaLimits>; source: Readonly<Omit<ImageInfo, 'bytes'>>; maxDimension: number; loadAsset?: ((assetId: string) => Promise<Buffer>) | undefined }): OperationContext {
+  return {
+    limits: o.limits,
+    source: o.source,
+    maxDimension: o.maxDimension,
+    width: o.source.width,
+    height: o.source.height,
+    exact: true,
+    background: '#ffffff',
+    overlays: [],
+    output: {},
+    loadAsset: o.loadAsset ?? (() => Promise.reject(new AppError('ERR_NOT_FOUND', 'The asset does not exist.'))),
+  };
 }
 
 /** Declares an operation with its parameter types inferred from the schema. */
