@@ -62,6 +62,66 @@ export function ports(o: { env: string; doc: string; default: number[] }): Field
   };
 }
 
+/** Reads a boolean (`true/false`, `1/0`, `yes/no`, `on/off`; `def` when unset). @throws ConfigError naming the variable. */
+export function readBool(src: Source, env: string, def: boolean): boolean {
+  const raw = src[env];
+  if (raw === undefined || raw === '') return def;
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(env, `must be true or false, got "${raw}"`);
+}
+
+/** Reads a comma-separated list (empty when unset). */
+export function readList(src: Source, env: string): string[] {
+  const raw = src[env];
+  if (!raw) return [];
+  return raw.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** A boolean switch (`true/false`, `1/0`, `yes/no`, `on/off`). */
+export function bool(o: { env: string; doc: string; default: boolean }): Field<boolean> {
+  return { env: o.env, doc: o.doc, defaultText: String(o.default), read: (src) => readBool(src, o.env, o.default) };
+}
+
+/** A comma-separated list of strings (default: empty). */
+export function list(o: { env: string; doc: string; defaultText?: string }): Field<readonly string[]> {
+  return { env: o.env, doc: o.doc, defaultText: o.defaultText ?? 'none', read: (src) => readList(src, o.env) };
+}
+
+/** A string; unset gives `default` (absent: `undefined`). `check` returns why a value is refused. */
+export function str(o: { env: string; doc: string; defaultText?: string; check?: (value: string) => string | undefined }): Field<string | undefined>;
+export function str(o: { env: string; doc: string; default: Default<string>; defaultText?: string; check?: (value: string) => string | undefined }): Field<string>;
+export function str(o: { env: string; doc: string; default?: Default<string>; defaultText?: string; check?: (value: string) => string | undefined }): Field<string | undefined> {
+  return {
+    env: o.env,
+    doc: o.doc,
+    defaultText: o.defaultText ?? (typeof o.default === 'string' ? o.default : 'unset'),
+    read(src, earlier) {
+      const raw = src[o.env];
+      if (raw === undefined) return o.default === undefined ? undefined : resolve(o.default, earlier);
+      const why = o.check?.(raw);
+      if (why !== undefined) throw new ConfigError(o.env, why);
+      return raw;
+    },
+  };
+}
+
+/** One of a closed set of words; anything else is refused with `must be a, b or c`. */
+export function oneOf<const W extends string>(o: { env: string; doc: string; values: readonly W[]; default: W; message?: string }): Field<W> {
+  const words = o.values.length > 1 ? `${o.values.slice(0, -1).join(', ')} or ${o.values[o.values.length - 1]}` : String(o.values[0]);
+  return {
+    env: o.env,
+    doc: o.doc,
+    defaultText: o.default,
+    read(src) {
+      const raw = src[o.env] ?? o.default;
+      if (!(o.values as readonly string[]).includes(raw)) throw new ConfigError(o.env, o.message ?? `must be ${words}`);
+      return raw as W;
+    },
+  };
+}
+
 /** A section: typed fields, read in declaration order. */
 export interface Section<T> {
   /** Every variable the section owns (the unknown-variable check and the README check use them). */

@@ -38,10 +38,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   processing: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'assets', 'media', 'remote', 'usage'],
   jobs: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'assets', 'media', 'remote', 'usage', 'processing', 'sdk'],
   perimeter: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage'],
-  http: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage', 'assets', 'erasure', 'media', 'remote', 'processing', 'jobs', 'perimeter', 'config'],
+  http: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage', 'assets', 'erasure', 'media', 'remote', 'processing', 'jobs', 'perimeter'],
   // config/ composes the sections capabilities declare (src/<room>/settings.ts); those rooms must
-  // not import config/ (the map would then have a cycle).
-  config: ['errors', 'settings', 'auth', 'assets', 'media', 'processing', 'jobs', 'perimeter'],
+  // not import config/ (the map would then have a cycle). The CLI's section is its client variables.
+  config: ['errors', 'settings', 'db', 'crypto', 'remote', 'auth', 'assets', 'media', 'processing', 'jobs', 'perimeter', 'http', 'cli'],
   app: ['*'],
   main: ['*'],
   cli: ['*'],

@@ -1,10 +1,10 @@
 /**
- * The configuration sections the assets room reads. Downloads and maintenance are declared here
- * with the settings kit; storage and uploads are types here that `config/` still reads. The server's
- * `Config` is built from these, so assets/ never imports config/.
+ * The configuration sections the assets room reads (issue 10, item 8): storage, uploads, downloads and
+ * maintenance, declared here with the settings kit. The server's `Config` is built from these, so
+ * assets/ never imports config/.
  */
 import { ConfigError } from '../errors.js';
-import { defineSection, int } from '../settings.js';
+import { bool, defineSection, int, oneOf, str, type Section } from '../settings.js';
 
 /** Where blobs live. */
 export interface StorageSettings {
@@ -55,6 +55,48 @@ export interface UploadSettings {
     readonly maxReservedBytesPerOrg: number;
   };
 }
+
+const S3 = defineSection<StorageSettings['s3']>({
+  bucket: str({ env: 'OBSCURA_S3_BUCKET', doc: 'S3 bucket (required with OBSCURA_STORE=s3).' }),
+  endpoint: str({ env: 'OBSCURA_S3_ENDPOINT', doc: 'Custom S3 endpoint (MinIO, Ceph, R2…); unset means AWS.', defaultText: 'AWS', check: (v) => (v === '' || URL.canParse(v) ? undefined : 'must be an absolute URL') }),
+  region: str({ env: 'OBSCURA_S3_REGION', doc: 'S3 region.', default: 'us-east-1' }),
+  prefix: str({ env: 'OBSCURA_S3_PREFIX', doc: 'Key prefix of every object.', default: '', defaultText: 'none' }),
+  forcePathStyle: bool({ env: 'OBSCURA_S3_FORCE_PATH_STYLE', doc: 'Path-style S3 URLs (MinIO).', default: false }),
+  requestTimeoutMs: int({ env: 'OBSCURA_S3_REQUEST_TIMEOUT_MS', doc: 'Longest an S3 request may stay silent, ms.', default: 30_000, min: 100, max: 3_600_000 }),
+  connectTimeoutMs: int({ env: 'OBSCURA_S3_CONNECT_TIMEOUT_MS', doc: 'Longest TCP connect to S3, ms.', default: 5000, min: 100, max: 600_000 }),
+});
+
+const STORE = defineSection<{ kind: StorageSettings['kind'] }>({
+  kind: oneOf({ env: 'OBSCURA_STORE', doc: 'Blob store: fs (<data dir>/blobs) or s3; only ciphertext is stored.', values: ['fs', 's3'], default: 'fs' }),
+});
+
+export const STORAGE_SETTINGS: Section<StorageSettings> = {
+  envNames: Object.freeze([...STORE.envNames, ...S3.envNames]),
+  read(src) {
+    const { kind } = STORE.read(src);
+    if (kind === 's3' && !src[S3.fields!.bucket.env]) throw new ConfigError(S3.fields!.bucket.env, `is required when ${STORE.fields!.kind.env}=s3`);
+    return Object.freeze({ kind, s3: S3.read(src) });
+  },
+};
+
+const UPLOAD_LIMITS = defineSection<UploadSettings['limits']>({
+  maxOpenPerApp: int({ env: 'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', doc: 'Unfinished uploads one app may hold.', default: 1000, min: 1, max: 10_000_000 }),
+  maxOpenPerOrg: int({ env: 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', doc: 'Unfinished uploads one org may hold over all its apps.', default: 5000, min: 1, max: 10_000_000 }),
+  maxReservedBytesPerApp: int({ env: 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', doc: "Declared bytes of one app's unfinished uploads.", default: 100 * 1024 ** 3, min: 1, max: Number.MAX_SAFE_INTEGER }),
+  maxReservedBytesPerOrg: int({ env: 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG', doc: "Declared bytes of one org's unfinished uploads.", default: 500 * 1024 ** 3, min: 1, max: Number.MAX_SAFE_INTEGER }),
+});
+
+const UPLOAD_SIZES = defineSection<Omit<UploadSettings, 'limits'>>({
+  maxSimpleBytes: int({ env: 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', doc: 'Largest one-request upload (POST /v1/assets).', default: 25 * 1000 * 1000, min: 1, max: 1024 ** 3 }),
+  maxBytes: int({ env: 'OBSCURA_MAX_UPLOAD_BYTES', doc: 'Largest upload of any kind unless an app sets less.', default: 5 * 1024 ** 3, min: 1, max: 5 * 1024 ** 4 }),
+  presignTtlSeconds: int({ env: 'OBSCURA_PRESIGN_TTL_SECONDS', doc: 'Lifetime of a presigned direct-upload URL, seconds.', default: 900, min: 30, max: 3600 }),
+  segmentBytes: int({ env: 'OBSCURA_UPLOAD_SEGMENT_BYTES', doc: 'A tus PATCH body is committed every this many bytes.', default: 8 * 1024 ** 2, min: 64 * 1024, max: 1024 ** 3 }),
+});
+
+export const UPLOAD_SETTINGS: Section<UploadSettings> = {
+  envNames: Object.freeze([...UPLOAD_SIZES.envNames, ...UPLOAD_LIMITS.envNames]),
+  read: (src) => Object.freeze({ ...UPLOAD_SIZES.read(src), limits: UPLOAD_LIMITS.read(src) }),
+};
 
 /** What the upload paths read: their section and the public URL their signed links start with. */
 export interface UploadPathSettings {

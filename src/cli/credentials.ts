@@ -15,6 +15,7 @@
 import { constants, openSync, fstatSync, readSync, closeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { CLIENT_ENV } from './settings.js';
 
 /** Default server when nothing says otherwise (`obscura serve`'s default listener). */
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
@@ -43,7 +44,8 @@ export class CredentialsError extends Error {
 
 /** The credentials file path for an environment. */
 export function credentialsPath(env: NodeJS.ProcessEnv): { path: string; explicit: boolean } {
-  if (env.OBSCURA_CREDENTIALS_FILE) return { path: env.OBSCURA_CREDENTIALS_FILE, explicit: true };
+  const named = env[CLIENT_ENV.credentialsFile];
+  if (named) return { path: named, explicit: true };
   const base = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config');
   return { path: join(base, 'obscura', 'credentials.json'), explicit: false };
 }
@@ -110,8 +112,8 @@ function str(doc: Record<string, unknown>, key: string, path: string): string | 
  * `{ "url": …, "client_id": "obs_client_…", "client_secret": "obs_cs_…" }`.
  */
 export function resolveCredentials(env: NodeJS.ProcessEnv, uid?: number): ClientCredentials {
-  const envUrl = env.OBSCURA_URL || undefined;
-  const envKey = env.OBSCURA_API_KEY || undefined;
+  const envUrl = env[CLIENT_ENV.url] || undefined;
+  const envKey = env[CLIENT_ENV.apiKey] || undefined;
   if (envKey) return { url: envUrl ?? DEFAULT_URL, apiKey: envKey, source: 'env' };
   const { path, explicit } = credentialsPath(env);
   const doc = readCredentialsFile(path, explicit, uid ?? process.getuid?.());

@@ -9,16 +9,20 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { readInt } from '../settings.js';
+import type { Source } from '../settings.js';
 import { PROCESSING_SETTINGS, type ProcessingSettings } from '../processing/settings.js';
 import { MEDIA_SETTINGS, type MediaSettings } from '../media/settings.js';
 import { JOBS_SETTINGS, type JobsSettings } from '../jobs/settings.js';
-import { DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, type DownloadSettings, type MaintenanceSettings, type StorageSettings, type UploadSettings } from '../assets/settings.js';
+import { DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, STORAGE_SETTINGS, UPLOAD_SETTINGS, type DownloadSettings, type MaintenanceSettings, type StorageSettings, type UploadSettings } from '../assets/settings.js';
 import { PERIMETER_SETTINGS, checkPerimeterAgainstServer, type PerimeterSettings } from '../perimeter/settings.js';
 import { AUTH_SETTINGS, OAUTH_SETTINGS, type AuthSettings, type OAuthSettings } from '../auth/settings.js';
+import { DATABASE_SETTINGS, DATA_DIR_SETTINGS, type DatabaseKind, type DatabaseSettings } from '../db/settings.js';
+import { MASTER_KEY_SETTINGS } from '../crypto/settings.js';
+import { REMOTE_UNSAFE_SETTINGS } from '../remote/settings.js';
+import { SERVER_SETTINGS, type Role } from '../http/settings.js';
+import { CLIENT_SETTINGS } from '../cli/settings.js';
 
-export type DatabaseKind = 'pglite' | 'postgres';
-export type Role = 'all' | 'api' | 'worker';
+export type { DatabaseKind, Role };
 
 export interface Config {
   /** Data directory (default `./data`): PGlite database, local blobs, embedded master key. Locked exclusively. */
@@ -31,30 +35,8 @@ export interface Config {
   readonly role: Role;
   /** The public base URL clients use (for signed URLs, OpenAPI servers). Default `http://<host>:<port>`. */
   readonly publicUrl: string;
-  readonly database: {
-    /** `postgres` when `DATABASE_URL` (or `OBSCURA_DATABASE_URL`) is set, else the embedded `pglite`. */
-    readonly kind: DatabaseKind;
-    /** Connection string (postgres only). Never logged. */
-    readonly url: string | undefined;
-    /**
-     * Connection string of the schema owner, used only to migrate (`OBSCURA_MIGRATION_DATABASE_URL`,
-     * postgres only; `obscura migrate`). Unset: `DATABASE_URL` migrates when its role owns the schema.
-     * Security: give `DATABASE_URL` a login role that is only a member of `obscura_runtime`, and keep
-     * this URL out of the server's environment, so nothing the server holds can alter a table or a
-     * trigger (README, "Running on PostgreSQL"). Never logged.
-     */
-    readonly migrationUrl: string | undefined;
-    /** Pool size per process (postgres only, default 10). */
-    readonly poolSize: number;
-    /**
-     * Longest a statement may run or wait for its answer (`OBSCURA_DATABASE_QUERY_TIMEOUT_MS`, default
-     * 15000; postgres only): sent as `statement_timeout` and enforced on our side too, so a frozen or
-     * partitioned server answers 503 instead of hanging requests.
-     */
-    readonly queryTimeoutMs: number;
-    /** Longest wait for a pooled connection or a new one (`OBSCURA_DATABASE_CONNECT_TIMEOUT_MS`, default 5000). */
-    readonly connectTimeoutMs: number;
-  };
+  /** Which database and how to reach it (src/db/settings.ts). */
+  readonly database: DatabaseSettings;
   /**
    * The master key (32 bytes) wrapping every tenant key, from `OBSCURA_MASTER_KEY` (64 hex chars or
    * base64). When unset in embedded mode a key file is generated in the data dir (mode 0600), which
@@ -106,7 +88,6 @@ export interface Config {
   /** Workers, retries, polling and webhook retries (src/jobs/settings.ts). */
   readonly jobs: JobsSettings;
 
-  /** Housekeeping of worker processes (src/assets/maintenance.ts, src/assets/orphans.ts). */
   /** Housekeeping of worker processes (src/assets/settings.ts). */
   readonly maintenance: MaintenanceSettings;
 
@@ -125,52 +106,33 @@ export interface Config {
 }
 
 
-type Source = Record<string, string | undefined>;
+/**
+ * The sections capabilities declare next to their code (each variable is named once, there). The
+ * client commands' section is accepted and ignored by the server.
+ */
+export const SECTIONS = [
+  DATA_DIR_SETTINGS, SERVER_SETTINGS, DATABASE_SETTINGS, MASTER_KEY_SETTINGS, STORAGE_SETTINGS, UPLOAD_SETTINGS, PERIMETER_SETTINGS, AUTH_SETTINGS, OAUTH_SETTINGS,
+  DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS, REMOTE_UNSAFE_SETTINGS, CLIENT_SETTINGS,
+] as const;
 
-/** The sections capabilities declare next to their code (each variable is named once, there). */
-const SECTIONS = [PERIMETER_SETTINGS, AUTH_SETTINGS, OAUTH_SETTINGS, DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS] as const;
+/** The variable naming the settings file: the one name the loader owns. */
+const CONFIG_FILE_ENV = 'OBSCURA_CONFIG_FILE';
 
-/** Variables this loader reads itself; the capabilities' sections declare the rest (SECTIONS). */
-const KNOWN = new Set([
-  ...SECTIONS.flatMap((section) => section.envNames),
-  'OBSCURA_DATA_DIR', 'OBSCURA_HOST', 'OBSCURA_PORT', 'OBSCURA_ROLE', 'OBSCURA_PUBLIC_URL', 'OBSCURA_DATABASE_URL', 'OBSCURA_MIGRATION_DATABASE_URL',
-  'OBSCURA_DATABASE_POOL_SIZE', 'OBSCURA_SHUTDOWN_DRAIN_MS', 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 'OBSCURA_MASTER_KEY', 'OBSCURA_PREVIOUS_MASTER_KEYS', 'OBSCURA_TRUST_PROXY', 'OBSCURA_BODY_LIMIT',
-  'OBSCURA_TLS_CERT_FILE', 'OBSCURA_TLS_KEY_FILE', 'OBSCURA_LOG_LEVEL', 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP',
-  'OBSCURA_CONFIG_FILE', 'OBSCURA_STORE', 'OBSCURA_S3_BUCKET', 'OBSCURA_S3_ENDPOINT', 'OBSCURA_S3_REGION', 'OBSCURA_S3_PREFIX',
-  'OBSCURA_S3_FORCE_PATH_STYLE', 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 'OBSCURA_MAX_UPLOAD_BYTES', 'OBSCURA_PRESIGN_TTL_SECONDS', 'OBSCURA_UPLOAD_SEGMENT_BYTES',
-  'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG', 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE',
-  // client commands (src/cli/credentials.ts); the server ignores them
-  'OBSCURA_URL', 'OBSCURA_API_KEY', 'OBSCURA_CREDENTIALS_FILE',
-]);
+const KNOWN = new Set([CONFIG_FILE_ENV, ...SECTIONS.flatMap((section) => section.envNames)]);
 
-function bool(src: Source, name: string, def: boolean): boolean {
-  const raw = src[name];
-  if (raw === undefined || raw === '') return def;
-  const v = raw.trim().toLowerCase();
-  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
-  if (['0', 'false', 'no', 'off'].includes(v)) return false;
-  throw new ConfigError(name, `must be true or false, got "${raw}"`);
-}
-
-function list(src: Source, name: string): string[] {
-  const raw = src[name];
-  if (!raw) return [];
-  return raw.split(',').map((s) => s.trim()).filter(Boolean);
-}
-
-function readFileSource(path: string): Source {
+function readFileSource(path: string): Record<string, string> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new ConfigError('OBSCURA_CONFIG_FILE', `cannot read ${path} as JSON (${(err as Error).message})`);
+    throw new ConfigError(CONFIG_FILE_ENV, `cannot read ${path} as JSON (${(err as Error).message})`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new ConfigError('OBSCURA_CONFIG_FILE', 'must contain a JSON object of OBSCURA_* settings');
+    throw new ConfigError(CONFIG_FILE_ENV, 'must contain a JSON object of OBSCURA_* settings');
   }
-  const out: Source = {};
+  const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(parsed)) {
-    if (!KNOWN.has(k) || k === 'OBSCURA_CONFIG_FILE') throw new ConfigError(k, `unknown setting in ${path}`);
+    if (!KNOWN.has(k) || k === CONFIG_FILE_ENV) throw new ConfigError(k, `unknown setting in ${path}`);
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
       throw new ConfigError(k, `must be a string, number or boolean in ${path}`);
     }
@@ -189,129 +151,41 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
       throw new ConfigError(k, 'unknown setting (check the spelling; see the configuration table in README.md)');
     }
   }
-  const file = env.OBSCURA_CONFIG_FILE ? readFileSource(resolve(cwd, env.OBSCURA_CONFIG_FILE)) : {};
-  const src: Source = { ...file };
+  const fileName = env[CONFIG_FILE_ENV];
+  const file = fileName ? readFileSource(resolve(cwd, fileName)) : {};
+  const src: Record<string, string | undefined> = { ...file };
   for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') src[k] = v;
+  // An empty DATABASE_URL is refused rather than taken for "use the embedded database" (a missing
+  // secret must not silently give a fresh, empty database).
+  if (env.DATABASE_URL === '') src.DATABASE_URL = '';
 
-  const dataDir = resolve(cwd, src.OBSCURA_DATA_DIR ?? './data');
-  const host = src.OBSCURA_HOST ?? '127.0.0.1';
-  const port = readInt(src, 'OBSCURA_PORT', 8080, 0, 65535);
-  const role = (src.OBSCURA_ROLE ?? 'all') as Role;
-  if (!['all', 'api', 'worker'].includes(role)) throw new ConfigError('OBSCURA_ROLE', 'must be all, api or worker');
-
-  const dbUrl = src.OBSCURA_DATABASE_URL ?? src.DATABASE_URL ?? env.DATABASE_URL;
-  if (dbUrl !== undefined && !/^postgres(ql)?:\/\//.test(dbUrl)) {
-    throw new ConfigError('DATABASE_URL', 'must be a postgres:// or postgresql:// connection string');
-  }
-  const migrationUrl = src.OBSCURA_MIGRATION_DATABASE_URL;
-  if (migrationUrl !== undefined && (!dbUrl || !/^postgres(ql)?:\/\//.test(migrationUrl))) {
-    throw new ConfigError('OBSCURA_MIGRATION_DATABASE_URL', dbUrl ? 'must be a postgres:// or postgresql:// connection string' : 'needs DATABASE_URL too (the embedded database has no separate roles)');
-  }
-
-  const trustProxy = list(src, 'OBSCURA_TRUST_PROXY');
-  const tlsCertFile = src.OBSCURA_TLS_CERT_FILE;
-  const tlsKeyFile = src.OBSCURA_TLS_KEY_FILE;
-  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
-    throw new ConfigError(tlsCertFile ? 'OBSCURA_TLS_KEY_FILE' : 'OBSCURA_TLS_CERT_FILE', 'TLS needs both a certificate and a key file');
-  }
-  const allowPlainHttp = bool(src, 'OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP', false);
-  const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';
-  // Secure by default: refuse to serve plain HTTP to the network unless TLS ends at a trusted proxy
-  // or the operator said so explicitly (STYLE.md: refuse to start rather than warn).
-  if (!loopback && !tlsCertFile && trustProxy.length === 0 && !allowPlainHttp) {
-    throw new ConfigError(
-      'OBSCURA_HOST',
-      `listening on ${host} over plain HTTP needs TLS (OBSCURA_TLS_CERT_FILE/OBSCURA_TLS_KEY_FILE), a trusted proxy (OBSCURA_TRUST_PROXY) or OBSCURA_UNSAFE_ALLOW_PLAIN_HTTP=true`,
-    );
-  }
-  const scheme = tlsCertFile ? 'https' : 'http';
-  const publicUrl = (src.OBSCURA_PUBLIC_URL ?? `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, '');
-  try {
-    const u = new URL(publicUrl);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
-  } catch {
-    throw new ConfigError('OBSCURA_PUBLIC_URL', `must be an absolute http(s) URL, got "${publicUrl}"`);
-  }
-  const logLevel = src.OBSCURA_LOG_LEVEL ?? 'info';
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
-    throw new ConfigError('OBSCURA_LOG_LEVEL', 'must be one of fatal, error, warn, info, debug, trace, silent');
-  }
-
-  const storeKind = (src.OBSCURA_STORE ?? 'fs') as 'fs' | 's3';
-  if (storeKind !== 'fs' && storeKind !== 's3') throw new ConfigError('OBSCURA_STORE', 'must be fs or s3');
-  if (storeKind === 's3' && !src.OBSCURA_S3_BUCKET) throw new ConfigError('OBSCURA_S3_BUCKET', 'is required when OBSCURA_STORE=s3');
-  if (src.OBSCURA_S3_ENDPOINT) {
-    try {
-      new URL(src.OBSCURA_S3_ENDPOINT);
-    } catch {
-      throw new ConfigError('OBSCURA_S3_ENDPOINT', 'must be an absolute URL');
-    }
-  }
-
+  const server = SERVER_SETTINGS.read(src);
+  const database = DATABASE_SETTINGS.read(src);
+  const keys = MASTER_KEY_SETTINGS.read(src);
   const config: Config = {
-    dataDir,
-    host,
-    port,
-    role,
-    publicUrl,
-    database: {
-      kind: dbUrl ? 'postgres' : 'pglite',
-      url: dbUrl,
-      migrationUrl,
-      poolSize: readInt(src, 'OBSCURA_DATABASE_POOL_SIZE', 10, 1, 500),
-      queryTimeoutMs: readInt(src, 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', 15_000, 100, 3_600_000),
-      connectTimeoutMs: readInt(src, 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
-    },
-    masterKey: src.OBSCURA_MASTER_KEY,
-    previousMasterKeys: list(src, 'OBSCURA_PREVIOUS_MASTER_KEYS'),
+    dataDir: resolve(cwd, DATA_DIR_SETTINGS.read(src).dataDir),
+    host: server.host,
+    port: server.port,
+    role: server.role,
+    publicUrl: server.publicUrl,
+    database,
+    masterKey: keys.masterKey,
+    previousMasterKeys: keys.previousMasterKeys,
     auth: AUTH_SETTINGS.read(src),
-
     oauth: OAUTH_SETTINGS.read(src),
-
-    http: {
-      trustProxy,
-      bodyLimit: readInt(src, 'OBSCURA_BODY_LIMIT', 1024 * 1024, 1024, 100 * 1024 * 1024),
-      tlsCertFile,
-      tlsKeyFile,
-      shutdownDrainMs: readInt(src, 'OBSCURA_SHUTDOWN_DRAIN_MS', 120_000, 0, 24 * 3_600_000),
-    },
-    storage: {
-      kind: storeKind,
-      s3: {
-        bucket: src.OBSCURA_S3_BUCKET,
-        endpoint: src.OBSCURA_S3_ENDPOINT,
-        region: src.OBSCURA_S3_REGION ?? 'us-east-1',
-        prefix: src.OBSCURA_S3_PREFIX ?? '',
-        forcePathStyle: bool(src, 'OBSCURA_S3_FORCE_PATH_STYLE', false),
-        requestTimeoutMs: readInt(src, 'OBSCURA_S3_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
-        connectTimeoutMs: readInt(src, 'OBSCURA_S3_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
-      },
-    },
-    uploads: {
-      maxSimpleBytes: readInt(src, 'OBSCURA_MAX_SIMPLE_UPLOAD_BYTES', 25 * 1000 * 1000, 1, 1024 ** 3),
-      maxBytes: readInt(src, 'OBSCURA_MAX_UPLOAD_BYTES', 5 * 1024 ** 3, 1, 5 * 1024 ** 4),
-      presignTtlSeconds: readInt(src, 'OBSCURA_PRESIGN_TTL_SECONDS', 900, 30, 3600),
-      segmentBytes: readInt(src, 'OBSCURA_UPLOAD_SEGMENT_BYTES', 8 * 1024 ** 2, 64 * 1024, 1024 ** 3),
-      limits: {
-        maxOpenPerApp: readInt(src, 'OBSCURA_MAX_OPEN_UPLOADS_PER_APP', 1000, 1, 10_000_000),
-        maxOpenPerOrg: readInt(src, 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG', 5000, 1, 10_000_000),
-        maxReservedBytesPerApp: readInt(src, 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_APP', 100 * 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
-        maxReservedBytesPerOrg: readInt(src, 'OBSCURA_MAX_RESERVED_UPLOAD_BYTES_PER_ORG', 500 * 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
-      },
-    },
+    http: { trustProxy: server.trustProxy, bodyLimit: server.bodyLimit, tlsCertFile: server.tlsCertFile, tlsKeyFile: server.tlsKeyFile, shutdownDrainMs: server.shutdownDrainMs },
+    storage: STORAGE_SETTINGS.read(src),
+    uploads: UPLOAD_SETTINGS.read(src),
     downloads: DOWNLOAD_SETTINGS.read(src),
-    log: { level: logLevel },
+    log: { level: server.logLevel },
     processing: PROCESSING_SETTINGS.read(src),
     media: MEDIA_SETTINGS.read(src),
-
     jobs: JOBS_SETTINGS.read(src),
-
     maintenance: MAINTENANCE_SETTINGS.read(src),
-
     perimeter: PERIMETER_SETTINGS.read(src),
-    unsafe: { allowPlainHttp, remoteAllowHttp: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_HTTP', false), remoteAllowPrivate: bool(src, 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE', false) },
+    unsafe: { allowPlainHttp: server.allowPlainHttp, ...REMOTE_UNSAFE_SETTINGS.read(src) },
   };
-  checkPerimeterAgainstServer(config.perimeter, { port, publicUrl });
+  checkPerimeterAgainstServer(config.perimeter, { port: config.port, publicUrl: config.publicUrl });
   return deepFreeze(config);
 }
 

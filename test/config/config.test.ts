@@ -95,13 +95,11 @@ test('every variable a capability section declares is in the README configuratio
   const root = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../' : '../../', import.meta.url));
   const readme = readFileSync(`${root}README.md`, 'utf8');
   const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('\n## ', readme.indexOf('## Configuration') + 5));
-  const { PROCESSING_SETTINGS } = await import('../../src/processing/settings.js');
-  const { MEDIA_SETTINGS } = await import('../../src/media/settings.js');
-  const { JOBS_SETTINGS } = await import('../../src/jobs/settings.js');
-  const { AUTH_SETTINGS, OAUTH_SETTINGS } = await import('../../src/auth/settings.js');
-  const { DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS } = await import('../../src/assets/settings.js');
-  const { PERIMETER_SETTINGS } = await import('../../src/perimeter/settings.js');
-  const missing = [PERIMETER_SETTINGS, AUTH_SETTINGS, OAUTH_SETTINGS, DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS].flatMap((s) => s.envNames).filter((n) => !table.includes(`\`${n}\``));
+  const { SECTIONS } = await import('../../src/config/index.js');
+  const declared = SECTIONS.flatMap((s) => [...s.envNames]);
+  // Each variable is declared by exactly one section (written once).
+  assert.deepEqual(declared.filter((n, i) => declared.indexOf(n) !== i), []);
+  const missing = declared.filter((n) => !table.includes(`\`${n}\``));
   assert.deepEqual(missing, []);
   // And every variable of the table is one the server knows (a documented typo would be refused at boot).
   const documented = [...new Set(table.match(/`(OBSCURA_[A-Z0-9_]+)`/g)?.map((m) => m.slice(1, -1)) ?? [])];
@@ -115,4 +113,25 @@ test('every variable a capability section declares is in the README configuratio
     }
   });
   assert.deepEqual(unknown, []);
+});
+
+test('every section refuses a bad value with an error naming its variable, and the client variables are accepted and ignored', () => {
+  refuses({ OBSCURA_STORE: 'gcs' }, 'OBSCURA_STORE');
+  refuses({ OBSCURA_STORE: 's3' }, 'OBSCURA_S3_BUCKET');
+  refuses({ OBSCURA_S3_ENDPOINT: 'minio' }, 'OBSCURA_S3_ENDPOINT');
+  refuses({ OBSCURA_S3_FORCE_PATH_STYLE: 'sometimes' }, 'OBSCURA_S3_FORCE_PATH_STYLE');
+  refuses({ OBSCURA_UPLOAD_SEGMENT_BYTES: '10' }, 'OBSCURA_UPLOAD_SEGMENT_BYTES');
+  refuses({ OBSCURA_MAX_OPEN_UPLOADS_PER_ORG: '0' }, 'OBSCURA_MAX_OPEN_UPLOADS_PER_ORG');
+  refuses({ OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE: 'sure' }, 'OBSCURA_UNSAFE_REMOTE_ALLOW_PRIVATE');
+  refuses({ OBSCURA_LOG_LEVEL: 'loud' }, 'OBSCURA_LOG_LEVEL');
+  refuses({ OBSCURA_PUBLIC_URL: 'ftp://media.example.com' }, 'OBSCURA_PUBLIC_URL');
+  refuses({ OBSCURA_MIGRATION_DATABASE_URL: 'postgres://owner@db/obscura' }, 'OBSCURA_MIGRATION_DATABASE_URL');
+  refuses({ OBSCURA_DATABASE_POOL_SIZE: '0' }, 'OBSCURA_DATABASE_POOL_SIZE');
+  // A missing secret must not silently mean "use a fresh embedded database".
+  refuses({ DATABASE_URL: '' }, 'DATABASE_URL');
+  const c = loadConfig({ OBSCURA_URL: 'https://media.example.com', OBSCURA_API_KEY: 'obs_sk_x', OBSCURA_CREDENTIALS_FILE: '/nowhere', OBSCURA_STORE: 's3', OBSCURA_S3_BUCKET: 'b', OBSCURA_PREVIOUS_MASTER_KEYS: 'a, b,,c' });
+  assert.equal(c.publicUrl, 'http://127.0.0.1:8080');
+  assert.deepEqual([c.storage.kind, c.storage.s3.bucket, c.storage.s3.region], ['s3', 'b', 'us-east-1']);
+  assert.deepEqual([...c.previousMasterKeys], ['a', 'b', 'c']);
+  assert.ok(Object.isFrozen(c.storage.s3) && Object.isFrozen(c.uploads.limits));
 });

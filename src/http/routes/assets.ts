@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
-import type { Config } from '../../config/index.js';
+import type { DownloadSettings, UploadSettings } from '../../assets/settings.js';
 import type { Readable } from 'node:stream';
 import { AppError } from '../../errors.js';
 import { ingest, getAsset, deleteAsset, listAssets, ASSET_ORDER, type Asset, type AssetDeps } from '../../assets/assets.js';
@@ -57,7 +57,8 @@ export const assetOut = (a: Asset) => ({
 export interface AssetRouteDeps extends AssetDeps, UploadIntentDeps {
   signer: UrlSigner;
   auth: AuthDeps;
-  config: Config;
+  /** The slice of the configuration these routes read. */
+  config: { readonly publicUrl: string; readonly uploads: UploadSettings; readonly downloads: DownloadSettings };
 }
 
 /** Publishable keys upload only when their app allows browser uploads (origin already checked). */

@@ -9,7 +9,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static, type TSchema } from 'typebox';
-import type { Config } from '../../config/index.js';
+import type { OAuthSettings } from '../../auth/settings.js';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { MasterKeys } from '../../crypto/master.js';
 import { AppError } from '../../errors.js';
@@ -185,7 +185,7 @@ export interface OAuthRuntime {
  * Registers the OAuth2 routes and returns the access-token verifier. `iss` and `aud` of every token
  * are `config.publicUrl`.
  */
-export function oauthRoutes(app: FastifyInstance, config: Config, deps: OAuthRouteDeps): OAuthRuntime {
+export function oauthRoutes(app: FastifyInstance, config: { readonly publicUrl: string; readonly oauth: OAuthSettings }, deps: OAuthRouteDeps): OAuthRuntime {
   const base = config.publicUrl;
   const signingKeys = new SigningKeyStore(deps.db, deps.masterKeys, {
     tokenTtlSeconds: config.oauth.accessTokenTtlSeconds,
