@@ -15,7 +15,7 @@
 import { constants, openSync, fstatSync, readSync, closeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { CLIENT_ENV } from './settings.js';
+import { CLIENT_ENV } from '../config/client-settings.js';
 
 /** Default server when nothing says otherwise (`obscura serve`'s default listener). */
 export const DEFAULT_URL = 'http://127.0.0.1:8080';

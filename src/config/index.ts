@@ -20,7 +20,7 @@ import { DATABASE_SETTINGS, DATA_DIR_SETTINGS, type DatabaseKind, type DatabaseS
 import { MASTER_KEY_SETTINGS } from '../crypto/settings.js';
 import { REMOTE_UNSAFE_SETTINGS } from '../remote/settings.js';
 import { SERVER_SETTINGS, type Role } from '../http/settings.js';
-import { CLIENT_SETTINGS } from '../cli/settings.js';
+import { CLIENT_SETTINGS } from './client-settings.js';
 
 export type { DatabaseKind, Role };
 
