@@ -21,6 +21,7 @@ import { jobRoutes } from './http/routes/jobs.js';
 import { webhookRoutes } from './http/routes/webhooks.js';
 import { transformRoutes } from './http/routes/transform.js';
 import { createProcessingService } from './processing/service.js';
+import { videoProbeFor } from './media/video/probe.js';
 import { JobRuntime } from './jobs/runtime.js';
 import { uploadRoutes } from './http/routes/uploads.js';
 import { hkdfSync } from 'node:crypto';
@@ -227,6 +228,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   const authDeps = { keys, failures, tokens };
   installAuth(app, authDeps);
   const keyring = new Keyring(deps.db, deps.masterKeys, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
+  // Uploaded videos are probed (ffprobe) before they are stored (issue 11, item 2).
+  const videoProbe = videoProbeFor(config.video);
   await openAuditKey(deps.db, deps.masterKeys); // every audit entry is keyed (src/audit/keys.ts); idempotent
   const signer = new UrlSigner(deps.db, deps.masterKeys);
   // Direct-upload URLs (local store) are short-lived; a key derived from the master key is enough.
@@ -242,7 +245,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   auditRoutes(app, deps.db);
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
   await app.register(consoleRoutes, { publicUrl: config.publicUrl, db: deps.db, masterKeys: deps.masterKeys, store: deps.store, now: deps.now, resetMailer: deps.resetMailer });
-  assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels });
+  assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe });
   // The processing surface: one processing service and one job queue per process, shared by the
   // sync route, jobs, webhooks and transform URLs (and by the workers when this process runs them).
   const processing = createProcessingService({ db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, meter: perimeter.meter, exportAllowed: perimeter.exportAllowed });
@@ -254,7 +257,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   jobRoutes(app, processing, runtime);
   webhookRoutes(app, runtime);
   transformRoutes(app, processing, authDeps);
-  uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels });
+  uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe });
 
   return { app, keys, keyring, signer, perimeter, drain };
 }

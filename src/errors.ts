@@ -25,6 +25,12 @@ export const ERROR_CODES = {
   ERR_TOO_EXPENSIVE: 422,
   /** The upload's bytes are not a valid file of the type they were sniffed as (truncated, corrupt, a disguise). */
   ERR_MEDIA_INVALID: 422,
+  /** A video beyond the operator's limits (duration, resolution, frame rate, streams, bit rate); the details name the limit and its setting. */
+  ERR_VIDEO_TOO_LARGE: 422,
+  /** ffmpeg could not process the video (damaged stream, or an operation its encoder refuses). */
+  ERR_VIDEO_FAILED: 422,
+  /** The job was cancelled by its owner (its final error code; never an HTTP answer). */
+  ERR_JOB_CANCELLED: 409,
   ERR_RATE_LIMITED: 429,
   ERR_QUOTA_EXCEEDED: 429,
   ERR_LOGIN_THROTTLED: 429,
@@ -32,6 +38,8 @@ export const ERROR_CODES = {
   ERR_UNAVAILABLE: 503,
   /** A dependency (database, blob store, Redis) is down or too slow; retry after `Retry-After`. */
   ERR_DEPENDENCY_UNAVAILABLE: 503,
+  /** ffmpeg/ffprobe are not installed (or not where OBSCURA_FFMPEG_PATH/OBSCURA_FFPROBE_PATH say): video work is refused, images keep working. */
+  ERR_VIDEO_UNAVAILABLE: 503,
   ERR_JOB_TIMEOUT: 504,
   // authentication (401)
   ERR_AUTH_MISSING: 401,

@@ -25,6 +25,10 @@ import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
 import { OUTPUT_MIME } from '../media/image/pipeline.js';
 import { getApp, type Ctx } from '../tenants/index.js';
 import type { BlobStore } from './stores/types.js';
+import { openRange } from '../crypto/stream.js';
+import { isVideoType, type VideoFacts } from '../media/video/probe.js';
+import { VIDEO_OUTPUT_MIME } from '../media/video/operations.js';
+import type { SourceBytes } from '../media/video/source.js';
 import { keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 /** Types accepted when an app has no `allowed_types` policy: common images and videos. SVG never by default. */
@@ -57,6 +61,8 @@ export interface Asset {
   sha256: string;
   width: number | null;
   height: number | null;
+  /** ffprobe's facts of an uploaded video; null for images (and videos stored without ffprobe). */
+  video: VideoFacts | null;
   filename: string | null;
   blobKey: string;
   tenantKeyId: string;
@@ -71,7 +77,16 @@ export interface AssetDeps {
   now?: () => number;
   /** The operator's pixel limit for uploads (`OBSCURA_MAX_INPUT_PIXELS`); default the media default. */
   maxInputPixels?: number | undefined;
+  /**
+   * Probes an uploaded video (ffprobe through media/video, given by the composition root). Returns null
+   * when this server has no ffprobe (the video is stored after the structural check and probed before
+   * it is processed); throws `ERR_MEDIA_INVALID` / `ERR_VIDEO_TOO_LARGE` to refuse it.
+   */
+  videoProbe?: VideoProbe | undefined;
 }
+
+/** See {@link AssetDeps.videoProbe}. */
+export type VideoProbe = (mime: string, source: SourceBytes) => Promise<VideoFacts | null>;
 
 /** The allowlist an app's policy gives (SVG only when explicitly enabled). */
 export function allowedTypes(settings: AppSettings): Set<string> {
@@ -182,6 +197,7 @@ export function toAsset(r: AssetRow): Asset {
     sha256: r.sha256,
     width: r.width,
     height: r.height,
+    video: (typeof r.video === 'string' ? JSON.parse(r.video) : r.video ?? null) as VideoFacts | null,
     filename: r.filename,
     blobKey: r.blob_key,
     tenantKeyId: r.tenant_key_id,
@@ -217,7 +233,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
   const { type, stream } = await sniffStream(input.body);
   // The app's allowlist governs what clients upload; outputs are what our own pipeline produced (their
   // format is chosen by the requested operations), so they are held to the set of formats it writes.
-  const allowed = input.kind === 'output' ? new Set(Object.values(OUTPUT_MIME)) : allowedTypes(settings);
+  const allowed = input.kind === 'output' ? new Set([...Object.values(OUTPUT_MIME), ...VIDEO_OUTPUT_MIME]) : allowedTypes(settings);
   if (!type || !allowed.has(type.mime)) {
     discard(stream);
     throw new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', type ? `Files of type ${type.mime} are not accepted by this app.` : 'The file type could not be recognised from its content.', {
@@ -253,8 +269,22 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
   }
 
   let facts: { width: number | null; height: number | null };
+  let video: VideoFacts | null = null;
   try {
     facts = check ? await check.verify() : await dimensions(type.mime, keeper.head());
+    // A video must also probe as its container, within the operator's limits (issue 11, item 2). ffprobe
+    // reads the ciphertext just written, decrypting only the ranges it asks for.
+    if (check && isVideoType(type.mime) && deps.videoProbe) {
+      const size = limiter.bytes;
+      video = await deps.videoProbe(type.mime, {
+        size,
+        open: async (r) => (await openRange({ get: (range) => store.get(blobKey, range), plaintextSize: size, start: r?.start ?? 0, end: r?.end ?? size - 1, keyFor: () => tk.key, blobId: id })).stream,
+      });
+      if (video) {
+        const turned = video.rotation === 90 || video.rotation === 270;
+        facts = { width: turned ? video.height : video.width, height: turned ? video.width : video.height };
+      }
+    }
     await input.beforeCommit?.();
   } catch (err) {
     await store.delete(blobKey).catch(() => undefined);
@@ -279,6 +309,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
           sha256,
           width,
           height,
+          video: video ? JSON.stringify(video) : null,
           filename: safeFilename(input.filename),
           blob_key: blobKey,
           tenant_key_id: tk.id,

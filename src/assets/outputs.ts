@@ -7,7 +7,8 @@
  * ({@link discardStaged}, {@link removeUnclaimed}) or, failing that, by the orphan sweep.
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Tx } from '../db/database.js';
 import { encryptStream } from '../crypto/stream.js';
 import { appendAudit } from '../audit/log.js';
@@ -45,6 +46,36 @@ export async function stageOutput(deps: AssetDeps, orgId: string, assetId: strin
   await deps.store.put(blobKey, encrypted);
   const { data, ...file } = output;
   return { assetId, blobKey, tenantKeyId: tk.id, size: data.length, sha256: createHash('sha256').update(data).digest('hex'), file };
+}
+
+/**
+ * Like {@link stageOutput}, for an output too large to hold in memory (a video): the plaintext is
+ * streamed from `source` through the encryption to the store, hashed and counted on the way.
+ */
+export async function stageOutputStream(deps: AssetDeps, orgId: string, assetId: string, source: Readable, file: Omit<OutputFile, 'data'>): Promise<StagedOutput> {
+  const tk = await deps.db.withTenant(orgId, (trx) => deps.keyring.current(trx, orgId));
+  const blobKey = blobKeyFor(orgId, assetId);
+  const hash = createHash('sha256');
+  let size = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  const encrypted = new PassThrough({ highWaterMark: 64 * 1024 });
+  const writing = deps.store.put(blobKey, encrypted);
+  try {
+    await pipeline([source, counter, encryptStream({ key: tk.key, keyId: tk.id, blobId: assetId }), encrypted]);
+  } catch (err) {
+    encrypted.destroy(err as Error);
+    await writing.catch(() => undefined);
+    await deps.store.delete(blobKey).catch(() => undefined);
+    throw err;
+  }
+  await writing;
+  return { assetId, blobKey, tenantKeyId: tk.id, size, sha256: hash.digest('hex'), file };
 }
 
 /** Inserts the asset row of a staged output (kind `output`) with its audit entry, in the caller's transaction. */

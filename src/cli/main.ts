@@ -6,6 +6,7 @@
  * run them before `serve` or stop it first (or use the HTTP API with a key). Exit codes: 0 success,
  * 1 failure (including a broken audit chain or an unsafe doctor finding), 2 usage error.
  */
+import { findVideoTools } from '../media/video/ffmpeg.js';
 import { parseArgs } from 'node:util';
 import { userInfo } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
@@ -476,9 +477,11 @@ function dataDirFinding(dataDir: string): DoctorFinding | null {
 async function cmdDoctor(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } }, strict: true });
   const config = loadConfig(process.env);
-  const settings = doctor(config, { masterKeyInDataDir: !config.masterKey && existsSync(masterKeyFile(resolve(config.dataDir))) });
+  const tools = findVideoTools(config.video);
+  const settings = doctor(config, { masterKeyInDataDir: !config.masterKey && existsSync(masterKeyFile(resolve(config.dataDir))), video: tools && { version: tools.version, prlimit: tools.prlimit !== null } });
   const extra = [nodeSupportFinding(), dataDirFinding(resolve(config.dataDir)), await databaseRolesFinding(config)].filter((f): f is DoctorFinding => f !== null);
-  const findings = extra.length ? [...settings.filter((f) => f.level !== 'ok'), ...extra] : settings;
+  // "no unsafe settings found" only stands when nothing else was found; facts (the ffmpeg version) stay.
+  const findings = extra.length ? [...settings.filter((f) => f.level !== 'ok' || f.setting !== '-'), ...extra] : settings;
   print(values.json!, { findings }, () => findings.map((f) => `${f.level.toUpperCase().padEnd(6)} ${f.setting}: ${f.message}`).join('\n'));
   return findings.some((f) => f.level === 'unsafe') ? 1 : 0;
 }

@@ -7,12 +7,13 @@
  * options that weaken security are named `unsafe...` / `allow...` and reported by `obscura doctor`.
  */
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import type { Source } from '../settings.js';
 import { PROCESSING_SETTINGS, type ProcessingSettings } from '../processing/settings.js';
 import { MEDIA_SETTINGS, type MediaSettings } from '../media/settings.js';
 import { JOBS_SETTINGS, type JobsSettings } from '../jobs/settings.js';
+import { VIDEO_SETTINGS, type VideoSettings } from '../media/video/settings.js';
 import { DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, STORAGE_SETTINGS, UPLOAD_SETTINGS, type DownloadSettings, type MaintenanceSettings, type StorageSettings, type UploadSettings } from '../assets/settings.js';
 import { PERIMETER_SETTINGS, checkPerimeterAgainstServer, type PerimeterSettings } from '../perimeter/settings.js';
 import { AUTH_SETTINGS, OAUTH_SETTINGS, type AuthSettings, type OAuthSettings } from '../auth/settings.js';
@@ -85,6 +86,9 @@ export interface Config {
   /** The operator's media limits, the ceiling for every app (src/media/settings.ts). */
   readonly media: MediaSettings;
 
+  /** ffmpeg/ffprobe, video limits and the leash of every ffmpeg run (src/media/video/settings.ts); `tempDir` resolved. */
+  readonly video: VideoSettings & { readonly tempDir: string };
+
   /** Workers, retries, polling and webhook retries (src/jobs/settings.ts). */
   readonly jobs: JobsSettings;
 
@@ -112,7 +116,7 @@ export interface Config {
  */
 export const SECTIONS = [
   DATA_DIR_SETTINGS, SERVER_SETTINGS, DATABASE_SETTINGS, MASTER_KEY_SETTINGS, STORAGE_SETTINGS, UPLOAD_SETTINGS, PERIMETER_SETTINGS, AUTH_SETTINGS, OAUTH_SETTINGS,
-  DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, JOBS_SETTINGS, REMOTE_UNSAFE_SETTINGS, CLIENT_SETTINGS,
+  DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, VIDEO_SETTINGS, JOBS_SETTINGS, REMOTE_UNSAFE_SETTINGS, CLIENT_SETTINGS,
 ] as const;
 
 /** The variable naming the settings file: the one name the loader owns. */
@@ -180,6 +184,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
     log: { level: server.logLevel },
     processing: PROCESSING_SETTINGS.read(src),
     media: MEDIA_SETTINGS.read(src),
+    video: videoSection(VIDEO_SETTINGS.read(src), resolve(cwd, DATA_DIR_SETTINGS.read(src).dataDir), cwd),
     jobs: JOBS_SETTINGS.read(src),
     maintenance: MAINTENANCE_SETTINGS.read(src),
     perimeter: PERIMETER_SETTINGS.read(src),
@@ -187,6 +192,10 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
   };
   checkPerimeterAgainstServer(config.perimeter, { port: config.port, publicUrl: config.publicUrl });
   return deepFreeze(config);
+}
+
+function videoSection(v: VideoSettings, dataDir: string, cwd: string): VideoSettings & { tempDir: string } {
+  return { ...v, tempDir: v.tempDir ? resolve(cwd, v.tempDir) : join(dataDir, 'tmp', 'video') };
 }
 
 function deepFreeze<T>(o: T): T {
@@ -208,7 +217,7 @@ export interface DoctorFinding {
  * Reviews a configuration (and facts gathered by the caller, e.g. whether the master key lives in
  * the data dir) and lists what weakens security. Pure: the CLI gathers the facts.
  */
-export function doctor(config: Config, facts: { masterKeyInDataDir: boolean }): DoctorFinding[] {
+export function doctor(config: Config, facts: { masterKeyInDataDir: boolean; video?: { version: string; prlimit: boolean } | null | undefined }): DoctorFinding[] {
   const out: DoctorFinding[] = [];
   const loopback = ['127.0.0.1', '::1', 'localhost'].includes(config.host);
   if (facts.masterKeyInDataDir) {
@@ -248,6 +257,12 @@ export function doctor(config: Config, facts: { masterKeyInDataDir: boolean }): 
       out.push({ level: 'warn', setting: 'DATABASE_URL', message: 'the database connection does not require TLS (add sslmode=verify-full).' });
     }
   }
+  if (facts.video === null) {
+    out.push({ level: 'warn', setting: 'OBSCURA_FFMPEG_PATH', message: `ffmpeg/ffprobe not found (${config.video.ffmpegPath}, ${config.video.ffprobePath}): video uploads are stored unprobed and video processing answers 503 ERR_VIDEO_UNAVAILABLE. Install Debian's ffmpeg or set OBSCURA_FFMPEG_PATH and OBSCURA_FFPROBE_PATH.` });
+  } else if (facts.video && !facts.video.prlimit) {
+    out.push({ level: 'warn', setting: 'OBSCURA_VIDEO_MEMORY_BYTES', message: 'prlimit (util-linux) not found: ffmpeg runs without its memory and CPU-time limits (the wall-clock limit still applies).' });
+  }
   if (out.length === 0) out.push({ level: 'ok', setting: '-', message: 'no unsafe settings found' });
+  if (facts.video) out.push({ level: 'ok', setting: 'OBSCURA_FFMPEG_PATH', message: `video: ${facts.video.version}` });
   return out;
 }

@@ -17,6 +17,7 @@ import { listing } from './migrations/0012_listing.js';
 import { scopes } from './migrations/0011_scopes.js';
 import { usageOutputs } from './migrations/0013_usage_outputs.js';
 import { erasure } from './migrations/0014_erasure.js';
+import { video } from './migrations/0015_video.js';
 
 export { TENANT_ROLE } from './migrations/helpers.js';
 
@@ -34,6 +35,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0012_listing': listing,
   '0013_usage_outputs': usageOutputs,
   '0014_erasure': erasure,
+  '0015_video': video,
 };
 
 class StaticProvider implements MigrationProvider {

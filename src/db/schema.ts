@@ -106,6 +106,8 @@ export interface AssetsTable {
   sha256: string;
   width: number | null;
   height: number | null;
+  /** ffprobe's facts of an uploaded video (media/video/probe.ts VideoFacts), null otherwise. */
+  video: ColumnType<unknown, string | null | undefined, string | null>;
   filename: string | null;
   blob_key: string;
   tenant_key_id: string;

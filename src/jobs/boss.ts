@@ -24,6 +24,9 @@ import type { DatabaseHandle } from '../db/database.js';
 export const QUEUES = Object.freeze({
   process: 'obscura_process',
   processDead: 'obscura_process_dead',
+  /** Video jobs: their own workers and concurrency, so long transcodes never hold image workers. */
+  processVideo: 'obscura_process_video',
+  processVideoDead: 'obscura_process_video_dead',
   webhook: 'obscura_webhook',
   webhookDead: 'obscura_webhook_dead',
 });
@@ -115,6 +118,8 @@ async function ensureQueues(boss: PgBoss): Promise<void> {
   const want: Array<[string, Record<string, unknown>]> = [
     [QUEUES.processDead, { notify: true }],
     [QUEUES.process, { notify: true, deadLetter: QUEUES.processDead }],
+    [QUEUES.processVideoDead, { notify: true }],
+    [QUEUES.processVideo, { notify: true, deadLetter: QUEUES.processVideoDead }],
     [QUEUES.webhookDead, { notify: true }],
     [QUEUES.webhook, { notify: true, deadLetter: QUEUES.webhookDead }],
   ];

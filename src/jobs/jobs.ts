@@ -26,7 +26,12 @@ import { AppError, isAppError } from '../errors.js';
 import { appendAudit, canonicalJson } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
 import { DEFAULT_OUTPUT_TTL_SECONDS, getAsset, ingest } from '../assets/assets.js';
-import { commitOutput, discardStaged, hideAsset, removeUnclaimed, stageOutput, type StagedOutput } from '../assets/outputs.js';
+import { commitOutput, discardStaged, hideAsset, removeUnclaimed, stageOutput, stageOutputStream, type StagedOutput } from '../assets/outputs.js';
+import { createReadStream } from 'node:fs';
+import { sniff } from '../media/sniff.js';
+import { isVideoType } from '../media/video/probe.js';
+import { compileVideoOperations } from '../media/video/operations.js';
+import type { VideoProcessing } from '../processing/video.js';
 import { redactUrl } from '../remote/fetcher.js';
 import type { MediaLimits } from '../media/limits.js';
 import {
@@ -98,6 +103,18 @@ export interface JobView {
   keep_metadata: boolean;
   output: { asset_id: string | null; ttl_seconds: number; put_url: string | null; put_status: number | null };
   error: { code: string; message: string } | null;
+  /** `image` or `video` (video jobs run on their own queue). */
+  media: 'image' | 'video';
+  /** Progress of a video job (null for image jobs and before the first report). */
+  progress: JobProgress | null;
+}
+
+/** Progress of a video job, from ffmpeg (`percent` reaches 100 when the job succeeds). */
+export interface JobProgress {
+  percent: number;
+  frames: number;
+  fps: number;
+  eta_seconds: number | null;
 }
 
 type JobRow = Selectable<JobsTable>;
@@ -115,6 +132,10 @@ export interface JobSettings {
   maxCost?: number;
   /** The operator's media limits (`config.media`); default the media defaults. */
   media?: Partial<Omit<MediaLimits, 'allowSvg' | 'maxCost'>>;
+  /** Wall-clock limit of one ffmpeg run, seconds: a video job's lease is this plus a margin. */
+  videoTimeoutSeconds?: number;
+  /** Seconds between two `job.progress` webhooks of one job. */
+  progressWebhookSeconds?: number;
 }
 
 /** What the job service needs. */
@@ -126,6 +147,8 @@ export interface JobDeps extends ProcessingDeps {
   boss: () => Promise<PgBoss>;
   /** TEST ONLY: extra delay inside each run, so a test can kill a worker mid-job. Default 0. */
   testDelayMs?: number;
+  /** Video outputs (the processing service's). */
+  video: VideoProcessing;
 }
 
 /** Key-wrap context of a job's presigned PUT URL (a customer credential). */
@@ -150,6 +173,8 @@ function view(r: JobRow): JobView {
       put_status: r.put_status,
     },
     error: r.error_code ? { code: r.error_code, message: r.error_message ?? '' } : null,
+    media: r.media,
+    progress: (typeof r.progress === 'string' ? JSON.parse(r.progress) : r.progress ?? null) as JobProgress | null,
   };
 }
 
@@ -162,8 +187,12 @@ export class JobService {
   }
 
   /** pg-boss send options of a processing job. */
-  private processSendOptions(queueId: string, orgId: string): Record<string, unknown> {
+  private processSendOptions(queueId: string, orgId: string, media: 'image' | 'video'): Record<string, unknown> {
     const s = this.deps.settings;
+    if (media === 'video') {
+      // A video runs as long as ffmpeg's own limit allows; a dead worker is noticed by its heartbeat.
+      return { id: queueId, group: { id: orgId }, expireInSeconds: (s.videoTimeoutSeconds ?? 3600) + 120, retryLimit: s.retryLimit, retryDelay: 5, retryBackoff: true, retryDelayMax: 300, heartbeatSeconds: 30 };
+    }
     return {
       id: queueId,
       // The org is the pg-boss group: workers cap how many of one org's jobs run at once (fairness).
@@ -180,10 +209,10 @@ export class JobService {
   }
 
   /** Enqueues a processing job (idempotent: the queue id is fixed). Failures are left to the reconciler. */
-  private async enqueue(orgId: string, jobId: string, queueId: string): Promise<void> {
+  private async enqueue(orgId: string, jobId: string, queueId: string, media: 'image' | 'video'): Promise<void> {
     try {
       const boss = await this.deps.boss();
-      await boss.send(QUEUES.process, { org: orgId, id: jobId }, this.processSendOptions(queueId, orgId));
+      await boss.send(media === 'video' ? QUEUES.processVideo : QUEUES.process, { org: orgId, id: jobId }, this.processSendOptions(queueId, orgId, media));
     } catch {
       // Committed is committed: the reconciler re-sends jobs that stay queued without a queue entry.
     }
@@ -207,7 +236,29 @@ export class JobService {
    */
   async create(req: NewJob): Promise<{ job: JobView; replayed: boolean }> {
     const { db } = this.deps;
-    const compiled = compileOperations(req.operations);
+    // The input's media kind picks the registry. An asset's type is in its row and sent bytes are
+    // sniffed; a URL's is known only once fetched, so its operations must first be valid for some kind.
+    let kind: 'image' | 'video';
+    if (req.input.kind === 'asset') {
+      const assetId = req.input.assetId;
+      kind = isVideoType((await db.withTenant(req.orgId, (trx) => getAsset(trx, req.orgId, assetId, this.now()))).mime) ? 'video' : 'image';
+    } else if (req.input.kind === 'upload') {
+      const type = await sniff(req.input.bytes);
+      kind = type && isVideoType(type.mime) ? 'video' : 'image';
+    } else {
+      kind = 'image';
+      try {
+        compileOperations(req.operations);
+      } catch (imageError) {
+        try {
+          compileVideoOperations(req.operations);
+          kind = 'video';
+        } catch {
+          throw imageError;
+        }
+      }
+    }
+    let compiled = compileFor(kind, req.operations);
     const ttlSeconds = req.ttlSeconds ?? DEFAULT_OUTPUT_TTL_SECONDS;
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > MAX_OUTPUT_TTL_SECONDS) {
       throw new AppError('ERR_VALIDATION', `The output retention must be 60 to ${MAX_OUTPUT_TTL_SECONDS} seconds.`, { details: { field: 'output.ttl_seconds' } });
@@ -259,6 +310,16 @@ export class JobService {
       });
       inputAssetId = asset.id;
       copied = true;
+      const fetched = isVideoType(asset.mime) ? 'video' : 'image';
+      if (fetched !== kind) {
+        kind = fetched;
+        try {
+          compiled = compileFor(kind, req.operations);
+        } catch (err) {
+          await this.discardInputCopy(req.orgId, inputAssetId);
+          throw err;
+        }
+      }
     }
 
     const id = publicId('job');
@@ -277,6 +338,7 @@ export class JobService {
           input_source: req.input.kind,
           input_url: inputUrl,
           operations: compiled.canonical,
+          media: kind,
           preview: req.preview === true,
           keep_metadata: req.keepMetadata === true,
           output_ttl_seconds: ttlSeconds,
@@ -321,7 +383,7 @@ export class JobService {
       if (copied) await this.discardInputCopy(req.orgId, inputAssetId);
       return { job: outcome, replayed: true };
     }
-    await this.enqueue(req.orgId, id, queueId);
+    await this.enqueue(req.orgId, id, queueId, kind);
     return { job: view(outcome), replayed: false };
   }
 
@@ -382,6 +444,7 @@ export class JobService {
     const job = started;
     const attempt = job.attempts;
     const assetId = attemptAssetId(job.output_seed, attempt);
+    if (job.media === 'video') return this.runVideo(job, assetId, opts);
     try {
       await this.removeOrphans(job, attempt);
       const settings = await db.withTenant(job.org_id, (trx) => appSettings(trx, job.org_id, job.app_id));
@@ -419,6 +482,129 @@ export class JobService {
     }
   }
 
+  /**
+   * One attempt of a video job: ffmpeg under its leash, progress written to the job (and `job.progress`
+   * webhooks, throttled), a cancel noticed within half a second on any node (ffmpeg is killed, nothing
+   * is kept), the output streamed from the run directory to the store, then committed with the job.
+   */
+  private async runVideo(job: JobRow, assetId: string, opts: { lastAttempt: boolean; signal?: AbortSignal }): Promise<void> {
+    const { db } = this.deps;
+    const abort = new AbortController();
+    const stop = () => abort.abort(opts.signal?.reason);
+    opts.signal?.addEventListener('abort', stop, { once: true });
+    let cancelled = false;
+    let writing: Promise<unknown> = Promise.resolve();
+    let lastWrite = 0;
+    let lastHook = 0;
+    const hookEvery = (this.deps.settings.progressWebhookSeconds ?? 10) * 1000;
+    const watch = setInterval(() => {
+      void db
+        .withTenant(job.org_id, (trx) => trx.selectFrom('jobs').select('status').where('org_id', '=', job.org_id).where('id', '=', job.id).executeTakeFirst())
+        .then((row) => {
+          if (row && row.status !== 'running') {
+            cancelled = row.status === 'cancelled';
+            abort.abort(new AppError('ERR_JOB_CANCELLED', 'The job was cancelled.'));
+          }
+        })
+        .catch(() => undefined);
+    }, 500);
+    const report = (p: JobProgress): void => {
+      const now = this.now();
+      if (now - lastWrite < 1000 && p.percent < 100) return;
+      lastWrite = now;
+      const hook = now - lastHook >= hookEvery && p.percent < 100;
+      if (hook) lastHook = now;
+      writing = writing.then(() =>
+        db
+          .withTenant(job.org_id, async (trx) => {
+            const row = await trx.updateTable('jobs').set({ progress: JSON.stringify(p) }).where('org_id', '=', job.org_id).where('id', '=', job.id).where('status', '=', 'running').returningAll().executeTakeFirst();
+            return row && hook ? recordEvent(trx, { orgId: job.org_id, appId: job.app_id, type: 'job.progress', data: { job: view(row) }, now }) : [];
+          })
+          .then((refs) => this.dispatch(refs))
+          .catch(() => undefined),
+      );
+    };
+    try {
+      await this.removeOrphans(job, job.attempts);
+      const input = await db.withTenant(job.org_id, (trx) => getAsset(trx, job.org_id, job.input_asset_id, this.now()));
+      const { plan } = compileVideoOperations(job.operations);
+      if (this.deps.testDelayMs) await delay(this.deps.testDelayMs, abort.signal);
+      const out = await this.deps.video.run({
+        orgId: job.org_id,
+        mime: input.mime,
+        source: this.deps.video.sourceOfAsset(input),
+        known: input.video,
+        plan,
+        preview: job.preview ? {} : null,
+        signal: abort.signal,
+        onProgress: report,
+        billTo: { appId: job.app_id, keyId: job.created_by },
+      });
+      try {
+        const staged = await stageOutputStream(this.deps, job.org_id, assetId, createReadStream(out.path), { mime: out.mime, ext: out.ext, width: out.width, height: out.height });
+        try {
+          let putStatus: number | null = null;
+          if (job.put_url_wrapped) putStatus = await this.putOutput(job, createReadStream(out.path), out.mime, abort.signal, staged.size);
+          await writing;
+          const refs = await this.commitSuccess(job, staged, putStatus, { percent: 100, frames: 0, fps: 0, eta_seconds: 0 });
+          if (refs === null) {
+            await discardStaged(this.deps, staged);
+            return;
+          }
+          await this.dispatch(refs);
+        } catch (err) {
+          await discardStaged(this.deps, staged);
+          throw err;
+        }
+      } finally {
+        await out.cleanup();
+      }
+    } catch (err) {
+      // Cancelled by its owner: the job is already final; ffmpeg is dead and nothing was kept.
+      if (cancelled || (isAppError(err) && err.code === 'ERR_JOB_CANCELLED')) return;
+      if (opts.signal?.aborted) throw err;
+      const permanent = isAppError(err) && err.status >= 400 && err.status < 500;
+      if (permanent || opts.lastAttempt || (isAppError(err) && err.code === 'ERR_JOB_TIMEOUT')) {
+        const e = isAppError(err) ? err : new AppError('ERR_INTERNAL', 'Processing failed.');
+        await this.fail(job.org_id, job.id, e.code, e.publicMessage);
+        return;
+      }
+      throw err;
+    } finally {
+      clearInterval(watch);
+      opts.signal?.removeEventListener('abort', stop);
+      await writing;
+    }
+  }
+
+  /**
+   * Cancels a queued or running job of the org: it becomes `cancelled` at once (a running video's
+   * ffmpeg is killed within a second by its worker, and no output is kept); `job.cancelled` is sent.
+   * 409 `ERR_CONFLICT` when the job already ended.
+   */
+  async cancel(orgId: string, id: string, ctx: Ctx): Promise<JobView> {
+    const now = this.now();
+    const { row, refs } = await this.deps.db.withTenant(orgId, async (trx) => {
+      const updated = await trx
+        .updateTable('jobs')
+        .set({ status: 'cancelled', error_code: 'ERR_JOB_CANCELLED', error_message: 'The job was cancelled.', finished_at: new Date(now) })
+        .where('org_id', '=', orgId)
+        .where('id', '=', id)
+        .where('status', 'in', ['queued', 'running'])
+        .returningAll()
+        .executeTakeFirst();
+      if (!updated) {
+        const existing = await trx.selectFrom('jobs').select('status').where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst();
+        if (!existing) throw new AppError('ERR_NOT_FOUND', 'The job does not exist.');
+        throw new AppError('ERR_CONFLICT', `The job already ended (${existing.status}); only a queued or running job can be cancelled.`, { details: { status: existing.status } });
+      }
+      await appendAudit(trx, { orgId, actor: ctx.actor, action: 'job.cancel', target: { job: id, app: updated.app_id }, ip: ctx.ip, requestId: ctx.requestId });
+      return { row: updated, refs: await recordEvent(trx, { orgId, appId: updated.app_id, type: 'job.cancelled', data: { job: view(updated) }, now }) };
+    });
+    await this.dispatch(refs);
+    return view(row);
+  }
+
   /** Deletes blobs of earlier attempts that never got a row (a worker died between put and commit). */
   private async removeOrphans(job: JobRow, attempt: number): Promise<void> {
     if (attempt <= 1) return;
@@ -426,11 +612,11 @@ export class JobService {
   }
 
   /** PUTs the output to the customer's presigned URL; 4xx is permanent, 5xx/network retried. */
-  private async putOutput(job: JobRow, data: Buffer, mime: string, signal?: AbortSignal): Promise<number> {
+  private async putOutput(job: JobRow, data: Buffer | Readable, mime: string, signal?: AbortSignal, size?: number): Promise<number> {
     const bytes = unwrapKey(this.deps.masterKeys.all, job.put_url_wrapped!, putUrlContext(job.org_id, job.id));
     const url = bytes.toString('utf8');
     bytes.fill(0);
-    const res = await this.deps.remote.puts.put(url, data, { headers: { 'content-type': mime }, signal });
+    const res = await this.deps.remote.puts.put(url, data, { headers: { 'content-type': mime, ...(size !== undefined ? { 'content-length': String(size) } : {}) }, signal });
     if (res.status >= 200 && res.status <= 299) return res.status;
     const refused = res.status >= 400 && res.status < 500;
     throw new AppError(refused ? 'ERR_REMOTE_REJECTED' : 'ERR_REMOTE_FAILED', refused ? `The output URL refused the upload (HTTP ${res.status}): check that the presigned URL is valid and not expired.` : 'The output could not be uploaded to the given URL.', {
@@ -439,16 +625,16 @@ export class JobService {
   }
 
   /** Asset row + `succeeded` in one transaction, only if the job is not final yet. Null when it was. */
-  private async commitSuccess(job: JobRow, staged: StagedOutput, putStatus: number | null): Promise<DeliveryRef[] | null> {
+  private async commitSuccess(job: JobRow, staged: StagedOutput, putStatus: number | null, progress?: JobProgress): Promise<DeliveryRef[] | null> {
     const now = this.now();
     try {
       return await this.deps.db.withTenant(job.org_id, async (trx) => {
         const done = await trx
           .updateTable('jobs')
-          .set({ status: 'succeeded', output_asset_id: staged.assetId, put_status: putStatus, finished_at: new Date(now), error_code: null, error_message: null })
+          .set({ status: 'succeeded', output_asset_id: staged.assetId, put_status: putStatus, finished_at: new Date(now), error_code: null, error_message: null, ...(progress ? { progress: JSON.stringify(progress) } : {}) })
           .where('org_id', '=', job.org_id)
           .where('id', '=', job.id)
-          .where('status', 'not in', ['succeeded', 'failed'])
+          .where('status', 'not in', ['succeeded', 'failed', 'cancelled'])
           .returningAll()
           .executeTakeFirst();
         if (!done) throw new AlreadyFinal();
@@ -494,8 +680,8 @@ export class JobService {
   async reconcile(olderThanSeconds = 60): Promise<{ jobs: number; deliveries: number }> {
     const { db } = this.deps;
     const before = new Date(this.now() - olderThanSeconds * 1000);
-    const jobs = await db.system.selectFrom('jobs').select(['id', 'org_id', 'queue_id']).where('status', '=', 'queued').where('created_at', '<', before).limit(500).execute();
-    for (const j of jobs) await this.enqueue(j.org_id, j.id, j.queue_id);
+    const jobs = await db.system.selectFrom('jobs').select(['id', 'org_id', 'queue_id', 'media']).where('status', '=', 'queued').where('created_at', '<', before).limit(500).execute();
+    for (const j of jobs) await this.enqueue(j.org_id, j.id, j.queue_id, j.media);
     const deliveries = await db.system.selectFrom('webhook_deliveries').select(['id', 'org_id', 'queue_id']).where('status', '=', 'pending').where('created_at', '<', before).limit(500).execute();
     await this.dispatch(deliveries.map((d) => ({ orgId: d.org_id, id: d.id, queueId: d.queue_id })));
     await db.system.deleteFrom('idempotency_keys').where('expires_at', '<=', new Date(this.now())).execute();
@@ -508,6 +694,11 @@ const WORKER_CTX: Ctx = { actor: { type: 'system', id: 'worker' } };
 
 class LostRace extends Error {}
 class AlreadyFinal extends Error {}
+
+/** Operations compiled for the input's media kind (image or video registry). */
+function compileFor(kind: 'image' | 'video', operations: unknown): { canonical: string } {
+  return kind === 'video' ? compileVideoOperations(operations) : compileOperations(operations);
+}
 
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

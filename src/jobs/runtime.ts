@@ -52,7 +52,10 @@ export class JobRuntime {
         maxInputBytes: Math.max(config.processing.maxBodyBytes, DEFAULT_MEDIA_LIMITS.maxInputBytes),
         maxCost: config.processing.maxCost,
         media: config.media,
+        videoTimeoutSeconds: processing.config.video.timeoutSeconds,
+        progressWebhookSeconds: processing.config.video.progressWebhookSeconds,
       },
+      video: processing.video,
       boss: () => this.boss(),
       testDelayMs: o.testDelayMs,
     });

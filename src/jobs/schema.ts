@@ -8,7 +8,7 @@ type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 
 /** Lifecycle of a processing job. */
-export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
 /** The tenant-visible record of a processing job (pg-boss holds the queue entry). */
 export interface JobsTable {
@@ -33,6 +33,10 @@ export interface JobsTable {
   put_status: number | null;
   output_seed: string;
   output_asset_id: string | null;
+  /** Which queue runs it: video jobs have their own workers (issue 11). */
+  media: Generated<'image' | 'video'>;
+  /** Latest progress of a running video job (JSON: percent, frames, fps, eta_seconds). */
+  progress: ColumnType<unknown, string | null | undefined, string | null>;
   attempts: Generated<number>;
   error_code: string | null;
   error_message: string | null;

@@ -33,7 +33,7 @@ export const ENDPOINT_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 
 export const DELIVERY_ORDER: ListOrder = { keys: [{ column: 'created_at', type: 'timestamptz' }, { column: 'id', type: 'text' }], direction: 'desc' };
 
 /** Events an endpoint may subscribe to. */
-export const WEBHOOK_EVENTS = ['job.completed', 'job.failed'] as const;
+export const WEBHOOK_EVENTS = ['job.completed', 'job.failed', 'job.cancelled', 'job.progress'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
 /** Default and largest grace period for the previous secret after a rotation. */

@@ -23,6 +23,7 @@ import type { BlobStore } from '../assets/stores/types.js';
 import { createProcessingService } from '../processing/service.js';
 import { JobRuntime, type JobRuntimeSettings } from './runtime.js';
 import { abandonDelivery, attemptDelivery } from './webhooks.js';
+import { sweepVideoTemp } from '../media/video/pipeline.js';
 
 /** Options of {@link startWorkers}. */
 export interface WorkerOptions {
@@ -33,6 +34,8 @@ export interface WorkerOptions {
    * group being the org; `OBSCURA_WORKER_ORG_CONCURRENCY`). 0 or absent = no per-org cap.
    */
   orgConcurrency?: number;
+  /** Video jobs run at once in this process, on their own queue (`OBSCURA_VIDEO_WORKER_CONCURRENCY`). Default 1. */
+  videoConcurrency?: number;
   /** Webhook deliveries in flight at once. Default 4. */
   webhookConcurrency?: number;
   /** Reconciler period in seconds. Default: the job monitor interval. */
@@ -87,6 +90,9 @@ export async function startWorkers(service: JobRuntime, opts: WorkerOptions): Pr
   // Only timeouts and dead workers reach the dead-letter queue (handler errors on the last attempt
   // are recorded by the handler itself); `fail` is a no-op for a job that is already final.
   await register(QUEUES.processDead, 1, (job) => service.jobs.fail(job.data.org, job.data.id, 'ERR_JOB_TIMEOUT', 'The job did not finish in time, including retries.'));
+  // Video jobs have their own workers, so a long transcode never holds a worker image jobs need.
+  await register(QUEUES.processVideo, opts.videoConcurrency ?? 1, (job) => service.jobs.run({ orgId: job.data.org, id: job.data.id }, { lastAttempt: lastAttempt(job), signal: job.signal }), opts.orgConcurrency ? { groupConcurrency: opts.orgConcurrency } : {});
+  await register(QUEUES.processVideoDead, 1, (job) => service.jobs.fail(job.data.org, job.data.id, 'ERR_JOB_TIMEOUT', 'The video job did not finish in time, including retries.'));
   await register(QUEUES.webhook, opts.webhookConcurrency ?? 4, async (job) => {
     const outcome = await attemptDelivery(service.webhookDeps, { orgId: job.data.org, id: job.data.id }, { lastAttempt: lastAttempt(job), signal: job.signal });
     // Throwing is how pg-boss schedules the next attempt (backoff with jitter).
@@ -151,7 +157,9 @@ export async function startJobWorkers(deps: JobWorkerDeps): Promise<JobWorkers> 
     config: deps.config,
   });
   const runtime = new JobRuntime({ processing, config: deps.config, masterKeys: deps.masterKeys, testDelayMs: deps.testDelayMs && deps.testDelayMs > 0 ? deps.testDelayMs : undefined });
-  const workers = await startWorkers(runtime, { concurrency: deps.config.jobs.workerConcurrency, orgConcurrency: deps.config.jobs.workerOrgConcurrency });
+  // What a crashed process left in the video temporary area is removed (older than one run can last).
+  await sweepVideoTemp(deps.config.video.tempDir, (deps.config.video.timeoutSeconds + 300) * 1000).catch(() => 0);
+  const workers = await startWorkers(runtime, { concurrency: deps.config.jobs.workerConcurrency, orgConcurrency: deps.config.jobs.workerOrgConcurrency, videoConcurrency: deps.config.video.workerConcurrency });
   let stopping: Promise<void> | undefined;
   return {
     stop() {

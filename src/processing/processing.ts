@@ -16,7 +16,7 @@ import { getApp } from '../tenants/index.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { randomBase62 } from '../crypto/random.js';
 import type { BlobStore } from '../assets/stores/types.js';
-import { getAsset, type Asset } from '../assets/assets.js';
+import { getAsset, type Asset, type VideoProbe } from '../assets/assets.js';
 import type { OutputFile } from '../assets/outputs.js';
 import { openAssetStream } from '../assets/read.js';
 import { mediaLimits, type MediaLimits } from '../media/limits.js';
@@ -46,6 +46,8 @@ export interface ProcessingDeps {
   meter?: UsageMeter | undefined;
   /** The operator's pixel limit (`OBSCURA_MAX_INPUT_PIXELS`), for input copies kept as assets. */
   maxInputPixels?: number | undefined;
+  /** Probes uploaded videos (input copies of jobs are uploads too); see AssetDeps.videoProbe. */
+  videoProbe?: VideoProbe | undefined;
 }
 
 /** Validated operations in the three forms callers need. */

@@ -18,6 +18,12 @@ import { assertAffordable, estimateCostUpFront, type ProcessResult } from '../me
 import { AppError } from '../errors.js';
 import type { Ctx } from '../tenants/index.js';
 import { Readable } from 'node:stream';
+import { readFile } from 'node:fs/promises';
+import { sniff } from '../media/sniff.js';
+import { isVideoType, videoProbeFor, type VideoFacts } from '../media/video/probe.js';
+import { compileVideoOperations } from '../media/video/operations.js';
+import type { SourceBytes } from '../media/video/source.js';
+import { VideoProcessing, videoNeedsJob, type ResolvedVideoSettings } from './video.js';
 import { appSettings, compileOperations, estimateMemory, fetchRemote, limitsFor, MAX_OUTPUT_TTL_SECONDS, readAsset, readBounded, runPipeline, type ProcessingDeps, type ProcessingInput } from './processing.js';
 import { createRemote, type Remote, type RemotePolicy } from '../remote/remote.js';
 import { SourceCache, TransformKeys, acceptClass, expandPresetSegments, parseTransformUrl, resolveTransformOperations, transformEtag } from './transform.js';
@@ -27,6 +33,7 @@ export interface ProcessingServiceSettings {
   readonly processing: ProcessingSettings;
   readonly media: MediaSettings;
   readonly unsafe: { readonly remoteAllowHttp: boolean; readonly remoteAllowPrivate: boolean };
+  readonly video: ResolvedVideoSettings;
 }
 
 /** Construction options of {@link createProcessingService}. */
@@ -91,6 +98,8 @@ export class ProcessingService {
   /** Decrypted transform sources, briefly (see SourceCache). */
   readonly sources: SourceCache;
   readonly deps: ProcessingDeps;
+  /** Video outputs (previews and poster frames here; whole videos in jobs). */
+  readonly video: VideoProcessing;
 
   constructor(private readonly o: ProcessingServiceOptions) {
     const { config } = o;
@@ -108,7 +117,8 @@ export class ProcessingService {
       maxWaitMs: config.processing.maxWaitMs,
       memoryBudgetBytes: config.processing.memoryBudgetBytes,
     });
-    this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now, meter: o.meter, maxInputPixels: config.media.maxInputPixels };
+    this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now, meter: o.meter, maxInputPixels: config.media.maxInputPixels, videoProbe: videoProbeFor(config.video) };
+    this.video = new VideoProcessing(this.deps, config.video, config.media.maxOutputDimension);
     this.transformKeys = new TransformKeys(o.db, o.masterKeys, { now: o.now });
     this.sources = new SourceCache({ now: o.now });
   }
@@ -127,6 +137,15 @@ export class ProcessingService {
    * @throws AppError 400 (operations) before any fetch or decode; 503 + Retry-After when the queue is full.
    */
   async processSync(req: SyncRequest): Promise<ProcessResult> {
+    // The input's media kind picks the registry: an asset's type is in its row, sent bytes are sniffed.
+    if (req.input.kind === 'asset') {
+      const assetId = req.input.assetId;
+      const asset = await this.o.db.withTenant(req.orgId, (trx) => getAsset(trx, req.orgId, assetId, this.o.now?.() ?? Date.now()));
+      if (isVideoType(asset.mime)) return this.videoSync(req, asset.mime, this.video.sourceOfAsset(asset), asset.video);
+    } else if (req.input.kind === 'upload') {
+      const type = await sniff(req.input.bytes);
+      if (type && isVideoType(type.mime)) return this.videoSync(req, type.mime, VideoProcessing.sourceOfBuffer(req.input.bytes), null);
+    }
     const compiled = compileOperations(req.operations);
     const settings = await this.o.db.withTenant(req.orgId, (trx) => appSettings(trx, req.orgId, req.appId));
     const limits = limitsFor(settings, { ...this.o.config.media, maxCost: this.o.config.processing.maxCost });
@@ -148,10 +167,31 @@ export class ProcessingService {
       if (req.input.kind === 'asset') input = (await readAsset(this.deps, req.orgId, req.input.assetId, limits.maxInputBytes)).bytes;
       else if (req.input.kind === 'url') {
         input = await fetchRemote(this.remote.inputs, req.input.url, req.input.headers, req.signal);
+        const type = await sniff(input);
+        if (type && isVideoType(type.mime)) throw new AppError('ERR_UNPROCESSABLE', 'A video from a URL is processed as a job: POST /v1/jobs (or send Prefer: respond-async) with the same body.', { details: { reason: 'video_needs_job' } });
         slot.reserve(await estimateMemory(input, { plan: compiled.plan, limits, preview: req.preview }));
       } else input = req.input.bytes;
       return runPipeline(this.deps, { orgId: req.orgId, input, plan: compiled.plan, limits, accept: req.accept, preview: req.preview, keepMetadata: req.keepMetadata, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
     }, { key: req.orgId, memoryBytes, signal: req.signal });
+  }
+
+  /**
+   * A preview or poster frame of a video, in the request (bounded by the video sync queue); a whole
+   * transcode is refused here with a pointer to jobs.
+   */
+  private async videoSync(req: SyncRequest, mime: string, source: SourceBytes, known: VideoFacts | null): Promise<ProcessResult> {
+    const { plan } = compileVideoOperations(req.operations);
+    if (!req.preview && !plan.steps.some((s) => s.operation.name === 'poster')) throw videoNeedsJob();
+    return this.video.queue.run(async () => {
+      const out = await this.video.run({ orgId: req.orgId, mime, source, known, plan, preview: req.preview ? {} : null, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
+      try {
+        const data = await readFile(out.path);
+        // `format` names the container for a video output; only image callers read it as an image format.
+        return { data, info: { format: out.ext as ProcessResult['info']['format'], mime: out.mime, width: out.width, height: out.height, size: data.length, frames: 1 }, varyAccept: false };
+      } finally {
+        await out.cleanup();
+      }
+    }, { key: req.orgId, signal: req.signal });
   }
 
   /**

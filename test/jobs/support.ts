@@ -169,7 +169,7 @@ export async function waitForJob(srv: TestServer, key: string, id: string, timeo
   return waitFor(
     async () => {
       const r = await api(srv.url, 'GET', `/v1/jobs/${id}`, { key });
-      return r.body?.status === 'succeeded' || r.body?.status === 'failed' ? r.body : null;
+      return ['succeeded', 'failed', 'cancelled'].includes(r.body?.status) ? r.body : null;
     },
     timeoutMs,
     `job ${id}`,

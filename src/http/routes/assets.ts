@@ -23,6 +23,28 @@ import { FILE_FIELD, MULTIPART_OVERHEAD_BYTES, installMultipart, readForm, refus
 export const AssetId = Type.String({ pattern: '^ast_[0-9A-Za-z]{22}$', description: 'An asset id (≥ 128 random bits).', examples: ['ast_4Xg0bQ2mZk9TtP1vYc8LrA'] });
 const AssetParams = Type.Object({ id: AssetId }, { additionalProperties: false });
 
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+/** What ffprobe said of an uploaded video (issue 11, item 2). */
+export const VideoFactsSchema = Type.Object(
+  {
+    container: Type.String({ examples: ['mov,mp4,m4a,3gp,3g2,mj2'] }),
+    duration_seconds: Type.Number(),
+    width: Type.Integer({ description: 'Coded frame width (before display rotation).' }),
+    height: Type.Integer(),
+    rotation: Type.Integer({ description: 'Display rotation, degrees clockwise (0, 90, 180, 270).' }),
+    fps: Type.Number(),
+    video_codec: Type.String({ examples: ['h264'] }),
+    pixel_format: Nullable(Type.String()),
+    bit_rate: Nullable(Type.Integer({ description: 'Overall, bits per second.' })),
+    video_bit_rate: Nullable(Type.Integer()),
+    audio: Nullable(Type.Object({ codec: Type.String(), channels: Type.Integer(), sample_rate: Type.Integer(), bit_rate: Nullable(Type.Integer()) }, { additionalProperties: false })),
+    color: Type.Object({ primaries: Nullable(Type.String()), transfer: Nullable(Type.String()), space: Nullable(Type.String()), range: Nullable(Type.String()), hdr: Type.Boolean() }, { additionalProperties: false }),
+    streams: Type.Integer(),
+  },
+  { additionalProperties: false, description: 'Probed at upload; null for images, and for videos stored while the server had no ffprobe.' },
+);
+
 export const AssetSchema = Type.Object(
   {
     id: AssetId,
@@ -33,6 +55,7 @@ export const AssetSchema = Type.Object(
     sha256: Type.String({ description: 'SHA-256 of the plaintext, hex.' }),
     width: Type.Union([Type.Integer(), Type.Null()]),
     height: Type.Union([Type.Integer(), Type.Null()]),
+    video: Type.Union([VideoFactsSchema, Type.Null()]),
     filename: Type.Union([Type.String(), Type.Null()]),
     created_at: DateTime,
     expires_at: Type.Union([DateTime, Type.Null()]),
@@ -49,6 +72,7 @@ export const assetOut = (a: Asset) => ({
   sha256: a.sha256,
   width: a.width,
   height: a.height,
+  video: a.video,
   filename: a.filename,
   created_at: a.createdAt,
   expires_at: a.expiresAt,

@@ -13,7 +13,7 @@ import { OPERATION_STEP_TITLE } from '../openapi-operations.js';
 import { JOB_ORDER } from '../../jobs/jobs.js';
 import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 
-const JobStatus = Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed')]);
+const JobStatus = Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('cancelled')]);
 const ListQuery = pageQuery({
   status: Type.Optional(JobStatus),
   created_after: Type.Optional(Type.String({ format: 'date-time', description: 'Created at or after this instant.' })),
@@ -152,6 +152,18 @@ export const JobSchema = Type.Object(
       { additionalProperties: false },
     ),
     error: Nullable(Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: false })),
+    media: Type.Union([Type.Literal('image'), Type.Literal('video')], { description: 'The input\'s media kind; video jobs run on their own queue.' }),
+    progress: Nullable(
+      Type.Object(
+        {
+          percent: Type.Number({ minimum: 0, maximum: 100 }),
+          frames: Type.Integer({ description: 'Frames written so far.' }),
+          fps: Type.Number({ description: 'Frames per second being processed.' }),
+          eta_seconds: Nullable(Type.Integer({ description: 'Seconds left at the current speed.' })),
+        },
+        { additionalProperties: false, description: 'Video jobs: updated about every second while running; 100 when succeeded.' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -221,6 +233,21 @@ export function jobRoutes(app: FastifyInstance, service: ProcessingService, runt
       const scope = { list: 'jobs', orgId: p.orgId, filter };
       const result = await runtime.jobs.list(p.orgId, filter, pageRequest(req, q, scope, JOB_ORDER));
       return pageReply(req, result, scope, (j) => j);
+    },
+  });
+
+  app.post<{ Params: Static<typeof JobParams> }>('/v1/jobs/:id/cancel', {
+    config: { auth: true, scope: 'jobs:write', keyKinds: SERVER_CREDENTIALS },
+    schema: {
+      tags: ['processing'],
+      summary: 'Cancel a queued or running job (a running ffmpeg is killed within about a second; no output is kept)',
+      security: bearer,
+      params: JobParams,
+      response: { 200: JobSchema, ...errorResponses({ 409: 'The job already ended (ERR_CONFLICT).' }) },
+    },
+    handler: async (req) => {
+      const p = principalOf(req);
+      return runtime.jobs.cancel(p.orgId, req.params.id, ctxOf(req));
     },
   });
 

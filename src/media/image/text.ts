@@ -7,22 +7,11 @@
  * from validated values. The font is the bundled DejaVu Sans (npm `dejavu-fonts-ttf`), so output does
  * not depend on the host's fonts.
  */
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import { parseColor } from './operations/common.js';
+import { fontFile } from '../fonts.js';
 
-let cachedFont: string | undefined;
-
-/** Absolute path of the bundled DejaVu Sans TrueType file. */
-export function fontFile(): string {
-  cachedFont ??= join(
-    dirname(createRequire(import.meta.url).resolve('dejavu-fonts-ttf/package.json')),
-    'ttf',
-    'DejaVuSans.ttf',
-  );
-  return cachedFont;
-}
+export { fontFile };
 
 /** The font family inside {@link fontFile}, as Pango names it. */
 export const FONT_FAMILY = 'DejaVu Sans';

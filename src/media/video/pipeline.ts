@@ -1,0 +1,284 @@
+/**
+ * The video pipeline (issue 11): one ffmpeg run per output. The input is read through a loopback range
+ * server (source.ts, never a decrypted copy); the plan becomes one filter graph and encoder settings
+ * (operations.ts); the output is written to a run directory inside the owner-only temporary area (an
+ * MP4's index is rewritten at the end, which needs a seekable file) and streamed from there to the
+ * encrypted store by the caller, who then calls `cleanup()`. The directory is removed when the run
+ * fails or is killed too, and `sweepVideoTemp` removes what a crashed process left.
+ */
+import { mkdir, mkdtemp, readdir, rm, stat, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AppError } from '../../errors.js';
+import { fontFile } from '../fonts.js';
+import { runTool, ToolFailed, ToolStopped, type Leash, type VideoTools } from './ffmpeg.js';
+import { buildGraph, CONTAINERS, VIDEO_ENCODERS, AUDIO_ENCODERS, type VideoGraph, type VideoPlan } from './operations.js';
+import { inputArgs, type VideoFacts } from './probe.js';
+import { serveSource, type SourceBytes } from './source.js';
+import type { VideoSettings } from './settings.js';
+
+/** Progress of a run, from ffmpeg's `-progress`. */
+export interface VideoProgress {
+  /** 0–100. */
+  percent: number;
+  frames: number;
+  fps: number;
+  /** Seconds left at the current speed (null until known). */
+  eta_seconds: number | null;
+}
+
+/** A preview: a short excerpt, downscaled and visibly watermarked. */
+export interface PreviewOptions {
+  /** Where the excerpt starts, seconds (default: the trim start, else 0). */
+  start?: number | undefined;
+  /** Length, seconds (default 5). */
+  seconds?: number | undefined;
+}
+
+/** Largest preview frame. */
+export const PREVIEW_BOX = { width: 640, height: 360 } as const;
+/** Default preview length, seconds. */
+export const PREVIEW_SECONDS = 5;
+
+/** Options of {@link processVideo}. */
+export interface VideoRunOptions {
+  tools: VideoTools;
+  settings: VideoSettings;
+  /** The owner-only temporary area (created 0700 if missing). */
+  tempDir: string;
+  /** The input's sniffed media type (decides the forced demuxer). */
+  mime: string;
+  source: SourceBytes;
+  facts: VideoFacts;
+  plan: VideoPlan;
+  /** The operator's largest output side. */
+  maxDimension: number;
+  preview?: PreviewOptions | null | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: VideoProgress) => void) | undefined;
+  onSpawn?: ((pid: number) => void) | undefined;
+}
+
+/** A finished output, on disk in its run directory until `cleanup()`. */
+export interface VideoOutput {
+  path: string;
+  mime: string;
+  ext: string;
+  width: number;
+  height: number;
+  /** Output duration, seconds (0 for a poster frame). */
+  durationSeconds: number;
+  fps: number;
+  cleanup(): Promise<void>;
+}
+
+function encoderFor(tools: VideoTools, table: Readonly<Record<string, readonly string[]>>, codec: string): string {
+  const encoder = (table[codec] ?? []).find((e) => tools.encoders.has(e));
+  if (!encoder) {
+    const available = Object.keys(table).filter((c) => (table[c] ?? []).some((e) => tools.encoders.has(e)));
+    throw new AppError('ERR_VALIDATION', `Invalid operation "format": the codec ${codec} is not available on this server; use one of ${available.join(', ')}.`, { details: { operation: 'format', reason: 'codec_unavailable', allowed: available } });
+  }
+  return encoder;
+}
+
+/** The codecs this server can encode, by public name (for GET /v1/operations). */
+export function availableCodecs(tools: VideoTools | null): { video: string[]; audio: string[] } {
+  if (!tools) return { video: [], audio: [] };
+  const pick = (table: Readonly<Record<string, readonly string[]>>) => Object.keys(table).filter((c) => (table[c] ?? []).some((e) => tools.encoders.has(e)));
+  return { video: pick(VIDEO_ENCODERS), audio: pick(AUDIO_ENCODERS) };
+}
+
+const PRESET_INDEX = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'];
+
+function videoEncoderArgs(encoder: string, out: VideoGraph['output'], threads: number): string[] {
+  const p = Math.max(0, PRESET_INDEX.indexOf(out.preset));
+  const rate = (defaultCrf: number, crfOnly: string[] = []): string[] => (out.bitrateKbps !== null ? ['-b:v', `${out.bitrateKbps}k`] : ['-crf', String(out.crf ?? defaultCrf), ...crfOnly]);
+  switch (encoder) {
+    case 'libx264':
+      return ['-c:v', 'libx264', '-preset', out.preset, ...rate(23), '-pix_fmt', 'yuv420p'];
+    case 'libx265':
+      return ['-c:v', 'libx265', '-preset', out.preset, ...rate(28), '-pix_fmt', 'yuv420p', '-x265-params', `log-level=error:pools=${threads}`, ...(out.container === 'mkv' ? [] : ['-tag:v', 'hvc1'])];
+    case 'libvpx-vp9':
+      return ['-c:v', 'libvpx-vp9', ...rate(32, ['-b:v', '0']), '-deadline', p <= 2 ? 'realtime' : 'good', '-cpu-used', String(Math.max(0, 8 - p)), '-row-mt', '1', '-pix_fmt', 'yuv420p'];
+    case 'libsvtav1':
+      return ['-c:v', 'libsvtav1', ...rate(35), '-preset', String(Math.max(2, 12 - p)), '-pix_fmt', 'yuv420p', '-svtav1-params', `lp=${threads}`];
+    case 'libaom-av1':
+      return ['-c:v', 'libaom-av1', ...rate(32, ['-b:v', '0']), '-cpu-used', String(Math.max(0, 8 - p)), '-row-mt', '1', '-pix_fmt', 'yuv420p'];
+    default:
+      return ['-c:v', encoder];
+  }
+}
+
+/** Quotes a value for an ffmpeg filter-graph option (single quotes; a quote inside is refused). */
+function filterQuote(value: string): string {
+  if (/['\n\r]/.test(value)) throw new Error('a filter value may not contain quotes or newlines');
+  return `'${value.replace(/\\/g, '\\\\').replace(/:/g, '\\:')}'`;
+}
+
+/** Creates the owner-only temporary area (or tightens it) and a fresh run directory inside it. */
+async function runDir(tempDir: string): Promise<string> {
+  await mkdir(tempDir, { recursive: true, mode: 0o700 });
+  await chmod(tempDir, 0o700);
+  // The pid in the name lets a sweep tell a dead process's directory from a live one's.
+  return mkdtemp(join(tempDir, `run-${process.pid}-`));
+}
+
+/** Whether a process with this pid is alive on this machine. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes run directories a dead process left (its pid is in the name), and any older than
+ * `olderThanMs` (a reused pid). Called when workers start; other live processes' runs are kept.
+ */
+export async function sweepVideoTemp(tempDir: string, olderThanMs: number, now = Date.now()): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(tempDir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const name of names) {
+    if (!name.startsWith('run-')) continue;
+    const p = join(tempDir, name);
+    try {
+      const pid = Number(/^run-(\d+)-/.exec(name)?.[1] ?? 0);
+      const mine = pid === process.pid;
+      if (!mine && pid > 0 && alive(pid) && now - (await stat(p)).mtimeMs < olderThanMs) continue;
+      if (mine && now - (await stat(p)).mtimeMs < olderThanMs) continue;
+      await rm(p, { recursive: true, force: true });
+      removed++;
+    } catch {
+      // gone already
+    }
+  }
+  return removed;
+}
+
+/**
+ * Runs one video output. Throws `ERR_VALIDATION` (an operation the input makes impossible, or a
+ * codec this server lacks), `ERR_VIDEO_FAILED` (ffmpeg could not process the stream), `ERR_JOB_TIMEOUT`
+ * (the wall-clock or CPU limit), or rethrows the abort when `signal` fired. Nothing is left on disk
+ * when it throws.
+ */
+export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
+  const { tools, settings, facts } = o;
+  const hasAudio = facts.audio !== null;
+  const g = buildGraph(o.plan, { width: facts.width, height: facts.height, rotation: facts.rotation, fps: facts.fps, durationSeconds: facts.duration_seconds, hasAudio }, o.maxDimension);
+  let width = g.width;
+  let height = g.height;
+  let start = g.start;
+  let duration = g.duration;
+  const video = [...g.video];
+  const out = { ...g.output };
+  if (o.preview) {
+    if (o.preview.start !== undefined) start = Math.min(o.preview.start, Math.max(0, facts.duration_seconds - 0.1));
+    const seconds = o.preview.seconds ?? PREVIEW_SECONDS;
+    duration = Math.min(duration ?? Number.POSITIVE_INFINITY, seconds);
+    const f = Math.min(1, PREVIEW_BOX.width / width, PREVIEW_BOX.height / height);
+    if (f < 1) {
+      width = Math.max(2, Math.floor((width * f) / 2) * 2);
+      height = Math.max(2, Math.floor((height * f) / 2) * 2);
+      video.push(`scale=${width}:${height}:flags=bilinear`, 'setsar=1');
+    }
+    video.push(`drawtext=fontfile=${filterQuote(fontFile())}:text='PREVIEW':fontcolor=white@0.75:fontsize=h/6:x=(w-text_w)/2:y=(h-text_h)/2:box=1:boxcolor=black@0.35:boxborderw=8`);
+    out.preset = 'veryfast';
+    out.crf = out.codec === 'h264' ? 28 : out.crf;
+  }
+  const remaining = Math.max(0, facts.duration_seconds - start);
+  const expectedSeconds = Math.max(0.04, Math.min(remaining, duration ?? remaining) / g.speed);
+  const threads = String(settings.threads);
+  const poster = g.poster;
+
+  const dir = await runDir(o.tempDir);
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  const server = await serveSource(o.source);
+  try {
+    const args = ['-nostdin', '-hide_banner', '-loglevel', 'error', '-y', '-threads', threads];
+    const seek = start + (poster ? poster.at : 0);
+    if (seek > 0) args.push('-ss', seek.toFixed(3));
+    args.push(...inputArgs(o.mime, server.url, settings.maxStreams));
+    let path: string;
+    let mime: string;
+    let ext: string;
+    if (poster) {
+      ext = poster.format === 'jpeg' ? 'jpg' : poster.format;
+      mime = `image/${poster.format}`;
+      path = join(dir, `poster.${ext}`);
+      const codec = poster.format === 'jpeg' ? ['-c:v', 'mjpeg', '-q:v', '3', '-pix_fmt', 'yuvj420p'] : poster.format === 'png' ? ['-c:v', 'png'] : ['-c:v', 'libwebp', '-quality', '85'];
+      args.push('-map', '0:v:0', ...(video.length ? ['-vf', video.join(',')] : []), '-frames:v', '1', ...codec, '-an', '-sn', '-dn', '-map_metadata', '-1', '-filter_threads', threads, '-f', 'image2', '-update', '1', path);
+    } else {
+      const container = CONTAINERS[out.container];
+      ext = container.ext;
+      mime = container.mime;
+      path = join(dir, `output.${ext}`);
+      const encoder = encoderFor(tools, VIDEO_ENCODERS, out.codec);
+      if (duration !== null) args.push('-t', duration.toFixed(3));
+      args.push('-map', '0:v:0');
+      const keepAudio = hasAudio && !g.stripAudio;
+      if (keepAudio) args.push('-map', '0:a:0');
+      if (video.length) args.push('-vf', video.join(','));
+      if (keepAudio && g.audio.length) args.push('-af', g.audio.join(','));
+      args.push(...videoEncoderArgs(encoder, out, settings.threads));
+      if (keepAudio) {
+        const audioEncoder = encoderFor(tools, AUDIO_ENCODERS, out.audioCodec ?? container.audio[0]);
+        args.push('-c:a', audioEncoder, '-b:a', audioEncoder === 'libopus' ? '96k' : '128k');
+      } else args.push('-an');
+      if (out.faststart && (out.container === 'mp4' || out.container === 'mov')) args.push('-movflags', '+faststart');
+      args.push('-sn', '-dn', '-map_metadata', '-1', '-map_chapters', '-1', '-filter_threads', threads, '-progress', 'pipe:1', '-nostats', '-f', container.muxer, path);
+    }
+    const leash: Leash = { timeoutMs: settings.timeoutSeconds * 1000, cpuSeconds: settings.cpuSeconds, memoryBytes: settings.memoryBytes };
+    let fields: Record<string, string> = {};
+    const begun = performance.now();
+    try {
+      await runTool(tools, tools.ffmpeg, args, {
+        leash,
+        signal: o.signal,
+        onSpawn: o.onSpawn,
+        onLine(line) {
+          const eq = line.indexOf('=');
+          if (eq <= 0) return;
+          const key = line.slice(0, eq);
+          fields[key] = line.slice(eq + 1);
+          if (key !== 'progress') return;
+          const done = fields.progress === 'end';
+          const outSeconds = Math.max(0, Number(fields.out_time_us ?? fields.out_time_ms ?? 0) / 1e6);
+          const ratio = done ? 1 : Math.min(0.99, outSeconds / expectedSeconds);
+          const elapsed = (performance.now() - begun) / 1000;
+          o.onProgress?.({
+            percent: Math.round(ratio * 1000) / 10,
+            frames: Number(fields.frame ?? 0) || 0,
+            fps: Number(fields.fps ?? 0) || 0,
+            eta_seconds: done ? 0 : ratio > 0.01 ? Math.round((elapsed / ratio) * (1 - ratio)) : null,
+          });
+          fields = {};
+        },
+      });
+    } catch (err) {
+      if (err instanceof ToolStopped) {
+        if (err.reason === 'aborted') throw o.signal?.reason instanceof Error ? o.signal.reason : new AppError('ERR_UNAVAILABLE', 'Processing was cancelled.');
+        throw new AppError('ERR_JOB_TIMEOUT', `The video took longer than ${settings.timeoutSeconds} s to process (OBSCURA_VIDEO_TIMEOUT_SECONDS).`, { details: { limit: settings.timeoutSeconds, setting: 'OBSCURA_VIDEO_TIMEOUT_SECONDS' } });
+      }
+      if (err instanceof ToolFailed) {
+        if (err.signalName === 'SIGXCPU' || err.signalName === 'SIGKILL') {
+          throw new AppError('ERR_JOB_TIMEOUT', `The video used more than ${settings.cpuSeconds} s of CPU time (OBSCURA_VIDEO_CPU_SECONDS).`, { details: { limit: settings.cpuSeconds, setting: 'OBSCURA_VIDEO_CPU_SECONDS' } });
+        }
+        throw new AppError('ERR_VIDEO_FAILED', 'ffmpeg could not process this video with these operations (the stream may be damaged, or the settings do not fit it).', { cause: err, internal: { stderr: err.stderrTail.slice(-1000), exit: err.exitCode, signal: err.signalName } });
+      }
+      throw err;
+    }
+    const durationSeconds = poster ? 0 : Math.round(expectedSeconds * 1000) / 1000;
+    return { path, mime, ext, width, height, durationSeconds, fps: poster ? 0 : g.fps, cleanup };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  } finally {
+    await server.close();
+  }
+}
