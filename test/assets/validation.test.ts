@@ -7,6 +7,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
+import { clip } from '../support/video.js';
 import * as tus from 'tus-js-client';
 import { DB_KINDS, openTestDb, superQuery, type TestDb } from '../support/db.js';
 import { api, createTenant, startServer, type Tenant, type TestServer } from '../support/server.js';
@@ -44,8 +45,12 @@ for (const kind of DB_KINDS) {
     let a: Tenant;
     const hostile: Record<string, Buffer> = {};
     let jpeg: Buffer;
+    let realMp4: Buffer;
+    let realWebm: Buffer;
 
     before(async () => {
+      realMp4 = await clip({ seconds: 1 });
+      realWebm = await clip({ seconds: 1, container: 'webm' });
       t = await openTestDb(kind);
       s = await startServer(t.db);
       a = await createTenant(t.db, 'Validate');
@@ -55,6 +60,10 @@ for (const kind of DB_KINDS) {
       hostile['ftyp header followed by zeros'] = Buffer.concat([ftyp, Buffer.alloc(20_000)]);
       hostile['MP4 cut off inside mdat'] = mp4.subarray(0, mp4.length - 700);
       hostile['MP4 without a movie header'] = Buffer.concat([ftyp, box('mdat', Buffer.alloc(3000, 2))]);
+      // Sound box and element layouts with no track in them: only the probe (issue 11) tells.
+      hostile['MP4 boxes with no video track'] = mp4;
+      hostile['WebM head with no video track'] = webm;
+      hostile['real MP4 cut off inside mdat'] = realMp4.subarray(0, realMp4.length - 2000);
       // The Segment declares 1 MiB (8-byte size) but the file ends after a few hundred bytes.
       hostile['WebM cut off inside its Segment'] = Buffer.from(
         webm.toString('latin1').replace('\x01\xff\xff\xff\xff\xff\xff\xff', '\x01\x00\x00\x00\x00\x10\x00\x00'),
@@ -87,7 +96,7 @@ for (const kind of DB_KINDS) {
 
     test('real JPEG, PNG, MP4 and WebM files are accepted on the same route', async () => {
       const png = await sharp(jpeg).png().toBuffer();
-      for (const [bytes, type] of [[jpeg, 'image/jpeg'], [png, 'image/png'], [mp4, 'video/mp4'], [webm, 'video/webm']] as const) {
+      for (const [bytes, type] of [[jpeg, 'image/jpeg'], [png, 'image/png'], [realMp4, 'video/mp4'], [realWebm, 'video/webm']] as const) {
         const r = await fetch(`${s.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${a.key}` }, body: new Uint8Array(bytes) });
         const body = (await r.json()) as { content_type: string; width: number | null; id: string };
         assert.equal(r.status, 201, `${type}: ${JSON.stringify(body)}`);
@@ -137,8 +146,8 @@ for (const kind of DB_KINDS) {
       assert.equal(put.status, 422);
       assert.equal(((await put.json()) as { code: string }).code, 'ERR_MEDIA_INVALID');
       await nothingStored();
-      const good = await api(s.url, 'POST', '/v1/assets/upload-url', { key: a.key, body: { content_type: 'video/mp4', content_length: mp4.length } });
-      const ok = await fetch(good.body.url, { method: 'PUT', headers: good.body.headers, body: new Uint8Array(mp4) });
+      const good = await api(s.url, 'POST', '/v1/assets/upload-url', { key: a.key, body: { content_type: 'video/mp4', content_length: realMp4.length } });
+      const ok = await fetch(good.body.url, { method: 'PUT', headers: good.body.headers, body: new Uint8Array(realMp4) });
       assert.equal(ok.status, 201);
     });
 
