@@ -20,7 +20,7 @@ function spec(base: Omit<RequestSpec, 'signal' | 'timeoutMs'>, o?: CallOpts): Re
 
 const enc = encodeURIComponent;
 
-export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
 /** Filters of `GET /v1/jobs` (every one optional). */
 export interface JobListQuery extends PageQuery {
@@ -46,6 +46,22 @@ export interface Job {
   keep_metadata: boolean;
   output: { asset_id: string | null; ttl_seconds: number; put_url: string | null; put_status: number | null };
   error: { code: string; message: string } | null;
+  /** The input's media kind; video jobs run on their own queue. */
+  media: 'image' | 'video';
+  /** Video jobs: progress from ffmpeg, about every second while running (100 once succeeded); null otherwise. */
+  progress: JobProgress | null;
+}
+
+/** Progress of a video job. */
+export interface JobProgress {
+  /** 0–100. */
+  percent: number;
+  /** Frames written so far. */
+  frames: number;
+  /** Frames per second being processed. */
+  fps: number;
+  /** Seconds left at the current speed (null until known). */
+  eta_seconds: number | null;
 }
 
 /** Where the input comes from: exactly one. */
@@ -89,9 +105,9 @@ export interface WaitOptions {
   intervalMs?: number | undefined;
   /** Longest poll delay (default 5000 ms). */
   maxIntervalMs?: number | undefined;
-  /** Called after every poll with the job as it is now. */
+  /** Called after every poll with the job as it is now (a video job's `progress` included). */
   onPoll?: ((job: Job) => void) | undefined;
-  /** Resolve with a failed job instead of throwing `ERR_JOB_FAILED`. */
+  /** Resolve with a failed or cancelled job instead of throwing `ERR_JOB_FAILED`. */
   allowFailure?: boolean | undefined;
 }
 
@@ -118,7 +134,7 @@ function bodyOf(req: ProcessRequest, store?: boolean): Pick<RequestSpec, 'json' 
   return { json };
 }
 
-const TERMINAL = new Set<JobStatus>(['succeeded', 'failed']);
+const TERMINAL = new Set<JobStatus>(['succeeded', 'failed', 'cancelled']);
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -169,7 +185,15 @@ export class JobsResource {
   }
 
   /**
-   * Polls until the job succeeds or fails (backoff from 250 ms to 5 s). Throws `ERR_JOB_FAILED`
+   * `POST /v1/jobs/{id}/cancel`: cancel a queued or running job. A running video's ffmpeg is killed
+   * within about a second and no output is kept. `ERR_CONFLICT` when the job already ended. Scope `jobs:write`.
+   */
+  cancel(id: string, o?: CallOpts): Promise<Job> {
+    return this.t.json(spec({ method: 'POST', path: `/v1/jobs/${enc(id)}/cancel` }, o));
+  }
+
+  /**
+   * Polls until the job succeeds, fails or is cancelled (backoff from 250 ms to 5 s). Throws `ERR_JOB_FAILED`
    * (with the job's error code in `problem.job_error_code`) unless `allowFailure`, and
    * `ERR_JOB_TIMEOUT` after `timeoutMs`.
    */
@@ -181,7 +205,7 @@ export class JobsResource {
       const job = await this.get(id, { signal: opts.signal });
       opts.onPoll?.(job);
       if (TERMINAL.has(job.status)) {
-        if (job.status === 'failed' && !opts.allowFailure) {
+        if ((job.status === 'failed' || job.status === 'cancelled') && !opts.allowFailure) {
           throw new ObscuraError({
             code: 'ERR_JOB_FAILED',
             detail: job.error ? `${job.error.code}: ${job.error.message}` : 'The job failed.',

@@ -42,6 +42,7 @@ export const API_OPERATIONS: Readonly<Record<string, string>> = Object.freeze({
   'POST /v1/jobs': 'jobs.create',
   'GET /v1/jobs': 'jobs.list',
   'GET /v1/jobs/{id}': 'jobs.get',
+  'POST /v1/jobs/{id}/cancel': 'jobs.cancel',
   'POST /v1/webhooks': 'webhooks.create',
   'GET /v1/webhooks': 'webhooks.list',
   'GET /v1/webhooks/{id}': 'webhooks.get',

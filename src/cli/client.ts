@@ -16,10 +16,30 @@ import { stat, access, constants as fsConstants, readFile } from 'node:fs/promis
 import { basename } from 'node:path';
 import { Obscura, ObscuraError, type Asset, type Job, type Page, type ProcessRequest } from '../../sdk/src/index.js';
 import { downloadToFile, uploadFile, writeStreamAtomically } from '../../sdk/src/node.js';
-import { parseOperations } from '../media/image/operations/registry.js';
+import { OPERATIONS, parseOperations } from '../media/image/operations/registry.js';
+import { compileVideoOperations, VIDEO_OPERATION_NAMES } from '../media/video/operations.js';
+import { isVideoType } from '../media/video/probe.js';
+import { sniff, SNIFF_SAMPLE_BYTES } from '../media/sniff.js';
+import { open } from 'node:fs/promises';
 import { AppError } from '../errors.js';
 import { CredentialsError, resolveCredentials } from './credentials.js';
-import { progressEnabled, statusSpinner, transferBar, formatBytes } from './progress.js';
+import { progressEnabled, percentBar, statusSpinner, transferBar, formatBytes } from './progress.js';
+
+/** The first bytes of a file (for sniffing its type), or null when it cannot be read. */
+async function readHead(path: string): Promise<Buffer | null> {
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const buf = Buffer.alloc(SNIFF_SAMPLE_BYTES);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return null;
+  }
+}
 
 /** Exit codes of the client commands. */
 export const EXIT = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2, CREDENTIALS: 3, INTERRUPTED: 130 });
@@ -38,6 +58,8 @@ export const CLIENT_HELP = `Client commands (talk to a running server; see docs/
   obscura process FILE|ASSET_ID|URL --op OP [--op OP ...] (-o OUT | --store) [--async] [--preview]
                   [--keep-metadata] [--ttl SECONDS] [--json]
                                         e.g. --op resize:width=400 --op format:webp -o out.webp
+                                        a video is processed as a job with a progress bar:
+                                        --op scale:height=720 --op format:mp4,codec=h264 -o out.mp4
   obscura download ASSET_ID [-o FILE] [--force] [--json]
   obscura assets list [--type T] [--kind upload|output] [--created-after ISO] [--created-before ISO]
                       [--limit N] [--cursor C | --all] [--json]
@@ -45,6 +67,8 @@ export const CLIENT_HELP = `Client commands (talk to a running server; see docs/
   obscura jobs list [--status S] [--created-after ISO] [--created-before ISO] [--limit N] [--cursor C | --all] [--json]
   obscura jobs get JOB_ID [--json]
   obscura jobs wait JOB_ID [--timeout SECONDS] [-o FILE] [--force] [--json]
+                                        a video job shows a progress bar (percent, fps, ETA)
+  obscura jobs cancel JOB_ID [--json]   stop a queued or running job (its ffmpeg is killed; no output)
 
 Credentials: OBSCURA_URL and OBSCURA_API_KEY, or ~/.config/obscura/credentials.json
 (OBSCURA_CREDENTIALS_FILE) readable only by you (chmod 600).
@@ -163,10 +187,20 @@ async function cmdProcess(argv: string[], io: Io, signal: AbortSignal): Promise<
   if (!source || extra.length) throw new UsageError('process needs exactly one input: FILE, ASSET_ID or URL');
   const ops = values.op ?? [];
   if (ops.length === 0) throw new UsageError('give at least one --op, e.g. --op resize:width=400 --op format:webp');
-  // Same registry as the server: a typo fails here, before any upload, naming the operation. Presets
-  // (`preset:NAME`) are the app's, known only to the server: it expands and checks them.
+  const input = parseInput(source);
+  // Same registries as the server: a typo fails here, before any upload, naming the operation. The
+  // media kind comes from the file's first bytes; for an asset id or URL, from the operations' names.
+  // Presets (`preset:NAME`) are the app's, known only to the server: it expands and checks them.
+  const written = ops.filter((op) => !op.startsWith('preset:'));
+  let kind: 'image' | 'video' = written.some((op) => !OPERATIONS.has(op.split(':', 1)[0]!) && VIDEO_OPERATION_NAMES.has(op.split(':', 1)[0]!)) ? 'video' : 'image';
+  if (input.kind === 'file') {
+    const head = await readHead(input.path);
+    const type = head ? await sniff(head) : null;
+    if (type) kind = isVideoType(type.mime) ? 'video' : 'image';
+  }
   try {
-    parseOperations(ops.filter((op) => !op.startsWith('preset:')));
+    if (kind === 'video') compileVideoOperations(written);
+    else parseOperations(written);
   } catch (err) {
     if (err instanceof AppError) {
       // The registry's message names the operation and what is allowed (values, range, parameters).
@@ -186,7 +220,6 @@ async function cmdProcess(argv: string[], io: Io, signal: AbortSignal): Promise<
     if (!/^\d+$/.test(values.ttl)) throw new UsageError('--ttl must be a number of seconds');
     ttl = Number(values.ttl);
   }
-  const input = parseInput(source);
   let fileSize = 0;
   if (input.kind === 'file') {
     const info = await stat(input.path).catch(() => undefined);
@@ -196,10 +229,12 @@ async function cmdProcess(argv: string[], io: Io, signal: AbortSignal): Promise<
 
   const obscura = client(io);
   const showProgress = progressEnabled(json, io);
+  // A whole video is a job (the server refuses it in a request); a preview or a poster frame is not.
+  const asJob = values.async || (kind === 'video' && !values.preview && !written.some((op) => /^(poster|thumbnail)(:|$)/.test(op)));
   let req: ProcessRequest;
   if (input.kind === 'asset') req = { input: { assetId: input.id }, operations: ops };
   else if (input.kind === 'url') req = { input: { url: input.url }, operations: ops };
-  else if (fileSize <= INLINE_PROCESS_BYTES && !values.async) req = { input: { bytes: await readFile(input.path) }, operations: ops };
+  else if (fileSize <= INLINE_PROCESS_BYTES && !asJob) req = { input: { bytes: await readFile(input.path) }, operations: ops };
   else {
     const bar = transferBar(`upload ${basename(input.path)}`, showProgress);
     try {
@@ -213,7 +248,8 @@ async function cmdProcess(argv: string[], io: Io, signal: AbortSignal): Promise<
   if (values['keep-metadata']) req.keep_metadata = true;
   if (ttl !== undefined) req.output = { ttl_seconds: ttl };
 
-  if (values.async) {
+  if (asJob) {
+    if (values.store) throw new UsageError('a video is processed as a job, whose output is always stored: use -o FILE to download it too, or --async');
     const job = await obscura.processing.start(req, { signal });
     return finishJob(io, obscura, job.id, { json, outPath, force: values.force!, timeoutMs: undefined, signal });
   }
@@ -236,22 +272,35 @@ async function cmdProcess(argv: string[], io: Io, signal: AbortSignal): Promise<
 }
 
 async function finishJob(io: Io, obscura: Obscura, id: string, o: { json: boolean; outPath: string | undefined; force: boolean; timeoutMs: number | undefined; signal: AbortSignal }): Promise<number> {
-  const spinner = statusSpinner(progressEnabled(o.json, io));
+  const enabled = progressEnabled(o.json, io);
+  const spinner = statusSpinner(enabled);
+  // A video job reports progress: a percent bar replaces the spinner once the first report arrives.
+  const bar = percentBar(`job ${id}`, enabled);
   let job: Job;
+  let barShown = false;
   try {
     spinner.update(`job ${id}: waiting`);
     job = await obscura.jobs.wait(id, {
       signal: o.signal,
       timeoutMs: o.timeoutMs,
       allowFailure: true,
-      onPoll: (j) => spinner.update(`job ${id}: ${j.status}${j.attempts > 1 ? ` (attempt ${j.attempts})` : ''}`),
+      maxIntervalMs: 2000,
+      onPoll: (j) => {
+        const status = `${j.status}${j.attempts > 1 ? ` (attempt ${j.attempts})` : ''}`;
+        if (j.progress && j.status === 'running') {
+          if (!barShown) spinner.stop();
+          barShown = true;
+          bar.update(j.progress, status);
+        } else if (!barShown) spinner.update(`job ${id}: ${status}`);
+      },
     });
   } finally {
-    spinner.stop();
+    bar.stop();
+    if (!barShown) spinner.stop();
   }
-  if (job.status === 'failed') {
+  if (job.status === 'failed' || job.status === 'cancelled') {
     if (o.json) io.stdout.write(JSON.stringify(job, null, 2) + '\n');
-    throw new ObscuraError({ code: job.error?.code ?? 'ERR_JOB_FAILED', detail: `job ${id} failed: ${job.error?.message ?? 'no reason given'}` });
+    throw new ObscuraError({ code: job.error?.code ?? 'ERR_JOB_FAILED', detail: `job ${id} ${job.status}: ${job.error?.message ?? 'no reason given'}` });
   }
   if (o.outPath !== undefined && job.output.asset_id) {
     await assertWritable(o.outPath, o.force);
@@ -386,7 +435,7 @@ async function cmdJobs(argv: string[], io: Io, signal: AbortSignal): Promise<num
   if (sub === 'list') {
     const { values, positionals } = parseArgs({ args: rest, options: { ...LIST_OPTIONS, status: { type: 'string' } }, allowPositionals: true, strict: true });
     if (positionals.length) throw new UsageError('jobs list takes no positional argument');
-    if (values.status !== undefined && !['queued', 'running', 'succeeded', 'failed'].includes(values.status)) throw new UsageError('--status must be queued, running, succeeded or failed');
+    if (values.status !== undefined && !['queued', 'running', 'succeeded', 'failed', 'cancelled'].includes(values.status)) throw new UsageError('--status must be queued, running, succeeded, failed or cancelled');
     const { cursor, ...query } = listQuery(values);
     const filters = { ...query, ...(values.status !== undefined ? { status: values.status as Job['status'] } : {}) };
     const obscura = client(io);
@@ -400,7 +449,7 @@ async function cmdJobs(argv: string[], io: Io, signal: AbortSignal): Promise<num
     strict: true,
   });
   const [id, ...extra] = positionals;
-  if ((sub !== 'get' && sub !== 'wait') || !id || extra.length) throw new UsageError('jobs needs a subcommand: jobs list | jobs get JOB_ID | jobs wait JOB_ID');
+  if ((sub !== 'get' && sub !== 'wait' && sub !== 'cancel') || !id || extra.length) throw new UsageError('jobs needs a subcommand: jobs list | jobs get JOB_ID | jobs wait JOB_ID | jobs cancel JOB_ID');
   if (!JOB_ID.test(id)) throw new UsageError('JOB_ID must look like job_…');
   let timeoutMs: number | undefined;
   if (values.timeout !== undefined) {
@@ -409,8 +458,8 @@ async function cmdJobs(argv: string[], io: Io, signal: AbortSignal): Promise<num
   }
   if (values.output !== undefined) await assertWritable(values.output, values.force!);
   const obscura = client(io);
-  if (sub === 'get') {
-    const job = await obscura.jobs.get(id, { signal });
+  if (sub === 'get' || sub === 'cancel') {
+    const job = sub === 'cancel' ? await obscura.jobs.cancel(id, { signal }) : await obscura.jobs.get(id, { signal });
     out(io, values.json!, job, `${job.id} ${job.status}${job.output.asset_id ? ` output ${job.output.asset_id}` : ''}${job.error ? ` error ${job.error.code}` : ''}`);
     return EXIT.OK;
   }

@@ -97,3 +97,33 @@ export function statusSpinner(enabled: boolean, stream: NodeJS.WritableStream & 
     },
   };
 }
+
+/** A job progress display (percent, speed and time left from a video job's `progress`); no-op when disabled. */
+export interface PercentBar {
+  update(p: { percent: number; fps: number; eta_seconds: number | null }, status: string): void;
+  stop(): void;
+}
+
+/** A percent bar labelled `label` (no-op when disabled). */
+export function percentBar(label: string, enabled: boolean, stream: NodeJS.WritableStream = process.stderr): PercentBar {
+  if (!enabled) return { update: () => undefined, stop: () => undefined };
+  const bar = new cliProgress.SingleBar(
+    { stream, format: `${label} [{bar}] {percentage}% | {status} | {speed} fps | ETA {left}`, hideCursor: true, clearOnComplete: true, barsize: 30, fps: 10 },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update(p, status) {
+      const payload = { status, speed: p.fps.toFixed(0), left: p.eta_seconds === null ? '?' : `${p.eta_seconds}s` };
+      if (!started) {
+        bar.start(100, 0, payload);
+        started = true;
+      }
+      bar.update(Math.min(100, Math.max(0, p.percent)), payload);
+    },
+    stop() {
+      if (started) bar.stop();
+      started = false;
+    },
+  };
+}
