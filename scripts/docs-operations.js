@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { OPERATION_REFERENCE } = await import(new URL('../dist/src/media/image/operations/registry.js', import.meta.url).href);
+const { VIDEO_OPERATION_REFERENCE } = await import(new URL('../dist/src/media/video/operations.js', import.meta.url).href);
 const { renderReferenceMarkdown } = await import(new URL('../dist/src/media/describe.js', import.meta.url).href);
-writeFileSync(`${root}docs/operations.md`, renderReferenceMarkdown(OPERATION_REFERENCE));
+writeFileSync(`${root}docs/operations.md`, renderReferenceMarkdown(OPERATION_REFERENCE, VIDEO_OPERATION_REFERENCE));
 console.log('wrote docs/operations.md');

@@ -238,7 +238,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   installCursors(app, deps.masterKeys.current);
 
   healthRoutes(app, deps.db);
-  operationRoutes(app);
+  operationRoutes(app, config.video);
   setupRoutes(app, { db: deps.db, firstRun: deps.firstRun });
   appRoutes(app, deps.db);
   keyRoutes(app, deps.db, keys);

@@ -173,8 +173,36 @@ function cell(s: string): string {
   return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 }
 
-/** docs/operations.md, generated from the reference (deterministic: same registry → same bytes). */
-export function renderReferenceMarkdown(ref: OperationReference): string {
+/** One markdown section per operation: description, notes and the parameter table. */
+function operationSections(operations: readonly OperationDescription[], heading: string): string[] {
+  const lines: string[] = [];
+  for (const op of operations) {
+    lines.push(`${heading} ${op.name}`, '');
+    lines.push(op.description, '');
+    const notes = [
+      op.aliases.length ? `Aliases: ${op.aliases.map((a) => `\`${a}\``).join(', ')}.` : '',
+      op.any_position ? 'May be written anywhere.' : '',
+      op.repeatable ? 'May be written more than once.' : '',
+      op.reads_assets ? 'Reads another asset: also needs the `assets:read` scope.' : '',
+    ].filter(Boolean);
+    if (notes.length) lines.push(notes.join(' '), '');
+    if (op.parameters.length === 0) {
+      lines.push('No parameters.', '');
+      continue;
+    }
+    lines.push('| parameter | accepts | required | default |', '| --- | --- | --- | --- |');
+    for (const p of op.parameters) {
+      const aliases = p.value_aliases ? ` (also ${Object.entries(p.value_aliases).map(([a, v]) => `\`${a}\` = \`${v}\``).join(', ')})` : '';
+      const name = `\`${p.name}\`${p.primary ? ' (primary)' : ''}`;
+      lines.push(`| ${name} | ${cell(allowedPhrase(p) + aliases)} | ${p.required ? 'yes' : 'no'} | ${p.default === undefined ? '' : `\`${String(p.default)}\``} |`);
+    }
+    lines.push('');
+  }
+  return lines;
+}
+
+/** docs/operations.md, generated from the references (deterministic: same registries → same bytes). */
+export function renderReferenceMarkdown(ref: OperationReference, video?: OperationReference): string {
   const lines: string[] = [
     '# Operations reference',
     '',
@@ -211,27 +239,24 @@ export function renderReferenceMarkdown(ref: OperationReference): string {
     '## Operations',
     '',
   ];
-  for (const op of ref.operations) {
-    lines.push(`### ${op.name}`, '');
-    lines.push(op.description, '');
-    const notes = [
-      op.aliases.length ? `Aliases: ${op.aliases.map((a) => `\`${a}\``).join(', ')}.` : '',
-      op.any_position ? 'May be written anywhere.' : '',
-      op.repeatable ? 'May be written more than once.' : '',
-      op.reads_assets ? 'Reads another asset: also needs the `assets:read` scope.' : '',
-    ].filter(Boolean);
-    if (notes.length) lines.push(notes.join(' '), '');
-    if (op.parameters.length === 0) {
-      lines.push('No parameters.', '');
-      continue;
-    }
-    lines.push('| parameter | accepts | required | default |', '| --- | --- | --- | --- |');
-    for (const p of op.parameters) {
-      const aliases = p.value_aliases ? ` (also ${Object.entries(p.value_aliases).map(([a, v]) => `\`${a}\` = \`${v}\``).join(', ')})` : '';
-      const name = `\`${p.name}\`${p.primary ? ' (primary)' : ''}`;
-      lines.push(`| ${name} | ${cell(allowedPhrase(p) + aliases)} | ${p.required ? 'yes' : 'no'} | ${p.default === undefined ? '' : `\`${String(p.default)}\``} |`);
-    }
-    lines.push('');
+  lines.push(...operationSections(ref.operations, '###'));
+  if (video) {
+    lines.push(
+      '# Video operations',
+      '',
+      'A video input (MP4, QuickTime, WebM) takes these operations, with the same two spellings, limits on',
+      'count and length, and the same refusal of a reordered list. They become one ffmpeg filter graph and',
+      'encoder settings. The codecs this server can encode are listed by `GET /v1/operations` under',
+      '`video.codecs` (they depend on the installed ffmpeg). A whole video is processed as a job',
+      '(`POST /v1/jobs`); `POST /v1/process` answers a preview (`preview: true`: 5 s, at most 640×360,',
+      'watermarked) or a poster frame in the request. Pipeline order:',
+      '',
+      video.pipeline_order.map((n) => `\`${n}\``).join(' → '),
+      '',
+      '## Video operations',
+      '',
+      ...operationSections(video.operations, '###'),
+    );
   }
   return lines.join('\n');
 }

@@ -8,6 +8,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import { OPERATION_LIST } from '../../src/media/image/operations/registry.js';
+import { VIDEO_OPERATION_LIST } from '../../src/media/video/operations.js';
 import { markedPng } from '../support/media.js';
 import { api, startHarness, upload, type Harness } from '../jobs/support.js';
 
@@ -38,11 +39,19 @@ describe('GET /v1/operations and validation errors that name what is allowed', (
     assert.equal(type.value_aliases?.jpg, 'jpeg');
     assert.ok(body.pipeline_order.indexOf('extract') < body.pipeline_order.indexOf('resize'));
     assert.equal(body.max_operations, 20);
+    // Video operations are listed too, with what the installed ffmpeg can encode (issue 11).
+    const video = (body as unknown as { video: { operations: Array<{ name: string }>; available: boolean; codecs: { video: string[]; audio: string[] }; containers: Record<string, { codecs: string[] }>; ffmpeg: string } }).video;
+    assert.deepEqual(video.operations.map((o) => o.name), VIDEO_OPERATION_LIST.map((o) => o.name));
+    assert.equal(video.available, true);
+    assert.ok(video.codecs.video.includes('h264') && video.codecs.audio.includes('aac'), JSON.stringify(video.codecs));
+    assert.deepEqual(video.containers.webm!.codecs, ['vp9', 'av1']);
+    assert.match(video.ffmpeg, /^ffmpeg \d/);
   });
 
   test('the OpenAPI document has a schema per operation, referenced from the POST /v1/process and /v1/jobs bodies', async () => {
     const doc = (await (await fetch(`${h.srv.url}/docs/json`)).json()) as { components: { schemas: Record<string, { properties?: Record<string, unknown> }> }; paths: Record<string, Record<string, unknown>> };
     for (const def of OPERATION_LIST) assert.ok(doc.components.schemas[`Operation_${def.name}`], `Operation_${def.name}`);
+    for (const def of VIDEO_OPERATION_LIST) assert.ok(doc.components.schemas[`VideoOperation_${def.name}`], `VideoOperation_${def.name}`);
     assert.deepEqual(Object.keys(doc.components.schemas.Operation_resize!.properties!), ['op', 'width', 'height', 'fit', 'position', 'enlarge', 'background']);
     for (const path of ['/v1/process', '/v1/jobs']) {
       const body = JSON.stringify((doc.paths[path]!.post as { requestBody: unknown }).requestBody);

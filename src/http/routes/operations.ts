@@ -10,6 +10,9 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { OPERATION_REFERENCE } from '../../media/image/operations/registry.js';
+import { CONTAINERS, VIDEO_OPERATION_REFERENCE } from '../../media/video/operations.js';
+import { findVideoTools } from '../../media/video/ffmpeg.js';
+import { availableCodecs } from '../../media/video/pipeline.js';
 
 const Parameter = Type.Object(
   {
@@ -31,8 +34,7 @@ const Parameter = Type.Object(
   { additionalProperties: false },
 );
 
-const OperationReferenceSchema = Type.Object(
-  {
+const RegistryFields = {
     operations: Type.Array(
       Type.Object(
         {
@@ -50,13 +52,38 @@ const OperationReferenceSchema = Type.Object(
     pipeline_order: Type.Array(Type.String(), { description: 'Position-sensitive operations must be written in this order; another order is refused (400, reason order_changed), never reordered.' }),
     max_operations: Type.Integer(),
     max_length: Type.Integer({ description: 'Longest string form, in characters.' }),
+};
+
+const OperationReferenceSchema = Type.Object(
+  {
+    ...RegistryFields,
+    video: Type.Object(
+      {
+        ...RegistryFields,
+        available: Type.Boolean({ description: 'False when this server has no ffmpeg: video work then answers 503 ERR_VIDEO_UNAVAILABLE.' }),
+        codecs: Type.Object({ video: Type.Array(Type.String()), audio: Type.Array(Type.String()) }, { additionalProperties: false, description: 'What the installed ffmpeg can encode (format codec= and audio_codec=).' }),
+        containers: Type.Record(Type.String(), Type.Object({ codecs: Type.Array(Type.String()), audio: Type.Array(Type.String()) }, { additionalProperties: false }), { description: 'Which codecs each output container may carry.' }),
+        ffmpeg: Type.Union([Type.String(), Type.Null()], { description: 'The ffmpeg version, or null.' }),
+      },
+      { additionalProperties: false, description: 'The video operations (inputs sniffed as MP4, QuickTime or WebM).' },
+    ),
   },
   { additionalProperties: false },
 );
 
 /** Registers `GET /v1/operations` (public, cacheable). */
-export function operationRoutes(app: FastifyInstance): void {
-  const body = JSON.stringify(OPERATION_REFERENCE);
+export function operationRoutes(app: FastifyInstance, video: { ffmpegPath: string; ffprobePath: string }): void {
+  const tools = findVideoTools(video);
+  const body = JSON.stringify({
+    ...OPERATION_REFERENCE,
+    video: {
+      ...VIDEO_OPERATION_REFERENCE,
+      available: tools !== null,
+      codecs: availableCodecs(tools),
+      containers: Object.fromEntries(Object.entries(CONTAINERS).map(([name, c]) => [name, { codecs: [...c.codecs], audio: [...c.audio] }])),
+      ffmpeg: tools?.version ?? null,
+    },
+  });
   app.get('/v1/operations', {
     // Deliberately no `config.auth`: a public reference with no tenant data (see the module comment;
     // listed as public in test/http/scopes.test.ts).

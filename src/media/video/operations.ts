@@ -349,6 +349,9 @@ const VIDEO_OPERATIONS = createRegistry<VideoOperation>([trim, deinterlace, deno
   maxLength: 4096,
 });
 
+/** Every video operation, in graph order. */
+export const VIDEO_OPERATION_LIST: readonly VideoOperation[] = VIDEO_OPERATIONS.list;
+
 /** Every video operation name and alias. */
 export const VIDEO_OPERATION_NAMES: ReadonlySet<string> = new Set(VIDEO_OPERATIONS.byName.keys());
 

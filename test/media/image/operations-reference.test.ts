@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { OPERATION_LIST, OPERATION_REFERENCE, parseOperations, serializeOperations } from '../../../src/media/image/operations/registry.js';
 import { renderReferenceMarkdown } from '../../../src/media/describe.js';
+import { VIDEO_OPERATION_REFERENCE } from '../../../src/media/video/operations.js';
 import { AppError } from '../../../src/errors.js';
 
 const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../../' : '../../../', import.meta.url));
@@ -28,7 +29,7 @@ function refusal(input: unknown): AppError {
 describe('operation reference', () => {
   test('docs/operations.md is exactly what the registry generates (run `npm run docs:operations` after changing an operation)', () => {
     const checkedIn = readFileSync(`${ROOT}docs/operations.md`, 'utf8');
-    assert.equal(checkedIn, renderReferenceMarkdown(OPERATION_REFERENCE), 'docs/operations.md is stale: run `npm run docs:operations`');
+    assert.equal(checkedIn, renderReferenceMarkdown(OPERATION_REFERENCE, VIDEO_OPERATION_REFERENCE), 'docs/operations.md is stale: run `npm run docs:operations`');
   });
 
   test('the reference lists every operation and every parameter with the schema’s types, ranges, values, defaults and aliases', () => {
