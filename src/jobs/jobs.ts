@@ -191,7 +191,9 @@ export class JobService {
     const s = this.deps.settings;
     if (media === 'video') {
       // A video runs as long as ffmpeg's own limit allows; a dead worker is noticed by its heartbeat.
-      return { id: queueId, group: { id: orgId }, expireInSeconds: (s.videoTimeoutSeconds ?? 3600) + 120, retryLimit: s.retryLimit, retryDelay: 5, retryBackoff: true, retryDelayMax: 300, heartbeatSeconds: 30 };
+      // The heartbeat follows the job timeout (10–30 s; pg-boss's floor is 10) so a lost worker is noticed as
+      // quickly as an image worker's timeout would be.
+      return { id: queueId, group: { id: orgId }, expireInSeconds: (s.videoTimeoutSeconds ?? 3600) + 120, retryLimit: s.retryLimit, retryDelay: 2, retryBackoff: true, retryDelayMax: 300, heartbeatSeconds: Math.max(10, Math.min(30, s.timeoutSeconds)) };
     }
     return {
       id: queueId,
