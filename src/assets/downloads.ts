@@ -8,6 +8,7 @@ import { AppError } from '../errors.js';
 import { appendAudit } from '../audit/log.js';
 import { getApp } from '../tenants/index.js';
 import { getAsset, type Asset, type AssetDeps } from './assets.js';
+import { HLS_PLAYLIST_MIME } from '../media/video/pipeline.js';
 import type { Disposition, UrlSigner } from './signing.js';
 
 /** What minting and resolving signed URLs need. */
@@ -54,6 +55,32 @@ export async function resolveSignedDownload(
   const asset = await deps.db.withTenant(row.org_id, (trx) => getAsset(trx, row.org_id, q.assetId, nowMs));
   const { settings } = await deps.db.withTenant(row.org_id, (trx) => getApp(trx, row.org_id, asset.appId));
   return { asset, requiresCredential: settings.require_authorized_urls === true };
+}
+
+/** How a stored playlist names another output of its package (replaced by a signed URL when served). */
+export const HLS_ASSET_REF = 'obscura-asset:';
+/** Largest playlist rewritten in memory. */
+const MAX_PLAYLIST_BYTES = 1024 * 1024;
+
+/** Whether an asset is a playlist of an HLS package we produced (only outputs: an upload is never rewritten). */
+export function isPackagePlaylist(asset: Asset): boolean {
+  return asset.kind === 'output' && asset.mime === HLS_PLAYLIST_MIME && asset.size <= MAX_PLAYLIST_BYTES;
+}
+
+/**
+ * Serves an HLS playlist of a package: every `obscura-asset:<id>` becomes a signed URL of that output
+ * (an asset of the same org, or 404) that expires exactly when the playlist's own URL does, so a
+ * player needs no other credential and the whole package stops working together.
+ */
+export async function signPlaylist(deps: DownloadDeps, asset: Asset, text: string, exp: number): Promise<string> {
+  const ids = [...new Set([...text.matchAll(/obscura-asset:(ast_[0-9A-Za-z]{22})/g)].map((m) => m[1]!))];
+  const urls = new Map<string, string>();
+  for (const id of ids) {
+    const part = await deps.db.withTenant(asset.orgId, (trx) => getAsset(trx, asset.orgId, id, deps.now?.() ?? Date.now()));
+    const qs = await deps.signer.sign({ assetId: part.id, exp, disposition: 'inline' });
+    urls.set(id, `${deps.publicUrl}/v1/files/${part.id}?${qs}`);
+  }
+  return text.replace(/obscura-asset:(ast_[0-9A-Za-z]{22})/g, (_, id: string) => urls.get(id)!);
 }
 
 /** Records that an asset's ciphertext failed authentication while being served (never throws). */

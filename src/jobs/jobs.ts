@@ -28,6 +28,10 @@ import type { Ctx } from '../tenants/index.js';
 import { DEFAULT_OUTPUT_TTL_SECONDS, getAsset, ingest } from '../assets/assets.js';
 import { commitOutput, discardStaged, hideAsset, removeUnclaimed, stageOutput, stageOutputStream, type StagedOutput } from '../assets/outputs.js';
 import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, extname } from 'node:path';
+import { HLS_PLAYLIST_MIME, type HlsPackage } from '../media/video/pipeline.js';
+import { HLS_ASSET_REF } from '../assets/downloads.js';
 import { sniff } from '../media/sniff.js';
 import { isVideoType } from '../media/video/probe.js';
 import { compileVideoOperations } from '../media/video/operations.js';
@@ -542,22 +546,26 @@ export class JobService {
         onProgress: report,
         billTo: { appId: job.app_id, keyId: job.created_by },
       });
+      const staged: StagedOutput[] = [];
       try {
-        const staged = await stageOutputStream(this.deps, job.org_id, assetId, createReadStream(out.path), { mime: out.mime, ext: out.ext, width: out.width, height: out.height });
-        try {
-          let putStatus: number | null = null;
-          if (job.put_url_wrapped) putStatus = await this.putOutput(job, createReadStream(out.path), out.mime, abort.signal, staged.size);
-          await writing;
-          const refs = await this.commitSuccess(job, staged, putStatus, { percent: 100, frames: 0, fps: 0, eta_seconds: 0 });
-          if (refs === null) {
-            await discardStaged(this.deps, staged);
-            return;
-          }
-          await this.dispatch(refs);
-        } catch (err) {
-          await discardStaged(this.deps, staged);
-          throw err;
+        if (out.hls) {
+          if (job.put_url_wrapped) throw new AppError('ERR_VALIDATION', 'output.put_url takes one file, and an HLS package has several: drop put_url and download the package through a signed URL of its master playlist.', { details: { field: 'output.put_url', reason: 'hls_has_several_files' } });
+          staged.push(...(await this.stageHls(job, assetId, out.hls)));
+        } else {
+          staged.push(await stageOutputStream(this.deps, job.org_id, assetId, createReadStream(out.path), { mime: out.mime, ext: out.ext, width: out.width, height: out.height }));
         }
+        let putStatus: number | null = null;
+        if (job.put_url_wrapped) putStatus = await this.putOutput(job, createReadStream(out.path), out.mime, abort.signal, staged[0]!.size);
+        await writing;
+        const refs = await this.commitSuccess(job, staged[0]!, putStatus, { percent: 100, frames: 0, fps: 0, eta_seconds: 0 }, staged.slice(1));
+        if (refs === null) {
+          for (const s of staged) await discardStaged(this.deps, s);
+          return;
+        }
+        await this.dispatch(refs);
+      } catch (err) {
+        for (const s of staged) await discardStaged(this.deps, s);
+        throw err;
       } finally {
         await out.cleanup();
       }
@@ -577,6 +585,27 @@ export class JobService {
       opts.signal?.removeEventListener('abort', stop);
       await writing;
     }
+  }
+
+  /**
+   * Stages an HLS package: each rendition's media file and its playlist become output assets, the
+   * playlists naming their parts as `obscura-asset:<id>` (signed at serve time with the playlist's own
+   * expiry, assets/downloads.ts); the master playlist is staged under the job's output id and listed first.
+   */
+  private async stageHls(job: JobRow, masterId: string, pkg: HlsPackage): Promise<StagedOutput[]> {
+    const parts: StagedOutput[] = [];
+    let master = await readFile(pkg.master, 'utf8');
+    for (const [i, v] of pkg.variants.entries()) {
+      const mediaId = partAssetId(job.output_seed, job.attempts, 2 * i);
+      const listId = partAssetId(job.output_seed, job.attempts, 2 * i + 1);
+      parts.push(await stageOutputStream(this.deps, job.org_id, mediaId, createReadStream(v.media), { mime: v.mediaMime, ext: extname(v.media).slice(1), width: v.width, height: v.height }));
+      const playlist = (await readFile(v.playlist, 'utf8')).split(basename(v.media)).join(`${HLS_ASSET_REF}${mediaId}`);
+      parts.push(await stageOutput(this.deps, job.org_id, listId, { data: Buffer.from(playlist, 'utf8'), mime: HLS_PLAYLIST_MIME, ext: 'm3u8', width: v.width, height: v.height }));
+      master = master.split(basename(v.playlist)).join(`${HLS_ASSET_REF}${listId}`);
+    }
+    const top = pkg.variants[0]!;
+    const head = await stageOutput(this.deps, job.org_id, masterId, { data: Buffer.from(master, 'utf8'), mime: HLS_PLAYLIST_MIME, ext: 'm3u8', width: top.width, height: top.height });
+    return [head, ...parts];
   }
 
   /**
@@ -610,7 +639,8 @@ export class JobService {
   /** Deletes blobs of earlier attempts that never got a row (a worker died between put and commit). */
   private async removeOrphans(job: JobRow, attempt: number): Promise<void> {
     if (attempt <= 1) return;
-    await removeUnclaimed(this.deps, job.org_id, Array.from({ length: attempt - 1 }, (_, i) => attemptAssetId(job.output_seed, i + 1)));
+    const earlier = Array.from({ length: attempt - 1 }, (_, i) => i + 1);
+    await removeUnclaimed(this.deps, job.org_id, [...earlier.map((n) => attemptAssetId(job.output_seed, n)), ...(job.media === 'video' ? earlier.flatMap((n) => Array.from({ length: MAX_HLS_PARTS }, (_, k) => partAssetId(job.output_seed, n, k))) : [])]);
   }
 
   /** PUTs the output to the customer's presigned URL; 4xx is permanent, 5xx/network retried. */
@@ -627,7 +657,7 @@ export class JobService {
   }
 
   /** Asset row + `succeeded` in one transaction, only if the job is not final yet. Null when it was. */
-  private async commitSuccess(job: JobRow, staged: StagedOutput, putStatus: number | null, progress?: JobProgress): Promise<DeliveryRef[] | null> {
+  private async commitSuccess(job: JobRow, staged: StagedOutput, putStatus: number | null, progress?: JobProgress, parts: readonly StagedOutput[] = []): Promise<DeliveryRef[] | null> {
     const now = this.now();
     try {
       return await this.deps.db.withTenant(job.org_id, async (trx) => {
@@ -640,14 +670,16 @@ export class JobService {
           .returningAll()
           .executeTakeFirst();
         if (!done) throw new AlreadyFinal();
-        await commitOutput(trx, {
-          orgId: job.org_id,
-          appId: job.app_id,
-          staged,
-          ttlSeconds: job.output_ttl_seconds ?? DEFAULT_OUTPUT_TTL_SECONDS,
-          ctx: WORKER_CTX,
-          now,
-        });
+        for (const s of [staged, ...parts]) {
+          await commitOutput(trx, {
+            orgId: job.org_id,
+            appId: job.app_id,
+            staged: s,
+            ttlSeconds: job.output_ttl_seconds ?? DEFAULT_OUTPUT_TTL_SECONDS,
+            ctx: WORKER_CTX,
+            now,
+          });
+        }
         return recordEvent(trx, { orgId: job.org_id, appId: job.app_id, type: 'job.completed', data: { job: view(done) }, now });
       });
     } catch (err) {
@@ -696,6 +728,14 @@ const WORKER_CTX: Ctx = { actor: { type: 'system', id: 'worker' } };
 
 class LostRace extends Error {}
 class AlreadyFinal extends Error {}
+
+/** Most parts an HLS package has (4 renditions × a media file and a playlist). */
+const MAX_HLS_PARTS = 8;
+
+/** The id of part `k` of one attempt's HLS package: as unguessable and as deterministic as the output id. */
+function partAssetId(seed: string, attempt: number, k: number): string {
+  return attemptAssetId(`${seed}:part${k}`, attempt);
+}
 
 /** Operations compiled for the input's media kind (image or video registry). */
 function compileFor(kind: 'image' | 'video', operations: unknown): { canonical: string } {

@@ -13,7 +13,7 @@ import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } fro
 import type { UrlSigner, Disposition } from '../../assets/signing.js';
 import { createUploadIntent, completeUploadIntent, receiveDirectUpload, type UploadIntentDeps } from '../../assets/direct.js';
 import { openAssetStream, parseRange } from '../../assets/read.js';
-import { auditIntegrityFailure, createDownloadUrl, resolveSignedDownload, type DownloadDeps } from '../../assets/downloads.js';
+import { auditIntegrityFailure, createDownloadUrl, isPackagePlaylist, resolveSignedDownload, signPlaylist, type DownloadDeps } from '../../assets/downloads.js';
 import { getApp } from '../../tenants/index.js';
 import type { Principal } from '../../auth/keys.js';
 import { authorizeRead, principalOf, SERVER_CREDENTIALS, type AuthDeps } from '../auth.js';
@@ -401,8 +401,18 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
     await authorizeRead(req, deps.auth, asset.orgId);
   }
 
-  const etag = `"${asset.sha256}"`;
   const remaining = Math.max(0, Number(req.query.exp) - nowS);
+  if (isPackagePlaylist(asset)) {
+    // An HLS playlist of a package: its parts' signed URLs expire with this one (issue 11).
+    const chunks: Buffer[] = [];
+    for await (const c of await openAssetStream(deps, asset)) chunks.push(c as Buffer);
+    const text = await signPlaylist(downloadDepsOf(deps), asset, Buffer.concat(chunks).toString('utf8'), Number(req.query.exp));
+    mediaHeaders(reply);
+    reply.header('Cache-Control', `private, max-age=${remaining}`);
+    reply.raw.once('finish', () => req.server.usage?.record({ orgId: asset.orgId, appId: asset.appId, bytesOut: Buffer.byteLength(text) }));
+    return reply.code(200).type(asset.mime).send(text);
+  }
+  const etag = `"${asset.sha256}"`;
   mediaHeaders(reply);
   reply.header('ETag', etag);
   reply.header('Accept-Ranges', 'bytes');

@@ -62,6 +62,8 @@ export interface VideoGraph {
   output: { container: Container; codec: VideoCodec; crf: number | null; bitrateKbps: number | null; preset: string; audioCodec: AudioCodec | null; faststart: boolean };
   /** A poster frame instead of a video (derived output). */
   poster: { at: number; format: 'jpeg' | 'png' | 'webp' } | null;
+  /** An HLS package instead of one file (derived output): segment length, renditions, segment type. */
+  hls: { segmentSeconds: number; renditions: number; type: 'fmp4' | 'ts' } | null;
   /** Largest output side (the operator's limit). */
   readonly maxDimension: number;
 }
@@ -341,10 +343,30 @@ export const poster = define({
   },
 });
 
+export const hls = define({
+  name: 'hls',
+  description: 'Instead of one file, an HLS package (H.264/AAC): a master playlist and 1–4 renditions (the output size, then halving), each one media file with byte-range segments of `segment` seconds (fmp4 or ts). Download the master playlist through a signed URL: the playlists served carry signed URLs of their parts that expire with it.',
+  schema: Type.Object(
+    {
+      segment: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, default: 4, description: 'seconds' })),
+      renditions: Type.Optional(Type.Integer({ minimum: 1, maximum: 4, default: 1 })),
+      type: Type.Optional(Type.Union([Type.Literal('fmp4'), Type.Literal('ts')], { default: 'fmp4' })),
+    },
+    { additionalProperties: false },
+  ),
+  order: 120,
+  anyPosition: true,
+  cost: () => 0,
+  apply(g, a) {
+    if (g.poster) throw refuse('hls', 'hls_and_poster', 'an HLS package and a poster frame are two outputs: ask for them in two requests.');
+    g.hls = { segmentSeconds: a.segment ?? 4, renditions: a.renditions ?? 1, type: a.type ?? 'fmp4' };
+  },
+});
+
 /** At most this many operations per request (as for images). */
 export const MAX_VIDEO_OPERATIONS = 20;
 
-const VIDEO_OPERATIONS = createRegistry<VideoOperation>([trim, deinterlace, denoise, crop, scale, rotate, flip, sharpen, color, fps, speed, audio, format, poster] as VideoOperation[], {
+const VIDEO_OPERATIONS = createRegistry<VideoOperation>([trim, deinterlace, denoise, crop, scale, rotate, flip, sharpen, color, fps, speed, audio, format, poster, hls] as VideoOperation[], {
   maxOperations: MAX_VIDEO_OPERATIONS,
   maxLength: 4096,
 });
@@ -388,6 +410,7 @@ export function buildGraph(plan: VideoPlan, input: VideoInput, maxDimension: num
     speed: 1,
     output: defaultOutput(),
     poster: null,
+    hls: null,
     maxDimension,
   };
   for (const step of plan.steps) step.operation.apply(g, step.args as Static<TSchema>, undefined);

@@ -58,6 +58,13 @@ export interface VideoRunOptions {
   onSpawn?: ((pid: number) => void) | undefined;
 }
 
+/** The parts of an HLS package, on disk in the run directory. */
+export interface HlsPackage {
+  /** The master playlist (its variant URIs are the variant playlists' file names). */
+  master: string;
+  variants: Array<{ playlist: string; media: string; mediaMime: string; width: number; height: number }>;
+}
+
 /** A finished output, on disk in its run directory until `cleanup()`. */
 export interface VideoOutput {
   path: string;
@@ -68,8 +75,13 @@ export interface VideoOutput {
   /** Output duration, seconds (0 for a poster frame). */
   durationSeconds: number;
   fps: number;
+  /** Set for an HLS package: `path` is then its master playlist. */
+  hls?: HlsPackage;
   cleanup(): Promise<void>;
 }
+
+/** Media type of playlists. */
+export const HLS_PLAYLIST_MIME = 'application/vnd.apple.mpegurl';
 
 function encoderFor(tools: VideoTools, table: Readonly<Record<string, readonly string[]>>, codec: string): string {
   const encoder = (table[codec] ?? []).find((e) => tools.encoders.has(e));
@@ -195,6 +207,7 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
   const expectedSeconds = Math.max(0.04, Math.min(remaining, duration ?? remaining) / g.speed);
   const threads = String(settings.threads);
   const poster = g.poster;
+  if (o.preview && g.hls) throw new AppError('ERR_VALIDATION', 'Invalid operation "hls": a preview is one short file; ask for the HLS package without preview.', { details: { operation: 'hls', reason: 'hls_and_preview' } });
 
   const dir = await runDir(o.tempDir);
   const cleanup = () => rm(dir, { recursive: true, force: true });
@@ -207,7 +220,42 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
     let path: string;
     let mime: string;
     let ext: string;
-    if (poster) {
+    let hls: HlsPackage | undefined;
+    if (g.hls) {
+      // One encode per rendition from one decode: the graph, then split and scaled down by halves.
+      const n = g.hls.renditions;
+      const sizes: Array<{ width: number; height: number }> = [];
+      for (let i = 0; i < n; i++) {
+        const h = i === 0 ? height : Math.max(2, Math.floor(sizes[i - 1]!.height / 4) * 2);
+        const w = i === 0 ? width : Math.max(2, Math.round((width * h) / height / 2) * 2);
+        sizes.push({ width: w, height: h });
+      }
+      const chain = video.length ? video.join(',') : 'null';
+      const graph = `[0:v]${chain},split=${n}${sizes.map((_, i) => `[s${i}]`).join('')};${sizes.map((z, i) => (i === 0 ? `[s0]null[v0]` : `[s${i}]scale=${z.width}:${z.height}:flags=lanczos,setsar=1[v${i}]`)).join(';')}`;
+      const keepAudio = hasAudio && !g.stripAudio;
+      if (duration !== null) args.push('-t', duration.toFixed(3));
+      args.push('-filter_complex', graph);
+      for (let i = 0; i < n; i++) args.push('-map', `[v${i}]`, ...(keepAudio ? ['-map', '0:a:0'] : []));
+      const encoder = encoderFor(tools, VIDEO_ENCODERS, out.codec === 'h265' ? 'h265' : 'h264');
+      args.push(...videoEncoderArgs(encoder, { ...out, container: 'mp4' }, settings.threads));
+      // Segments cut on keyframes: force one at every segment boundary.
+      args.push('-force_key_frames', `expr:gte(t,n_forced*${g.hls.segmentSeconds})`);
+      if (keepAudio) {
+        if (g.audio.length) args.push('-af', g.audio.join(','));
+        args.push('-c:a', encoderFor(tools, AUDIO_ENCODERS, 'aac'), '-b:a', '128k');
+      }
+      const ext0 = g.hls.type === 'fmp4' ? 'mp4' : 'ts';
+      args.push(
+        '-sn', '-dn', '-map_metadata', '-1', '-filter_threads', threads, '-progress', 'pipe:1', '-nostats',
+        '-f', 'hls', '-hls_time', String(g.hls.segmentSeconds), '-hls_playlist_type', 'vod', '-hls_segment_type', g.hls.type === 'fmp4' ? 'fmp4' : 'mpegts',
+        '-hls_flags', 'single_file+independent_segments', '-var_stream_map', sizes.map((_, i) => (keepAudio ? `v:${i},a:${i}` : `v:${i}`)).join(' '),
+        '-master_pl_name', 'master.m3u8', '-hls_segment_filename', join(dir, `v%v.${ext0}`), join(dir, 'v%v.m3u8'),
+      );
+      path = join(dir, 'master.m3u8');
+      mime = HLS_PLAYLIST_MIME;
+      ext = 'm3u8';
+      hls = { master: path, variants: sizes.map((z, i) => ({ playlist: join(dir, `v${i}.m3u8`), media: join(dir, `v${i}.${ext0}`), mediaMime: g.hls!.type === 'fmp4' ? 'video/mp4' : 'video/mp2t', ...z })) };
+    } else if (poster) {
       ext = poster.format === 'jpeg' ? 'jpg' : poster.format;
       mime = `image/${poster.format}`;
       path = join(dir, `poster.${ext}`);
@@ -274,7 +322,7 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
       throw err;
     }
     const durationSeconds = poster ? 0 : Math.round(expectedSeconds * 1000) / 1000;
-    return { path, mime, ext, width, height, durationSeconds, fps: poster ? 0 : g.fps, cleanup };
+    return { path, mime, ext, width, height, durationSeconds, fps: poster ? 0 : g.fps, ...(hls ? { hls } : {}), cleanup };
   } catch (err) {
     await cleanup();
     throw err;
