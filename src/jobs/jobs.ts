@@ -499,6 +499,10 @@ export class JobService {
     const stop = () => abort.abort(opts.signal?.reason);
     opts.signal?.addEventListener('abort', stop, { once: true });
     let cancelled = false;
+    RUNNING_VIDEO.set(job.id, () => {
+      cancelled = true;
+      abort.abort(new AppError('ERR_JOB_CANCELLED', 'The job was cancelled.'));
+    });
     let writing: Promise<unknown> = Promise.resolve();
     let lastWrite = 0;
     let lastHook = 0;
@@ -581,6 +585,7 @@ export class JobService {
       }
       throw err;
     } finally {
+      RUNNING_VIDEO.delete(job.id);
       clearInterval(watch);
       opts.signal?.removeEventListener('abort', stop);
       await writing;
@@ -633,6 +638,8 @@ export class JobService {
       return { row: updated, refs: await recordEvent(trx, { orgId, appId: updated.app_id, type: 'job.cancelled', data: { job: view(updated) }, now }) };
     });
     await this.dispatch(refs);
+    // Running in this process: stop it now (another process's worker sees the status within 0.5 s).
+    RUNNING_VIDEO.get(id)?.();
     return view(row);
   }
 
@@ -728,6 +735,12 @@ const WORKER_CTX: Ctx = { actor: { type: 'system', id: 'worker' } };
 
 class LostRace extends Error {}
 class AlreadyFinal extends Error {}
+
+/**
+ * Video jobs running in this process, by job id → a function that stops one. A cancel answered by this
+ * process stops its own runs at once; runs elsewhere notice the status change by polling.
+ */
+const RUNNING_VIDEO = new Map<string, () => void>();
 
 /** Most parts an HLS package has (4 renditions × a media file and a playlist). */
 const MAX_HLS_PARTS = 8;

@@ -15,7 +15,8 @@ import { probeVideo, type VideoFacts } from '../media/video/probe.js';
 import type { VideoSettings } from '../media/video/settings.js';
 import { serveSource, type SourceBytes } from '../media/video/source.js';
 import { createWorkQueue, type WorkQueue } from '../media/queue.js';
-import type { ProcessingDeps } from './processing.js';
+import sharp from 'sharp';
+import { readAsset, type ProcessingDeps } from './processing.js';
 
 /** The video settings with the temporary area resolved (Config.video). */
 export type ResolvedVideoSettings = VideoSettings & { readonly tempDir: string };
@@ -79,6 +80,20 @@ export class VideoProcessing {
   }
 
   /**
+   * A watermark: an image asset of the same org (another org's is "not found"), decoded by the image
+   * pipeline's libvips under a pixel limit and re-encoded as PNG, so ffmpeg only ever sees a PNG we wrote.
+   */
+  private async watermarkPng(orgId: string, assetId: string): Promise<Buffer> {
+    const { asset, bytes } = await readAsset(this.deps, orgId, assetId, WATERMARK_MAX_BYTES);
+    if (!asset.mime.startsWith('image/')) throw new AppError('ERR_VALIDATION', 'Invalid operation "watermark": the asset must be an image.', { details: { operation: 'watermark', reason: 'not_an_image' } });
+    try {
+      return await sharp(bytes, { limitInputPixels: WATERMARK_MAX_PIXELS, failOn: 'error' }).png().toBuffer();
+    } catch {
+      throw new AppError('ERR_VALIDATION', `Invalid operation "watermark": the image could not be decoded (at most ${WATERMARK_MAX_PIXELS} pixels).`, { details: { operation: 'watermark', reason: 'watermark_undecodable' } });
+    }
+  }
+
+  /**
    * Runs one video output and meters it. The caller streams `path` to the store and then calls
    * `cleanup()` (also when storing fails).
    */
@@ -99,6 +114,7 @@ export class VideoProcessing {
       signal: o.signal,
       onProgress: o.onProgress,
       onSpawn: o.onSpawn,
+      loadImage: (assetId) => this.watermarkPng(o.orgId, assetId),
     });
     const frames = out.durationSeconds > 0 ? Math.max(1, Math.round(out.durationSeconds * out.fps)) : 1;
     this.deps.meter?.record({
@@ -113,6 +129,10 @@ export class VideoProcessing {
     return out;
   }
 }
+
+/** Most bytes and pixels a watermark image may have. */
+const WATERMARK_MAX_BYTES = 20 * 1024 * 1024;
+const WATERMARK_MAX_PIXELS = 16_000_000;
 
 /** Refusal of a whole-video transcode in a request: it belongs in a job. */
 export function videoNeedsJob(): AppError {

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { DB_KINDS, superQuery, tempDir } from '../support/db.js';
 import { clip, fpsOf, probe, videoStream } from '../support/video.js';
+import sharp from 'sharp';
 import { api, raw, startHarness, startTestWorkers, upload, waitFor, waitForJob, type Harness } from '../jobs/support.js';
 
 /** Downloads an asset's plaintext through a signed URL (the product's download path). */
@@ -44,7 +45,7 @@ for (const kind of DB_KINDS) {
     const temp = tempDir('obscura-video-temp-');
 
     before(async () => {
-      h = await startHarness(kind, { env: { OBSCURA_VIDEO_TEMP_DIR: temp, OBSCURA_VIDEO_PROGRESS_WEBHOOK_SECONDS: '1' } });
+      h = await startHarness(kind, { env: { OBSCURA_VIDEO_TEMP_DIR: temp, OBSCURA_VIDEO_PROGRESS_WEBHOOK_SECONDS: '1' }, targets: 1 });
       workers = await startTestWorkers(h);
     });
     after(async () => {
@@ -192,6 +193,54 @@ for (const kind of DB_KINDS) {
       const again = await api(h.srv.url, 'POST', `/v1/jobs/${created.body.id}/cancel`, { key: h.a.key });
       assert.equal(again.status, 409);
       assert.equal(again.body.code, 'ERR_CONFLICT');
+    });
+
+    test('text and an image watermark of the same org are drawn on the frames; another org\'s image is not found', async () => {
+      const wm = await upload(h.srv, h.a.key, await sharp({ create: { width: 64, height: 64, channels: 3, background: '#ff00ff' } }).png().toBuffer());
+      const frame = async (ops: string, key = h.a.key) => raw(h.srv.url, 'POST', '/v1/process', { key, body: JSON.stringify({ input: { asset_id: videoId }, operations: ops }), headers: { 'content-type': 'application/json' } });
+      const plain = await frame('poster:at=1,format=png');
+      const marked = await frame(`watermark:asset=${wm},gravity=northwest,width=0.25,opacity=1/poster:at=1,format=png`);
+      assert.equal(marked.status, 200, marked.body.toString());
+      const [a, b] = await Promise.all([sharp(plain.body).raw().toBuffer({ resolveWithObject: true }), sharp(marked.body).raw().toBuffer({ resolveWithObject: true })]);
+      // The top-left corner (2 % margin, then a 80 px wide square) is magenta only in the marked frame.
+      const px = (img: typeof a, x: number, y: number) => [...img.data.subarray((y * img.info.width + x) * img.info.channels, (y * img.info.width + x) * img.info.channels + 3)];
+      const m = px(b, 30, 30);
+      assert.ok(m[0]! > 200 && m[1]! < 60 && m[2]! > 200, `magenta expected, got ${m}`);
+      assert.notDeepEqual(px(a, 30, 30), m);
+      const texted = await frame('text:text=Obscura,size=40,gravity=center,color=%23ff0000/poster:at=1,format=png');
+      assert.equal(texted.status, 200, texted.body.toString());
+      const t = await sharp(texted.body).raw().toBuffer({ resolveWithObject: true });
+      let red = 0;
+      for (let y = 100; y < 140; y++) for (let x = 100; x < 220; x++) { const [r, g, bl] = px(t, x, y); if (r! > 200 && g! < 60 && bl! < 60) red++; }
+      assert.ok(red > 100, `red text pixels in the centre: ${red}`);
+      // Org B may not name org A's image, even on its own video.
+      const bVideo = await upload(h.srv, h.b.key, await clip({ seconds: 1 }));
+      const cross = await raw(h.srv.url, 'POST', '/v1/process', { key: h.b.key, body: JSON.stringify({ input: { asset_id: bVideo }, operations: `watermark:asset=${wm}/poster` }), headers: { 'content-type': 'application/json' } });
+      assert.equal(cross.status, 404, cross.body.toString());
+    });
+
+    test('webhooks: job.progress while a video job runs, then job.completed', async () => {
+      const hook = h.targets[0]!;
+      hook.handler = (_r, res) => res.writeHead(200).end();
+      try {
+        const w = await api(h.srv.url, 'POST', '/v1/webhooks', { key: h.a.key, body: { url: `${hook.origin}/hook`, events: ['job.progress', 'job.completed'] } });
+        assert.equal(w.status, 201, JSON.stringify(w.body));
+        const long = await upload(h.srv, h.a.key, await clip({ width: 320, height: 240, seconds: 8 }));
+        const created = await api(h.srv.url, 'POST', '/v1/jobs', { key: h.a.key, body: { input: { asset_id: long }, operations: 'denoise:nlmeans,strength=2/format:mp4,preset=medium' } });
+        const job = await waitForJob(h.srv, h.a.key, created.body.id, 90_000);
+        assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+        const events = await waitFor(async () => {
+          const types = hook.requests.map((r) => JSON.parse(r.body.toString()).type as string);
+          return types.includes('job.completed') ? types : null;
+        }, 20_000, 'job.completed delivery');
+        assert.ok(events.includes('job.progress'), JSON.stringify(events));
+        const progress = hook.requests.map((r) => JSON.parse(r.body.toString())).find((e) => e.type === 'job.progress');
+        assert.ok(progress.data.job.progress.percent >= 0 && progress.data.job.progress.percent < 100, JSON.stringify(progress.data.job.progress));
+      } finally {
+        await api(h.srv.url, 'GET', '/v1/webhooks', { key: h.a.key }).then(async (l) => {
+          for (const e of l.body.data ?? []) await api(h.srv.url, 'DELETE', `/v1/webhooks/${e.id}`, { key: h.a.key });
+        });
+      }
     });
 
     test("another org can neither process, read nor download this org's video", async () => {

@@ -5,8 +5,8 @@
  * the graph into arguments.
  *
  * Order (whatever order is written, an order the graph would change is refused): trim → deinterlace →
- * denoise → crop → scale → rotate → flip → sharpen → color → fps → speed → audio; `format` and
- * `poster` may be written anywhere.
+ * denoise → crop → scale → rotate → flip → sharpen → color → fps → speed → audio → text → watermark;
+ * `format`, `poster` and `hls` may be written anywhere.
  */
 import { Type, type Static, type TSchema } from 'typebox';
 import { AppError } from '../../errors.js';
@@ -62,11 +62,21 @@ export interface VideoGraph {
   output: { container: Container; codec: VideoCodec; crf: number | null; bitrateKbps: number | null; preset: string; audioCodec: AudioCodec | null; faststart: boolean };
   /** A poster frame instead of a video (derived output). */
   poster: { at: number; format: 'jpeg' | 'png' | 'webp' } | null;
+  /** Text and image overlays, drawn after the other filters in the order written. */
+  readonly overlays: Overlay[];
   /** An HLS package instead of one file (derived output): segment length, renditions, segment type. */
   hls: { segmentSeconds: number; renditions: number; type: 'fmp4' | 'ts' } | null;
   /** Largest output side (the operator's limit). */
   readonly maxDimension: number;
 }
+
+/** Where an overlay sits. */
+export type Gravity = 'north' | 'northeast' | 'east' | 'southeast' | 'south' | 'southwest' | 'west' | 'northwest' | 'center';
+
+/** An overlay the pipeline draws (text from a file it writes; an image from an asset of the same org, re-encoded as PNG first). */
+export type Overlay =
+  | { kind: 'text'; text: string; size: number; color: string; gravity: Gravity; box: boolean }
+  | { kind: 'watermark'; assetId: string; gravity: Gravity; opacity: number; width: number };
 
 type VideoOperation<S extends TSchema = TSchema> = OperationDef<S, VideoGraph, undefined>;
 
@@ -283,6 +293,53 @@ export const audio = define({
   },
 });
 
+const GravitySchema = Type.Union(['north', 'northeast', 'east', 'southeast', 'south', 'southwest', 'west', 'northwest', 'center'].map((g) => Type.Literal(g)), { default: 'southeast' });
+/** A colour as #rrggbb (ffmpeg's own colour names are not accepted). */
+const Rgb = Type.String({ pattern: '^#[0-9a-fA-F]{6}$', description: '#rrggbb (write # as %23 in URLs)' });
+
+export const text = define({
+  name: 'text',
+  description: 'Draw text (the bundled DejaVu Sans; drawn as text, never interpreted) on every frame.',
+  schema: Type.Object(
+    {
+      text: Type.String({ minLength: 1, maxLength: 200, pattern: '^[^\\u0000-\\u001F\\u007F]*$' }),
+      size: Type.Optional(Type.Integer({ minimum: 6, maximum: 300, default: 32, description: 'pixels' })),
+      color: Type.Optional(Rgb),
+      gravity: Type.Optional(GravitySchema),
+      box: Type.Optional(Type.Boolean({ default: false, description: 'a translucent box behind the text' })),
+    },
+    { additionalProperties: false },
+  ),
+  primary: 'text',
+  order: 95,
+  repeatable: true,
+  apply(g, a) {
+    g.overlays.push({ kind: 'text', text: a.text, size: a.size ?? 32, color: a.color ?? '#ffffff', gravity: (a.gravity ?? 'southeast') as Gravity, box: a.box ?? false });
+  },
+});
+
+export const watermark = define({
+  name: 'watermark',
+  description: 'Overlay an image asset of the same org (re-encoded as PNG by the image pipeline first) on every frame; `width` is its share of the frame width.',
+  schema: Type.Object(
+    {
+      asset: Type.String({ pattern: '^ast_[0-9A-Za-z]{22}$', description: 'an image asset of your org' }),
+      gravity: Type.Optional(GravitySchema),
+      opacity: Type.Optional(Type.Number({ minimum: 0.05, maximum: 1, default: 0.8 })),
+      width: Type.Optional(Type.Number({ minimum: 0.02, maximum: 1, default: 0.2, description: 'fraction of the frame width' })),
+    },
+    { additionalProperties: false },
+  ),
+  primary: 'asset',
+  order: 96,
+  repeatable: true,
+  readsAssets: true,
+  apply(g, a) {
+    if (g.overlays.filter((o) => o.kind === 'watermark').length >= 4) throw refuse('watermark', 'too_many_watermarks', 'at most 4 watermarks per video.');
+    g.overlays.push({ kind: 'watermark', assetId: a.asset, gravity: (a.gravity ?? 'southeast') as Gravity, opacity: a.opacity ?? 0.8, width: a.width ?? 0.2 });
+  },
+});
+
 const PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'] as const;
 
 export const format = define({
@@ -366,7 +423,7 @@ export const hls = define({
 /** At most this many operations per request (as for images). */
 export const MAX_VIDEO_OPERATIONS = 20;
 
-const VIDEO_OPERATIONS = createRegistry<VideoOperation>([trim, deinterlace, denoise, crop, scale, rotate, flip, sharpen, color, fps, speed, audio, format, poster, hls] as VideoOperation[], {
+const VIDEO_OPERATIONS = createRegistry<VideoOperation>([trim, deinterlace, denoise, crop, scale, rotate, flip, sharpen, color, fps, speed, audio, text, watermark, format, poster, hls] as VideoOperation[], {
   maxOperations: MAX_VIDEO_OPERATIONS,
   maxLength: 4096,
 });
@@ -411,6 +468,7 @@ export function buildGraph(plan: VideoPlan, input: VideoInput, maxDimension: num
     output: defaultOutput(),
     poster: null,
     hls: null,
+    overlays: [],
     maxDimension,
   };
   for (const step of plan.steps) step.operation.apply(g, step.args as Static<TSchema>, undefined);

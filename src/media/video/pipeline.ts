@@ -6,14 +6,15 @@
  * encrypted store by the caller, who then calls `cleanup()`. The directory is removed when the run
  * fails or is killed too, and `sweepVideoTemp` removes what a crashed process left.
  */
-import { mkdir, mkdtemp, readdir, rm, stat, chmod } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, chmod, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { AppError } from '../../errors.js';
 import { fontFile } from '../fonts.js';
 import { runTool, ToolFailed, ToolStopped, type Leash, type VideoTools } from './ffmpeg.js';
-import { buildGraph, CONTAINERS, VIDEO_ENCODERS, AUDIO_ENCODERS, type VideoGraph, type VideoPlan } from './operations.js';
+import { buildGraph, CONTAINERS, VIDEO_ENCODERS, AUDIO_ENCODERS, type Gravity, type Overlay, type VideoGraph, type VideoPlan } from './operations.js';
 import { inputArgs, type VideoFacts } from './probe.js';
-import { serveSource, type SourceBytes } from './source.js';
+import { serveSource, type SourceBytes, type SourceServer } from './source.js';
 import type { VideoSettings } from './settings.js';
 
 /** Progress of a run, from ffmpeg's `-progress`. */
@@ -56,6 +57,8 @@ export interface VideoRunOptions {
   signal?: AbortSignal | undefined;
   onProgress?: ((p: VideoProgress) => void) | undefined;
   onSpawn?: ((pid: number) => void) | undefined;
+  /** Loads an image asset of the same org as PNG bytes (watermarks); absent = watermarks refused. */
+  loadImage?: ((assetId: string) => Promise<Buffer>) | undefined;
 }
 
 /** The parts of an HLS package, on disk in the run directory. */
@@ -187,7 +190,10 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
   let height = g.height;
   let start = g.start;
   let duration = g.duration;
-  const video = [...g.video];
+  // The operations' filters, then the overlays (drawn at the size they were asked for), then the
+  // preview's downscale and watermark.
+  const frameWidth = g.width;
+  const video: string[] = [];
   const out = { ...g.output };
   if (o.preview) {
     if (o.preview.start !== undefined) start = Math.min(o.preview.start, Math.max(0, facts.duration_seconds - 0.1));
@@ -212,11 +218,41 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
   const dir = await runDir(o.tempDir);
   const cleanup = () => rm(dir, { recursive: true, force: true });
   const server = await serveSource(o.source);
+  const extra: SourceServer[] = [];
   try {
+    // Overlays: text is read from files we write (never parsed as filter syntax); images are the
+    // caller's PNG re-encodings, each fed through its own loopback source as a PNG stream.
+    const chain = [...g.video];
+    const watermarks: Array<Extract<Overlay, { kind: 'watermark' }>> = [];
+    for (const [i, ov] of g.overlays.entries()) {
+      if (ov.kind === 'text') {
+        const file = join(dir, `text${i}.txt`);
+        await writeFile(file, ov.text, { mode: 0o600 });
+        const box = ov.box ? ':box=1:boxcolor=black@0.5:boxborderw=6' : '';
+        chain.push(`drawtext=fontfile=${filterQuote(fontFile())}:textfile=${filterQuote(file)}:fontsize=${ov.size}:fontcolor=0x${ov.color.slice(1)}${box}:${textPosition(ov.gravity)}`);
+      } else watermarks.push(ov);
+    }
+    const watermarkInputs: string[] = [];
+    for (const wm of watermarks) {
+      if (!o.loadImage) throw new AppError('ERR_VALIDATION', 'Invalid operation "watermark": images cannot be loaded here.', { details: { operation: 'watermark', reason: 'no_loader' } });
+      const png = await o.loadImage(wm.assetId);
+      const src = await serveSource({ size: png.length, open: async (r) => Readable.from([r ? png.subarray(r.start, r.end + 1) : png]) });
+      extra.push(src);
+      watermarkInputs.push('-protocol_whitelist', 'http,tcp', '-f', 'png_pipe', '-i', src.url);
+    }
+    let graph = `[0:v]${chain.length ? chain.join(',') : 'null'}[b0]`;
+    let cur = 'b0';
+    for (const [k, wm] of watermarks.entries()) {
+      const w = Math.max(2, Math.round((frameWidth * wm.width) / 2) * 2);
+      graph += `;[${k + 1}:v]scale=${w}:-2,format=rgba,colorchannelmixer=aa=${wm.opacity}[wm${k}];[${cur}][wm${k}]overlay=${overlayPosition(wm.gravity, frameWidth)}:format=auto[b${k + 1}]`;
+      cur = `b${k + 1}`;
+    }
+    graph += `;[${cur}]${video.length ? video.join(',') : 'null'}[vout]`;
+
     const args = ['-nostdin', '-hide_banner', '-loglevel', 'error', '-y', '-threads', threads];
     const seek = start + (poster ? poster.at : 0);
     if (seek > 0) args.push('-ss', seek.toFixed(3));
-    args.push(...inputArgs(o.mime, server.url, settings.maxStreams));
+    args.push(...inputArgs(o.mime, server.url, settings.maxStreams), ...watermarkInputs);
     let path: string;
     let mime: string;
     let ext: string;
@@ -230,11 +266,10 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
         const w = i === 0 ? width : Math.max(2, Math.round((width * h) / height / 2) * 2);
         sizes.push({ width: w, height: h });
       }
-      const chain = video.length ? video.join(',') : 'null';
-      const graph = `[0:v]${chain},split=${n}${sizes.map((_, i) => `[s${i}]`).join('')};${sizes.map((z, i) => (i === 0 ? `[s0]null[v0]` : `[s${i}]scale=${z.width}:${z.height}:flags=lanczos,setsar=1[v${i}]`)).join(';')}`;
+      const hlsGraph = `${graph};[vout]split=${n}${sizes.map((_, i) => `[s${i}]`).join('')};${sizes.map((z, i) => (i === 0 ? `[s0]null[v0]` : `[s${i}]scale=${z.width}:${z.height}:flags=lanczos,setsar=1[v${i}]`)).join(';')}`;
       const keepAudio = hasAudio && !g.stripAudio;
       if (duration !== null) args.push('-t', duration.toFixed(3));
-      args.push('-filter_complex', graph);
+      args.push('-filter_complex', hlsGraph);
       for (let i = 0; i < n; i++) args.push('-map', `[v${i}]`, ...(keepAudio ? ['-map', '0:a:0'] : []));
       const encoder = encoderFor(tools, VIDEO_ENCODERS, out.codec === 'h265' ? 'h265' : 'h264');
       args.push(...videoEncoderArgs(encoder, { ...out, container: 'mp4' }, settings.threads));
@@ -260,7 +295,7 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
       mime = `image/${poster.format}`;
       path = join(dir, `poster.${ext}`);
       const codec = poster.format === 'jpeg' ? ['-c:v', 'mjpeg', '-q:v', '3', '-pix_fmt', 'yuvj420p'] : poster.format === 'png' ? ['-c:v', 'png'] : ['-c:v', 'libwebp', '-quality', '85'];
-      args.push('-map', '0:v:0', ...(video.length ? ['-vf', video.join(',')] : []), '-frames:v', '1', ...codec, '-an', '-sn', '-dn', '-map_metadata', '-1', '-filter_threads', threads, '-f', 'image2', '-update', '1', path);
+      args.push('-filter_complex', graph, '-map', '[vout]', '-frames:v', '1', ...codec, '-an', '-sn', '-dn', '-map_metadata', '-1', '-filter_threads', threads, '-f', 'image2', '-update', '1', path);
     } else {
       const container = CONTAINERS[out.container];
       ext = container.ext;
@@ -268,10 +303,9 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
       path = join(dir, `output.${ext}`);
       const encoder = encoderFor(tools, VIDEO_ENCODERS, out.codec);
       if (duration !== null) args.push('-t', duration.toFixed(3));
-      args.push('-map', '0:v:0');
+      args.push('-filter_complex', graph, '-map', '[vout]');
       const keepAudio = hasAudio && !g.stripAudio;
       if (keepAudio) args.push('-map', '0:a:0');
-      if (video.length) args.push('-vf', video.join(','));
       if (keepAudio && g.audio.length) args.push('-af', g.audio.join(','));
       args.push(...videoEncoderArgs(encoder, out, settings.threads));
       if (keepAudio) {
@@ -328,5 +362,21 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
     throw err;
   } finally {
     await server.close();
+    for (const x of extra) await x.close();
   }
+}
+
+/** drawtext's x/y for a gravity, with a margin of 2 % of the frame. */
+function textPosition(g: Gravity): string {
+  const x = g.endsWith('west') ? 'w*0.02' : g.endsWith('east') ? 'w-text_w-w*0.02' : '(w-text_w)/2';
+  const y = g.startsWith('north') ? 'h*0.02' : g.startsWith('south') ? 'h-text_h-h*0.02' : '(h-text_h)/2';
+  return `x=${x}:y=${y}`;
+}
+
+/** overlay's x:y for a gravity, with a margin of 2 % of the frame width. */
+function overlayPosition(g: Gravity, frameWidth: number): string {
+  const m = Math.round(frameWidth * 0.02);
+  const x = g.endsWith('west') ? `${m}` : g.endsWith('east') ? `W-w-${m}` : '(W-w)/2';
+  const y = g.startsWith('north') ? `${m}` : g.startsWith('south') ? `H-h-${m}` : '(H-h)/2';
+  return `${x}:${y}`;
 }
