@@ -62,9 +62,12 @@ export const HLS_ASSET_REF = 'obscura-asset:';
 /** Largest playlist rewritten in memory. */
 const MAX_PLAYLIST_BYTES = 1024 * 1024;
 
-/** Whether an asset is a playlist of an HLS package we produced (only outputs: an upload is never rewritten). */
+/**
+ * Whether an asset is an index of a package we produced — an HLS playlist or a storyboard's WebVTT
+ * file — whose `obscura-asset:` references are signed when served (only outputs: an upload never is).
+ */
 export function isPackagePlaylist(asset: Asset): boolean {
-  return asset.kind === 'output' && asset.mime === HLS_PLAYLIST_MIME && asset.size <= MAX_PLAYLIST_BYTES;
+  return asset.kind === 'output' && (asset.mime === HLS_PLAYLIST_MIME || asset.mime === 'text/vtt') && asset.size <= MAX_PLAYLIST_BYTES;
 }
 
 /**

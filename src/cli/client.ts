@@ -230,7 +230,7 @@ async function cmdProcess(argv: string[], io: Io, signal: AbortSignal): Promise<
   const obscura = client(io);
   const showProgress = progressEnabled(json, io);
   // A whole video is a job (the server refuses it in a request); a preview or a poster frame is not.
-  const asJob = values.async || (kind === 'video' && !values.preview && !written.some((op) => /^(poster|thumbnail)(:|$)/.test(op)));
+  const asJob = values.async || (kind === 'video' && !values.preview && !written.some((op) => /^(poster|thumbnail|animate)(:|$)/.test(op)));
   let req: ProcessRequest;
   if (input.kind === 'asset') req = { input: { assetId: input.id }, operations: ops };
   else if (input.kind === 'url') req = { input: { url: input.url }, operations: ops };

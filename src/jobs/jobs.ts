@@ -552,7 +552,13 @@ export class JobService {
       });
       const staged: StagedOutput[] = [];
       try {
-        if (out.hls) {
+        if (out.storyboard) {
+          if (job.put_url_wrapped) throw new AppError('ERR_VALIDATION', 'output.put_url takes one file, and a storyboard has two: drop put_url and download it through a signed URL of its WebVTT file.', { details: { field: 'output.put_url', reason: 'storyboard_has_two_files' } });
+          const spriteId = partAssetId(job.output_seed, job.attempts, 0);
+          const sprite = await stageOutputStream(this.deps, job.org_id, spriteId, createReadStream(out.storyboard.sprite), { mime: 'image/jpeg', ext: 'jpg', width: out.storyboard.width, height: out.storyboard.height });
+          const vtt = (await readFile(out.storyboard.vtt, 'utf8')).split('sprite.jpg#').join(`${HLS_ASSET_REF}${spriteId}#`);
+          staged.push(await stageOutput(this.deps, job.org_id, assetId, { data: Buffer.from(vtt, 'utf8'), mime: 'text/vtt', ext: 'vtt', width: out.width, height: out.height }), sprite);
+        } else if (out.hls) {
           if (job.put_url_wrapped) throw new AppError('ERR_VALIDATION', 'output.put_url takes one file, and an HLS package has several: drop put_url and download the package through a signed URL of its master playlist.', { details: { field: 'output.put_url', reason: 'hls_has_several_files' } });
           staged.push(...(await this.stageHls(job, assetId, out.hls)));
         } else {

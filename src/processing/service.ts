@@ -181,7 +181,9 @@ export class ProcessingService {
    */
   private async videoSync(req: SyncRequest, mime: string, source: SourceBytes, known: VideoFacts | null): Promise<ProcessResult> {
     const { plan } = compileVideoOperations(req.operations);
-    if (!req.preview && !plan.steps.some((s) => s.operation.name === 'poster')) throw videoNeedsJob();
+    // One short file comes back in the request: a preview, a poster frame or an animation.
+    if (!req.preview && !plan.steps.some((s) => s.operation.name === 'poster' || s.operation.name === 'animate')) throw videoNeedsJob();
+    if (plan.steps.some((s) => s.operation.name === 'storyboard' || s.operation.name === 'hls')) throw videoNeedsJob();
     return this.video.queue.run(async () => {
       const out = await this.video.run({ orgId: req.orgId, mime, source, known, plan, preview: req.preview ? {} : null, signal: req.signal, billTo: { appId: req.appId, keyId: req.keyId } });
       try {

@@ -136,7 +136,7 @@ const WATERMARK_MAX_PIXELS = 16_000_000;
 
 /** Refusal of a whole-video transcode in a request: it belongs in a job. */
 export function videoNeedsJob(): AppError {
-  return new AppError('ERR_UNPROCESSABLE', 'Processing a whole video takes longer than a request: create a job (POST /v1/jobs, or send Prefer: respond-async), or ask here for a preview (preview: true) or a poster frame (poster:at=SECONDS).', {
+  return new AppError('ERR_UNPROCESSABLE', 'Processing a whole video takes longer than a request: create a job (POST /v1/jobs, or send Prefer: respond-async), or ask here for a preview (preview: true), a poster frame (poster:at=SECONDS) or an animation (animate:format=gif).', {
     details: { reason: 'video_needs_job' },
   });
 }

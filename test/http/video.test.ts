@@ -219,6 +219,40 @@ for (const kind of DB_KINDS) {
       assert.equal(cross.status, 404, cross.body.toString());
     });
 
+    test('an animated GIF comes back in the request; a storyboard job gives a WebVTT file whose cues name tiles of a signed sprite sheet', async () => {
+      const gif = await raw(h.srv.url, 'POST', '/v1/process', { key: h.a.key, body: JSON.stringify({ input: { asset_id: videoId }, operations: 'animate:format=gif,start=0.5,duration=1,fps=10,width=120' }), headers: { 'content-type': 'application/json' } });
+      assert.equal(gif.status, 200, gif.body.toString());
+      assert.equal(gif.headers.get('content-type'), 'image/gif');
+      const g = videoStream(await probe(gif.body));
+      assert.equal(g.codec_name, 'gif');
+      assert.equal(Number(g.width), 120);
+      assert.ok(Math.abs(Number(g.nb_read_frames) - 10) <= 1, String(g.nb_read_frames));
+      const created = await api(h.srv.url, 'POST', '/v1/jobs', { key: h.a.key, body: { input: { asset_id: videoId }, operations: 'storyboard:interval=1,width=80,columns=2' } });
+      assert.equal(created.status, 202, JSON.stringify(created.body));
+      const job = await waitForJob(h.srv, h.a.key, created.body.id, 60_000);
+      assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+      const link = await api(h.srv.url, 'POST', `/v1/assets/${job.output.asset_id}/url`, { key: h.a.key });
+      const res = await fetch(link.body.url);
+      assert.equal(res.headers.get('content-type'), 'text/vtt');
+      const vtt = await res.text();
+      assert.match(vtt, /^WEBVTT\n/);
+      const cues = [...vtt.matchAll(/(\d\d:\d\d:\d\d\.\d{3}) --> (\d\d:\d\d:\d\d\.\d{3})\n(\S+)#xywh=(\d+),(\d+),(\d+),(\d+)/g)];
+      assert.equal(cues.length, 3, vtt); // a 3 s clip, a tile every second
+      assert.equal(cues[1]![1], '00:00:01.000');
+      assert.deepEqual(cues.map((c) => `${c[4]},${c[5]}`), ['0,0', '80,0', '0,60']);
+      const sprite = new URL(cues[0]![3]!);
+      assert.equal(sprite.searchParams.get('exp'), new URL(link.body.url).searchParams.get('exp'), 'the sprite expires with the WebVTT file');
+      const sheet = await fetch(sprite);
+      assert.equal(sheet.headers.get('content-type'), 'image/jpeg');
+      const meta = await sharp(Buffer.from(await sheet.arrayBuffer())).metadata();
+      assert.equal(meta.width, 160);
+      assert.equal(meta.height, 120);
+      // A storyboard has two files: it is a job, not a request.
+      const sync = await api(h.srv.url, 'POST', '/v1/process', { key: h.a.key, body: { input: { asset_id: videoId }, operations: 'storyboard', preview: true } });
+      assert.equal(sync.status, 422);
+      assert.equal(sync.body.reason, 'video_needs_job');
+    });
+
     test('webhooks: job.progress while a video job runs, then job.completed', async () => {
       const hook = h.targets[0]!;
       hook.handler = (_r, res) => res.writeHead(200).end();

@@ -6,7 +6,8 @@
  *
  * Order (whatever order is written, an order the graph would change is refused): trim → deinterlace →
  * denoise → crop → scale → rotate → flip → sharpen → color → fps → speed → audio → text → watermark;
- * `format`, `poster` and `hls` may be written anywhere.
+ * `format` and the derived outputs (`poster`, `animate`, `storyboard`, `hls`; one per request) may be
+ * written anywhere.
  */
 import { Type, type Static, type TSchema } from 'typebox';
 import { AppError } from '../../errors.js';
@@ -62,6 +63,10 @@ export interface VideoGraph {
   output: { container: Container; codec: VideoCodec; crf: number | null; bitrateKbps: number | null; preset: string; audioCodec: AudioCodec | null; faststart: boolean };
   /** A poster frame instead of a video (derived output). */
   poster: { at: number; format: 'jpeg' | 'png' | 'webp' } | null;
+  /** An animated image instead of a video (derived output). */
+  animate: { start: number; duration: number; fps: number; width: number; format: 'gif' | 'webp' } | null;
+  /** A storyboard instead of a video: a sprite sheet of thumbnails every `interval` seconds and a WebVTT file. */
+  storyboard: { interval: number; width: number; columns: number } | null;
   /** Text and image overlays, drawn after the other filters in the order written. */
   readonly overlays: Overlay[];
   /** An HLS package instead of one file (derived output): segment length, renditions, segment type. */
@@ -396,6 +401,7 @@ export const poster = define({
   cost: () => 0,
   valueAliases: { format: { jpg: 'jpeg' } },
   apply(g, a) {
+    oneDerived(g, 'poster');
     g.poster = { at: a.at ?? 0, format: a.format ?? 'jpeg' };
   },
 });
@@ -415,15 +421,65 @@ export const hls = define({
   anyPosition: true,
   cost: () => 0,
   apply(g, a) {
-    if (g.poster) throw refuse('hls', 'hls_and_poster', 'an HLS package and a poster frame are two outputs: ask for them in two requests.');
+    oneDerived(g, 'hls');
     g.hls = { segmentSeconds: a.segment ?? 4, renditions: a.renditions ?? 1, type: a.type ?? 'fmp4' };
+  },
+});
+
+/** Refuses a second derived output in one request. */
+function oneDerived(g: VideoGraph, name: string): void {
+  const taken = [g.poster && 'poster', g.hls && 'hls', g.animate && 'animate', g.storyboard && 'storyboard'].filter(Boolean);
+  if (taken.length) throw refuse(name, 'one_derived_output', `${name} and ${taken[0]} are two outputs: ask for them in two requests.`);
+}
+
+export const animate = define({
+  name: 'animate',
+  description: 'Instead of a video, an animated GIF or WebP of a few seconds (from `start`, after the other operations), `width` pixels wide at `fps` frames per second.',
+  schema: Type.Object(
+    {
+      start: Type.Optional(Type.Number({ minimum: 0, maximum: 7 * 24 * 3600, default: 0, description: 'seconds' })),
+      duration: Type.Optional(Type.Number({ minimum: 0.2, maximum: 10, default: 3, description: 'seconds' })),
+      fps: Type.Optional(Type.Integer({ minimum: 1, maximum: 30, default: 10 })),
+      width: Type.Optional(Type.Integer({ minimum: 16, maximum: 1280, default: 320 })),
+      format: Type.Optional(Type.Union([Type.Literal('gif'), Type.Literal('webp')], { default: 'gif' })),
+    },
+    { additionalProperties: false },
+  ),
+  primary: 'format',
+  order: 112,
+  anyPosition: true,
+  cost: () => 0,
+  apply(g, a) {
+    oneDerived(g, 'animate');
+    g.animate = { start: a.start ?? 0, duration: a.duration ?? 3, fps: a.fps ?? 10, width: a.width ?? 320, format: a.format ?? 'gif' };
+  },
+});
+
+export const storyboard = define({
+  name: 'storyboard',
+  aliases: ['thumbnails'],
+  description: 'Instead of a video, a storyboard: a JPEG sprite sheet of a thumbnail every `interval` seconds (at most 100), `columns` per row, and a WebVTT file whose cues name each tile (`#xywh=`), as players show on the seek bar. The WebVTT file, served through its signed URL, names the sprite by a signed URL that expires with it.',
+  schema: Type.Object(
+    {
+      interval: Type.Optional(Type.Number({ minimum: 0.5, maximum: 3600, default: 5, description: 'seconds' })),
+      width: Type.Optional(Type.Integer({ minimum: 16, maximum: 640, default: 160, description: 'tile width, pixels' })),
+      columns: Type.Optional(Type.Integer({ minimum: 1, maximum: 20, default: 5 })),
+    },
+    { additionalProperties: false },
+  ),
+  order: 114,
+  anyPosition: true,
+  cost: () => 0,
+  apply(g, a) {
+    oneDerived(g, 'storyboard');
+    g.storyboard = { interval: a.interval ?? 5, width: a.width ?? 160, columns: a.columns ?? 5 };
   },
 });
 
 /** At most this many operations per request (as for images). */
 export const MAX_VIDEO_OPERATIONS = 20;
 
-const VIDEO_OPERATIONS = createRegistry<VideoOperation>([trim, deinterlace, denoise, crop, scale, rotate, flip, sharpen, color, fps, speed, audio, text, watermark, format, poster, hls] as VideoOperation[], {
+const VIDEO_OPERATIONS = createRegistry<VideoOperation>([trim, deinterlace, denoise, crop, scale, rotate, flip, sharpen, color, fps, speed, audio, text, watermark, format, poster, animate, storyboard, hls] as VideoOperation[], {
   maxOperations: MAX_VIDEO_OPERATIONS,
   maxLength: 4096,
 });
@@ -468,6 +524,8 @@ export function buildGraph(plan: VideoPlan, input: VideoInput, maxDimension: num
     output: defaultOutput(),
     poster: null,
     hls: null,
+    animate: null,
+    storyboard: null,
     overlays: [],
     maxDimension,
   };

@@ -68,6 +68,15 @@ export interface HlsPackage {
   variants: Array<{ playlist: string; media: string; mediaMime: string; width: number; height: number }>;
 }
 
+/** A storyboard's files (the WebVTT cues name tiles of `sprite.jpg`). */
+export interface Storyboard {
+  vtt: string;
+  sprite: string;
+  /** The sprite sheet's size. */
+  width: number;
+  height: number;
+}
+
 /** A finished output, on disk in its run directory until `cleanup()`. */
 export interface VideoOutput {
   path: string;
@@ -80,6 +89,8 @@ export interface VideoOutput {
   fps: number;
   /** Set for an HLS package: `path` is then its master playlist. */
   hls?: HlsPackage;
+  /** Set for a storyboard: `path` is then its WebVTT file, which names the sprite as `sprite.jpg`. */
+  storyboard?: Storyboard;
   cleanup(): Promise<void>;
 }
 
@@ -250,14 +261,47 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
     graph += `;[${cur}]${video.length ? video.join(',') : 'null'}[vout]`;
 
     const args = ['-nostdin', '-hide_banner', '-loglevel', 'error', '-y', '-threads', threads];
-    const seek = start + (poster ? poster.at : 0);
+    const seek = start + (poster ? poster.at : 0) + (g.animate ? g.animate.start : 0);
     if (seek > 0) args.push('-ss', seek.toFixed(3));
     args.push(...inputArgs(o.mime, server.url, settings.maxStreams), ...watermarkInputs);
     let path: string;
     let mime: string;
     let ext: string;
     let hls: HlsPackage | undefined;
-    if (g.hls) {
+    let storyboard: Storyboard | undefined;
+    const scaledHeight = (w: number) => Math.max(2, Math.round((w * height) / width / 2) * 2);
+    if (g.animate) {
+      const an = g.animate;
+      ext = an.format;
+      mime = `image/${an.format}`;
+      path = join(dir, `animation.${ext}`);
+      const tail = an.format === 'gif' ? `,split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer[anim]` : '[anim]';
+      args.push('-t', an.duration.toFixed(3), '-filter_complex', `${graph};[vout]fps=${an.fps},scale=${an.width}:-2:flags=lanczos${tail}`, '-map', '[anim]');
+      args.push(...(an.format === 'gif' ? ['-loop', '0', '-f', 'gif'] : ['-c:v', 'libwebp_anim', '-loop', '0', '-quality', '75', '-f', 'webp']));
+      args.push('-an', '-sn', '-dn', '-map_metadata', '-1', '-filter_threads', threads, '-progress', 'pipe:1', '-nostats', path);
+      width = an.width;
+      height = scaledHeight(an.width);
+    } else if (g.storyboard) {
+      const sb = g.storyboard;
+      const span = duration ?? remaining;
+      const count = Math.max(1, Math.min(100, Math.ceil(span / sb.interval)));
+      const columns = Math.min(sb.columns, count);
+      const rows = Math.ceil(count / columns);
+      const tileHeight = scaledHeight(sb.width);
+      const sprite = join(dir, 'sprite.jpg');
+      if (duration !== null) args.push('-t', duration.toFixed(3));
+      args.push('-filter_complex', `${graph};[vout]fps=1/${sb.interval},scale=${sb.width}:${tileHeight}:flags=lanczos,setsar=1,tile=${columns}x${rows}[sb]`, '-map', '[sb]', '-frames:v', '1', '-c:v', 'mjpeg', '-q:v', '4', '-pix_fmt', 'yuvj420p');
+      args.push('-an', '-sn', '-dn', '-map_metadata', '-1', '-filter_threads', threads, '-f', 'image2', '-update', '1', sprite);
+      const stamp = (t: number) => new Date(Math.round(t * 1000)).toISOString().slice(11, 23);
+      const cues = Array.from({ length: count }, (_, i) => `${stamp(i * sb.interval)} --> ${stamp(Math.min((i + 1) * sb.interval, span))}\nsprite.jpg#xywh=${(i % columns) * sb.width},${Math.floor(i / columns) * tileHeight},${sb.width},${tileHeight}`);
+      path = join(dir, 'storyboard.vtt');
+      await writeFile(path, `WEBVTT\n\n${cues.join('\n\n')}\n`, { mode: 0o600 });
+      mime = 'text/vtt';
+      ext = 'vtt';
+      storyboard = { vtt: path, sprite, width: columns * sb.width, height: rows * tileHeight };
+      width = sb.width;
+      height = tileHeight;
+    } else if (g.hls) {
       // One encode per rendition from one decode: the graph, then split and scaled down by halves.
       const n = g.hls.renditions;
       const sizes: Array<{ width: number; height: number }> = [];
@@ -355,8 +399,9 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
       }
       throw err;
     }
-    const durationSeconds = poster ? 0 : Math.round(expectedSeconds * 1000) / 1000;
-    return { path, mime, ext, width, height, durationSeconds, fps: poster ? 0 : g.fps, ...(hls ? { hls } : {}), cleanup };
+    const still = poster !== null || g.animate !== null || g.storyboard !== null;
+    const durationSeconds = still ? 0 : Math.round(expectedSeconds * 1000) / 1000;
+    return { path, mime, ext, width, height, durationSeconds, fps: still ? 0 : g.fps, ...(hls ? { hls } : {}), ...(storyboard ? { storyboard } : {}), cleanup };
   } catch (err) {
     await cleanup();
     throw err;
