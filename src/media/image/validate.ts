@@ -23,7 +23,7 @@ export const FULL_DECODE_MAX_BYTES = 64 * 1024 * 1024;
 
 const DECODABLE_IMAGES = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/avif', 'image/gif', 'image/tiff']);
 const BMFF = new Set(['video/mp4', 'video/quicktime']);
-const EBML = new Set(['video/webm', 'video/x-matroska']);
+const EBML = new Set(['video/webm', 'video/matroska']);
 
 /** What the check learnt about a valid file. */
 export interface ContentFacts {

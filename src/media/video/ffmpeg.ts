@@ -135,6 +135,23 @@ export class ToolFailed extends Error {
 }
 
 /**
+ * Whether a failed run never started: the dynamic loader could not map ffmpeg's libraries, which is
+ * what an address-space limit below ffmpeg's own footprint (a few hundred MiB) does. The file is not
+ * at fault, so callers answer with {@link leashTooTight} instead of blaming it.
+ */
+export function neverStarted(err: ToolFailed): boolean {
+  return /error while loading shared libraries/.test(err.stderrTail);
+}
+
+/** 503 `ERR_VIDEO_UNAVAILABLE`: ffmpeg cannot even load within OBSCURA_VIDEO_MEMORY_BYTES. */
+export function leashTooTight(memoryBytes: number): AppError {
+  return new AppError('ERR_VIDEO_UNAVAILABLE', `Video processing is not available on this server: ffmpeg cannot start within its memory limit (${Math.round(memoryBytes / 1024 ** 2)} MiB). The operator raises OBSCURA_VIDEO_MEMORY_BYTES (1 GiB or more).`, {
+    details: { settings: ['OBSCURA_VIDEO_MEMORY_BYTES'], limit: memoryBytes },
+    headers: { 'retry-after': '3600' },
+  });
+}
+
+/**
  * Runs `bin args` under the leash. Resolves on exit 0; rejects with {@link ToolStopped} (we killed it)
  * or {@link ToolFailed}. The child is always dead when the promise settles.
  */

@@ -20,7 +20,7 @@ export const CONTAINERS = {
   mp4: { mime: 'video/mp4', ext: 'mp4', muxer: 'mp4', codecs: ['h264', 'h265', 'av1'], audio: ['aac', 'opus'] },
   mov: { mime: 'video/quicktime', ext: 'mov', muxer: 'mov', codecs: ['h264', 'h265'], audio: ['aac'] },
   webm: { mime: 'video/webm', ext: 'webm', muxer: 'webm', codecs: ['vp9', 'av1'], audio: ['opus'] },
-  mkv: { mime: 'video/x-matroska', ext: 'mkv', muxer: 'matroska', codecs: ['h264', 'h265', 'vp9', 'av1'], audio: ['aac', 'opus'] },
+  mkv: { mime: 'video/matroska', ext: 'mkv', muxer: 'matroska', codecs: ['h264', 'h265', 'vp9', 'av1'], audio: ['aac', 'opus'] },
 } as const;
 export type Container = keyof typeof CONTAINERS;
 /** Media types a video output may have. */

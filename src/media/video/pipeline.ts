@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { AppError } from '../../errors.js';
 import { fontFile } from '../fonts.js';
-import { runTool, ToolFailed, ToolStopped, type Leash, type VideoTools } from './ffmpeg.js';
+import { leashTooTight, neverStarted, runTool, ToolFailed, ToolStopped, type Leash, type VideoTools } from './ffmpeg.js';
 import { buildGraph, CONTAINERS, VIDEO_ENCODERS, AUDIO_ENCODERS, type Gravity, type Overlay, type VideoGraph, type VideoPlan } from './operations.js';
 import { inputArgs, type VideoFacts } from './probe.js';
 import { serveSource, type SourceBytes, type SourceServer } from './source.js';
@@ -189,7 +189,8 @@ export async function sweepVideoTemp(tempDir: string, olderThanMs: number, now =
 
 /**
  * Runs one video output. Throws `ERR_VALIDATION` (an operation the input makes impossible, or a
- * codec this server lacks), `ERR_VIDEO_FAILED` (ffmpeg could not process the stream), `ERR_JOB_TIMEOUT`
+ * codec this server lacks), `ERR_VIDEO_FAILED` (ffmpeg could not process the stream),
+ * `ERR_VIDEO_UNAVAILABLE` (ffmpeg cannot even start under OBSCURA_VIDEO_MEMORY_BYTES), `ERR_JOB_TIMEOUT`
  * (the wall-clock or CPU limit), or rethrows the abort when `signal` fired. Nothing is left on disk
  * when it throws.
  */
@@ -395,6 +396,7 @@ export async function processVideo(o: VideoRunOptions): Promise<VideoOutput> {
         if (err.signalName === 'SIGXCPU' || err.signalName === 'SIGKILL') {
           throw new AppError('ERR_JOB_TIMEOUT', `The video used more than ${settings.cpuSeconds} s of CPU time (OBSCURA_VIDEO_CPU_SECONDS).`, { details: { limit: settings.cpuSeconds, setting: 'OBSCURA_VIDEO_CPU_SECONDS' } });
         }
+        if (neverStarted(err)) throw leashTooTight(settings.memoryBytes);
         throw new AppError('ERR_VIDEO_FAILED', 'ffmpeg could not process this video with these operations (the stream may be damaged, or the settings do not fit it).', { cause: err, internal: { stderr: err.stderrTail.slice(-1000), exit: err.exitCode, signal: err.signalName } });
       }
       throw err;

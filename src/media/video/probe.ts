@@ -5,16 +5,20 @@
  * the operator's limits is refused before anything is stored or decoded.
  */
 import { AppError } from '../../errors.js';
-import { findVideoTools, runTool, ToolFailed, ToolStopped, type Leash, type VideoTools } from './ffmpeg.js';
+import { findVideoTools, leashTooTight, neverStarted, runTool, ToolFailed, ToolStopped, type Leash, type VideoTools } from './ffmpeg.js';
 import { serveSource, type SourceBytes } from './source.js';
 import type { VideoSettings } from './settings.js';
 
-/** Video containers we accept, by sniffed media type → the ffmpeg demuxer that must read them. */
+/**
+ * Video containers we accept, by sniffed media type → the ffmpeg demuxer that must read them. The keys
+ * are the names the sniffer (file-type) gives: Matroska is `video/matroska` (a `video/x-matroska` key
+ * matched nothing, so an app that accepted Matroska stored it unprobed).
+ */
 export const VIDEO_DEMUXERS: Readonly<Record<string, string>> = Object.freeze({
   'video/mp4': 'mov',
   'video/quicktime': 'mov',
   'video/webm': 'matroska',
-  'video/x-matroska': 'matroska',
+  'video/matroska': 'matroska',
 });
 
 /** Whether a media type is a video kind we handle. */
@@ -96,7 +100,8 @@ function tooLarge(what: string, value: number, limit: number, setting: string): 
 
 /**
  * Probes the video at `url` (a loopback source) as `mime`.
- * @throws `ERR_MEDIA_INVALID` (not a playable file of that container), `ERR_VIDEO_TOO_LARGE` (over a limit).
+ * @throws `ERR_MEDIA_INVALID` (not a playable file of that container), `ERR_VIDEO_TOO_LARGE` (over a limit,
+ *   streams included), `ERR_VIDEO_UNAVAILABLE` (ffprobe cannot start under OBSCURA_VIDEO_MEMORY_BYTES).
  */
 export async function probeVideo(tools: VideoTools, mime: string, url: string, settings: VideoSettings, size: number, signal?: AbortSignal): Promise<VideoFacts> {
   const leash: Leash = { timeoutMs: 30_000, cpuSeconds: 30, memoryBytes: Math.min(settings.memoryBytes, 2 * 1024 ** 3) };
@@ -105,6 +110,14 @@ export async function probeVideo(tools: VideoTools, mime: string, url: string, s
     ({ stdout } = await runTool(tools, tools.ffprobe, ['-v', 'error', '-probesize', '20000000', '-analyzeduration', '20000000', ...inputArgs(mime, url, settings.maxStreams), '-show_format', '-show_streams', '-of', 'json'], { leash, signal }));
   } catch (err) {
     if (err instanceof ToolStopped && err.reason === 'aborted') throw new AppError('ERR_UNAVAILABLE', 'The upload was cancelled.');
+    if (err instanceof ToolFailed && neverStarted(err)) throw leashTooTight(leash.memoryBytes);
+    // ffprobe stops creating streams at -max_streams (so 10 000 declared streams cost nothing): that is
+    // the streams limit, not a damaged file, and the answer names the setting like the other limits.
+    if (err instanceof ToolFailed && /exceeds max_streams/.test(err.stderrTail)) {
+      throw new AppError('ERR_VIDEO_TOO_LARGE', `The video has more than ${settings.maxStreams} streams; this server accepts at most ${settings.maxStreams} (OBSCURA_VIDEO_MAX_STREAMS).`, {
+        details: { reason: 'number_of_streams', limit: settings.maxStreams, setting: 'OBSCURA_VIDEO_MAX_STREAMS' },
+      });
+    }
     if (err instanceof ToolStopped || err instanceof ToolFailed) throw invalid(mime, err instanceof ToolStopped ? 'it could not be read in time' : 'ffprobe cannot read it as that container');
     throw err;
   }
