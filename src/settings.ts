@@ -44,6 +44,16 @@ export function int(o: { env: string; doc: string; default: Default<number>; def
   };
 }
 
+/** A whole number in `[min, max]`, or `undefined` when unset (an optional port, an optional limit). */
+export function optionalInt(o: { env: string; doc: string; defaultText?: string; min: number; max: number }): Field<number | undefined> {
+  return {
+    env: o.env,
+    doc: o.doc,
+    defaultText: o.defaultText ?? 'unset',
+    read: (src) => (src[o.env] === undefined || src[o.env] === '' ? undefined : readInt(src, o.env, 0, o.min, o.max)),
+  };
+}
+
 /** A comma-separated list of TCP ports (1–65535). */
 export function ports(o: { env: string; doc: string; default: number[] }): Field<readonly number[]> {
   return {

@@ -4,7 +4,7 @@
  * listener (ports, HTTPS) are {@link checkPerimeterAgainstServer}, which `config/` calls.
  */
 import { ConfigError } from '../errors.js';
-import { readInt, type Section, type Source } from '../settings.js';
+import { defineSection, int, optionalInt, str } from '../settings.js';
 
 export interface PerimeterSettings {
   /**
@@ -53,52 +53,48 @@ export interface PerimeterSettings {
   readonly metricsToken: string | undefined;
 }
 
-/** Reads the perimeter section. @throws ConfigError naming the variable. */
-function readPerimeter(src: Source): PerimeterSettings {
-  const optionalPort = (name: string): number | undefined => (src[name] === undefined || src[name] === '' ? undefined : readInt(src, name, 0, 1, 65535));
-  // The environment is merged into `src` (REDIS_URL too), so one lookup covers both.
-  const redisUrl = src.OBSCURA_REDIS_URL ?? src.REDIS_URL;
-  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL');
-  const headersTimeoutMs = readInt(src, 'OBSCURA_HEADERS_TIMEOUT_MS', 10_000, 1000, 600_000);
-  const requestTimeoutMs = readInt(src, 'OBSCURA_REQUEST_TIMEOUT_MS', 120_000, 1000, 24 * 3_600_000);
-  // Node requires it, and a request cannot finish before its headers have.
-  if (requestTimeoutMs < headersTimeoutMs) throw new ConfigError('OBSCURA_REQUEST_TIMEOUT_MS', `must be at least OBSCURA_HEADERS_TIMEOUT_MS (${headersTimeoutMs})`);
-  const httpRedirectPort = optionalPort('OBSCURA_HTTP_REDIRECT_PORT');
-  const metricsPort = optionalPort('OBSCURA_METRICS_PORT');
-  const metricsHost = src.OBSCURA_METRICS_HOST ?? '127.0.0.1';
-  const metricsToken = src.OBSCURA_METRICS_TOKEN;
-  if (metricsToken !== undefined && (metricsToken.length < 32 || /\s/.test(metricsToken))) throw new ConfigError('OBSCURA_METRICS_TOKEN', 'must be at least 32 characters without spaces (e.g. `openssl rand -hex 32`)');
-  if (metricsPort !== undefined && !['127.0.0.1', '::1', 'localhost'].includes(metricsHost) && metricsToken === undefined) {
-    throw new ConfigError('OBSCURA_METRICS_HOST', `serving metrics on ${metricsHost} needs OBSCURA_METRICS_TOKEN (metrics are never public without authentication)`);
-  }
-  const heap = src.OBSCURA_SHED_HEAP_USED_BYTES;
-  return {
-    // Defaults per key kind (issue 9, item 22): a backend at 50 req/s sustained is far inside them.
-    perKeyPerMinute: readInt(src, 'OBSCURA_RATE_LIMIT_PER_MINUTE', 60_000, 1, 10_000_000),
-    perPublishablePerMinute: readInt(src, 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 600, 1, 10_000_000),
-    perAppPerMinute: readInt(src, 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 120_000, 1, 100_000_000),
-    perIpPerMinute: readInt(src, 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 6000, 1, 10_000_000),
-    authFailuresPerMinute: readInt(src, 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
-    redisUrl,
-    redisCommandTimeoutMs: readInt(src, 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 250, 10, 60_000),
-    headersTimeoutMs,
-    requestTimeoutMs,
-    keepAliveTimeoutMs: readInt(src, 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 5000, 1000, 600_000),
-    shedEventLoopDelayMs: readInt(src, 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS', 1000, 0, 600_000),
-    shedHeapUsedBytes: heap === undefined || heap === '' ? undefined : readInt(src, 'OBSCURA_SHED_HEAP_USED_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
-    shedSampleIntervalMs: readInt(src, 'OBSCURA_SHED_SAMPLE_INTERVAL_MS', 1000, 10, 60_000),
-    shedRetryAfterSeconds: readInt(src, 'OBSCURA_SHED_RETRY_AFTER_SECONDS', 10, 1, 3600),
-    httpRedirectPort,
-    metricsPort,
-    metricsHost,
-    metricsToken,
-  };
-}
+const LOOPBACK = ['127.0.0.1', '::1', 'localhost'];
 
-export const PERIMETER_SETTINGS: Section<PerimeterSettings> = {
-  envNames: Object.freeze(['OBSCURA_REDIS_URL', 'OBSCURA_HEADERS_TIMEOUT_MS', 'OBSCURA_HTTP_REDIRECT_PORT', 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', 'OBSCURA_METRICS_HOST', 'OBSCURA_METRICS_PORT', 'OBSCURA_METRICS_TOKEN', 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE', 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PER_MINUTE', 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', 'OBSCURA_REQUEST_TIMEOUT_MS', 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS', 'OBSCURA_SHED_HEAP_USED_BYTES', 'OBSCURA_SHED_RETRY_AFTER_SECONDS', 'OBSCURA_SHED_SAMPLE_INTERVAL_MS']),
-  read: (src) => Object.freeze(readPerimeter(src)),
-};
+export const PERIMETER_SETTINGS = defineSection<PerimeterSettings>(
+  {
+    // Defaults per key kind (issue 9, item 22): a backend at 50 req/s sustained is far inside them.
+    perKeyPerMinute: int({ env: 'OBSCURA_RATE_LIMIT_PER_MINUTE', doc: 'Requests per minute per server-side credential (secret or restricted key, OAuth client).', default: 60_000, min: 1, max: 10_000_000 }),
+    perPublishablePerMinute: int({ env: 'OBSCURA_RATE_LIMIT_PUBLISHABLE_PER_MINUTE', doc: 'Requests per minute per publishable key and client IP.', default: 600, min: 1, max: 10_000_000 }),
+    perAppPerMinute: int({ env: 'OBSCURA_RATE_LIMIT_APP_PER_MINUTE', doc: 'Requests per minute per app, all its credentials together.', default: 120_000, min: 1, max: 100_000_000 }),
+    perIpPerMinute: int({ env: 'OBSCURA_RATE_LIMIT_IP_PER_MINUTE', doc: 'Requests per minute per client IP on routes without authentication.', default: 6000, min: 1, max: 10_000_000 }),
+    authFailuresPerMinute: int({ env: 'OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE', doc: 'Failed authentications per client IP per minute before 429.', default: 30, min: 1, max: 1_000_000 }),
+    // The ecosystem's REDIS_URL is accepted too (the environment is merged into the source).
+    redisUrl: {
+      env: 'OBSCURA_REDIS_URL',
+      doc: 'Redis for rate-limit counters shared by every node (or REDIS_URL); unset = per process. Never logged.',
+      defaultText: 'unset',
+      read(src) {
+        const url = src.OBSCURA_REDIS_URL ?? src.REDIS_URL;
+        if (url !== undefined && !/^rediss?:\/\//.test(url)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL');
+        return url;
+      },
+    },
+    redisCommandTimeoutMs: int({ env: 'OBSCURA_REDIS_COMMAND_TIMEOUT_MS', doc: 'Longest a Redis command may take before this node counts locally for a while.', default: 250, min: 10, max: 60_000 }),
+    headersTimeoutMs: int({ env: 'OBSCURA_HEADERS_TIMEOUT_MS', doc: "Time a client has to send a request's headers.", default: 10_000, min: 1000, max: 600_000 }),
+    requestTimeoutMs: int({ env: 'OBSCURA_REQUEST_TIMEOUT_MS', doc: 'Time a client has to send a whole request, body included.', default: 120_000, min: 1000, max: 24 * 3_600_000 }),
+    keepAliveTimeoutMs: int({ env: 'OBSCURA_KEEP_ALIVE_TIMEOUT_MS', doc: 'Idle keep-alive connections are closed after this.', default: 5000, min: 1000, max: 600_000 }),
+    shedEventLoopDelayMs: int({ env: 'OBSCURA_SHED_EVENT_LOOP_DELAY_MS', doc: 'Shed load above this mean event-loop delay (0 = off).', default: 1000, min: 0, max: 600_000 }),
+    shedHeapUsedBytes: optionalInt({ env: 'OBSCURA_SHED_HEAP_USED_BYTES', doc: 'Shed load above this V8 heap use (unset = 90 % of the heap limit; 0 = off).', defaultText: '90 % of the heap limit', min: 0, max: Number.MAX_SAFE_INTEGER }),
+    shedSampleIntervalMs: int({ env: 'OBSCURA_SHED_SAMPLE_INTERVAL_MS', doc: 'How often pressure is sampled.', default: 1000, min: 10, max: 60_000 }),
+    shedRetryAfterSeconds: int({ env: 'OBSCURA_SHED_RETRY_AFTER_SECONDS', doc: 'Retry-After sent with a shed request.', default: 10, min: 1, max: 3600 }),
+    httpRedirectPort: optionalInt({ env: 'OBSCURA_HTTP_REDIRECT_PORT', doc: 'A plain-HTTP listener that only redirects to HTTPS.', min: 1, max: 65535 }),
+    metricsPort: optionalInt({ env: 'OBSCURA_METRICS_PORT', doc: 'Separate Prometheus listener port.', min: 1, max: 65535 }),
+    metricsHost: str({ env: 'OBSCURA_METRICS_HOST', doc: 'Host of the metrics listener (a non-loopback host needs a metrics token).', default: '127.0.0.1' }),
+    metricsToken: str({ env: 'OBSCURA_METRICS_TOKEN', doc: 'Bearer token for /metrics (>= 32 characters). Never logged.', check: (v) => (v.length < 32 || /\s/.test(v) ? 'must be at least 32 characters without spaces (e.g. `openssl rand -hex 32`)' : undefined) }),
+  },
+  (p) => {
+    // Node requires it, and a request cannot finish before its headers have.
+    if (p.requestTimeoutMs < p.headersTimeoutMs) throw new ConfigError('OBSCURA_REQUEST_TIMEOUT_MS', `must be at least OBSCURA_HEADERS_TIMEOUT_MS (${p.headersTimeoutMs})`);
+    if (p.metricsPort !== undefined && !LOOPBACK.includes(p.metricsHost) && p.metricsToken === undefined) {
+      throw new ConfigError('OBSCURA_METRICS_HOST', `serving metrics on ${p.metricsHost} needs OBSCURA_METRICS_TOKEN (metrics are never public without authentication)`);
+    }
+  },
+);
 
 /** The perimeter's rules against the main listener. @throws ConfigError naming the variable. */
 export function checkPerimeterAgainstServer(p: PerimeterSettings, main: { port: number; publicUrl: string }): void {
