@@ -176,6 +176,13 @@ for (const kind of DB_KINDS) {
       await waitFor(async () => (await api(h.srv.url, 'GET', `/v1/jobs/${created.body.id}`, { key: h.a.key })).body.progress !== null, 30_000, 'first progress');
       const running = ffmpegPids();
       assert.ok(running.length > 0, 'ffmpeg is running');
+      // Image jobs have their own workers: one runs to the end while the long transcode holds the video worker.
+      const png = await upload(h.srv, h.a.key, await sharp({ create: { width: 64, height: 48, channels: 3, background: '#336699' } }).png().toBuffer());
+      const image = await api(h.srv.url, 'POST', '/v1/jobs', { key: h.a.key, body: { input: { asset_id: png }, operations: 'resize:width=32/format:webp' } });
+      assert.equal(image.status, 202);
+      assert.equal(image.body.media, 'image');
+      assert.equal((await waitForJob(h.srv, h.a.key, image.body.id, 20_000)).status, 'succeeded');
+      assert.equal((await api(h.srv.url, 'GET', `/v1/jobs/${created.body.id}`, { key: h.a.key })).body.status, 'running', 'the video is still running');
       // Another org cannot cancel it (404), and its own owner can.
       assert.equal((await api(h.srv.url, 'POST', `/v1/jobs/${created.body.id}/cancel`, { key: h.b.key })).status, 404);
       const t0 = Date.now();
