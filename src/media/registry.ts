@@ -45,6 +45,8 @@ export interface ParsedOperation {
 }
 
 const NAME = /^[A-Za-z][A-Za-z0-9]{0,31}$/;
+/** Parameter names may also hold `_` (video `format:audio_codec=opus`). */
+const PARAMETER_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 
 function invalid(operation: string | null, details: Record<string, unknown>, index?: number): AppError {
   const label = operation === null ? 'operations' : `operation "${operation}"`;
@@ -80,7 +82,9 @@ function requiredOf(schema: TSchema): string[] {
 }
 
 function coerce(schema: TSchema | undefined, raw: string): unknown {
-  const type = (schema as { type?: unknown } | undefined)?.type;
+  const s = schema as { type?: unknown; anyOf?: Array<{ const?: unknown }> } | undefined;
+  // A choice among numbers (video `rotate:90`) is typed by its members, not by the union.
+  const type = s?.anyOf?.length && s.anyOf.every((m) => typeof m.const === 'number') ? 'number' : s?.type;
   if (type === 'integer' && /^[+-]?\d{1,15}$/.test(raw)) return Number(raw);
   if (type === 'number' && /^[+-]?(?:\d{1,15}(?:\.\d{1,15})?|\.\d{1,15})$/.test(raw)) return Number(raw);
   if (type === 'boolean' && (raw === 'true' || raw === 'false')) return raw === 'true';
@@ -222,7 +226,7 @@ export function createRegistry<D extends AnyOperation>(entries: readonly D[], li
         } else {
           key = item.slice(0, eq);
           raw = item.slice(eq + 1);
-          if (!NAME.test(key)) throw invalid(def.name, { reason: 'invalid_parameter_name' }, index);
+          if (!PARAMETER_NAME.test(key)) throw invalid(def.name, { reason: 'invalid_parameter_name' }, index);
         }
         if (raw === '') throw invalid(def.name, { reason: 'empty_value', parameter: key }, index);
         if (Object.hasOwn(args, key)) throw invalid(def.name, { reason: 'duplicate_parameter', parameter: key }, index);

@@ -21,8 +21,10 @@ export interface ClipSpec {
   audio?: boolean;
   /** mp4 (H.264/AAC, default), webm (VP9/Opus), mov (H.264/AAC). */
   container?: 'mp4' | 'webm' | 'mov';
-  /** Add strong temporal noise (for the denoise test). */
-  noise?: boolean;
+  /** Add temporal noise (for the denoise test): true is strong (amplitude 60), a number sets the amplitude. */
+  noise?: boolean | number;
+  /** Interlaced (top field first, flagged so): two moments of motion woven into each frame (for the deinterlace test). */
+  interlaced?: boolean;
   /** Write the display-rotation tag (degrees). */
   rotate?: number;
   /** Index at the end (no faststart), as phones write it. */
@@ -31,17 +33,19 @@ export interface ClipSpec {
 
 /** A generated clip (cached by spec). */
 export function clip(spec: ClipSpec = {}): Promise<Buffer> {
-  const s = { width: 160, height: 120, seconds: 2, fps: 25, audio: true, container: 'mp4' as const, noise: false, rotate: 0, moovAtEnd: false, ...spec };
+  const s = { width: 160, height: 120, seconds: 2, fps: 25, audio: true, container: 'mp4' as const, noise: false, interlaced: false, rotate: 0, moovAtEnd: false, ...spec };
   const key = JSON.stringify(s);
   let p = cache.get(key);
   if (!p) {
     p = (async () => {
       const out = join(dir, `clip-${cache.size}.${s.container}`);
-      const video = `testsrc2=size=${s.width}x${s.height}:rate=${s.fps}:duration=${s.seconds}${s.noise ? ',noise=alls=60:allf=t' : ''}`;
+      // Interlaced: fields from frames at twice the rate are woven (tinterlace), so moving edges comb.
+      const rate = s.interlaced ? s.fps * 2 : s.fps;
+      const video = `testsrc2=size=${s.width}x${s.height}:rate=${rate}:duration=${s.seconds}${s.noise ? `,noise=alls=${s.noise === true ? 60 : s.noise}:allf=t` : ''}${s.interlaced ? ',tinterlace=mode=interleave_top,setfield=tff' : ''}`;
       const args = ['-v', 'error', '-y', '-f', 'lavfi', '-i', video];
       if (s.audio) args.push('-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=48000:duration=${s.seconds}`);
       if (s.container === 'webm') args.push('-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k', ...(s.audio ? ['-c:a', 'libopus'] : []));
-      else args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', ...(s.audio ? ['-c:a', 'aac'] : []));
+      else args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', ...(s.interlaced ? ['-flags', '+ildct+ilme', '-x264-params', 'tff=1'] : []), ...(s.audio ? ['-c:a', 'aac'] : []));
       if (s.container !== 'webm' && !s.moovAtEnd) args.push('-movflags', '+faststart');
       args.push('-shortest', out);
       await run('ffmpeg', args);
@@ -102,6 +106,23 @@ export function roughness(f: { width: number; height: number; pixels: Buffer }):
     }
   }
   return sum / n;
+}
+
+/**
+ * Combing of an interlaced frame: the mean difference between adjacent rows (which belong to different
+ * fields) over the mean difference between rows two apart (the same field). Near 1 or above when combed.
+ */
+export function combing(f: { width: number; height: number; pixels: Buffer }): number {
+  let adjacent = 0;
+  let sameField = 0;
+  for (let y = 0; y + 2 < f.height; y++) {
+    for (let x = 0; x < f.width; x++) {
+      const p = f.pixels[y * f.width + x]!;
+      adjacent += Math.abs(p - f.pixels[(y + 1) * f.width + x]!);
+      sameField += Math.abs(p - f.pixels[(y + 2) * f.width + x]!);
+    }
+  }
+  return adjacent / Math.max(1, sameField);
 }
 
 /** Mean pixel value. */

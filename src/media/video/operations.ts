@@ -294,7 +294,8 @@ export const audio = define({
   cost: () => 0,
   apply(g, a) {
     if (a.mode === 'strip') g.stripAudio = true;
-    if (a.mode === 'normalize') g.audio.push('loudnorm=I=-16:TP=-1.5:LRA=11');
+    // loudnorm resamples to 192 kHz to find true peaks; come back to 48 kHz (else AAC is written at 96 kHz).
+    if (a.mode === 'normalize') g.audio.push('loudnorm=I=-16:TP=-1.5:LRA=11', 'aformat=sample_rates=48000');
   },
 });
 
