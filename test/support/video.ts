@@ -90,7 +90,9 @@ export function fpsOf(stream: Record<string, any>): number {
 export async function greyFrame(input: Buffer, seconds: number): Promise<{ width: number; height: number; pixels: Buffer }> {
   const path = join(dir, `frame-${Date.now()}-${Math.random().toString(36).slice(2)}`);
   writeFileSync(path, input);
-  const v = videoStream(await probe(path));
+  // Only the frame size: a full probe would decode every frame to count them.
+  const { stdout: size } = await run('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'json', path]);
+  const v = (JSON.parse(size) as { streams: Array<{ width: number; height: number }> }).streams[0]!;
   const { stdout } = await run('ffmpeg', ['-v', 'error', '-ss', String(seconds), '-i', path, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
   return { width: Number(v.width), height: Number(v.height), pixels: stdout as unknown as Buffer };
 }

@@ -44,14 +44,23 @@ const FAST = 'format:mp4,preset=ultrafast,crf=16';
 
 const MIME = { mp4: 'video/mp4', webm: 'video/webm', mov: 'video/quicktime' } as const;
 
-/** The facts the upload probe stores for these bytes (the same function, over the same loopback source). */
-async function factsOf(bytes: Buffer, mime: string): Promise<VideoFacts> {
-  const server = await serveSource(VideoProcessing.sourceOfBuffer(bytes));
-  try {
-    return await probeVideo(tools(), mime, server.url, settings, bytes.length);
-  } finally {
-    await server.close();
+const knownFacts = new WeakMap<Buffer, Promise<VideoFacts>>();
+
+/** The facts the upload probe stores for these bytes (the same function, over the same loopback source), once per clip as at upload. */
+function factsOf(bytes: Buffer, mime: string): Promise<VideoFacts> {
+  let facts = knownFacts.get(bytes);
+  if (!facts) {
+    facts = (async () => {
+      const server = await serveSource(VideoProcessing.sourceOfBuffer(bytes));
+      try {
+        return await probeVideo(tools(), mime, server.url, settings, bytes.length);
+      } finally {
+        await server.close();
+      }
+    })();
+    knownFacts.set(bytes, facts);
   }
+  return facts;
 }
 
 interface Ran {
@@ -59,15 +68,32 @@ interface Ran {
   out: Omit<VideoOutput, 'cleanup'>;
 }
 
-/** Runs `operations` on a clip through processVideo and returns the output's bytes (its run directory removed). */
-async function run(spec: ClipSpec, operations: string, o: { preview?: PreviewOptions; tools?: VideoTools } = {}): Promise<Ran> {
+const outputs = new Map<string, Promise<Ran>>();
+
+/**
+ * Runs `operations` on a clip through processVideo and returns the output's bytes (its run directory
+ * removed). The untouched twins several tests compare with are run once (same clip, same operations).
+ */
+function run(spec: ClipSpec, operations: string, o: { preview?: PreviewOptions; tools?: VideoTools; tempDir?: string } = {}): Promise<Ran> {
+  if (Object.keys(o).length > 0) return runOnce(spec, operations, o);
+  const key = JSON.stringify([spec, operations]);
+  let ran = outputs.get(key);
+  if (!ran) {
+    ran = runOnce(spec, operations, o);
+    outputs.set(key, ran);
+    ran.catch(() => outputs.delete(key));
+  }
+  return ran;
+}
+
+async function runOnce(spec: ClipSpec, operations: string, o: { preview?: PreviewOptions; tools?: VideoTools; tempDir?: string } = {}): Promise<Ran> {
   const input = await clip(spec);
   const mime = MIME[spec.container ?? 'mp4'];
   const { plan } = compileVideoOperations(operations);
   const out = await processVideo({
     tools: o.tools ?? tools(),
     settings,
-    tempDir: temp,
+    tempDir: o.tempDir ?? temp,
     mime,
     source: VideoProcessing.sourceOfBuffer(input),
     facts: await factsOf(input, mime),
@@ -141,10 +167,10 @@ async function meanVolume(bytes: Buffer): Promise<number> {
 }
 
 /** Asserts compileVideoOperations (or, with `input`, the graph build in processVideo) refuses with ERR_VALIDATION naming `operation`. */
-async function refused(operations: string, operation: string, reason?: string, input?: ClipSpec): Promise<void> {
+async function refused(operations: string, operation: string, reason?: string, input?: ClipSpec, ownTemp?: string): Promise<void> {
   let err: unknown;
   try {
-    if (input) await run(input, operations);
+    if (input) await run(input, operations, { tempDir: ownTemp });
     else compileVideoOperations(operations);
   } catch (e) {
     err = e;
@@ -156,7 +182,8 @@ async function refused(operations: string, operation: string, reason?: string, i
   if (reason) assert.equal(err.details?.reason, reason, `${operations}: ${JSON.stringify(err.details)}`);
 }
 
-describe('video operations through processVideo', () => {
+// Two groups at a time: most of the time is process start-up and probing, not encoding.
+describe('video operations through processVideo', { concurrency: 2 }, () => {
   describe('time', () => {
     test('trim keeps the asked duration from the asked start, audio included', async () => {
       const r = await run({ seconds: 2 }, `trim:start=0.5,duration=1/${FAST}`);
@@ -505,9 +532,12 @@ describe('video operations through processVideo', () => {
     });
 
     test('trim starting after the end and a crop outside the frame are refused when the graph is built, leaving no run directory', async () => {
-      await refused('trim:start=5', 'trim', 'start_after_end', { seconds: 1, audio: false });
-      await refused('crop:x=100,width=80,height=60', 'crop', 'outside_frame', { seconds: 1, audio: false });
-      assert.deepEqual(readdirSync(temp).filter((n) => n.startsWith('run-')), []);
+      // Its own temporary area: the other tests' runs (concurrent) are not this one's leftovers.
+      const own = tempDir('obscura-video-ops-refused-');
+      await refused('trim:start=5', 'trim', 'start_after_end', { seconds: 1, audio: false }, own);
+      await refused('crop:x=100,width=80,height=60', 'crop', 'outside_frame', { seconds: 1, audio: false }, own);
+      assert.deepEqual(readdirSync(own).filter((n) => n.startsWith('run-')), []);
+      rmSync(own, { recursive: true, force: true });
       // The twin inside the frame and the video runs.
       const r = await run({ seconds: 1, audio: false }, `trim:start=0.5/crop:x=80,width=80,height=60/${FAST}`);
       sized(r, await probe(r.bytes), 80, 60);
@@ -515,9 +545,10 @@ describe('video operations through processVideo', () => {
 
     test('a codec this ffmpeg lacks is refused with codec_unavailable, listing what it has', async () => {
       const onlyH264: VideoTools = { ...tools(), encoders: new Set(['libx264', 'aac']) };
+      const own = tempDir('obscura-video-ops-codec-');
       let err: unknown;
       try {
-        await run({ seconds: 1 }, 'format:webm,codec=vp9,preset=ultrafast', { tools: onlyH264 });
+        await run({ seconds: 1 }, 'format:webm,codec=vp9,preset=ultrafast', { tools: onlyH264, tempDir: own });
       } catch (e) {
         err = e;
       }
@@ -526,7 +557,8 @@ describe('video operations through processVideo', () => {
       assert.equal(err.details?.operation, 'format');
       assert.equal(err.details?.reason, 'codec_unavailable');
       assert.deepEqual(err.details?.allowed, ['h264']);
-      assert.deepEqual(readdirSync(temp).filter((n) => n.startsWith('run-')), []);
+      assert.deepEqual(readdirSync(own).filter((n) => n.startsWith('run-')), []);
+      rmSync(own, { recursive: true, force: true });
     });
   });
 });
