@@ -22,14 +22,19 @@ async function download(h: Harness, key: string, assetId: string): Promise<Buffe
   return Buffer.from(await res.arrayBuffer());
 }
 
-/** Pids of running ffmpeg processes. */
+/**
+ * Pids of running ffmpeg processes this process started (prlimit execs ffmpeg, so its parent is us):
+ * other test files and other users of the machine run ffmpeg too, and their runs are not this job's.
+ */
 function ffmpegPids(): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
-      if (cmd.split('\0')[0]!.endsWith('ffmpeg')) out.push(Number(d));
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (cmd.split('\0')[0]!.endsWith('ffmpeg') && ppid === process.pid) out.push(Number(d));
     } catch {
       // gone
     }
