@@ -7,46 +7,14 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import sharp from 'sharp';
 import { createEmptyDatabase } from '../support/db.js';
-import { BIN, cliEnv, runCli, startServe, type ServerProcess } from '../support/cli.js';
+import { exited, runCli, startServe, startWorker, type ServerProcess } from '../support/cli.js';
 import { api } from '../support/server.js';
 import { attemptAssetId } from '../../src/processing/processing.js';
-
-/** Starts `obscura serve` as a worker (no listener) and waits for its ready line. */
-function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'serve'], { env: cliEnv({ ...env, OBSCURA_ROLE: 'worker' }), stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`worker did not start: ${out}`));
-    }, 30_000);
-    const onData = (d: Buffer) => {
-      out += d;
-      if (out.includes('OBSCURA_WORKER_READY')) {
-        clearTimeout(timer);
-        resolve({ child, output: () => out });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`worker exited with ${code}: ${out}`));
-    });
-  });
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once('exit', () => resolve());
-  });
-}
 
 describe('job retry after SIGKILL of the worker (PostgreSQL, separate processes)', () => {
   const children: ChildProcess[] = [];

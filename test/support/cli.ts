@@ -86,3 +86,35 @@ export function startServe(env: Record<string, string>, timeoutMs = 30_000): Pro
     });
   });
 }
+
+/** Starts `obscura serve` as a worker (no listener) and waits for its ready line. */
+export function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'serve'], { env: cliEnv({ ...env, OBSCURA_ROLE: 'worker' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`worker did not start: ${out}`));
+    }, 30_000);
+    const onData = (d: Buffer) => {
+      out += d;
+      if (out.includes('OBSCURA_WORKER_READY')) {
+        clearTimeout(timer);
+        resolve({ child, output: () => out });
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker exited with ${code}: ${out}`));
+    });
+  });
+}
+
+export function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+}

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
+import { parseRange } from '../range.js';
 
 /** The bytes behind a source: its size and a way to open any inclusive range of it. */
 export interface SourceBytes {
@@ -28,22 +29,6 @@ export interface SourceServer {
   /** Requests it refused (wrong path or method): a test can check that ffmpeg asked for nothing else. */
   readonly refused: number;
   close(): Promise<void>;
-}
-
-function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'unsatisfiable' {
-  if (!header) return null;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === '' && m[2] === '')) return null;
-  if (m[1] === '') {
-    const suffix = Number(m[2]);
-    if (suffix === 0 || size === 0) return 'unsatisfiable';
-    return { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(m[1]);
-  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-  if (!Number.isSafeInteger(start) || start >= size) return 'unsatisfiable';
-  if (end < start) return null;
-  return { start, end };
 }
 
 /** Starts a source server for `bytes`; close it when the run ends (also on failure). */
