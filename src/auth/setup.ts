@@ -13,7 +13,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import type { DatabaseHandle } from '../db/database.js';
 import { AppError } from '../errors.js';
-import { assertPasswordPolicy } from '../tenants/password-policy.js';
+import { assertPasswordPolicy, generatePassword } from '../tenants/password-policy.js';
 import { createKey } from './keys.js';
 import { createApp, createOrg, createUser, type Ctx } from '../tenants/index.js';
 
@@ -48,7 +48,7 @@ export async function hasNoOrg(db: DatabaseHandle): Promise<boolean> {
  */
 export async function createFirstOrg(db: DatabaseHandle, input: FirstOrgInput, ctx: Ctx): Promise<FirstOrgResult> {
   const generated = input.password === undefined;
-  const password = input.password ?? randomBytes(18).toString('base64url');
+  const password = input.password ?? generatePassword({ email: input.email, orgName: input.org });
   // Checked before anything is written, so a refused password leaves no half-made org behind.
   assertPasswordPolicy(password, { email: input.email, orgName: input.org });
   const org = await db.withSystem(async (trx) => {

@@ -7,11 +7,11 @@
  * 1 failure (including a broken audit chain or an unsafe doctor finding), 2 usage error.
  */
 import { findVideoTools } from '../media/video/ffmpeg.js';
+import { generatePassword } from '../tenants/password-policy.js';
 import { parseArgs } from 'node:util';
 import { userInfo } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { doctor, loadConfig, type DoctorFinding } from '../config/index.js';
 import { nodeSupportFinding } from '../config/node-support.js';
 import { DataDirLockedError, DataDirPermissionsError, lockDataDir, widePermissions } from '../db/lock.js';
@@ -339,9 +339,17 @@ async function cmdUsers(argv: string[]): Promise<number> {
   if (!values.role || !ROLES.includes(values.role as UserRole)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
   const ctx = cliActor();
   if (sub === 'add') {
-    const password = values['password-stdin'] ? await readStdin() : randomBytes(18).toString('base64url');
+    const given = values['password-stdin'] ? await readStdin() : undefined;
     return withRuntime(async (rt) => {
-      const user = await rt.db.withTenant(orgId, (trx) => createUser(trx, orgId, { email: values.email!, password, role: values.role as UserRole }, ctx));
+      // A generated password always meets the policy (the org's name is read in the same transaction).
+      let password = given ?? '';
+      const user = await rt.db.withTenant(orgId, async (trx) => {
+        if (given === undefined) {
+          const org = await trx.selectFrom('orgs').select('name').where('id', '=', orgId).executeTakeFirst();
+          password = generatePassword({ email: values.email, orgName: org?.name });
+        }
+        return createUser(trx, orgId, { email: values.email!, password, role: values.role as UserRole }, ctx);
+      });
       print(values.json!, { ...user, password: values['password-stdin'] ? undefined : password }, () => `added ${user.email} as ${user.role}${values['password-stdin'] ? '' : `; password: ${password}`}`);
       return 0;
     });

@@ -17,6 +17,7 @@
  * Security note: this is an offline list of a few thousand base words, not a breach database; it
  * stops the guesses an online attacker tries first, and the login throttle bounds the rest.
  */
+import { randomBytes } from 'node:crypto';
 import { AppError } from '../errors.js';
 import { COMMON_PASSWORDS_TEXT } from './common-passwords.js';
 
@@ -165,6 +166,17 @@ export function checkPassword(password: string, ctx: PasswordContext = {}): Pass
   const eff = effectiveLength(pw);
   if (eff.length < MIN_EFFECTIVE_LENGTH) return eff.dominant;
   return null;
+}
+
+/**
+ * A random password for a new account (144 random bits, base64url) that this policy accepts for
+ * `ctx`: a random draw can, rarely, contain the org's name or the email's local part, so it draws again.
+ */
+export function generatePassword(ctx: PasswordContext = {}): string {
+  for (;;) {
+    const password = randomBytes(18).toString('base64url');
+    if (checkPassword(password, ctx) === null) return password;
+  }
 }
 
 /**
