@@ -15,6 +15,7 @@ import { mintKey, api, type TestServer, type Tenant } from '../support/server.js
 import { startHarness, startTestWorkers, type Harness } from '../jobs/support.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { quadrants } from '../fixtures/make.js';
+import { clip, probe, videoStream } from '../support/video.js';
 import { resolveCredentials, CredentialsError } from '../../src/cli/credentials.js';
 import { progressEnabled } from '../../src/cli/progress.js';
 
@@ -235,6 +236,33 @@ describe('obscura client commands', () => {
     assert.equal(sha256(readFileSync(join(dir, 'again.png'))), sha256(readFileSync(outPath)));
     assert.equal(missing.code, 1);
     assert.equal(stderrJson(missing).error.code, 'ERR_NOT_FOUND');
+  });
+
+  test('process clip.mp4 runs a video job and downloads the transcode; a bad video operation exits 2 before upload; jobs cancel stops a running job and a second cancel exits 1', async () => {
+    const clipPath = join(dir, 'clip.mp4');
+    writeFileSync(clipPath, await clip({ width: 160, height: 120, seconds: 2 }));
+    const outPath = join(dir, 'clip-out.mp4');
+    const r = await cli(['process', clipPath, '--op', 'scale:height=60', '--op', 'format:mp4,codec=h264,preset=ultrafast', '-o', outPath], withKey());
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^job_\S+ succeeded output ast_\S+ -> /);
+    const v = videoStream(await probe(readFileSync(outPath)));
+    assert.equal(v.codec_name, 'h264');
+    assert.equal(Number(v.height), 60);
+    // The video registry checks the operations locally: trim takes no "end".
+    const bad = await cli(['process', clipPath, '--op', 'trim:end=3', '-o', join(dir, 'never.mp4')], withKey());
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /trim/);
+    // A long job, cancelled from the CLI while it runs.
+    const up = await fetch(`${s.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${a.key}` }, body: new Uint8Array(await clip({ width: 640, height: 480, seconds: 20 })) });
+    const assetId = ((await up.json()) as { id: string }).id;
+    const job = await api(s.url, 'POST', '/v1/jobs', { key: a.key, body: { input: { asset_id: assetId }, operations: 'denoise:nlmeans/format:webm,codec=vp9,preset=veryslow' } });
+    assert.equal(job.status, 202);
+    const cancel = await cli(['jobs', 'cancel', job.body.id, '--json'], withKey());
+    assert.equal(cancel.code, 0, cancel.stderr);
+    assert.equal(JSON.parse(cancel.stdout).status, 'cancelled');
+    const again = await cli(['jobs', 'cancel', job.body.id], withKey());
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /ERR_CONFLICT/);
   });
 
   test('assets list and jobs list page through what the org has: --limit prints the next command, --all follows every cursor, --json for scripts', async () => {
