@@ -53,15 +53,22 @@ export function which(name: string, path = process.env.PATH ?? ''): string | nul
   return null;
 }
 
-const found = new Map<string, VideoTools | null>();
+/** How long "not found" is remembered before the binaries are looked for again. */
+export const MISSING_TOOLS_RECHECK_MS = 30_000;
+
+const found = new Map<string, { tools: VideoTools | null; at: number }>();
 
 /**
  * Finds ffmpeg and ffprobe (absolute paths or names on PATH) and what the ffmpeg can encode. Cached per
- * pair of paths; null when either is missing or does not run.
+ * pair of paths; null when either is missing or does not run. A miss is remembered for `recheckMs` only,
+ * so an operator who installs ffmpeg on a running server gets video within that time, without a
+ * restart (the cache holds at most one entry per configured pair of paths).
  */
-export function findVideoTools(paths: { ffmpegPath: string; ffprobePath: string }): VideoTools | null {
+export function findVideoTools(paths: { ffmpegPath: string; ffprobePath: string }, opts: { recheckMs?: number; now?: number } = {}): VideoTools | null {
   const cacheKey = `${paths.ffmpegPath}\0${paths.ffprobePath}`;
-  if (found.has(cacheKey)) return found.get(cacheKey)!;
+  const now = opts.now ?? Date.now();
+  const hit = found.get(cacheKey);
+  if (hit && (hit.tools || now - hit.at < (opts.recheckMs ?? MISSING_TOOLS_RECHECK_MS))) return hit.tools;
   let tools: VideoTools | null = null;
   const ffmpeg = which(paths.ffmpegPath);
   const ffprobe = which(paths.ffprobePath);
@@ -81,7 +88,7 @@ export function findVideoTools(paths: { ffmpegPath: string; ffprobePath: string 
       tools = null;
     }
   }
-  found.set(cacheKey, tools);
+  found.set(cacheKey, { tools, at: now });
   return tools;
 }
 
@@ -91,7 +98,7 @@ export function requireVideoTools(paths: { ffmpegPath: string; ffprobePath: stri
   if (!tools) {
     throw new AppError('ERR_VIDEO_UNAVAILABLE', 'Video processing is not available on this server: ffmpeg and ffprobe were not found. The operator installs them (Debian: apt-get install ffmpeg) or sets OBSCURA_FFMPEG_PATH and OBSCURA_FFPROBE_PATH.', {
       details: { settings: ['OBSCURA_FFMPEG_PATH', 'OBSCURA_FFPROBE_PATH'] },
-      headers: { 'retry-after': '3600' },
+      headers: { 'retry-after': String(MISSING_TOOLS_RECHECK_MS / 1000) },
     });
   }
   return tools;
@@ -147,7 +154,7 @@ export function neverStarted(err: ToolFailed): boolean {
 export function leashTooTight(memoryBytes: number): AppError {
   return new AppError('ERR_VIDEO_UNAVAILABLE', `Video processing is not available on this server: ffmpeg cannot start within its memory limit (${Math.round(memoryBytes / 1024 ** 2)} MiB). The operator raises OBSCURA_VIDEO_MEMORY_BYTES (1 GiB or more).`, {
     details: { settings: ['OBSCURA_VIDEO_MEMORY_BYTES'], limit: memoryBytes },
-    headers: { 'retry-after': '3600' },
+    headers: { 'retry-after': String(MISSING_TOOLS_RECHECK_MS / 1000) },
   });
 }
 

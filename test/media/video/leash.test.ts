@@ -11,7 +11,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -644,5 +644,25 @@ describe('ffmpeg on a short leash', () => {
     } finally {
       await limited.close();
     }
+  });
+});
+
+describe('finding ffmpeg', () => {
+  test('a missing ffmpeg is looked for again after the recheck window, so installing it needs no restart', () => {
+    const dir = tempDir('obscura-ffmpeg-late-');
+    const paths = { ffmpegPath: join(dir, 'ffmpeg'), ffprobePath: join(dir, 'ffprobe') };
+    const t0 = Date.now();
+    assert.equal(findVideoTools(paths, { now: t0 }), null);
+    // The operator installs the tools (here: links to the real ones) while the server runs.
+    const real = findVideoTools({ ffmpegPath: 'ffmpeg', ffprobePath: 'ffprobe' });
+    assert.ok(real, 'ffmpeg is installed by scripts/ensure-system-deps.sh');
+    symlinkSync(real.ffmpeg, paths.ffmpegPath);
+    symlinkSync(real.ffprobe, paths.ffprobePath);
+    // Within the window the miss is remembered (no filesystem probe per request)…
+    assert.equal(findVideoTools(paths, { now: t0 + 1000, recheckMs: 30_000 }), null);
+    // …after it the tools are found, and then kept.
+    const late = findVideoTools(paths, { now: t0 + 31_000, recheckMs: 30_000 });
+    assert.ok(late && late.ffmpeg === paths.ffmpegPath && late.encoders.has('libx264'), String(late?.ffmpeg));
+    assert.equal(findVideoTools(paths, { now: t0 + 10 * 60_000 }), late);
   });
 });
