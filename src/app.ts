@@ -52,6 +52,7 @@ import { QuotaGuard } from './usage/quota.js';
 import { createProcessMetrics, type ProcessMetrics } from './usage/metrics.js';
 import { usageRoutes } from './http/routes/usage.js';
 import { consoleRoutes } from './http/routes/console.js';
+import { sessionVerifier } from './http/session-auth.js';
 import type { ResetMailer } from './auth/console.js';
 import { oauthRoutes } from './http/routes/oauth.js';
 
@@ -193,6 +194,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key (obs_sk_…, obs_rk_…, obs_pk_…) or an OAuth2 access token.' },
+          consoleSession: {
+            type: 'apiKey',
+            in: 'cookie',
+            name: '__Host-obscura_session',
+            description: "The web console's session cookie (POST /v1/console/login), acting with the member's role. State-changing methods also need the session's X-CSRF-Token (GET /v1/console/session). Ignored when Authorization is sent.",
+          },
         },
       },
     },
@@ -225,7 +232,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     await erasedOrgs.assertLive(principal.orgId);
     return principal;
   };
-  const authDeps = { keys, failures, tokens };
+  // Console session cookies on /v1/* (with CSRF on unsafe methods), acting with the member's role.
+  const authDeps = { keys, failures, tokens, sessions: sessionVerifier({ db: deps.db, now: deps.now, publicUrl: config.publicUrl }) };
   installAuth(app, authDeps);
   const keyring = new Keyring(deps.db, deps.masterKeys, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
   // Uploaded videos are probed (ffprobe) before they are stored (issue 11, item 2).

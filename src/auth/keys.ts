@@ -8,7 +8,7 @@
  * so a key created on another node works immediately.
  */
 import type { DatabaseHandle, Tx } from '../db/database.js';
-import type { KeyKind } from '../db/schema.js';
+import type { KeyKind, UserRole } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { generateApiKey, parseApiKey, hashApiKey, displayApiKey } from '../crypto/apikey.js';
 import { newId } from '../crypto/random.js';
@@ -28,8 +28,10 @@ export interface Principal {
   readonly appId: string;
   /** Key id, or the OAuth client's credential id for access tokens. */
   readonly keyId: string;
-  readonly kind: KeyKind | 'token';
+  readonly kind: KeyKind | 'token' | 'session';
   readonly scopes: ReadonlySet<string>;
+  /** For a console session (`kind: 'session'`; `keyId` is the session id): the member and role it acts as. */
+  readonly user?: { readonly id: string; readonly role: UserRole };
 }
 
 /** Public description of a key (never the key or its hash). */
@@ -401,6 +403,13 @@ export function requireScopes(p: Principal, scopes: readonly Scope[]): void {
   const missing = scopes.filter((s) => !p.scopes.has(s));
   if (missing.length === 0) return;
   const names = missing.map((s) => `"${s}"`).join(', ');
+  if (p.user) {
+    // A console member: the role decides (src/auth/roles.ts), so say so rather than talk of keys.
+    throw new AppError('ERR_ROLE_FORBIDDEN', `Your role (${p.user.role}) may not do this: it needs the ${names} scope${missing.length > 1 ? 's' : ''}. Ask an owner or admin.`, {
+      details: { role: p.user.role, required: scopes.length === 1 ? scopes[0] : [...scopes], missing },
+      internal: { failure: { code: 'ERR_ROLE_FORBIDDEN', orgId: p.orgId, keyId: p.keyId } satisfies AuthFailure },
+    });
+  }
   throw new AppError('ERR_SCOPE_MISSING', `This credential lacks the ${names} scope${missing.length > 1 ? 's' : ''}. Use a key that holds ${missing.length > 1 ? 'them' : 'it'}, or mint one (POST /v1/apps/{id}/keys) with a credential that does.`, {
     details: { required: scopes.length === 1 ? scopes[0] : [...scopes], missing },
     internal: { failure: { code: 'ERR_SCOPE_MISSING', orgId: p.orgId, keyId: p.keyId } satisfies AuthFailure },

@@ -38,12 +38,14 @@ declare module 'fastify' {
 export type TokenVerifier = (token: string, req: FastifyRequest) => Promise<Principal>;
 
 /** Every credential kind except publishable keys: what server-side work (processing, jobs, deletion) accepts. */
-export const SERVER_CREDENTIALS: readonly Principal['kind'][] = ['secret', 'restricted', 'token'];
+export const SERVER_CREDENTIALS: readonly Principal['kind'][] = ['secret', 'restricted', 'token', 'session'];
 
 export interface AuthDeps {
   keys: KeyVerifier;
   failures: FailureTracker;
   tokens?: TokenVerifier;
+  /** Console session cookies (src/http/session-auth.ts): used only when no `Authorization` is sent. */
+  sessions?: (req: FastifyRequest) => Promise<Principal | null>;
 }
 
 /**
@@ -62,12 +64,12 @@ export function declareRouteScopes(app: FastifyInstance): void {
     }
     const scopes = routeScopes(cfg);
     if (!route.schema) return;
-    const kinds = cfg.keyKinds ? ` Credentials: ${cfg.keyKinds.map((k) => (k === 'token' ? 'OAuth access tokens' : `${k} keys`)).join(', ')} (not publishable keys).` : '';
+    const kinds = cfg.keyKinds ? ` Credentials: ${cfg.keyKinds.map((k) => (k === 'token' ? 'OAuth access tokens' : k === 'session' ? 'console sessions' : `${k} keys`)).join(', ')} (not publishable keys).` : '';
     const note = (scopes.length ? `Scopes: ${scopes.map((s) => `\`${s}\``).join(', ')}.` : 'Any valid credential.') + kinds;
     // A fresh object: route schemas share the `bearer` constant, and swagger reads them lazily.
     route.schema = {
       ...route.schema,
-      security: [{ bearerAuth: scopes }],
+      security: [{ bearerAuth: scopes }, { consoleSession: scopes }],
       ...(cfg.keyKinds ? { 'x-obscura-key-kinds': [...cfg.keyKinds] } : {}),
       description: route.schema.description ? `${route.schema.description}\n\n${note}` : note,
     };
@@ -90,6 +92,10 @@ function originOf(req: FastifyRequest): string | undefined {
 }
 
 export async function authenticate(req: FastifyRequest, deps: AuthDeps): Promise<Principal> {
+  if (deps.sessions && req.headers.authorization === undefined) {
+    const session = await deps.sessions(req);
+    if (session) return session;
+  }
   const token = bearerToken(req);
   if (token.startsWith('obs_')) return deps.keys.verify(token, { ip: req.ip, origin: originOf(req) });
   if (deps.tokens) return deps.tokens(token, req);

@@ -11,6 +11,7 @@ export const DateTime = Type.String({ format: 'date-time' });
 /** The audit context of an authenticated request. */
 export function ctxOf(req: FastifyRequest): Ctx {
   const p = principalOf(req);
+  if (p.user) return { actor: { type: 'user', id: p.user.id, via: 'session', session: p.keyId }, ip: req.ip, requestId: String(req.id) };
   return { actor: { type: p.kind === 'token' ? 'key' : 'key', id: p.keyId, via: p.kind }, ip: req.ip, requestId: String(req.id) };
 }
 

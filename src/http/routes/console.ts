@@ -152,14 +152,14 @@ const rcOf = (req: FastifyRequest): RequestCtx => ({
   requestId: String(req.id),
 });
 
-const csrfError = () => new AppError('ERR_CSRF', 'Cross-site request refused: send the session CSRF token in X-CSRF-Token from the console origin.');
+export const csrfError = () => new AppError('ERR_CSRF', 'Cross-site request refused: send the session CSRF token in X-CSRF-Token from the console origin.');
 
 /**
  * Refuses requests a browser labels as cross-site (Fetch Metadata) or whose `Origin` is neither the
  * configured public URL nor this server's own origin. Absent headers (non-browser clients) pass: they
  * carry no ambient cookie of a victim.
  */
-function refuseCrossSite(req: FastifyRequest, allowed: ReadonlySet<string>): void {
+export function refuseCrossSite(req: FastifyRequest, allowed: ReadonlySet<string>): void {
   const site = req.headers['sec-fetch-site'];
   if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') throw csrfError();
   const origin = req.headers.origin;
