@@ -36,7 +36,7 @@ describe('credential kinds per route', () => {
     const doc = (await api(srv.url, 'GET', '/docs/json')).body;
     for (const [path, method] of [['/v1/process', 'post'], ['/v1/jobs', 'post'], ['/v1/assets/{id}', 'delete']] as const) {
       const op = doc.paths[path][method];
-      assert.deepEqual(op['x-obscura-key-kinds'], ['secret', 'restricted', 'token'], `${method} ${path}`);
+      assert.deepEqual(op['x-obscura-key-kinds'], ['secret', 'restricted', 'token', 'session'], `${method} ${path}`);
       assert.match(op.description, /not publishable keys/);
     }
     assert.equal(doc.paths['/v1/assets'].post['x-obscura-key-kinds'], undefined, 'uploads stay open to publishable keys');
