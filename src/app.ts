@@ -53,6 +53,7 @@ import { createProcessMetrics, type ProcessMetrics } from './usage/metrics.js';
 import { usageRoutes } from './http/routes/usage.js';
 import { consoleRoutes } from './http/routes/console.js';
 import { sessionVerifier } from './http/session-auth.js';
+import { consoleUiRoutes } from './http/routes/console-ui.js';
 import type { ResetMailer } from './auth/console.js';
 import { oauthRoutes } from './http/routes/oauth.js';
 
@@ -246,6 +247,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   installCursors(app, deps.masterKeys.current);
 
   healthRoutes(app, deps.db);
+  consoleUiRoutes(app);
   operationRoutes(app, config.video);
   setupRoutes(app, { db: deps.db, firstRun: deps.firstRun });
   appRoutes(app, deps.db);

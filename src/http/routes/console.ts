@@ -47,6 +47,7 @@ import {
 } from '../../auth/console.js';
 import { LoginThrottle } from '../../auth/throttle.js';
 import { eraseOrg } from '../../erasure/erasure.js';
+import { memberRoutes } from './console-members.js';
 import { DateTime, IdParams, Uuid, errorResponses } from './common.js';
 import { pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 
@@ -392,6 +393,8 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRouteOpti
       return report;
     },
   });
+
+  memberRoutes(app, { db: appDeps.db, publicUrl: opts.publicUrl, mailer: appDeps.resetMailer, current, rcOf, errors: e });
 
   app.put<{ Body: Static<typeof PolicyBody> }>('/v1/console/org/mfa-policy', {
     config: { console: 'session' },

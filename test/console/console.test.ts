@@ -1,0 +1,299 @@
+/**
+ * The web console in real Chromium (playwright-core + Debian's chromium) against the real server on
+ * 127.0.0.1 (issue 13): one server and one browser for the file. Every page is checked for CSP
+ * violations (a `securitypolicyviolation` listener installed before any page script) and console
+ * errors, run through axe-core (no serious or critical violation), and photographed at 1280 and 375 px
+ * into $OBSCURA_TEST_OUT (or a temporary directory, printed).
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { Secret, TOTP } from 'otpauth';
+import { openTestDb, superQuery, type TestDb } from '../support/db.js';
+import { startServer, createTenant, api, type TestServer, type Tenant } from '../support/server.js';
+import { createUser } from '../../src/tenants/index.js';
+import type { UserRole } from '../../src/db/schema.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const PASSWORD = 'correct horse battery staple';
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+describe('web console in Chromium', () => {
+  let t: TestDb;
+  let s: TestServer;
+  let acme: Tenant;
+  let browser: Browser;
+  let owner: BrowserContext;
+  let page: Page;
+  let out: string;
+  // The server's clock runs ahead on demand, so a TOTP code of the next step can be used at once.
+  let offset = 0;
+  const problems: string[] = [];
+
+  before(async () => {
+    out = process.env.OBSCURA_TEST_OUT ? join(process.env.OBSCURA_TEST_OUT, 'console') : mkdtempSync(join(tmpdir(), 'obscura-console-'));
+    mkdirSync(out, { recursive: true });
+    console.log(`console screenshots: ${out}`);
+    t = await openTestDb('pglite');
+    s = await startServer(t.db, { deps: { now: () => Date.now() + offset } });
+    acme = await createTenant(t.db, 'Acme');
+    await addUser('owner@acme.test', 'owner');
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    owner = await newContext();
+    page = await owner.newPage();
+  });
+  after(async () => {
+    await browser?.close();
+    await s?.close();
+    await t?.close();
+  });
+
+  const addUser = (email: string, role: UserRole) => t.db.withTenant(acme.orgId, (trx) => createUser(trx, acme.orgId, { email, password: PASSWORD, role }, { actor: { type: 'cli' } }));
+  const totp = (secret: string) => new TOTP({ secret: Secret.fromBase32(secret), digits: 6, period: 30, algorithm: 'SHA1' }).generate({ timestamp: Date.now() + offset });
+
+  /** A fresh browser profile that records CSP violations and console errors as problems. */
+  async function newContext(): Promise<BrowserContext> {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await ctx.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (e) => {
+        const w = window as unknown as { cspViolations?: string[] };
+        (w.cspViolations ??= []).push(`${e.violatedDirective} ${e.blockedURI}`);
+      });
+    });
+    ctx.on('page', (p) => watch(p));
+    return ctx;
+  }
+  function watch(p: Page): void {
+    p.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    p.on('dialog', (d) => void d.accept());
+    p.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      // The console shows API refusals (401 before sign-in, a forced 403) as messages: those are answers, not faults.
+      if (m.text().startsWith('Failed to load resource') && new URL(m.location().url || s.url).pathname.startsWith('/v1/')) return;
+      problems.push(`console: ${m.text()}`);
+    });
+  }
+
+  /** CSP, console errors and axe on the page as it is, then screenshots at desktop and mobile width. */
+  async function check(p: Page, name: string): Promise<void> {
+    const csp = await p.evaluate(() => (window as unknown as { cspViolations?: string[] }).cspViolations ?? []);
+    assert.deepEqual(csp, [], `CSP violations on ${name}`);
+    assert.deepEqual(problems, [], `console errors on ${name}`);
+    // Evaluated through the DevTools protocol, not a <script>: the page's CSP stays strict.
+    await p.evaluate(AXE);
+    const violations = await p.evaluate(async () => {
+      const axe = (window as unknown as { axe: { run: (ctx: Document, o: object) => Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }> } }).axe;
+      const r = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } });
+      return r.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) }));
+    });
+    const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    assert.deepEqual(serious, [], `axe on ${name}`);
+    await p.screenshot({ path: join(out, `${name}-1280.png`), fullPage: true });
+    await p.setViewportSize({ width: 375, height: 800 });
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth);
+    await p.screenshot({ path: join(out, `${name}-375.png`), fullPage: true });
+    await p.setViewportSize({ width: 1280, height: 900 });
+    assert.ok(overflow <= 375, `${name} is ${overflow} px wide at 375 px`);
+  }
+
+  const signIn = async (p: Page, email: string, code?: () => string) => {
+    await p.goto(`${s.url}/console/`);
+    await p.getByLabel('Email').fill(email);
+    await p.getByLabel('Password').fill(PASSWORD);
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    if (code) {
+      await p.getByLabel('Authentication code').fill(code());
+      await p.getByRole('button', { name: 'Verify and sign in' }).click();
+    }
+    await p.getByRole('heading', { name: 'Apps', level: 1 }).waitFor();
+  };
+
+  test('the console is served with a strict CSP, hashed immutable assets, and index.html for client-side routes', async () => {
+    const index = await fetch(`${s.url}/console/members`);
+    assert.equal(index.status, 200);
+    const csp = index.headers.get('content-security-policy')!;
+    for (const d of ["default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "object-src 'none'"]) assert.ok(csp.includes(d), csp);
+    assert.ok(!csp.includes('unsafe-inline') && !csp.includes('unsafe-eval') && !csp.includes('http'), csp);
+    const html = await index.text();
+    assert.doesNotMatch(html, /<script>|<style|style=/, 'no inline script or style');
+    const js = /src="(\/console\/assets\/app-[A-Z0-9]+\.js)"/.exec(html)![1]!;
+    const asset = await fetch(s.url + js);
+    assert.equal(asset.status, 200);
+    assert.match(asset.headers.get('cache-control')!, /immutable/);
+    assert.equal((await fetch(`${s.url}/console/assets/../../package.json`)).status, 404);
+    assert.equal((await fetch(`${s.url}/console/assets/nope.js`)).status, 404);
+  });
+
+  test('sign in, enrol TOTP with the QR page, sign in again with a code, create an app, create a key and see it once, roll it, revoke it: the revoked key gets 401', async () => {
+    await page.goto(`${s.url}/console/`);
+    await page.getByRole('heading', { name: 'Sign in to Obscura' }).waitFor();
+    // A wrong password says what happened without saying whether the account exists.
+    await page.getByLabel('Email').fill('nobody@acme.test');
+    await page.getByLabel('Password').fill('wrong password here');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'do not match an account' }).waitFor();
+    problems.length = 0;
+    await check(page, 'sign-in');
+
+    await signIn(page, 'owner@acme.test');
+    await page.getByRole('link', { name: 'Account' }).click();
+    await page.getByRole('heading', { name: 'Your account' }).waitFor();
+    await page.getByText('This session').waitFor();
+    await check(page, 'account');
+    await page.getByRole('link', { name: 'Not enabled: set it up' }).click();
+    await page.getByRole('button', { name: 'Start enrolment' }).click();
+    const secret = (await page.getByTestId('totp-secret').textContent())!.trim();
+    // The QR code was drawn (client-side, from the otpauth URI).
+    assert.ok(await page.$eval('canvas.qr', (c) => (c as HTMLCanvasElement).width >= 100));
+    await check(page, 'mfa-enrol');
+    await page.getByLabel('Code from the app').fill(totp(secret));
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await page.getByRole('heading', { name: 'Your account' }).waitFor();
+    await page.getByText('enabled', { exact: true }).waitFor();
+
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await page.getByRole('heading', { name: 'Sign in to Obscura' }).waitFor();
+    offset += 30_000; // the enrolment code's step is spent
+    await signIn(page, 'owner@acme.test', () => totp(secret));
+
+    await page.getByLabel('Name').fill('Console app');
+    await page.getByRole('button', { name: 'Create app' }).click();
+    await page.getByRole('link', { name: 'Console app' }).click();
+    await page.getByRole('heading', { name: 'Console app' }).waitFor();
+    await page.getByText('No keys yet').waitFor();
+    await check(page, 'app-empty');
+
+    await page.getByLabel('Name').fill('billing backend');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const shown = (await page.getByTestId('new-secret').textContent())!.trim();
+    assert.match(shown, /^obs_sk_/);
+    await page.getByText('You will not see it again').waitFor();
+    await check(page, 'app-key-created');
+    assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: shown })).status, 200, 'the shown secret is the key');
+    await page.getByRole('button', { name: 'I have stored it' }).click();
+    await page.reload();
+    await page.getByRole('cell', { name: 'billing backend', exact: true }).waitFor();
+    assert.ok(!(await page.content()).includes(shown), 'the secret is never shown again');
+
+    await page.getByLabel('Grace period for rolling billing backend').selectOption('3600');
+    await page.getByRole('button', { name: 'Roll billing backend' }).click();
+    const replacement = (await page.getByTestId('new-secret').textContent())!.trim();
+    assert.notEqual(replacement, shown);
+    assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: shown })).status, 200, 'the old key works during its grace period');
+    assert.equal((await api(s.url, 'GET', '/v1/whoami', { key: replacement })).status, 200);
+    await page.getByRole('button', { name: 'I have stored it' }).click();
+
+    // Revoke the replacement (the live row) and the rolled original.
+    for (let i = 0; i < 2; i++) {
+      await page.getByRole('button', { name: 'Revoke billing backend' }).first().click();
+      await page.getByRole('status').filter({ hasText: 'revoked' }).waitFor();
+    }
+    await page.waitForFunction(() => document.querySelectorAll('tr[data-state="revoked"]').length === 2);
+    for (const key of [replacement, shown]) {
+      const r = await api(s.url, 'GET', '/v1/whoami', { key });
+      assert.equal(r.status, 401);
+      assert.equal(r.body.code, 'ERR_KEY_REVOKED');
+    }
+    await check(page, 'app-keys-revoked');
+  });
+
+  test('a page of another origin on the same host cannot use the session: its form post and fetch are refused and create nothing', async () => {
+    const keysBefore = await superQuery(t, 'select count(*)::int as n from api_keys where org_id = $1', [acme.orgId]);
+    const target = `${s.url}/v1/apps/${acme.appId}/keys`;
+    const evil: Server = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<!doctype html><body><form id="f" method="POST" action="${target}" enctype="text/plain"><input name='{"kind":"secret","x":"' value='"}'></form>
+<script>
+fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode: 'no-cors', headers: { 'content-type': 'text/plain' }, body: '{"kind":"secret"}' })
+  .finally(() => { document.body.dataset.fetched = '1'; document.getElementById('f').submit(); });
+</script></body>`);
+    });
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r));
+    try {
+      const evilPage = await owner.newPage();
+      const refused = evilPage.waitForResponse((r) => r.url() === target && r.request().method() === 'POST' && r.request().resourceType() === 'document');
+      await evilPage.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+      const answer = await refused;
+      assert.equal(answer.status(), 403);
+      assert.equal(((await answer.json()) as { code: string }).code, 'ERR_CSRF');
+      // The browser did send the session cookie (same site): the refusal is the CSRF defence, not SameSite.
+      assert.match((await answer.request().allHeaders()).cookie ?? '', /__Host-obscura_session=/);
+      await evilPage.close();
+    } finally {
+      evil.close();
+    }
+    const keysAfter = await superQuery(t, 'select count(*)::int as n from api_keys where org_id = $1', [acme.orgId]);
+    assert.equal(keysAfter[0]!.n, keysBefore[0]!.n);
+    problems.length = 0; // the evil page's own refusals are not the console's
+  });
+
+  test('a viewer does not see the create-key action, and the API refuses it when forced from the console page (403 ERR_ROLE_FORBIDDEN)', async () => {
+    await addUser('viewer@acme.test', 'viewer');
+    const ctx = await newContext();
+    const p = await ctx.newPage();
+    await signIn(p, 'viewer@acme.test');
+    assert.equal(await p.getByRole('button', { name: 'Create app' }).count(), 0);
+    await p.getByRole('link', { name: 'Acme app' }).click();
+    await p.getByText('Your role cannot see or manage keys').waitFor();
+    assert.equal(await p.getByRole('heading', { name: 'Create a key' }).count(), 0);
+    await check(p, 'app-viewer');
+    const forced = await p.evaluate(async (appId) => {
+      const session = await (await fetch('/v1/console/session')).json();
+      const r = await fetch(`/v1/apps/${appId}/keys`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token }, body: JSON.stringify({ kind: 'secret' }) });
+      return { status: r.status, body: await r.json() };
+    }, acme.appId);
+    assert.equal(forced.status, 403);
+    assert.equal(forced.body.code, 'ERR_ROLE_FORBIDDEN');
+    problems.length = 0;
+    await ctx.close();
+  });
+
+  test('an owner invites a member by single-use link; the invitee sets a password and signs in as a developer', async () => {
+    await page.getByRole('link', { name: 'Members' }).click();
+    await page.getByRole('heading', { name: 'Members' }).waitFor();
+    await page.getByLabel('Email').fill('new.dev@acme.test');
+    await page.getByLabel('Role', { exact: true }).selectOption('developer');
+    await page.getByRole('button', { name: 'Invite' }).click();
+    const link = (await page.getByTestId('invite-url').textContent())!.trim();
+    assert.ok(link.startsWith(`${s.url}/console/accept-invite#token=`), link);
+    await page.locator('tr[data-member="new.dev@acme.test"]').getByText('invited').waitFor();
+    await check(page, 'members');
+
+    const ctx = await newContext();
+    const p = await ctx.newPage();
+    await p.goto(link);
+    await p.getByRole('heading', { name: 'Accept your invitation' }).waitFor();
+    await check(p, 'accept-invite');
+    await p.getByLabel('New password').fill('violet-kettle-orbit-93');
+    await p.getByLabel('Repeat the password').fill('violet-kettle-orbit-93');
+    await p.getByRole('button', { name: 'Set password and join' }).click();
+    await p.getByText('Your account is ready').waitFor();
+    assert.ok(!p.url().includes('token='), 'the spent token left the address bar');
+    await p.getByRole('link', { name: 'Sign in' }).click();
+    await p.getByLabel('Email').fill('new.dev@acme.test');
+    await p.getByLabel('Password').fill('violet-kettle-orbit-93');
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    await p.getByRole('heading', { name: 'Apps', level: 1 }).waitFor();
+    await p.getByText('new.dev@acme.test · developer · Acme').waitFor();
+    // A second use of the link is refused.
+    const again = await api(s.url, 'POST', '/v1/console/password-reset/confirm', { body: { token: new URL(link).hash.slice('#token='.length), password: 'another-long-passphrase-7' } });
+    assert.equal(again.status, 400);
+    assert.equal(again.body.code, 'ERR_RESET_TOKEN_INVALID');
+    await ctx.close();
+
+    // The reset-request page answers the same for any address.
+    const q = await (await newContext()).newPage();
+    await q.goto(`${s.url}/console/reset-password`);
+    await q.getByLabel('Email').fill('nobody@nowhere.test');
+    await q.getByRole('button', { name: 'Send reset link' }).click();
+    await q.getByText('If an account uses this address').waitFor();
+    await check(q, 'reset-password');
+  });
+});
