@@ -135,4 +135,39 @@ describe('console session cookies on /v1', () => {
     assert.equal(after.status, 401);
     assert.equal(after.body.code, 'ERR_SESSION_INVALID');
   });
+
+  test('members: a developer cannot invite (403), an admin cannot grant owner (403) but can invite a viewer and change and remove members; the last owner stays (409)', async () => {
+    const developer = await member('developer');
+    const admin = await member('admin');
+    const send = (m: { cookie: string; csrf: string; ip: string }, method: string, path: string, body?: unknown) =>
+      api(s.url, method, path, { body, headers: { cookie: m.cookie, 'x-csrf-token': m.csrf, 'x-forwarded-for': m.ip } });
+    const refused = await send(developer, 'POST', '/v1/console/members', { email: 'x@acme.test', role: 'viewer' });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.code, 'ERR_ROLE_FORBIDDEN');
+    const owner = await send(admin, 'POST', '/v1/console/members', { email: 'boss@acme.test', role: 'owner' });
+    assert.equal(owner.status, 403);
+    assert.equal(owner.body.code, 'ERR_ROLE_FORBIDDEN');
+    const invited = await send(admin, 'POST', '/v1/console/members', { email: 'new.viewer@acme.test', role: 'viewer' });
+    assert.equal(invited.status, 201, JSON.stringify(invited.body));
+    assert.equal(invited.body.member.pending, true);
+    assert.match(invited.body.invite_url, /\/console\/accept-invite#token=[A-Za-z0-9_-]{43}$/);
+    // Not usable until the invitee sets a password: the random one is never shown.
+    const id = invited.body.member.id as string;
+    const promoted = await send(admin, 'PATCH', `/v1/console/members/${id}`, { role: 'developer' });
+    assert.equal(promoted.status, 200);
+    assert.equal(promoted.body.role, 'developer');
+    assert.equal((await send(admin, 'DELETE', `/v1/console/members/${id}`)).status, 204);
+    assert.equal((await send(admin, 'DELETE', `/v1/console/members/${id}`)).status, 404);
+    const list = await api(s.url, 'GET', '/v1/console/members', { headers: { cookie: admin.cookie, 'x-forwarded-for': admin.ip } });
+    assert.ok(!list.body.data.some((m: { id: string }) => m.id === id));
+    // The only owner cannot be demoted or removed, even by themselves.
+    const only = await member('owner');
+    const owners = list.body.data.filter((m: { role: string }) => m.role === 'owner');
+    for (const o of owners) if (o.id !== only.userId) await send(only, 'DELETE', `/v1/console/members/${o.id}`);
+    const demote = await send(only, 'PATCH', `/v1/console/members/${only.userId}`, { role: 'admin' });
+    assert.equal(demote.status, 409);
+    assert.equal(demote.body.code, 'ERR_CONFLICT');
+    const gone = await send(only, 'DELETE', `/v1/console/members/${only.userId}`);
+    assert.equal(gone.status, 409);
+  });
 });
