@@ -1,5 +1,5 @@
 /**
- * Processing benchmark (issue 4). Prints, never asserts.
+ * Processing benchmark (issues 4 and 12: the transform path as fast as raw sharp). Prints, never asserts.
  *
  * In one run on this machine:
  * 1. Raw sharp, in this process: 1920×1080 JPEG → 400 px wide WebP q80, `connections` calls in flight.
@@ -9,150 +9,139 @@
  *    inspection, processing in the bounded queue, HTTP. Goal: >= 0.95× raw sharp.
  * 3. Jobs/s through the async path: `jobs` jobs created at once with POST /v1/jobs, until all succeeded.
  *
+ * Rounds alternate 1 and 2 and medians are printed, so other work on the machine shifts both alike.
+ *
  * Usage: npm run build && node dist/bench/process.js [--seconds 5] [--rounds 3] [--connections 8] [--jobs 100]
+ * (bench/run.ts runs it with the other rows, over its own rounds: it calls run() with rounds = 1.)
  */
 import { parseArgs } from 'node:util';
-import { Agent, request } from 'node:http';
 import { availableParallelism } from 'node:os';
 import sharp from 'sharp';
-import { runCli, startServe } from '../test/support/cli.js';
-import { tempDir } from '../test/support/db.js';
 import { api } from '../test/support/server.js';
 import { signTransformPath } from '../src/processing/transform.js';
+import { httpLoad, isMain, setupFetch, type LoadResult, jpegInput, median, startObscura, uploadAsset, type Obscura } from './lib.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, connections: { type: 'string', default: '8' }, jobs: { type: 'string', default: '100' }, rounds: { type: 'string', default: '3' } } });
-const rounds = Number(values.rounds);
-const seconds = Number(values.seconds);
-const connections = Number(values.connections);
-const jobCount = Number(values.jobs);
-
-/** A 1920×1080 JPEG with some structure (gradients and noise), as a camera-like input. */
-async function input(): Promise<Buffer> {
-  const w = 1920;
-  const h = 1080;
-  const px = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const i = (y * w + x) * 3;
-      px[i] = (x * 255) / w;
-      px[i + 1] = (y * 255) / h;
-      px[i + 2] = ((x ^ y) & 0xff) / 2 + ((x * 7 + y * 13) % 64);
-    }
-  }
-  return sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+export interface ProcessOptions {
+  seconds: number;
+  connections: number;
+  /** Jobs for the async figure (0 = skip). */
+  jobs: number;
+  rounds: number;
+  /** Input width × height (1920×1080 by default). */
+  width: number;
+  height: number;
+  /** A running server to measure; it must run with OBSCURA_PROCESS_CONCURRENCY = connections. */
+  target?: Obscura;
 }
 
-async function rawSharp(bytes: Buffer): Promise<number> {
+export interface ProcessFigures {
+  rawIps: number;
+  transformRps: number;
+  ratio: number;
+  rawRounds: number[];
+  transformRounds: number[];
+  outputBytes: number;
+  failed: Record<string, number>;
+  jobsPerS: number | undefined;
+}
+
+export const PROCESS_DEFAULTS: ProcessOptions = { seconds: 5, connections: 8, jobs: 100, rounds: 3, width: 1920, height: 1080 };
+
+/** The server settings this benchmark needs: the same concurrency as the raw measurement. */
+export function processEnv(connections: number): Record<string, string> {
+  return { OBSCURA_PROCESS_CONCURRENCY: String(connections) };
+}
+
+async function rawSharp(bytes: Buffer, connections: number, seconds: number): Promise<number> {
   let done = 0;
-  const deadline = Date.now() + seconds * 1000;
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
   await Promise.all(
     Array.from({ length: connections }, async () => {
-      while (Date.now() < deadline) {
+      while (performance.now() < deadline) {
         await sharp(bytes).resize({ width: 400 }).webp({ quality: 80 }).toBuffer();
         done++;
       }
     }),
   );
-  return done / seconds;
+  return done / ((performance.now() - started) / 1000);
 }
 
-async function load(url: string): Promise<{ rps: number; failed: number; bytes: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections });
-  const u = new URL(url);
-  let done = 0;
-  let failed = 0;
-  let bytes = 0;
-  const statuses = new Map<number, number>();
-  const deadline = Date.now() + seconds * 1000;
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const req = request({ host: u.hostname, port: u.port, path: u.pathname + u.search, agent }, (res) => {
-        let n = 0;
-        res.on('data', (c: Buffer) => (n += c.length));
-        res.on('end', () => {
-          if (res.statusCode === 200) {
-            done++;
-            bytes = n;
-          } else {
-            failed++;
-            statuses.set(res.statusCode ?? 0, (statuses.get(res.statusCode ?? 0) ?? 0) + 1);
-          }
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        failed++;
-        resolve();
-      });
-      req.end();
-    });
-  await Promise.all(
-    Array.from({ length: connections }, async () => {
-      while (Date.now() < deadline) await one();
-    }),
-  );
-  agent.destroy();
-  if (failed) console.log(`  (non-200: ${JSON.stringify(Object.fromEntries(statuses))})`);
-  return { rps: done / seconds, failed, bytes };
-}
-
-const bytes = await input();
-console.log(`machine: ${availableParallelism()} CPUs, node ${process.version}, sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips}), sharp.concurrency()=${sharp.concurrency()}`);
-console.log(`input: 1920x1080 JPEG, ${bytes.length} bytes → 400 px WebP q80; ${connections} in flight; ${seconds}s per measurement, ${rounds} alternating rounds`);
-
-await rawSharp(bytes); // warm-up (libvips caches, JIT)
-
-const dataDir = tempDir('obscura-bench-process-');
-// Rate limits off the table: this measures throughput, not the perimeter's per-IP/per-key budgets.
-const env = {
-  OBSCURA_DATA_DIR: dataDir,
-  OBSCURA_LOG_LEVEL: 'warn',
-  OBSCURA_RATE_LIMIT_IP_PER_MINUTE: '10000000',
-  OBSCURA_RATE_LIMIT_PER_MINUTE: '10000000',
-  OBSCURA_RATE_LIMIT_APP_PER_MINUTE: '100000000',
-  // The same concurrency as the raw measurement: `connections` images in flight.
-  OBSCURA_PROCESS_CONCURRENCY: String(connections),
-};
-const init = JSON.parse((await runCli(['init', '--json'], env)).stdout);
-const key = init.secret_key.key as string;
-const server = await startServe(env);
-try {
-  const up = await fetch(`${server.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'image/jpeg' }, body: new Uint8Array(bytes) });
-  const asset = ((await up.json()) as { id: string }).id;
-  const k = await api(server.url, 'POST', `/v1/apps/${init.app.id}/transform-keys`, { key });
-  const path = signTransformPath(k.body.id, Buffer.from(k.body.secret, 'base64url'), 'resize:width=400/format:webp,quality=80', asset, Math.floor(Date.now() / 1000) + 3600);
-  await load(server.url + path); // warm-up
-  // Alternate the two measurements and take medians: other work on the machine then shifts both alike.
-  const raws: number[] = [];
-  const transforms: number[] = [];
-  let last = { rps: 0, failed: 0, bytes: 0 };
-  for (let round = 0; round < rounds; round++) {
-    raws.push(await rawSharp(bytes));
-    last = await load(server.url + path);
-    transforms.push(last.rps);
-  }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const raw = median(raws);
-  const t = median(transforms);
-  console.log(`  raw sharp in-process:            ${raw.toFixed(1)} images/s  (rounds: ${raws.map((x) => x.toFixed(1)).join(', ')})`);
-  console.log(`  signed transform URL over HTTP:  ${t.toFixed(1)} req/s  (rounds: ${transforms.map((x) => x.toFixed(1)).join(', ')}; ${last.bytes} bytes each${last.failed ? `, ${last.failed} non-200` : ''})`);
-  console.log(`  ratio transform/raw sharp:       ${(t / raw).toFixed(3)}  (goal >= 0.95; a plain image server such as IPX measures ~0.85-0.9 here)`);
-
-  const started = Date.now();
-  const created = await Promise.all(
-    Array.from({ length: jobCount }, () => api(server.url, 'POST', '/v1/jobs', { key, body: { input: { asset_id: asset }, operations: 'resize:width=400/format:webp,quality=80' } })),
-  );
-  const ids = created.map((r) => r.body.id as string);
-  const pending = new Set(ids);
-  while (pending.size > 0) {
-    for (const id of [...pending]) {
-      const j = await api(server.url, 'GET', `/v1/jobs/${id}`, { key });
-      if (j.body.status === 'succeeded' || j.body.status === 'failed') pending.delete(id);
+/** Warm-up, then `rounds` alternating raw/transform measurements, then the jobs figure. */
+export async function run(opts: Partial<ProcessOptions> = {}): Promise<ProcessFigures> {
+  const o = { ...PROCESS_DEFAULTS, ...opts };
+  const bytes = await jpegInput(o.width, o.height);
+  const own = o.target === undefined;
+  const target = o.target ?? (await startObscura({ env: processEnv(o.connections) }));
+  try {
+    await rawSharp(bytes, o.connections, Math.min(2, o.seconds)); // warm-up (libvips caches, JIT)
+    const asset = await uploadAsset(target, bytes, 'image/jpeg');
+    const tk = await setupFetch(`${target.url}/v1/apps/${target.appId}/transform-keys`, { method: 'POST', headers: { authorization: `Bearer ${target.key}` } });
+    if (tk.status !== 201 && tk.status !== 200) throw new Error(`creating a transform key failed: ${tk.status} ${await tk.text()}`);
+    const k = { body: (await tk.json()) as { id: string; secret: string } };
+    const path = signTransformPath(k.body.id, Buffer.from(k.body.secret, 'base64url'), 'resize:width=400/format:webp,quality=80', asset, Math.floor(Date.now() / 1000) + 3600);
+    const load = (seconds: number) => httpLoad({ base: target.url, path: () => path, connections: o.connections, seconds });
+    await load(Math.min(2, o.seconds)); // warm-up
+    const raws: number[] = [];
+    const transforms: number[] = [];
+    let last: LoadResult | undefined;
+    for (let round = 0; round < o.rounds; round++) {
+      raws.push(await rawSharp(bytes, o.connections, o.seconds));
+      last = await load(o.seconds);
+      transforms.push(last.rps);
     }
-    if (pending.size > 0) await new Promise((r) => setTimeout(r, 200));
+    let jobsPerS: number | undefined;
+    if (o.jobs > 0) {
+      const started = Date.now();
+      const created = await Promise.all(
+        Array.from({ length: o.jobs }, () => api(target.url, 'POST', '/v1/jobs', { key: target.key, body: { input: { asset_id: asset }, operations: 'resize:width=400/format:webp,quality=80' } })),
+      );
+      // A create refused under load (503) is not a job: only accepted ones are waited for and counted.
+      const accepted = created.filter((r) => r.status === 202 || r.status === 201).map((r) => r.body.id as string);
+      const pending = new Set(accepted);
+      const deadline = Date.now() + 600_000;
+      while (pending.size > 0 && Date.now() < deadline) {
+        for (const id of [...pending]) {
+          const j = await api(target.url, 'GET', `/v1/jobs/${id}`, { key: target.key });
+          if (j.body.status === 'succeeded' || j.body.status === 'failed') pending.delete(id);
+        }
+        if (pending.size > 0) await new Promise((r) => setTimeout(r, 200));
+      }
+      jobsPerS = (accepted.length - pending.size) / ((Date.now() - started) / 1000);
+    }
+    const raw = median(raws);
+    const t = median(transforms);
+    return {
+      rawIps: raw,
+      transformRps: t,
+      ratio: t / raw,
+      rawRounds: raws,
+      transformRounds: transforms,
+      outputBytes: last ? last.bytes / Math.max(1, last.ok + last.failed) : 0,
+      failed: last?.statuses ?? {},
+      jobsPerS,
+    };
+  } finally {
+    if (own) await target.stop();
   }
-  const secs = (Date.now() - started) / 1000;
-  console.log(`  async jobs (POST /v1/jobs → succeeded, ${jobCount} jobs, embedded DB): ${(jobCount / secs).toFixed(1)} jobs/s`);
-} finally {
-  await server.stop();
+}
+
+if (isMain(import.meta.url)) {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: String(PROCESS_DEFAULTS.seconds) },
+      connections: { type: 'string', default: String(PROCESS_DEFAULTS.connections) },
+      jobs: { type: 'string', default: String(PROCESS_DEFAULTS.jobs) },
+      rounds: { type: 'string', default: String(PROCESS_DEFAULTS.rounds) },
+    },
+  });
+  const o = { seconds: Number(values.seconds), connections: Number(values.connections), jobs: Number(values.jobs), rounds: Number(values.rounds) };
+  console.log(`machine: ${availableParallelism()} CPUs, node ${process.version}, sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips}), sharp.concurrency()=${sharp.concurrency()}`);
+  console.log(`input: 1920x1080 JPEG → 400 px WebP q80; ${o.connections} in flight; ${o.seconds}s per measurement, ${o.rounds} alternating rounds`);
+  const f = await run(o);
+  console.log(`  raw sharp in-process:            ${f.rawIps.toFixed(1)} images/s  (rounds: ${f.rawRounds.map((x) => x.toFixed(1)).join(', ')})`);
+  console.log(`  signed transform URL over HTTP:  ${f.transformRps.toFixed(1)} req/s  (rounds: ${f.transformRounds.map((x) => x.toFixed(1)).join(', ')}; ~${f.outputBytes.toFixed(0)} bytes each)`);
+  if (Object.keys(f.failed).length) console.log(`  (non-200 in the last round: ${JSON.stringify(f.failed)})`);
+  console.log(`  ratio transform/raw sharp:       ${f.ratio.toFixed(3)}  (goal >= 0.95)`);
+  if (f.jobsPerS !== undefined) console.log(`  async jobs (POST /v1/jobs → succeeded, ${o.jobs} jobs, embedded DB): ${f.jobsPerS.toFixed(1)} jobs/s`);
 }
