@@ -11,6 +11,9 @@ import type {
   App,
   Asset,
   AssetListQuery,
+  AssetLabelChange,
+  BulkDeleteInput,
+  BulkDeleteResult,
   AuditEntry,
   AuditPage,
   AuditQuery,
@@ -278,6 +281,19 @@ export class AssetsResource {
   /** `GET /v1/assets/{id}`: metadata. Scope `assets:read`. */
   get(id: string, o?: CallOptions): Promise<Asset> {
     return this.t.json(spec({ method: 'GET', path: `/v1/assets/${enc(id)}` }, o));
+  }
+
+  /** `PATCH /v1/assets/{id}`: replace the tags and/or merge-patch the metadata (audited). Scope `assets:write`. */
+  update(id: string, change: AssetLabelChange, o?: CallOptions): Promise<Asset> {
+    return this.t.json(spec({ method: 'PATCH', path: `/v1/assets/${enc(id)}`, json: change }, o));
+  }
+
+  /**
+   * `POST /v1/assets/bulk-delete`: the assets matching the filters, oldest first, at most `limit` per
+   * call. A dry run unless `dry_run: false`. Scope `assets:delete`.
+   */
+  bulkDelete(input: BulkDeleteInput, o?: CallOptions): Promise<BulkDeleteResult> {
+    return this.t.json(spec({ method: 'POST', path: '/v1/assets/bulk-delete', json: input }, o));
   }
 
   /** `DELETE /v1/assets/{id}`: the encrypted blob and the record (audited). Scope `assets:delete`. */

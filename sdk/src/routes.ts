@@ -30,6 +30,8 @@ export const API_OPERATIONS: Readonly<Record<string, string>> = Object.freeze({
   'GET /v1/assets': 'assets.list',
   'GET /v1/assets/{id}': 'assets.get',
   'DELETE /v1/assets/{id}': 'assets.delete',
+  'PATCH /v1/assets/{id}': 'assets.update',
+  'POST /v1/assets/bulk-delete': 'assets.bulkDelete',
   'POST /v1/assets/{id}/url': 'assets.signedUrl',
   'GET /v1/files/{id}': 'assets.fetchSignedUrl',
   'OPTIONS /v1/uploads': 'uploads.upload',

@@ -130,8 +130,58 @@ export interface Asset {
   width: number | null;
   height: number | null;
   filename: string | null;
+  /** Labels set with {@link AssetsResource.update}; filter with `tag`. */
+  tags: string[];
+  /** A small map of string keys to scalar values. */
+  metadata: Record<string, string | number | boolean>;
   created_at: DateTime;
   expires_at: DateTime | null;
+}
+
+/** What `PATCH /v1/assets/{id}` changes. */
+export interface AssetLabelChange {
+  /** Replaces the tags (at most 32; letters and digits, then also `_ . : / -`). */
+  tags?: string[];
+  /** JSON merge patch: a key set to null is removed, others are set (at most 50 keys, 8 KiB). */
+  metadata?: Record<string, string | number | boolean | null>;
+}
+
+/** The filters shared by the asset list and bulk deletion. */
+export interface AssetFilterQuery {
+  /** A media type (`image/png`) or a family (`image`, `video`). */
+  type?: string | undefined;
+  /** `upload` (alias `original`) or `output`. */
+  kind?: 'upload' | 'original' | 'output' | undefined;
+  /** Created at or after this instant (ISO 8601). */
+  created_after?: DateTime | undefined;
+  /** Created before this instant (ISO 8601). */
+  created_before?: DateTime | undefined;
+  /** Carries every one of these tags (comma-separated). */
+  tag?: string | undefined;
+  /** At least / at most this many bytes. */
+  min_size?: number | undefined;
+  max_size?: number | undefined;
+  /** The filename contains this text (case-insensitive). */
+  filename?: string | undefined;
+}
+
+/** `POST /v1/assets/bulk-delete`. */
+export interface BulkDeleteInput extends AssetFilterQuery {
+  /** Default true: answer what would be deleted and change nothing. */
+  dry_run?: boolean;
+  /** Required (true) when no filter is named. */
+  all?: boolean;
+  /** At most this many per call (1–1000, default 100). */
+  limit?: number;
+}
+
+export interface BulkDeleteResult {
+  dry_run: boolean;
+  /** Live assets matching the filter (all of them). */
+  matched: number;
+  /** Deleted by this call (dry run: that this call would delete). */
+  ids: string[];
+  has_more: boolean;
 }
 
 export interface UploadIntent {
@@ -190,16 +240,7 @@ export interface PageQuery {
 }
 
 /** Filters of `GET /v1/assets` (every one optional). */
-export interface AssetListQuery extends PageQuery {
-  /** A media type (`image/png`) or a family (`image`, `video`). */
-  type?: string | undefined;
-  /** `upload` (alias `original`) or `output`. */
-  kind?: 'upload' | 'original' | 'output' | undefined;
-  /** Created at or after this instant (ISO 8601). */
-  created_after?: DateTime | undefined;
-  /** Created before this instant (ISO 8601). */
-  created_before?: DateTime | undefined;
-}
+export interface AssetListQuery extends PageQuery, AssetFilterQuery {}
 
 export interface AuditPage extends Page<AuditEntry> {
   /** Deprecated: use `next_cursor`. */

@@ -12,8 +12,8 @@ import { PassThrough, Readable, Transform, type TransformCallback } from 'node:s
 import { pipeline } from 'node:stream/promises';
 import sharp from 'sharp';
 import type { DatabaseHandle, Tx } from '../db/database.js';
-import type { Selectable } from 'kysely';
-import type { AppSettings, AssetsTable } from '../db/schema.js';
+import { sql, type Selectable, type SelectQueryBuilder } from 'kysely';
+import type { AppSettings, AssetsTable, Database } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { publicId } from '../crypto/random.js';
 import type { Keyring } from '../crypto/keyring.js';
@@ -64,6 +64,10 @@ export interface Asset {
   /** ffprobe's facts of an uploaded video; null for images (and videos stored without ffprobe). */
   video: VideoFacts | null;
   filename: string | null;
+  /** Labels set by the integrator (src/assets/labels.ts). */
+  tags: string[];
+  /** A small map of string keys to scalar values (src/assets/labels.ts). */
+  metadata: Record<string, string | number | boolean>;
   blobKey: string;
   tenantKeyId: string;
   createdAt: string;
@@ -199,6 +203,8 @@ export function toAsset(r: AssetRow): Asset {
     height: r.height,
     video: (typeof r.video === 'string' ? JSON.parse(r.video) : r.video ?? null) as VideoFacts | null,
     filename: r.filename,
+    tags: r.tags ?? [],
+    metadata: (typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata ?? {}) as Asset['metadata'],
     blobKey: r.blob_key,
     tenantKeyId: r.tenant_key_id,
     createdAt: new Date(r.created_at).toISOString(),
@@ -354,6 +360,36 @@ export interface AssetFilter {
   createdAfter?: string | undefined;
   /** Created before this instant (ISO 8601). */
   createdBefore?: string | undefined;
+  /** Carries every one of these tags. */
+  tags?: string[] | undefined;
+  /** At least this many bytes. */
+  minSize?: number | undefined;
+  /** At most this many bytes. */
+  maxSize?: number | undefined;
+  /** The filename contains this text (case-insensitive). */
+  filename?: string | undefined;
+}
+
+/** A `text[]` literal of bound parameters (the same on PGlite and node-postgres; `ARRAY[]::text[]` when empty). */
+export const textArray = (values: readonly string[]) => (values.length ? sql<string[]>`ARRAY[${sql.join(values.map((v) => sql.val(v)))}]::text[]` : sql<string[]>`'{}'::text[]`);
+
+/** `filter` applied to a query of the org's assets (listing and bulk deletion share it). */
+export function whereAssets<Q extends SelectQueryBuilder<Database, 'assets', any>>(q: Q, filter: AssetFilter): Q {
+  let r = q as SelectQueryBuilder<Database, 'assets', any>;
+  if (filter.type) {
+    const family = /^([a-z]+)(?:\/\*)?$/.exec(filter.type)?.[1];
+    r = family ? r.where('mime', 'like', `${family}/%`) : r.where('mime', '=', filter.type);
+  }
+  if (filter.kind) r = r.where('kind', '=', filter.kind);
+  if (filter.createdAfter) r = r.where('created_at', '>=', new Date(filter.createdAfter));
+  if (filter.createdBefore) r = r.where('created_at', '<', new Date(filter.createdBefore));
+  // `@>` on text[] (served by the GIN index): every tag asked for is on the asset.
+  if (filter.tags?.length) r = r.where(sql<boolean>`tags @> ${textArray(filter.tags)}`);
+  if (filter.minSize !== undefined) r = r.where('size', '>=', filter.minSize);
+  if (filter.maxSize !== undefined) r = r.where('size', '<=', filter.maxSize);
+  // LIKE's own wildcards in the search text are literal characters here.
+  if (filter.filename) r = r.where('filename', 'ilike', `%${filter.filename.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+  return r as Q;
 }
 
 /** One page of the org's live assets (deleted and expired ones are not listed), newest first. */
@@ -364,13 +400,7 @@ export async function listAssets(trx: Tx, orgId: string, filter: AssetFilter, pa
     .where('org_id', '=', orgId)
     .where('deleted_at', 'is', null)
     .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', new Date(now))]));
-  if (filter.type) {
-    const family = /^([a-z]+)(?:\/\*)?$/.exec(filter.type)?.[1];
-    q = family ? q.where('mime', 'like', `${family}/%`) : q.where('mime', '=', filter.type);
-  }
-  if (filter.kind) q = q.where('kind', '=', filter.kind);
-  if (filter.createdAfter) q = q.where('created_at', '>=', new Date(filter.createdAfter));
-  if (filter.createdBefore) q = q.where('created_at', '<', new Date(filter.createdBefore));
+  q = whereAssets(q, filter);
   return mapPage(await keysetPage(q, ASSET_ORDER, page), (r) => toAsset(r as AssetRow));
 }
 

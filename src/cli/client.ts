@@ -417,17 +417,107 @@ async function printList<T>(io: Io, values: ListValues, command: string, fetchPa
   return EXIT.OK;
 }
 
-async function cmdAssets(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
-  const [sub, ...rest] = argv;
-  const { values, positionals } = parseArgs({ args: rest, options: { ...LIST_OPTIONS, type: { type: 'string' }, kind: { type: 'string' } }, allowPositionals: true, strict: true });
-  if (sub !== 'list' || positionals.length) throw new UsageError('assets needs a subcommand: assets list [--type T] [--kind upload|output] …');
+const ASSET_FILTER_OPTIONS = {
+  type: { type: 'string' },
+  kind: { type: 'string' },
+  tag: { type: 'string' },
+  'min-size': { type: 'string' },
+  'max-size': { type: 'string' },
+  filename: { type: 'string' },
+} as const;
+
+/** The asset filters of `assets list` and `assets delete`, checked before anything is sent. */
+function assetFilters(values: { type?: string | undefined; kind?: string | undefined; tag?: string | undefined; 'min-size'?: string | undefined; 'max-size'?: string | undefined; filename?: string | undefined }) {
   if (values.kind !== undefined && !['upload', 'original', 'output'].includes(values.kind)) throw new UsageError('--kind must be upload (or original) or output');
   if (values.type !== undefined && !/^[a-z]+(\/([a-z0-9.+-]+|\*))?$/.test(values.type)) throw new UsageError('--type must be a media type (image/png) or a family (image, video)');
+  for (const k of ['min-size', 'max-size'] as const) if (values[k] !== undefined && !/^\d+$/.test(values[k]!)) throw new UsageError(`--${k} must be a number of bytes`);
+  return {
+    ...(values.type !== undefined ? { type: values.type } : {}),
+    ...(values.kind !== undefined ? { kind: values.kind as 'upload' | 'original' | 'output' } : {}),
+    ...(values.tag !== undefined ? { tag: values.tag } : {}),
+    ...(values['min-size'] !== undefined ? { min_size: Number(values['min-size']) } : {}),
+    ...(values['max-size'] !== undefined ? { max_size: Number(values['max-size']) } : {}),
+    ...(values.filename !== undefined ? { filename: values.filename } : {}),
+  };
+}
+
+const ASSETS_USAGE = 'assets needs a subcommand: assets list [filters] | assets label ASSET_ID [--tags a,b] [--set k=v …] [--unset k …] | assets delete [filters] [--created-before ISO] [--all] [--yes]';
+
+async function cmdAssets(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'label') return cmdAssetLabel(rest, io, signal);
+  if (sub === 'delete') return cmdAssetDelete(rest, io, signal);
+  const { values, positionals } = parseArgs({ args: rest, options: { ...LIST_OPTIONS, ...ASSET_FILTER_OPTIONS }, allowPositionals: true, strict: true });
+  if (sub !== 'list' || positionals.length) throw new UsageError(ASSETS_USAGE);
   const { cursor, ...query } = listQuery(values);
-  const filters = { ...query, ...(values.type !== undefined ? { type: values.type } : {}), ...(values.kind !== undefined ? { kind: values.kind as 'upload' | 'original' | 'output' } : {}) };
+  const filters = { ...query, ...assetFilters(values) };
   const obscura = client(io);
   const again = ['obscura assets list', ...rest.filter((a, i) => a !== '--cursor' && rest[i - 1] !== '--cursor' && !a.startsWith('--cursor='))].join(' ');
-  return printList(io, values, again, (c) => obscura.assets.list({ ...filters, cursor: c }, { signal }), (a) => `${a.id} ${a.kind} ${a.content_type} ${a.size} ${a.created_at}${a.filename ? ` ${a.filename}` : ''}`, cursor);
+  return printList(io, values, again, (c) => obscura.assets.list({ ...filters, cursor: c }, { signal }), (a) => `${a.id} ${a.kind} ${a.content_type} ${a.size} ${a.created_at}${a.filename ? ` ${a.filename}` : ''}${a.tags?.length ? ` [${a.tags.join(',')}]` : ''}`, cursor);
+}
+
+/** `obscura assets label ASSET_ID --tags a,b --set k=v --unset k`: PATCH /v1/assets/{id}. */
+async function cmdAssetLabel(rest: string[], io: Io, signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: { json: { type: 'boolean', default: false }, tags: { type: 'string' }, set: { type: 'string', multiple: true }, unset: { type: 'string', multiple: true } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const [id, ...extra] = positionals;
+  if (!id || extra.length || !/^ast_[0-9A-Za-z]{22}$/.test(id)) throw new UsageError('assets label needs one ASSET_ID (ast_…): assets label ASSET_ID [--tags a,b] [--set key=value …] [--unset key …]');
+  const metadata: Record<string, string | null> = {};
+  for (const kv of values.set ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq < 1) throw new UsageError(`--set takes key=value, not "${kv}"`);
+    metadata[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  for (const k of values.unset ?? []) metadata[k] = null;
+  const change = { ...(values.tags !== undefined ? { tags: values.tags.split(',').map((t) => t.trim()).filter(Boolean) } : {}), ...(Object.keys(metadata).length ? { metadata } : {}) };
+  if (!Object.keys(change).length) throw new UsageError('assets label changes nothing without --tags, --set or --unset');
+  const asset = await client(io).assets.update(id, change, { signal });
+  out(io, values.json!, asset, `${asset.id} [${asset.tags.join(',')}] ${JSON.stringify(asset.metadata)}`);
+  return EXIT.OK;
+}
+
+/**
+ * `obscura assets delete [filters] [--yes]`: POST /v1/assets/bulk-delete. Without --yes it is a dry run
+ * that prints what would go; with --yes it deletes batch after batch until nothing matches.
+ */
+async function cmdAssetDelete(rest: string[], io: Io, signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: { ...ASSET_FILTER_OPTIONS, 'created-after': { type: 'string' }, 'created-before': { type: 'string' }, all: { type: 'boolean', default: false }, yes: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length) throw new UsageError('assets delete takes filters, not ids: use DELETE /v1/assets/{id} (obscura-sdk assets.delete) for one asset');
+  const filters = {
+    ...assetFilters(values),
+    ...(values['created-after'] !== undefined ? { created_after: values['created-after'] } : {}),
+    ...(values['created-before'] !== undefined ? { created_before: values['created-before'] } : {}),
+    ...(values.all ? { all: true } : {}),
+  };
+  const obscura = client(io);
+  if (!values.yes) {
+    const r = await obscura.assets.bulkDelete({ ...filters, dry_run: true, limit: 1000 }, { signal });
+    if (values.json) out(io, true, r, '');
+    else {
+      for (const id of r.ids) io.stdout.write(`${id}\n`);
+      io.stderr.write(`${r.matched} asset(s) match; nothing was deleted (dry run). Run again with --yes to delete them.\n`);
+    }
+    return EXIT.OK;
+  }
+  let deleted = 0;
+  for (;;) {
+    const r = await obscura.assets.bulkDelete({ ...filters, dry_run: false, limit: 1000 }, { signal });
+    deleted += r.ids.length;
+    if (!values.json) for (const id of r.ids) io.stdout.write(`${id}\n`);
+    if (!r.has_more || r.ids.length === 0) break;
+  }
+  if (values.json) out(io, true, { deleted }, '');
+  else io.stderr.write(`${deleted} asset(s) deleted.\n`);
+  return EXIT.OK;
 }
 
 async function cmdJobs(argv: string[], io: Io, signal: AbortSignal): Promise<number> {

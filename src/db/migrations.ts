@@ -18,6 +18,7 @@ import { scopes } from './migrations/0011_scopes.js';
 import { usageOutputs } from './migrations/0013_usage_outputs.js';
 import { erasure } from './migrations/0014_erasure.js';
 import { video } from './migrations/0015_video.js';
+import { assetLabels } from './migrations/0021_asset_labels.js';
 
 export { TENANT_ROLE } from './migrations/helpers.js';
 
@@ -36,6 +37,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0013_usage_outputs': usageOutputs,
   '0014_erasure': erasure,
   '0015_video': video,
+  '0021_asset_labels': assetLabels,
 };
 
 class StaticProvider implements MigrationProvider {

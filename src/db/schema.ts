@@ -109,6 +109,10 @@ export interface AssetsTable {
   /** ffprobe's facts of an uploaded video (media/video/probe.ts VideoFacts), null otherwise. */
   video: ColumnType<unknown, string | null | undefined, string | null>;
   filename: string | null;
+  /** Labels set by the integrator (0021), at most 32. */
+  tags: ColumnType<string[], string[] | undefined, string[]>;
+  /** A small map of string keys to scalar values (0021). */
+  metadata: ColumnType<Record<string, string | number | boolean>, string | undefined, string>;
   blob_key: string;
   tenant_key_id: string;
   created_by: string | null;

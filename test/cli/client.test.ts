@@ -282,5 +282,31 @@ describe('obscura client commands', () => {
     const bad = await cli(['assets', 'list', '--limit', '0'], withKey());
     assert.equal(bad.code, 2, 'a usage error, before any request');
   });
+
+  test('assets label tags an asset, assets list --tag finds it, assets delete is a dry run until --yes', async () => {
+    const up = await cli(['upload', pngPath, '--json'], withKey());
+    assert.equal(up.code, 0, up.stderr);
+    const id = JSON.parse(up.stdout).id as string;
+    const label = await cli(['assets', 'label', id, '--tags', 'cli-batch,keep-me', '--set', 'owner=ana', '--json'], withKey());
+    assert.equal(label.code, 0, label.stderr);
+    assert.deepEqual(JSON.parse(label.stdout).tags, ['cli-batch', 'keep-me']);
+    assert.deepEqual(JSON.parse(label.stdout).metadata, { owner: 'ana' });
+    const found = await cli(['assets', 'list', '--tag', 'cli-batch', '--all', '--json'], withKey());
+    assert.deepEqual(JSON.parse(found.stdout).map((a: { id: string }) => a.id), [id]);
+    const dry = await cli(['assets', 'delete', '--tag', 'cli-batch'], withKey());
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.equal(dry.stdout.trim(), id);
+    assert.match(dry.stderr, /1 asset\(s\) match; nothing was deleted \(dry run\)\. Run again with --yes/);
+    assert.equal((await cli(['assets', 'list', '--tag', 'cli-batch', '--all', '--json'], withKey())).stdout.includes(id), true, 'still there');
+    const refused = await cli(['assets', 'delete'], withKey());
+    assert.equal(refused.code, 1, 'the server refuses an empty filter');
+    assert.match(refused.stderr, /ERR_VALIDATION/);
+    const bad = await cli(['assets', 'label', id, '--set', 'novalue'], withKey());
+    assert.equal(bad.code, 2, 'a usage error, before any request');
+    const real = await cli(['assets', 'delete', '--tag', 'cli-batch', '--yes'], withKey());
+    assert.equal(real.code, 0, real.stderr);
+    assert.match(real.stderr, /1 asset\(s\) deleted/);
+    assert.equal(JSON.parse((await cli(['assets', 'list', '--tag', 'cli-batch', '--all', '--json'], withKey())).stdout).length, 0);
+  });
 });
 

@@ -8,7 +8,8 @@ import { Type, type Static } from 'typebox';
 import type { DownloadSettings, UploadSettings } from '../../assets/settings.js';
 import type { Readable } from 'node:stream';
 import { AppError } from '../../errors.js';
-import { ingest, getAsset, deleteAsset, listAssets, ASSET_ORDER, type Asset, type AssetDeps } from '../../assets/assets.js';
+import { ingest, getAsset, deleteAsset, listAssets, ASSET_ORDER, type Asset, type AssetDeps, type AssetFilter } from '../../assets/assets.js';
+import { deleteMatching, normaliseTags, updateLabels, MAX_BULK_DELETE, MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, METADATA_KEY_PATTERN, TAG_PATTERN } from '../../assets/labels.js';
 import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 import type { UrlSigner, Disposition } from '../../assets/signing.js';
 import { createUploadIntent, completeUploadIntent, receiveDirectUpload, type UploadIntentDeps } from '../../assets/direct.js';
@@ -57,6 +58,8 @@ export const AssetSchema = Type.Object(
     height: Type.Union([Type.Integer(), Type.Null()]),
     video: Type.Union([VideoFactsSchema, Type.Null()]),
     filename: Type.Union([Type.String(), Type.Null()]),
+    tags: Type.Array(Type.String(), { description: 'Labels set with PATCH /v1/assets/{id}; filter with ?tag=.' }),
+    metadata: Type.Record(Type.String(), Type.Unsafe<string | number | boolean>({ type: ['string', 'number', 'boolean'] }), { description: 'A small map set with PATCH /v1/assets/{id} (JSON merge patch).' }),
     created_at: DateTime,
     expires_at: Type.Union([DateTime, Type.Null()]),
   },
@@ -74,6 +77,8 @@ export const assetOut = (a: Asset) => ({
   height: a.height,
   video: a.video,
   filename: a.filename,
+  tags: a.tags,
+  metadata: a.metadata,
   created_at: a.createdAt,
   expires_at: a.expiresAt,
 });
@@ -94,12 +99,64 @@ export async function assertUploadAllowed(deps: AssetRouteDeps, p: Principal): P
   }
 }
 
-const ListQuery = pageQuery({
+/** The filters of the asset list, shared by bulk deletion. */
+const AssetFilterProps = {
   type: Type.Optional(Type.String({ pattern: '^[a-z]+(/([a-z0-9.+-]+|\\*))?$', maxLength: 100, description: 'A media type (`image/png`) or a family (`image`, `image/*`, `video`).' })),
   kind: Type.Optional(Type.Union([Type.Literal('upload'), Type.Literal('original'), Type.Literal('output')], { description: '`upload` (alias `original`): what clients uploaded; `output`: processing results.' })),
   created_after: Type.Optional(Type.String({ format: 'date-time', description: 'Created at or after this instant.' })),
   created_before: Type.Optional(Type.String({ format: 'date-time', description: 'Created before this instant.' })),
-});
+  tag: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_TAGS * (MAX_TAG_LENGTH + 1), description: 'Carries every one of these tags (comma-separated).', examples: ['summer,hero'] })),
+  min_size: Type.Optional(Type.Integer({ minimum: 0, description: 'At least this many bytes.' })),
+  max_size: Type.Optional(Type.Integer({ minimum: 0, description: 'At most this many bytes.' })),
+  filename: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'The filename contains this text (case-insensitive).' })),
+};
+const ListQuery = pageQuery(AssetFilterProps);
+
+/** The filter as the core takes it; a bad tag in `tag` is ERR_VALIDATION naming it. */
+function filterOf(q: { type?: string | undefined; kind?: 'upload' | 'original' | 'output' | undefined; created_after?: string | undefined; created_before?: string | undefined; tag?: string | undefined; min_size?: number | undefined; max_size?: number | undefined; filename?: string | undefined }): AssetFilter {
+  return {
+    type: q.type,
+    kind: q.kind === 'original' ? 'upload' : q.kind,
+    createdAfter: q.created_after,
+    createdBefore: q.created_before,
+    tags: q.tag === undefined ? undefined : normaliseTags(q.tag.split(',').map((t) => t.trim()).filter(Boolean)),
+    minSize: q.min_size,
+    maxSize: q.max_size,
+    filename: q.filename,
+  };
+}
+
+const LabelBody = Type.Object(
+  {
+    tags: Type.Optional(Type.Array(Type.String({ pattern: TAG_PATTERN, maxLength: MAX_TAG_LENGTH }), { maxItems: MAX_TAGS, description: `Replaces the tags (at most ${MAX_TAGS}; letters and digits, then also _ . : / -).` })),
+    metadata: Type.Optional(
+      // A list of types, not a union: the body validator coerces types, and with a union it would turn
+      // 400 and true into "400" and "true"; with a type list it keeps any value whose type is listed.
+      Type.Record(Type.String({ pattern: METADATA_KEY_PATTERN }), Type.Unsafe<string | number | boolean | null>({ type: ['string', 'number', 'boolean', 'null'], maxLength: MAX_METADATA_VALUE_LENGTH }), {
+        description: `A JSON merge patch of the metadata: a key set to null is removed, others are set (at most ${MAX_METADATA_KEYS} keys, ${MAX_METADATA_BYTES} bytes).`,
+      }),
+    ),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+const BulkDeleteBody = Type.Object(
+  {
+    ...AssetFilterProps,
+    all: Type.Optional(Type.Boolean({ description: 'Required (true) when no filter is named: deletes every asset of the org.' })),
+    dry_run: Type.Optional(Type.Boolean({ default: true, description: 'Default true: answer what would be deleted and change nothing. Send false to delete.' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BULK_DELETE, default: 100, description: 'At most this many per call, oldest first; `has_more` says to call again.' })),
+  },
+  { additionalProperties: false },
+);
+const BulkDeleteResponse = Type.Object(
+  {
+    dry_run: Type.Boolean(),
+    matched: Type.Integer({ description: 'Live assets matching the filter (all of them, not only this call).' }),
+    ids: Type.Array(AssetId, { description: 'Deleted by this call (dry run: that this call would delete).' }),
+    has_more: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
 
 const UploadQuery = Type.Object({ filename: Type.Optional(Type.String({ maxLength: 255 })) }, { additionalProperties: false });
 /** The text fields a multipart upload may send before its `file` part. */
@@ -320,7 +377,7 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
     config: { auth: true, scope: 'assets:read' },
     schema: {
       tags: ['assets'],
-      summary: "List the org's assets, newest first (cursor-paginated; filter by type, kind, creation time)",
+      summary: "List the org's assets, newest first (cursor-paginated; filter by type, kind, creation time, tags, size, filename)",
       description: 'Deleted and expired assets are not listed. Pages with `limit` and `cursor`; pass `next_cursor` back as `cursor` with the same filters.',
       security: bearer,
       querystring: ListQuery,
@@ -329,8 +386,8 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
     handler: async (req) => {
       const p = principalOf(req);
       const q = req.query;
-      const filter = { type: q.type, kind: q.kind === 'original' ? ('upload' as const) : q.kind, createdAfter: q.created_after, createdBefore: q.created_before };
-      const scope = { list: 'assets', orgId: p.orgId, filter };
+      const filter = filterOf(q);
+      const scope = { list: 'assets', orgId: p.orgId, filter: { ...filter } as Record<string, unknown> };
       const page = pageRequest(req, q, scope, ASSET_ORDER);
       const result = await deps.db.withTenant(p.orgId, (trx) => listAssets(trx, p.orgId, filter, page, deps.now?.() ?? Date.now()));
       return pageReply(req, result, scope, assetOut);
@@ -343,6 +400,41 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
     handler: async (req) => {
       const p = principalOf(req);
       return assetOut(await deps.db.withTenant(p.orgId, (trx) => getAsset(trx, p.orgId, req.params.id)));
+    },
+  });
+
+  app.patch<{ Params: Static<typeof AssetParams>; Body: Static<typeof LabelBody> }>('/v1/assets/:id', {
+    config: { auth: true, scope: 'assets:write', keyKinds: SERVER_CREDENTIALS },
+    schema: {
+      tags: ['assets'],
+      summary: "Change an asset's tags (replaced) and metadata (JSON merge patch); audited",
+      security: bearer,
+      params: AssetParams,
+      body: LabelBody,
+      response: { 200: AssetSchema, ...errorResponses() },
+    },
+    handler: async (req) => {
+      const p = principalOf(req);
+      return assetOut(await updateLabels(deps, p.orgId, req.params.id, { tags: req.body.tags, metadata: req.body.metadata }, ctxOf(req)));
+    },
+  });
+
+  app.post<{ Body: Static<typeof BulkDeleteBody> }>('/v1/assets/bulk-delete', {
+    // Destructive like DELETE /v1/assets/{id}: the same scope, server credentials only.
+    config: { auth: true, scope: 'assets:delete', keyKinds: SERVER_CREDENTIALS },
+    schema: {
+      tags: ['assets'],
+      summary: 'Delete the assets matching a filter, oldest first, with a dry run (the default)',
+      description: 'Takes the list filters. `dry_run` defaults to true: send `"dry_run": false` to delete. Each deletion is audited like DELETE /v1/assets/{id}. An empty filter needs `"all": true`.',
+      security: bearer,
+      body: BulkDeleteBody,
+      response: { 200: BulkDeleteResponse, ...errorResponses() },
+    },
+    handler: async (req) => {
+      const p = principalOf(req);
+      const b = req.body;
+      const r = await deleteMatching(deps, p.orgId, filterOf(b), { dryRun: b.dry_run ?? true, limit: b.limit ?? 100, all: b.all === true }, ctxOf(req));
+      return { dry_run: r.dryRun, matched: r.matched, ids: r.ids, has_more: r.hasMore };
     },
   });
 
