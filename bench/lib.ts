@@ -305,10 +305,11 @@ export async function startObscura(o: { db?: DbMode; env?: Record<string, string
     env.OBSCURA_METRICS_PORT = String(port);
     metricsUrl = `http://127.0.0.1:${port}`;
   }
-  const init = await runCli(['init', '--json'], env, { timeoutMs: 120_000 });
+  // Generous limits: on 2 shared cores under load, init of the embedded database took up to ~2 minutes.
+  const init = await runCli(['init', '--json'], env, { timeoutMs: 600_000 });
   if (init.code !== 0) throw new Error(`obscura init failed: ${init.stderr}`);
   const out = JSON.parse(init.stdout) as { secret_key: { key: string }; app: { id: string } };
-  const server = await startServe(env, 120_000);
+  const server = await startServe(env, 300_000);
   return {
     url: server.url,
     key: out.secret_key.key,
