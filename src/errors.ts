@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   ERR_NOT_FOUND: 404,
   ERR_METHOD_NOT_ALLOWED: 405,
   ERR_CONFLICT: 409,
+  /** The asset is under legal hold: it cannot be deleted until the hold is released. */
+  ERR_LEGAL_HOLD: 409,
   ERR_IDEMPOTENCY_MISMATCH: 409,
   ERR_PAYLOAD_TOO_LARGE: 413,
   ERR_UNSUPPORTED_MEDIA_TYPE: 415,

@@ -134,7 +134,10 @@ export interface Asset {
   tags: string[];
   /** A small map of string keys to scalar values. */
   metadata: Record<string, string | number | boolean>;
+  /** Under legal hold: cannot be deleted, does not expire while held. */
+  legal_hold: boolean;
   created_at: DateTime;
+  /** When retention removes it; null when kept forever or while under legal hold. */
   expires_at: DateTime | null;
 }
 
@@ -144,6 +147,8 @@ export interface AssetLabelChange {
   tags?: string[];
   /** JSON merge patch: a key set to null is removed, others are set (at most 50 keys, 8 KiB). */
   metadata?: Record<string, string | number | boolean | null>;
+  /** Place (true) or release (false) a legal hold; needs `assets:delete` too. */
+  legal_hold?: boolean;
 }
 
 /** The filters shared by the asset list and bulk deletion. */
@@ -182,6 +187,8 @@ export interface BulkDeleteResult {
   /** Deleted by this call (dry run: that this call would delete). */
   ids: string[];
   has_more: boolean;
+  /** Matching assets under legal hold: never deleted, not counted in `matched`. */
+  held: number;
 }
 
 export interface UploadIntent {

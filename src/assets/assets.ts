@@ -12,7 +12,7 @@ import { PassThrough, Readable, Transform, type TransformCallback } from 'node:s
 import { pipeline } from 'node:stream/promises';
 import sharp from 'sharp';
 import type { DatabaseHandle, Tx } from '../db/database.js';
-import { sql, type Selectable, type SelectQueryBuilder } from 'kysely';
+import { sql, type ExpressionBuilder, type Selectable, type SelectQueryBuilder } from 'kysely';
 import type { AppSettings, AssetsTable, Database } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { publicId } from '../crypto/random.js';
@@ -68,9 +68,12 @@ export interface Asset {
   tags: string[];
   /** A small map of string keys to scalar values (src/assets/labels.ts). */
   metadata: Record<string, string | number | boolean>;
+  /** Under legal hold: not deletable, and not expired while held (`expiresAt` is then null). */
+  legalHold: boolean;
   blobKey: string;
   tenantKeyId: string;
   createdAt: string;
+  /** When retention removes it; null when kept forever or while under legal hold. */
   expiresAt: string | null;
 }
 
@@ -208,7 +211,9 @@ export function toAsset(r: AssetRow): Asset {
     blobKey: r.blob_key,
     tenantKeyId: r.tenant_key_id,
     createdAt: new Date(r.created_at).toISOString(),
-    expiresAt: r.expires_at ? new Date(r.expires_at).toISOString() : null,
+    legalHold: r.legal_hold ?? false,
+    // A held asset does not expire while held (every expiry check reads this field or liveAt).
+    expiresAt: r.expires_at && !r.legal_hold ? new Date(r.expires_at).toISOString() : null,
   };
 }
 
@@ -344,7 +349,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
 /** The asset, or ERR_NOT_FOUND (missing, expired, deleted, or another org's: one answer). */
 export async function getAsset(trx: Tx, orgId: string, assetId: string, now = Date.now()): Promise<Asset> {
   const row = await trx.selectFrom('assets').selectAll().where('org_id', '=', orgId).where('id', '=', assetId).where('deleted_at', 'is', null).executeTakeFirst();
-  if (!row || (row.expires_at && new Date(row.expires_at).getTime() <= now)) throw notFound('asset');
+  if (!row || (row.expires_at && !row.legal_hold && new Date(row.expires_at).getTime() <= now)) throw notFound('asset');
   return toAsset(row as AssetRow);
 }
 
@@ -369,6 +374,12 @@ export interface AssetFilter {
   /** The filename contains this text (case-insensitive). */
   filename?: string | undefined;
 }
+
+/** Not expired at `now`: no expiry, expiry still ahead, or under legal hold (which suspends expiry). */
+export const liveAt =
+  (now: Date) =>
+  (eb: ExpressionBuilder<Database, 'assets'>) =>
+    eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now), eb('legal_hold', '=', true)]);
 
 /** A `text[]` literal of bound parameters (the same on PGlite and node-postgres; `ARRAY[]::text[]` when empty). */
 export const textArray = (values: readonly string[]) => (values.length ? sql<string[]>`ARRAY[${sql.join(values.map((v) => sql.val(v)))}]::text[]` : sql<string[]>`'{}'::text[]`);
@@ -399,7 +410,7 @@ export async function listAssets(trx: Tx, orgId: string, filter: AssetFilter, pa
     .selectAll()
     .where('org_id', '=', orgId)
     .where('deleted_at', 'is', null)
-    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', new Date(now))]));
+    .where(liveAt(new Date(now)));
   q = whereAssets(q, filter);
   return mapPage(await keysetPage(q, ASSET_ORDER, page), (r) => toAsset(r as AssetRow));
 }
@@ -417,9 +428,14 @@ export async function deleteAsset(deps: AssetDeps, orgId: string, assetId: strin
       .where('org_id', '=', orgId)
       .where('id', '=', assetId)
       .where('deleted_at', 'is', null)
+      .where('legal_hold', '=', false)
       .returningAll()
       .executeTakeFirst();
-    if (!row) throw notFound('asset');
+    if (!row) {
+      const held = await trx.selectFrom('assets').select('id').where('org_id', '=', orgId).where('id', '=', assetId).where('deleted_at', 'is', null).where('legal_hold', '=', true).executeTakeFirst();
+      if (held) throw new AppError('ERR_LEGAL_HOLD', 'This asset is under legal hold and cannot be deleted. Release the hold first (PATCH /v1/assets/{id} with "legal_hold": false, which needs the assets:delete scope).', { details: { asset_id: assetId } });
+      throw notFound('asset');
+    }
     await appendAudit(trx, { orgId, actor: ctx.actor, action: reason === 'expired' ? 'asset.expire' : 'asset.delete', target: { asset: assetId, app: row.app_id }, ip: ctx.ip, requestId: ctx.requestId });
     return toAsset(row as AssetRow);
   });
@@ -444,13 +460,14 @@ export async function sweepAssets(deps: AssetDeps, batch = 100): Promise<number>
     await finishDeletion(deps, t.org_id, t.id, t.blob_key);
     removed++;
   }
-  const expired = await deps.db.system.selectFrom('assets').select(['id', 'org_id']).where('deleted_at', 'is', null).where('expires_at', '<=', now).limit(batch).execute();
+  // Held assets are skipped: their expiry applies again once the hold is released.
+  const expired = await deps.db.system.selectFrom('assets').select(['id', 'org_id']).where('deleted_at', 'is', null).where('expires_at', '<=', now).where('legal_hold', '=', false).limit(batch).execute();
   for (const e of expired) {
     try {
       await deleteAsset(deps, e.org_id, e.id, { actor: { type: 'system', id: 'retention' } }, 'expired');
       removed++;
     } catch (err) {
-      if (!(err instanceof AppError && err.code === 'ERR_NOT_FOUND')) throw err;
+      if (!(err instanceof AppError && (err.code === 'ERR_NOT_FOUND' || err.code === 'ERR_LEGAL_HOLD'))) throw err;
     }
   }
   return removed;

@@ -11,7 +11,7 @@ import { sql } from 'kysely';
 import { AppError, notFound } from '../errors.js';
 import { appendAudit } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
-import { deleteAsset, textArray, toAsset, whereAssets, type Asset, type AssetDeps, type AssetFilter } from './assets.js';
+import { deleteAsset, liveAt, textArray, toAsset, whereAssets, type Asset, type AssetDeps, type AssetFilter } from './assets.js';
 
 export const MAX_TAGS = 32;
 export const MAX_TAG_LENGTH = 64;
@@ -36,6 +36,8 @@ export interface LabelChange {
   tags?: string[] | undefined;
   /** An RFC 7396 merge patch of the metadata: a key set to null is removed, others set. */
   metadata?: Record<string, MetadataValue | null> | undefined;
+  /** Places (true) or releases (false) a legal hold; the route requires `assets:delete` for it. */
+  legalHold?: boolean | undefined;
 }
 
 function invalid(message: string, details: Record<string, unknown> = {}): AppError {
@@ -92,7 +94,7 @@ export async function updateLabels(deps: Pick<AssetDeps, 'db' | 'now'>, orgId: s
       .where('org_id', '=', orgId)
       .where('id', '=', assetId)
       .where('deleted_at', 'is', null)
-      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .where(liveAt(now))
       .forUpdate()
       .executeTakeFirst();
     if (!row) throw notFound('asset');
@@ -100,11 +102,16 @@ export async function updateLabels(deps: Pick<AssetDeps, 'db' | 'now'>, orgId: s
     const metadata = change.metadata === undefined ? current.metadata : mergeMetadata(current.metadata, change.metadata);
     const updated = await trx
       .updateTable('assets')
-      .set({ tags: sql`${textArray(tags ?? current.tags)}`, metadata: JSON.stringify(metadata) })
+      .set({ tags: sql`${textArray(tags ?? current.tags)}`, metadata: JSON.stringify(metadata), legal_hold: change.legalHold ?? current.legalHold })
       .where('org_id', '=', orgId)
       .where('id', '=', assetId)
       .returningAll()
       .executeTakeFirstOrThrow();
+    if (change.legalHold !== undefined && change.legalHold !== current.legalHold) {
+      // Holds are what an investigation asks about: their own audit actions.
+      await appendAudit(trx, { orgId, actor: ctx.actor, action: change.legalHold ? 'asset.hold' : 'asset.release', target: { asset: assetId, app: row.app_id }, ip: ctx.ip, requestId: ctx.requestId });
+    }
+    if (change.tags === undefined && change.metadata === undefined) return toAsset(updated);
     // The audit entry names what changed, not the values (they may be personal data the org erases).
     await appendAudit(trx, {
       orgId,
@@ -128,6 +135,8 @@ export interface BulkDeletion {
   ids: string[];
   /** True when more assets match than this call handles (`limit`): call again. */
   hasMore: boolean;
+  /** Matching assets under legal hold: never deleted, not counted in `matched`. */
+  held: number;
 }
 
 /**
@@ -143,30 +152,31 @@ export async function deleteMatching(deps: AssetDeps, orgId: string, filter: Ass
   }
   const limit = Math.min(Math.max(1, opts.limit), MAX_BULK_DELETE);
   const now = new Date(deps.now?.() ?? Date.now());
-  const { matched, ids } = await deps.db.withTenant(orgId, async (trx) => {
+  const { matched, held, ids } = await deps.db.withTenant(orgId, async (trx) => {
     const live = () =>
       whereAssets(
         trx
           .selectFrom('assets')
           .where('org_id', '=', orgId)
           .where('deleted_at', 'is', null)
-          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)])),
+          .where(liveAt(now)),
         filter,
       );
-    const count = await live().select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-    const rows = await live().select('id').orderBy('created_at', 'asc').orderBy('id', 'asc').limit(limit).execute();
-    return { matched: Number(count.n), ids: rows.map((r) => r.id) };
+    const count = await live().where('legal_hold', '=', false).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const held = await live().where('legal_hold', '=', true).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const rows = await live().where('legal_hold', '=', false).select('id').orderBy('created_at', 'asc').orderBy('id', 'asc').limit(limit).execute();
+    return { matched: Number(count.n), held: Number(held.n), ids: rows.map((r) => r.id) };
   });
-  if (opts.dryRun) return { dryRun: true, matched, ids, hasMore: matched > ids.length };
+  if (opts.dryRun) return { dryRun: true, matched, ids, hasMore: matched > ids.length, held };
   const deleted: string[] = [];
   for (const id of ids) {
     try {
       await deleteAsset(deps, orgId, id, ctx);
       deleted.push(id);
     } catch (err) {
-      // Deleted meanwhile by someone else: not ours to report, and not an error.
-      if (!(err instanceof AppError && err.code === 'ERR_NOT_FOUND')) throw err;
+      // Deleted (or held) meanwhile by someone else: not ours to report, and not an error.
+      if (!(err instanceof AppError && (err.code === 'ERR_NOT_FOUND' || err.code === 'ERR_LEGAL_HOLD'))) throw err;
     }
   }
-  return { dryRun: false, matched, ids: deleted, hasMore: matched > ids.length };
+  return { dryRun: false, matched, ids: deleted, hasMore: matched > ids.length, held };
 }

@@ -441,7 +441,7 @@ function assetFilters(values: { type?: string | undefined; kind?: string | undef
   };
 }
 
-const ASSETS_USAGE = 'assets needs a subcommand: assets list [filters] | assets label ASSET_ID [--tags a,b] [--set k=v …] [--unset k …] | assets delete [filters] [--created-before ISO] [--all] [--yes]';
+const ASSETS_USAGE = 'assets needs a subcommand: assets list [filters] | assets label ASSET_ID [--tags a,b] [--set k=v …] [--unset k …] [--hold | --release] | assets delete [filters] [--created-before ISO] [--all] [--yes]';
 
 async function cmdAssets(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
   const [sub, ...rest] = argv;
@@ -460,12 +460,12 @@ async function cmdAssets(argv: string[], io: Io, signal: AbortSignal): Promise<n
 async function cmdAssetLabel(rest: string[], io: Io, signal: AbortSignal): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
-    options: { json: { type: 'boolean', default: false }, tags: { type: 'string' }, set: { type: 'string', multiple: true }, unset: { type: 'string', multiple: true } },
+    options: { json: { type: 'boolean', default: false }, tags: { type: 'string' }, set: { type: 'string', multiple: true }, unset: { type: 'string', multiple: true }, hold: { type: 'boolean' }, release: { type: 'boolean' } },
     allowPositionals: true,
     strict: true,
   });
   const [id, ...extra] = positionals;
-  if (!id || extra.length || !/^ast_[0-9A-Za-z]{22}$/.test(id)) throw new UsageError('assets label needs one ASSET_ID (ast_…): assets label ASSET_ID [--tags a,b] [--set key=value …] [--unset key …]');
+  if (!id || extra.length || !/^ast_[0-9A-Za-z]{22}$/.test(id)) throw new UsageError('assets label needs one ASSET_ID (ast_…): assets label ASSET_ID [--tags a,b] [--set key=value …] [--unset key …] [--hold | --release]');
   const metadata: Record<string, string | null> = {};
   for (const kv of values.set ?? []) {
     const eq = kv.indexOf('=');
@@ -473,10 +473,15 @@ async function cmdAssetLabel(rest: string[], io: Io, signal: AbortSignal): Promi
     metadata[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   for (const k of values.unset ?? []) metadata[k] = null;
-  const change = { ...(values.tags !== undefined ? { tags: values.tags.split(',').map((t) => t.trim()).filter(Boolean) } : {}), ...(Object.keys(metadata).length ? { metadata } : {}) };
-  if (!Object.keys(change).length) throw new UsageError('assets label changes nothing without --tags, --set or --unset');
+  if (values.hold && values.release) throw new UsageError('--hold and --release exclude each other');
+  const change = {
+    ...(values.tags !== undefined ? { tags: values.tags.split(',').map((t) => t.trim()).filter(Boolean) } : {}),
+    ...(Object.keys(metadata).length ? { metadata } : {}),
+    ...(values.hold ? { legal_hold: true } : values.release ? { legal_hold: false } : {}),
+  };
+  if (!Object.keys(change).length) throw new UsageError('assets label changes nothing without --tags, --set, --unset, --hold or --release');
   const asset = await client(io).assets.update(id, change, { signal });
-  out(io, values.json!, asset, `${asset.id} [${asset.tags.join(',')}] ${JSON.stringify(asset.metadata)}`);
+  out(io, values.json!, asset, `${asset.id} [${asset.tags.join(',')}] ${JSON.stringify(asset.metadata)}${asset.legal_hold ? ' legal-hold' : ''}`);
   return EXIT.OK;
 }
 
@@ -504,7 +509,7 @@ async function cmdAssetDelete(rest: string[], io: Io, signal: AbortSignal): Prom
     if (values.json) out(io, true, r, '');
     else {
       for (const id of r.ids) io.stdout.write(`${id}\n`);
-      io.stderr.write(`${r.matched} asset(s) match; nothing was deleted (dry run). Run again with --yes to delete them.\n`);
+      io.stderr.write(`${r.matched} asset(s) match${r.held ? ` (and ${r.held} under legal hold, which stay)` : ''}; nothing was deleted (dry run). Run again with --yes to delete them.\n`);
     }
     return EXIT.OK;
   }

@@ -113,6 +113,8 @@ export interface AssetsTable {
   tags: ColumnType<string[], string[] | undefined, string[]>;
   /** A small map of string keys to scalar values (0021). */
   metadata: ColumnType<Record<string, string | number | boolean>, string | undefined, string>;
+  /** Under legal hold (0022): not deletable, not expired by retention. */
+  legal_hold: ColumnType<boolean, boolean | undefined, boolean>;
   blob_key: string;
   tenant_key_id: string;
   created_by: string | null;

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { DB_KINDS, openTestDb, type TestDb } from '../support/db.js';
 import { api, createTenant, mintKey, startServer, type Tenant, type TestServer } from '../support/server.js';
 import { markedPng } from '../support/media.js';
+import { sweepAssets } from '../../src/assets/assets.js';
 
 for (const kind of DB_KINDS) {
   describe(`asset labels and bulk deletion (${kind})`, () => {
@@ -162,6 +163,54 @@ for (const kind of DB_KINDS) {
       const audit = await api(s.url, 'GET', '/v1/audit?limit=200', { key: a.key });
       const deletions = audit.body.data.filter((e: { action: string; target: { asset?: string } }) => e.action === 'asset.delete' && doomed.includes(e.target.asset ?? ''));
       assert.equal(deletions.length, 3, 'each deletion audited');
+    });
+
+    test('legal hold: a held asset cannot be deleted singly or in bulk and retention skips it; changing a hold needs assets:delete; released, it is deletable and expires again', async () => {
+      const app = await api(s.url, 'POST', '/v1/apps', { key: a.key, body: { name: 'held', settings: { retention_seconds: 60 } } });
+      const k = await api(s.url, 'POST', `/v1/apps/${app.body.id}/keys`, { key: a.key, body: { kind: 'secret' } });
+      const up = async (label: string) => {
+        const r = await fetch(`${s.url}/v1/assets?filename=held.png`, { method: 'POST', headers: { authorization: `Bearer ${k.body.secret}` }, body: new Uint8Array(await markedPng(label, 24, 16)) });
+        assert.equal(r.status, 201);
+        return (await r.json()) as { id: string; expires_at: string | null };
+      };
+      const x = await up('held-x');
+      const y = await up('held-y');
+      assert.ok(x.expires_at, 'the app retention applies');
+      const writer = await mintKey(t.db, a, { kind: 'secret', name: 'writer', scopes: ['assets:read', 'assets:write'] });
+      const notAllowed = await api(s.url, 'PATCH', `/v1/assets/${x.id}`, { key: writer.secret, body: { legal_hold: true } });
+      assert.equal(notAllowed.status, 403);
+      assert.equal(notAllowed.body.code, 'ERR_SCOPE_MISSING');
+      assert.deepEqual(notAllowed.body.missing, ['assets:delete']);
+      const hold = await api(s.url, 'PATCH', `/v1/assets/${x.id}`, { key: a.key, body: { legal_hold: true } });
+      assert.equal(hold.status, 200, JSON.stringify(hold.body));
+      assert.equal(hold.body.legal_hold, true);
+      assert.equal(hold.body.expires_at, null, 'no expiry while held');
+
+      const del = await api(s.url, 'DELETE', `/v1/assets/${x.id}`, { key: a.key });
+      assert.equal(del.status, 409);
+      assert.equal(del.body.code, 'ERR_LEGAL_HOLD');
+      assert.match(del.body.detail, /legal_hold/);
+      const bulk = await api(s.url, 'POST', '/v1/assets/bulk-delete', { key: a.key, body: { filename: 'held.png', dry_run: false } });
+      assert.equal(bulk.status, 200);
+      assert.deepEqual(bulk.body.ids, [y.id], 'only the asset without a hold');
+      assert.equal(bulk.body.held, 1);
+      const z = await up('held-z');
+      // Retention (the maintenance sweep, with the clock moved past the app's 60 s): z goes, x stays.
+      await sweepAssets({ db: t.db, store: s.store, keyring: s.keyring, now: () => Date.now() + 61_000 });
+      assert.equal((await api(s.url, 'GET', `/v1/assets/${z.id}`, { key: a.key })).status, 404);
+      const still = await api(s.url, 'GET', `/v1/assets/${x.id}`, { key: a.key });
+      assert.equal(still.status, 200);
+      assert.equal(still.body.legal_hold, true);
+
+      const release = await api(s.url, 'PATCH', `/v1/assets/${x.id}`, { key: a.key, body: { legal_hold: false } });
+      assert.equal(release.status, 200);
+      assert.equal(release.body.legal_hold, false);
+      assert.equal(release.body.expires_at, x.expires_at, 'the retention date applies again');
+      await sweepAssets({ db: t.db, store: s.store, keyring: s.keyring, now: () => Date.now() + 61_000 });
+      assert.equal((await api(s.url, 'GET', `/v1/assets/${x.id}`, { key: a.key })).status, 404, 'expired once released');
+      const audit = await api(s.url, 'GET', '/v1/audit?limit=200', { key: a.key });
+      const actions = audit.body.data.filter((e: { target: { asset?: string } }) => e.target.asset === x.id).map((e: { action: string }) => e.action);
+      for (const action of ['asset.hold', 'asset.release', 'asset.expire']) assert.ok(actions.includes(action), `${action} in ${actions.join(', ')}`);
     });
   });
 }

@@ -16,7 +16,7 @@ import { createUploadIntent, completeUploadIntent, receiveDirectUpload, type Upl
 import { openAssetStream, parseRange } from '../../assets/read.js';
 import { auditIntegrityFailure, createDownloadUrl, isPackagePlaylist, resolveSignedDownload, signPlaylist, type DownloadDeps } from '../../assets/downloads.js';
 import { getApp } from '../../tenants/index.js';
-import type { Principal } from '../../auth/keys.js';
+import { requireScopes, type Principal } from '../../auth/keys.js';
 import { authorizeRead, principalOf, SERVER_CREDENTIALS, type AuthDeps } from '../auth.js';
 import { DateTime, Uuid, bearer, ctxOf, errorResponses } from './common.js';
 import { FILE_FIELD, MULTIPART_OVERHEAD_BYTES, installMultipart, readForm, refuseUnreadForm } from '../multipart.js';
@@ -60,8 +60,9 @@ export const AssetSchema = Type.Object(
     filename: Type.Union([Type.String(), Type.Null()]),
     tags: Type.Array(Type.String(), { description: 'Labels set with PATCH /v1/assets/{id}; filter with ?tag=.' }),
     metadata: Type.Record(Type.String(), Type.Unsafe<string | number | boolean>({ type: ['string', 'number', 'boolean'] }), { description: 'A small map set with PATCH /v1/assets/{id} (JSON merge patch).' }),
+    legal_hold: Type.Boolean({ description: 'Under legal hold: cannot be deleted, and does not expire while held.' }),
     created_at: DateTime,
-    expires_at: Type.Union([DateTime, Type.Null()]),
+    expires_at: Type.Union([DateTime, Type.Null()], { description: 'When retention removes it; null when kept forever or while under legal hold.' }),
   },
   { additionalProperties: false },
 );
@@ -79,6 +80,7 @@ export const assetOut = (a: Asset) => ({
   filename: a.filename,
   tags: a.tags,
   metadata: a.metadata,
+  legal_hold: a.legalHold,
   created_at: a.createdAt,
   expires_at: a.expiresAt,
 });
@@ -136,6 +138,7 @@ const LabelBody = Type.Object(
         description: `A JSON merge patch of the metadata: a key set to null is removed, others are set (at most ${MAX_METADATA_KEYS} keys, ${MAX_METADATA_BYTES} bytes).`,
       }),
     ),
+    legal_hold: Type.Optional(Type.Boolean({ description: 'Place (true) or release (false) a legal hold; needs the assets:delete scope as well. A held asset cannot be deleted and does not expire.' })),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -154,6 +157,7 @@ const BulkDeleteResponse = Type.Object(
     matched: Type.Integer({ description: 'Live assets matching the filter (all of them, not only this call).' }),
     ids: Type.Array(AssetId, { description: 'Deleted by this call (dry run: that this call would delete).' }),
     has_more: Type.Boolean(),
+    held: Type.Integer({ description: 'Matching assets under legal hold: never deleted, not counted in `matched`.' }),
   },
   { additionalProperties: false },
 );
@@ -407,7 +411,7 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
     config: { auth: true, scope: 'assets:write', keyKinds: SERVER_CREDENTIALS },
     schema: {
       tags: ['assets'],
-      summary: "Change an asset's tags (replaced) and metadata (JSON merge patch); audited",
+      summary: "Change an asset's tags (replaced), metadata (JSON merge patch) or legal hold; audited",
       security: bearer,
       params: AssetParams,
       body: LabelBody,
@@ -415,7 +419,9 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
     },
     handler: async (req) => {
       const p = principalOf(req);
-      return assetOut(await updateLabels(deps, p.orgId, req.params.id, { tags: req.body.tags, metadata: req.body.metadata }, ctxOf(req)));
+      // A hold decides whether the asset can be deleted, so changing one takes the delete scope too.
+      if (req.body.legal_hold !== undefined) requireScopes(p, ['assets:delete']);
+      return assetOut(await updateLabels(deps, p.orgId, req.params.id, { tags: req.body.tags, metadata: req.body.metadata, legalHold: req.body.legal_hold }, ctxOf(req)));
     },
   });
 
@@ -434,14 +440,14 @@ export function assetRoutes(app: FastifyInstance, deps: AssetRouteDeps): void {
       const p = principalOf(req);
       const b = req.body;
       const r = await deleteMatching(deps, p.orgId, filterOf(b), { dryRun: b.dry_run ?? true, limit: b.limit ?? 100, all: b.all === true }, ctxOf(req));
-      return { dry_run: r.dryRun, matched: r.matched, ids: r.ids, has_more: r.hasMore };
+      return { dry_run: r.dryRun, matched: r.matched, ids: r.ids, has_more: r.hasMore, held: r.held };
     },
   });
 
   app.delete<{ Params: Static<typeof AssetParams> }>('/v1/assets/:id', {
     // Destructive: its own scope, never implied by assets:write (an uploader key must not erase).
     config: { auth: true, scope: 'assets:delete', keyKinds: SERVER_CREDENTIALS },
-    schema: { tags: ['assets'], summary: 'Delete an asset: its encrypted blob and its record (audited)', security: bearer, params: AssetParams, response: { 204: Type.Null(), ...errorResponses() } },
+    schema: { tags: ['assets'], summary: 'Delete an asset: its encrypted blob and its record (audited)', security: bearer, params: AssetParams, response: { 204: Type.Null(), ...errorResponses({ 409: 'Under legal hold (ERR_LEGAL_HOLD): release it first.' }) } },
     handler: async (req, reply) => {
       const p = principalOf(req);
       await deleteAsset(deps, p.orgId, req.params.id, ctxOf(req));
