@@ -252,7 +252,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   setupRoutes(app, { db: deps.db, firstRun: deps.firstRun });
   appRoutes(app, deps.db);
   keyRoutes(app, deps.db, keys);
-  auditRoutes(app, deps.db);
+  auditRoutes(app, deps.db, deps.masterKeys);
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
   await app.register(consoleRoutes, { publicUrl: config.publicUrl, db: deps.db, masterKeys: deps.masterKeys, store: deps.store, now: deps.now, resetMailer: deps.resetMailer });
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe });

@@ -21,6 +21,11 @@ export function setCsrf(token: string | null): void {
   csrfToken = token;
 }
 
+/** The CSRF token, for clients other than `call` (tus uploads). */
+export function csrf(): string | null {
+  return csrfToken;
+}
+
 const SAFE = new Set(['GET', 'HEAD']);
 
 /** Calls the API; returns the parsed JSON body (undefined for 204); throws ApiError for problems. */
@@ -94,7 +99,7 @@ export const SCOPES = ['apps:read', 'apps:write', 'keys:manage', 'assets:read', 
 
 /** A sentence for a problem, for people (the code stays visible for support). */
 export function explain(err: unknown): string {
-  if (!(err instanceof ApiError)) return 'Something went wrong. Try again.';
+  if (!(err instanceof ApiError)) return err instanceof Error ? err.message : 'Something went wrong. Try again.';
   switch (err.code) {
     case 'ERR_LOGIN_FAILED':
       return 'That email and password do not match an account. Check both and try again.';

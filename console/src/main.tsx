@@ -11,6 +11,8 @@ import { EnrolMfa, ResetPassword, SignIn } from './pages/auth.js';
 import { AppKeys, Apps } from './pages/apps.js';
 import { Members } from './pages/members.js';
 import { Account } from './pages/account.js';
+import { Media } from './pages/media.js';
+import { Audit, Usage } from './pages/insight.js';
 
 type Boot = { state: 'loading' } | { state: 'out' } | { state: 'in'; session: SessionInfo; scopes: Set<string> } | { state: 'error'; error: unknown };
 
@@ -78,6 +80,9 @@ function Shell() {
   const appMatch = /^\/apps\/([0-9a-f-]{36})$/.exec(path);
   if (appMatch) page = <AppKeys appId={appMatch[1]!} scopes={scopes} />;
   else if (path === '/members') page = <Members session={session} onPolicy={() => void refresh()} />;
+  else if (path === '/media') page = <Media scopes={scopes} />;
+  else if (path === '/usage') page = <Usage />;
+  else if (path === '/audit') page = <Audit />;
   else if (path === '/account') page = <Account session={session} onSignOut={signOut} />;
   else if (path === '/account/mfa') page = <EnrolMfa required={false} onDone={() => void refresh().then(() => navigate('/account'))} />;
   else if (path === '/' || path === '/login') page = <Apps scopes={scopes} />;
@@ -91,16 +96,19 @@ function Shell() {
       </main>
     );
   return (
-    <Frame session={session} onSignOut={signOut} path={path}>
+    <Frame session={session} scopes={scopes} onSignOut={signOut} path={path}>
       {page}
     </Frame>
   );
 }
 
-function Frame(props: { children: preact.ComponentChildren; session?: SessionInfo; onSignOut?: () => void; path?: string }) {
+function Frame(props: { children: preact.ComponentChildren; session?: SessionInfo; scopes?: Set<string>; onSignOut?: () => void; path?: string }) {
   const s = props.session;
   const nav: Array<[string, string]> = [
     ['/', 'Apps'],
+    ['/media', 'Media'],
+    ['/usage', 'Usage'],
+    ...(props.scopes?.has('audit:read') ? ([['/audit', 'Audit log']] as Array<[string, string]>) : []),
     ['/members', 'Members'],
     ['/account', 'Account'],
   ];

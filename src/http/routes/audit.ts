@@ -2,7 +2,9 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
-import { AUDIT_ORDER, listAudit } from '../../audit/log.js';
+import { AUDIT_ORDER, listAudit, verifyAudit } from '../../audit/log.js';
+import { loadAuditKeys } from '../../audit/keys.js';
+import type { MasterKeys } from '../../crypto/master.js';
 import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 import { principalOf } from '../auth.js';
 import { DateTime, bearer } from './common.js';
@@ -24,7 +26,41 @@ const Entry = Type.Object({
   hash: Type.String(),
 });
 
-export function auditRoutes(app: FastifyInstance, db: DatabaseHandle): void {
+const Verified = Type.Object(
+  {
+    ok: Type.Boolean({ description: "The org's chain recomputes from its first entry to its keyed head." }),
+    entries: Type.Integer(),
+    head_hash: Type.String({ description: 'The hash of the last entry: record it elsewhere to detect a rollback later.' }),
+    broken: Type.Union([Type.Object({ seq: Type.Union([Type.Integer(), Type.Null()]), reason: Type.String() }, { additionalProperties: false }), Type.Null()], { description: 'The first failure, if any.' }),
+  },
+  { additionalProperties: false },
+);
+
+export function auditRoutes(app: FastifyInstance, db: DatabaseHandle, masterKeys?: MasterKeys): void {
+  if (masterKeys) {
+    app.get('/v1/audit/verify', {
+      config: { auth: true, scope: 'audit:read' },
+      schema: {
+        tags: ['audit'],
+        summary: "Verify the org's audit chain (links, hashes and keyed MACs) and return its head hash",
+        description: 'The same check as `obscura audit verify --org`, for one org: every entry from the first is recomputed. Cost grows with the chain.',
+        security: bearer,
+        response: { 200: Verified, ...listErrorResponses() },
+      },
+      handler: async (req) => {
+        const p = principalOf(req);
+        const report = await verifyAudit(db.system, { orgId: p.orgId, keys: await loadAuditKeys(db.system, masterKeys) });
+        const chain = report.chains[0];
+        const broken = chain?.broken ?? (report.ok ? undefined : { reason: report.problems[0]?.reason ?? 'unknown' });
+        return {
+          ok: !!chain && !broken,
+          entries: chain?.entries ?? 0,
+          head_hash: chain?.head ?? '',
+          broken: broken ? { seq: 'chainSeq' in broken ? (broken.chainSeq ?? null) : null, reason: broken.reason } : null,
+        };
+      },
+    });
+  }
   app.get<{ Querystring: Static<typeof Query> }>('/v1/audit', {
     config: { auth: true, scope: 'audit:read' },
     schema: {
