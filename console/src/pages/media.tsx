@@ -1,5 +1,5 @@
 /** Media: the asset browser (thumbnails through signed URLs), resumable upload with progress (tus), delete. */
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { Upload } from 'tus-js-client';
 import { call, csrf, type App } from '../api.js';
 import { Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
@@ -106,6 +106,7 @@ function UploadForm(props: { apps: App[]; appId: string; setAppId: (id: string) 
   const [file, setFile] = useState<File | null>(null);
   const [sent, setSent] = useState<number | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const form = useRef<HTMLFormElement>(null);
   const start = () => {
     if (!file) return;
     setError(null);
@@ -124,6 +125,7 @@ function UploadForm(props: { apps: App[]; appId: string; setAppId: (id: string) 
       onSuccess: () => {
         setSent(null);
         setFile(null);
+        form.current?.reset();
         props.onDone(file.name);
       },
     });
@@ -131,6 +133,7 @@ function UploadForm(props: { apps: App[]; appId: string; setAppId: (id: string) 
   };
   return (
     <form
+      ref={form}
       class="card"
       aria-labelledby="upload-title"
       onSubmit={(e) => {
