@@ -95,6 +95,10 @@ export const ERROR_CODES = {
   ERR_REMOTE_REJECTED: 400,
   // data integrity
   ERR_INTEGRITY: 500,
+  /** A backup archive failed verification (a file missing, changed or not authentic under the backup key); the message names the file. */
+  ERR_BACKUP_INVALID: 422,
+  /** `obscura backup restore` into a data dir, database or store that is not empty (nothing was changed). */
+  ERR_BACKUP_TARGET_NOT_EMPTY: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -33,6 +33,8 @@ import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
 import { AUDIT_KEY_COLUMNS, openAuditKey } from './audit/keys.js';
 import { resumeErasures } from './erasure/erasure.js';
 import { OrphanSweeper } from './assets/orphans.js';
+import { startDumpSocket, type DumpSocket } from './backup/socket.js';
+import { dumpDatabase, masterIdColumns } from './backup/dump.js';
 
 /**
  * Every secret stored wrapped by the master key, as each capability declares it. A capability that
@@ -179,6 +181,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   });
   app.addHook('onClose', async () => rmSync(setupFile, { force: true }));
   let side: SideListeners | null = null; // perimeter: OBSCURA_HTTP_REDIRECT_PORT / OBSCURA_METRICS_PORT listeners
+  let dumpSocket: DumpSocket | null = null; // backup: the embedded database's dump socket (src/backup/socket.ts)
   let closing = false;
   // Graceful shutdown (issue 9, item 19): new requests (and /readyz) get 503 at once, running requests
   // get OBSCURA_SHUTDOWN_DRAIN_MS, jobs go back to the queue, and the data-dir lock is released on
@@ -204,6 +207,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
         app.server.closeAllConnections();
       }
       await side?.close(); // perimeter
+      await dumpSocket?.close(); // backup
       maintenance?.stop();
       await app.close();
     } finally {
@@ -229,10 +233,13 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
       await app.close();
       throw err;
     });
+    // backup: `obscura backup create` cannot open the embedded data dir this process holds; it asks here.
+    if (rt.lock) dumpSocket = await startDumpSocket(config.dataDir, (write) => dumpDatabase(rt.db, { masterIdColumns: masterIdColumns(WRAPPED_COLUMNS) }, write), (msg) => app.log.warn(msg));
     // Machine-readable line for scripts and tests that start us with port 0.
     process.stdout.write(`OBSCURA_LISTENING ${address}\n`);
     if (firstRun) announceFirstRun(app, setupFile, address, firstRun.token);
   } catch (err) {
+    await dumpSocket?.close(); // backup
     await workers?.stop(); // jobs
     await rt.close();
     throw listening ? err : listenError(err, config);

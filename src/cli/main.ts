@@ -34,6 +34,7 @@ import type { KeyKind, UserRole } from '../db/schema.js';
 import { oauthCommand, OAUTH_HELP } from './oauth.js';
 import { createPasswordResetLink, setRequireMfa } from '../auth/console.js';
 import { clientCommand, CLIENT_HELP } from './client.js';
+import { backupCommand, BackupUsageError, BACKUP_HELP } from './backup.js';
 
 class UsageError extends Error {}
 
@@ -63,6 +64,7 @@ ${OAUTH_HELP}
                                         audit chain (the system chain records it); resumes an interrupted one
   obscura migrate [--json]              apply database migrations as the schema owner and grant the
                                         runtime role (PostgreSQL: OBSCURA_MIGRATION_DATABASE_URL)
+${BACKUP_HELP}
   obscura doctor [--json]               report unsafe settings; exit 1 if any
   obscura help
 
@@ -516,6 +518,8 @@ export async function run(argv: string[]): Promise<number> {
         return await cmdOrgs(rest);
       case 'doctor':
         return await cmdDoctor(rest);
+      case 'backup':
+        return await backupCommand(rest);
       case 'oauth':
         return await withRuntime((rt) => oauthCommand(rest, rt));
       case 'upload': case 'process': case 'download': case 'jobs': case 'assets': return await clientCommand(cmd, rest);
@@ -529,7 +533,7 @@ export async function run(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${cmd}"`);
     }
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith?.('ERR_PARSE_ARGS')) {
+    if (err instanceof UsageError || err instanceof BackupUsageError || (err as { code?: string }).code?.startsWith?.('ERR_PARSE_ARGS')) {
       process.stderr.write(`obscura: ${(err as Error).message}\nRun "obscura help" for usage.\n`);
       return 2;
     }

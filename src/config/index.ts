@@ -22,6 +22,7 @@ import { MASTER_KEY_SETTINGS } from '../crypto/settings.js';
 import { REMOTE_UNSAFE_SETTINGS } from '../remote/settings.js';
 import { SERVER_SETTINGS, type Role } from '../http/settings.js';
 import { CLIENT_SETTINGS } from './client-settings.js';
+import { BACKUP_SETTINGS, type BackupSettings } from '../backup/settings.js';
 
 export type { DatabaseKind, Role };
 
@@ -98,6 +99,9 @@ export interface Config {
   /** Rate limits, timeouts, load shedding, redirect and metrics listeners (src/perimeter/settings.ts). */
   readonly perimeter: PerimeterSettings;
 
+  /** The backup key of `obscura backup` (src/backup/settings.ts). */
+  readonly backup: BackupSettings;
+
   /** Explicitly unsafe switches (each reported by `obscura doctor`). */
   readonly unsafe: {
     /** Listen on a non-loopback address over plain HTTP without a trusted proxy. Default false. */
@@ -117,6 +121,7 @@ export interface Config {
 export const SECTIONS = [
   DATA_DIR_SETTINGS, SERVER_SETTINGS, DATABASE_SETTINGS, MASTER_KEY_SETTINGS, STORAGE_SETTINGS, UPLOAD_SETTINGS, PERIMETER_SETTINGS, AUTH_SETTINGS, OAUTH_SETTINGS,
   DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, VIDEO_SETTINGS, JOBS_SETTINGS, REMOTE_UNSAFE_SETTINGS, CLIENT_SETTINGS,
+  BACKUP_SETTINGS,
 ] as const;
 
 /** The variable naming the settings file: the one name the loader owns. */
@@ -188,6 +193,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
     jobs: JOBS_SETTINGS.read(src),
     maintenance: MAINTENANCE_SETTINGS.read(src),
     perimeter: PERIMETER_SETTINGS.read(src),
+    backup: BACKUP_SETTINGS.read(src),
     unsafe: { allowPlainHttp: server.allowPlainHttp, ...REMOTE_UNSAFE_SETTINGS.read(src) },
   };
   checkPerimeterAgainstServer(config.perimeter, { port: config.port, publicUrl: config.publicUrl });

@@ -1,0 +1,22 @@
+/**
+ * The backup section of the configuration (issue 14, item 1): the key every backup archive is
+ * encrypted and authenticated under. Read only by `obscura backup`; the server never needs it.
+ */
+import { defineSection, str } from '../settings.js';
+
+/** Settings of `obscura backup create | verify | restore`. */
+export interface BackupSettings {
+  /**
+   * The backup key (`OBSCURA_BACKUP_KEY`): 32 random bytes as 64 hex characters or base64, from the
+   * operator's secret manager, and never the master key (refused when equal). It encrypts and
+   * authenticates the database dump, the manifest and the erasure ledger of every archive; blobs are
+   * copied as they are stored (ciphertext under tenant keys). Unset: backup commands refuse to run.
+   * Security: keep it where the backups are not (a thief of the archive needs it, and the master key,
+   * to read anything). Never logged.
+   */
+  readonly key: string | undefined;
+}
+
+export const BACKUP_SETTINGS = defineSection<BackupSettings>({
+  key: str({ env: 'OBSCURA_BACKUP_KEY', doc: '32 bytes as 64 hex chars or base64; encrypts and authenticates backup archives (not the master key).', defaultText: 'unset (backups refused)' }),
+});
