@@ -35,13 +35,14 @@ const ALLOWED: Record<string, readonly string[]> = {
   usage: ['errors', 'settings', 'listen', 'db', 'crypto'],
   assets: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'auth', 'media'],
   erasure: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'assets'],
+  backup: ['errors', 'settings', 'db', 'crypto', 'audit', 'assets', 'erasure'],
   processing: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'assets', 'media', 'remote', 'usage'],
   jobs: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'assets', 'media', 'remote', 'usage', 'processing', 'sdk'],
   perimeter: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage'],
   http: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage', 'assets', 'erasure', 'media', 'remote', 'processing', 'jobs', 'perimeter'],
   // config/ composes the sections capabilities declare (src/<room>/settings.ts); those rooms must
   // not import config/ (the map would then have a cycle). The client commands' variables are config/'s own.
-  config: ['errors', 'settings', 'db', 'crypto', 'remote', 'auth', 'assets', 'media', 'processing', 'jobs', 'perimeter', 'http'],
+  config: ['errors', 'settings', 'db', 'crypto', 'remote', 'auth', 'assets', 'media', 'processing', 'jobs', 'perimeter', 'http', 'backup'],
   app: ['*'],
   main: ['*'],
   cli: ['*'],

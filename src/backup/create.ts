@@ -41,6 +41,8 @@ export interface CreateDeps {
   now?: () => number;
   /** Blobs copied at once (default 4). */
   concurrency?: number;
+  /** Runs just before the manifest is written (the CLI's test-only pause, to kill a backup mid-way). */
+  beforeManifest?: () => Promise<void>;
 }
 
 /** What `backup create` reports. */
@@ -155,6 +157,7 @@ export async function createBackup(deps: CreateDeps): Promise<CreateReport> {
     await writeSealedJson(archive, bk, LEDGER, next);
   }
 
+  await deps.beforeManifest?.();
   deps.onProgress?.({ phase: 'manifest', done: 0, total: 1 });
   blobs.sort((a, b) => a.key.localeCompare(b.key));
   const manifest: Manifest = {

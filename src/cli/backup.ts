@@ -156,6 +156,15 @@ function dumpStream(db: DatabaseHandle): Readable {
   return through;
 }
 
+/**
+ * TEST ONLY: `OBSCURA_TEST_BACKUP_PAUSE_MS` holds a backup just before its manifest, so a test can
+ * kill -9 a real backup mid-way (as `OBSCURA_TEST_JOB_DELAY_MS` slows jobs). Unset in production.
+ */
+function testPause(): (() => Promise<void>) | undefined {
+  const ms = Number(process.env.OBSCURA_TEST_BACKUP_PAUSE_MS ?? 0);
+  return ms > 0 ? () => new Promise((r) => setTimeout(r, ms)) : undefined;
+}
+
 async function create(to: string, json: boolean): Promise<number> {
   const config = loadConfig(process.env);
   const masterKeys = existingMasterKeys(config);
@@ -182,7 +191,7 @@ async function create(to: string, json: boolean): Promise<number> {
   const source = await openStore(config);
   const bar = progress(json);
   try {
-    const r = await createBackup({ dump, source, archive, backupKey, onProgress: bar.on, onWarning: (m) => process.stderr.write(`obscura: warning: ${m}\n`) });
+    const r = await createBackup({ dump, source, archive, backupKey, onProgress: bar.on, onWarning: (m) => process.stderr.write(`obscura: warning: ${m}\n`), beforeManifest: testPause() });
     bar.stop();
     out(json, r, () =>
       [
