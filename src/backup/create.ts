@@ -90,13 +90,24 @@ export function newSnapshotId(now: number): string {
   return `${t}-${tail}`;
 }
 
-/** Runs `fn` over `items` with at most `n` at once. */
+/**
+ * Runs `fn` over `items` with at most `n` at once. After a failure no new item starts, and the first
+ * error is thrown only once every running item has settled (so a cleanup sees everything written).
+ */
 export async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
+    while (!failure && next < items.length) {
+      try {
+        await fn(items[next++]!);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
   };
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  if (failure) throw failure.error;
 }
 
 /** Makes one snapshot (see the module comment). */
