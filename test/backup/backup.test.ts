@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exited, runCli, startServe, type ServerProcess } from '../support/cli.js';
+import { exited, runCli, startServe, type CliResult, type ServerProcess } from '../support/cli.js';
 import { createEmptyDatabase, tempDir } from '../support/db.js';
 import { api } from '../support/server.js';
 import { markedPng } from '../support/media.js';
@@ -24,6 +24,8 @@ import { openDatabase } from '../../src/db/database.js';
 
 const BACKUP_KEY = randomBytes(32).toString('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The real `obscura` command, with a bound generous enough for a loaded 2-core machine (each run opens the database). */
+const cli = (args: string[], env: Record<string, string>): Promise<CliResult> => runCli(args, env, { timeoutMs: 300_000 });
 
 /** What the drill creates and later expects back. */
 interface World {
@@ -135,7 +137,7 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
   let firstSnapshot: string;
 
   before(async () => {
-    const init = await runCli(['init', '--json', '--org', 'Backup Co', '--email', 'owner@backup.test'], env, { timeoutMs: 180_000 });
+    const init = await cli(['init', '--json', '--org', 'Backup Co', '--email', 'owner@backup.test'], env);
     assert.equal(init.code, 0, init.stderr);
     const out = JSON.parse(init.stdout);
     server = await startServe(env, 120_000);
@@ -150,7 +152,7 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
 
   test('a backup taken while the server serves requests restores into an empty data dir where every asset downloads byte-identical, keys authenticate and audit verify passes', async () => {
     const load = keepServing(server!.url, w.key, [...w.assets.keys()]);
-    const made = await runCli(['backup', 'create', '--to', archive, '--json'], env, { timeoutMs: 120_000 });
+    const made = await cli(['backup', 'create', '--to', archive, '--json'], env);
     const served = await load.stop();
     assert.equal(made.code, 0, made.stderr);
     const report = JSON.parse(made.stdout);
@@ -163,12 +165,12 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
     assert.ok(!dump.includes(Buffer.from('owner@backup.test')), 'the sealed dump does not show an e-mail address');
     assert.ok(!dump.includes(Buffer.from('"tenant_keys"')), 'nor table names');
 
-    const verified = await runCli(['backup', 'verify', archive, '--json'], env);
+    const verified = await cli(['backup', 'verify', archive, '--json'], env);
     assert.equal(verified.code, 0, verified.stderr);
     assert.equal(JSON.parse(verified.stdout).ok, true);
 
     const target = join(root, 'restored');
-    const r = await runCli(['backup', 'restore', archive, '--to-data-dir', target, '--json'], env, { timeoutMs: 120_000 });
+    const r = await cli(['backup', 'restore', archive, '--to-data-dir', target, '--json'], env);
     assert.equal(r.code, 0, r.stderr);
     const rr = JSON.parse(r.stdout);
     assert.equal(rr.audit.ok, true);
@@ -176,7 +178,7 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
     assert.ok(rr.decrypt_check.checked >= 3);
     assert.equal((statSync(target).mode & 0o777).toString(8), '700');
 
-    const audit = await runCli(['audit', 'verify', '--json'], { OBSCURA_DATA_DIR: target });
+    const audit = await cli(['audit', 'verify', '--json'], { OBSCURA_DATA_DIR: target });
     assert.equal(audit.code, 0, audit.stdout + audit.stderr);
     restored = await startServe({ OBSCURA_DATA_DIR: target }, 120_000);
     await assertServes(restored.url, w);
@@ -198,13 +200,13 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
         const copy = join(root, `tampered-${i}`);
         cpSync(archive, copy, { recursive: true });
         const file = c.spoil(copy);
-        const v = await runCli(['backup', 'verify', copy, '--snapshot', firstSnapshot], { ...env, ...c.env }, { timeoutMs: 120_000 });
+        const v = await cli(['backup', 'verify', copy, '--snapshot', firstSnapshot], { ...env, ...c.env });
         assert.equal(v.code, 4, `${c.name}: verify exits 4\n${v.stdout}${v.stderr}`);
         assert.match(v.stderr, new RegExp(`ERR_BACKUP_INVALID: ${file.replace(/[.]/g, '\\.')}`), `${c.name}: names ${file}`);
         // Restore reads the same checks; a changed blob is only found while copying, after other blobs were written.
         if (i !== 0 && i !== 2) return;
         const target = join(root, `never-${i}`);
-        const r = await runCli(['backup', 'restore', copy, '--snapshot', firstSnapshot, '--to-data-dir', target, '--json'], { ...env, ...c.env }, { timeoutMs: 120_000 });
+        const r = await cli(['backup', 'restore', copy, '--snapshot', firstSnapshot, '--to-data-dir', target, '--json'], { ...env, ...c.env });
         assert.equal(r.code, 4, `${c.name}: restore exits 4\n${r.stderr}`);
         assert.equal(JSON.parse(r.stderr).error.code, 'ERR_BACKUP_INVALID');
         assert.ok(JSON.parse(r.stderr).error.detail.startsWith(file), `${c.name}: restore names ${file}: ${r.stderr}`);
@@ -212,12 +214,12 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
       }),
     );
     // The legitimate twin: the untouched archive still verifies.
-    assert.equal((await runCli(['backup', 'verify', archive], env)).code, 0);
+    assert.equal((await cli(['backup', 'verify', archive], env)).code, 0);
 
     const busy = join(root, 'busy');
     cpSync(join(root, 'restored'), busy, { recursive: true });
     const before = readdirSync(busy).sort();
-    const r = await runCli(['backup', 'restore', archive, '--to-data-dir', busy, '--json'], env);
+    const r = await cli(['backup', 'restore', archive, '--to-data-dir', busy, '--json'], env);
     assert.equal(r.code, 5, r.stderr);
     assert.equal(JSON.parse(r.stderr).error.code, 'ERR_BACKUP_TARGET_NOT_EMPTY');
     assert.deepEqual(readdirSync(busy).sort(), before, 'the non-empty target is unchanged');
@@ -233,10 +235,10 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
     child.kill('SIGKILL');
     await exited(child);
     assert.equal(child.signalCode, 'SIGKILL');
-    const v = await runCli(['backup', 'verify', fresh], env);
+    const v = await cli(['backup', 'verify', fresh], env);
     assert.equal(v.code, 4, v.stderr);
     assert.match(v.stderr, /no complete backup/);
-    const r = await runCli(['backup', 'restore', fresh, '--to-data-dir', join(root, 'from-killed')], env);
+    const r = await cli(['backup', 'restore', fresh, '--to-data-dir', join(root, 'from-killed')], env);
     assert.equal(r.code, 4, r.stderr);
     assert.equal(existsSync(join(root, 'from-killed')), false);
   });
@@ -244,15 +246,15 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
   test('an org erased after a backup stays erased when that older backup is restored: no rows, no keys, no blobs, and audit verify passes', async () => {
     await server!.stop();
     server = undefined;
-    const erase = await runCli(['orgs', 'erase', w.orgId, '--confirm', w.orgId, '--json'], env);
+    const erase = await cli(['orgs', 'erase', w.orgId, '--confirm', w.orgId, '--json'], env);
     assert.equal(erase.code, 0, erase.stderr);
     // The next backup (taken directly: no server holds the data dir) records the erasure in the archive's ledger.
-    const second = await runCli(['backup', 'create', '--to', archive, '--json'], env, { timeoutMs: 120_000 });
+    const second = await cli(['backup', 'create', '--to', archive, '--json'], env);
     assert.equal(second.code, 0, second.stderr);
     assert.equal(JSON.parse(second.stdout).erasures_in_ledger, 1);
 
     const target = join(root, 'restored-old');
-    const r = await runCli(['backup', 'restore', archive, '--snapshot', firstSnapshot, '--to-data-dir', target, '--json'], env, { timeoutMs: 120_000 });
+    const r = await cli(['backup', 'restore', archive, '--snapshot', firstSnapshot, '--to-data-dir', target, '--json'], env);
     assert.equal(r.code, 0, r.stderr);
     const rr = JSON.parse(r.stdout);
     assert.deepEqual(rr.erasures_reapplied, [w.orgId]);
@@ -260,7 +262,7 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
     assert.equal(rr.audit.ok, true);
     assert.equal(existsSync(join(target, 'blobs', 'orgs', w.orgId)), false);
 
-    const audit = await runCli(['audit', 'verify', '--json'], { OBSCURA_DATA_DIR: target });
+    const audit = await cli(['audit', 'verify', '--json'], { OBSCURA_DATA_DIR: target });
     assert.equal(audit.code, 0, audit.stdout + audit.stderr);
     assert.ok(JSON.parse(audit.stdout).erased.includes(`org:${w.orgId}`) || audit.stdout.includes(w.orgId), 'the system chain records the erasure');
 
@@ -279,7 +281,7 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
     const blind = join(root, 'archive-before-erasure');
     cpSync(archive, blind, { recursive: true });
     rmSync(join(blind, 'erasures'));
-    const r2 = await runCli(['backup', 'restore', blind, '--snapshot', firstSnapshot, '--to-data-dir', join(root, 'restored-blind'), '--json'], env, { timeoutMs: 120_000 });
+    const r2 = await cli(['backup', 'restore', blind, '--snapshot', firstSnapshot, '--to-data-dir', join(root, 'restored-blind'), '--json'], env);
     assert.equal(r2.code, 0, r2.stderr);
     assert.deepEqual(JSON.parse(r2.stdout).erasures_reapplied, []);
     assert.ok(JSON.parse(r2.stdout).blobs.restored >= 3);
@@ -308,7 +310,7 @@ describe('backup and restore on PostgreSQL with the archive on S3 (s3rver)', () 
       AWS_ACCESS_KEY_ID: 'S3RVER',
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
     };
-    const init = await runCli(['init', '--json', '--org', 'Backup PG', '--email', 'owner@backup-pg.test'], env, { timeoutMs: 180_000 });
+    const init = await cli(['init', '--json', '--org', 'Backup PG', '--email', 'owner@backup-pg.test'], env);
     assert.equal(init.code, 0, init.stderr);
     const out = JSON.parse(init.stdout);
     server = await startServe(env, 120_000);
@@ -325,32 +327,32 @@ describe('backup and restore on PostgreSQL with the archive on S3 (s3rver)', () 
   test('a backup to s3:// taken while the server serves requests restores into an empty PostgreSQL and store where every asset downloads byte-identical, keys authenticate and audit verify passes', async () => {
     const to = `s3://${s3.bucket}/nightly`;
     const load = keepServing(server!.url, w.key, [...w.assets.keys()]);
-    const made = await runCli(['backup', 'create', '--to', to, '--json'], env, { timeoutMs: 120_000 });
+    const made = await cli(['backup', 'create', '--to', to, '--json'], env);
     await load.stop();
     assert.equal(made.code, 0, made.stderr);
     // Incremental: a second backup copies no blob the first already holds.
-    const again = await runCli(['backup', 'create', '--to', to, '--json'], env, { timeoutMs: 120_000 });
+    const again = await cli(['backup', 'create', '--to', to, '--json'], env);
     assert.equal(again.code, 0, again.stderr);
     const second = JSON.parse(again.stdout);
     assert.ok(second.blobs.reused >= JSON.parse(made.stdout).blobs.total, 'the first backup\'s blobs are reused');
 
-    const verified = await runCli(['backup', 'verify', to], env);
+    const verified = await cli(['backup', 'verify', to], env);
     assert.equal(verified.code, 0, verified.stderr);
 
     const target = await createEmptyDatabase('postgres');
     const targetEnv = { ...env, DATABASE_URL: target.url!, OBSCURA_DATA_DIR: join(root, 'restored') };
-    const r = await runCli(['backup', 'restore', to, '--to-configured', '--json'], targetEnv, { timeoutMs: 120_000 });
+    const r = await cli(['backup', 'restore', to, '--to-configured', '--json'], targetEnv);
     assert.equal(r.code, 0, r.stderr);
     const rr = JSON.parse(r.stdout);
     assert.equal(rr.audit.ok, true);
     assert.deepEqual(rr.decrypt_check.failed, []);
 
     // Restoring again into the now non-empty database is refused and changes nothing.
-    const twice = await runCli(['backup', 'restore', to, '--to-configured', '--json'], { ...targetEnv, OBSCURA_DATA_DIR: join(root, 'other') });
+    const twice = await cli(['backup', 'restore', to, '--to-configured', '--json'], { ...targetEnv, OBSCURA_DATA_DIR: join(root, 'other') });
     assert.equal(twice.code, 5, twice.stderr);
     assert.equal(existsSync(join(root, 'other', 'blobs', 'orgs')), false);
 
-    const audit = await runCli(['audit', 'verify', '--json'], targetEnv);
+    const audit = await cli(['audit', 'verify', '--json'], targetEnv);
     assert.equal(audit.code, 0, audit.stdout + audit.stderr);
     restored = await startServe(targetEnv, 120_000);
     await assertServes(restored.url, w);

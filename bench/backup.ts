@@ -1,0 +1,98 @@
+/**
+ * Backup benchmark (issue 14). Prints, never asserts.
+ *
+ * An embedded deployment with N MiB of blobs (default 64 MiB: 64 assets of 1 MiB, uploaded through a
+ * real `obscura serve`), then, with the server still running:
+ * 1. `obscura backup create --to DIR` (the whole command: process start, dump through the server's
+ *    socket, sealing, blob copies with fsync, manifest) vs `cp -r` of the same blobs and database files.
+ *    Goal: >= 0.8x (cp time / backup time).
+ * 2. A second, incremental backup (nothing new to copy).
+ * 3. `obscura backup restore DIR --to-data-dir NEW` (digest checks, load, audit verify, decrypt sample)
+ *    vs `cp -r` of the archive. Goal: >= 0.8x.
+ *
+ * Usage: npm run build && node dist/bench/backup.js [--mib 64] [--blob-mib 1]
+ * (the issue's figure is 1 GiB: --mib 1024; the default stays small enough to run in about a minute).
+ */
+import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import sharp from 'sharp';
+import { runCli, startServe } from '../test/support/cli.js';
+import { tempDir } from '../test/support/db.js';
+
+const { values } = parseArgs({ options: { mib: { type: 'string', default: '64' }, 'blob-mib': { type: 'string', default: '1' } } });
+const total = Number(values.mib) * 1024 * 1024;
+const blobSize = Number(values['blob-mib']) * 1024 * 1024;
+const count = Math.max(1, Math.round(total / blobSize));
+
+const work = tempDir('obscura-bench-backup-');
+const dataDir = join(work, 'data');
+const env = { OBSCURA_DATA_DIR: dataDir, OBSCURA_BACKUP_KEY: randomBytes(32).toString('hex'), OBSCURA_LOG_LEVEL: 'warn' };
+
+const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
+const timed = async (fn: () => Promise<unknown> | unknown): Promise<number> => {
+  const start = process.hrtime.bigint();
+  await fn();
+  return seconds(start);
+};
+const cp = (from: string[], to: string) => execFileSync('cp', ['-r', ...from, to]);
+const sync = () => execFileSync('sync');
+
+async function main(): Promise<void> {
+  const init = await runCli(['init', '--json'], env, { timeoutMs: 300_000 });
+  if (init.code !== 0) throw new Error(init.stderr);
+  const key = JSON.parse(init.stdout).secret_key.key as string;
+  const server = await startServe(env, 300_000);
+  try {
+    const head = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#3366aa' } }).png().toBuffer();
+    const upStart = process.hrtime.bigint();
+    for (let i = 0; i < count; i++) {
+      const body = Buffer.concat([head, randomBytes(blobSize - head.length)]);
+      const res = await fetch(`${server.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream' }, body: new Uint8Array(body) });
+      if (res.status !== 201) throw new Error(`upload ${i}: ${res.status} ${await res.text()}`);
+    }
+    console.log(`setup: ${count} assets of ${values['blob-mib']} MiB uploaded in ${seconds(upStart).toFixed(1)} s`);
+
+    sync();
+    const cpTarget = join(work, 'cp-backup');
+    const cpBackup = await timed(() => {
+      execFileSync('mkdir', ['-p', cpTarget]);
+      cp([join(dataDir, 'blobs'), join(dataDir, 'db')], cpTarget);
+      sync();
+    });
+    const archive = join(work, 'archive');
+    let report: { blobs: { copied: number; bytes_copied: number }; database: { size: number } } | undefined;
+    const backup = await timed(async () => {
+      const r = await runCli(['backup', 'create', '--to', archive, '--json'], env, { timeoutMs: 600_000 });
+      if (r.code !== 0) throw new Error(r.stderr);
+      report = JSON.parse(r.stdout);
+      sync();
+    });
+    const incremental = await timed(async () => {
+      const r = await runCli(['backup', 'create', '--to', archive, '--json'], env, { timeoutMs: 600_000 });
+      if (r.code !== 0) throw new Error(r.stderr);
+    });
+
+    const cpRestore = await timed(() => {
+      cp([archive], join(work, 'cp-restore'));
+      sync();
+    });
+    const restore = await timed(async () => {
+      const r = await runCli(['backup', 'restore', archive, '--to-data-dir', join(work, 'restored'), '--json'], env, { timeoutMs: 600_000 });
+      if (r.code !== 0) throw new Error(r.stderr);
+      sync();
+    });
+    const mib = (report!.blobs.bytes_copied + report!.database.size) / 1024 / 1024;
+    console.log(`backup:      obscura ${backup.toFixed(2)} s (${report!.blobs.copied} blobs, ${mib.toFixed(1)} MiB, ${(mib / backup).toFixed(0)} MiB/s)  cp -r ${cpBackup.toFixed(2)} s  ratio ${(cpBackup / backup).toFixed(2)}x (goal >= 0.8x)`);
+    console.log(`incremental: obscura ${incremental.toFixed(2)} s (nothing new to copy)`);
+    console.log(`restore:     obscura ${restore.toFixed(2)} s (with audit verify and decrypt check)  cp -r ${cpRestore.toFixed(2)} s  ratio ${(cpRestore / restore).toFixed(2)}x (goal >= 0.8x)`);
+    console.log('(each obscura figure includes starting the process and opening the database)');
+  } finally {
+    await server.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
