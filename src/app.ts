@@ -51,6 +51,7 @@ import { UsageMeter } from './usage/meter.js';
 import { QuotaGuard } from './usage/quota.js';
 import { createProcessMetrics, type ProcessMetrics } from './usage/metrics.js';
 import { usageRoutes } from './http/routes/usage.js';
+import { dataReportRoutes } from './http/routes/data-report.js';
 import { consoleRoutes } from './http/routes/console.js';
 import { sessionVerifier } from './http/session-auth.js';
 import { consoleUiRoutes } from './http/routes/console-ui.js';
@@ -254,6 +255,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   keyRoutes(app, deps.db, keys);
   auditRoutes(app, deps.db, deps.masterKeys);
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
+  dataReportRoutes(app, { db: deps.db, now: deps.now });
   await app.register(consoleRoutes, { publicUrl: config.publicUrl, db: deps.db, masterKeys: deps.masterKeys, store: deps.store, now: deps.now, resetMailer: deps.resetMailer });
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe });
   // The processing surface: one processing service and one job queue per process, shared by the

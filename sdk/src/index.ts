@@ -27,6 +27,7 @@ export type {
   WebhookDelivery,
   UsageFigures,
   UsageReport,
+  DataReport,
   TransformKey,
   TransformKeyWithSecret,
   TransformPreset,

@@ -355,6 +355,24 @@ export class UsageResource {
   get(query: { month?: string; app_id?: string } = {}, o?: CallOpts): Promise<UsageReport> {
     return this.t.json(spec({ method: 'GET', path: '/v1/usage', query: { ...query } }, o));
   }
+
+  /**
+   * `GET /v1/orgs/{orgId}/data-report`: the org's data inventory (media per app and kind, retention,
+   * unfinished uploads, record counts). Scopes `apps:read` and `assets:read`.
+   */
+  dataReport(orgId: string, o?: CallOpts): Promise<DataReport> {
+    return this.t.json(spec({ method: 'GET', path: `/v1/orgs/${encodeURIComponent(orgId)}/data-report` }, o));
+  }
+}
+
+/** The org's data inventory (counts and sizes, never content). */
+export interface DataReport {
+  org_id: string;
+  generated_at: DateTime;
+  media: Array<{ app_id: string; kind: 'upload' | 'output'; count: number; bytes: number; oldest: DateTime | null; newest: DateTime | null; expiring: number; held: number }>;
+  retention: Array<{ app_id: string; name: string; originals_seconds: number | null; outputs_seconds: number }>;
+  open_uploads: { count: number; declared_bytes: number };
+  records: Record<string, number>;
 }
 
 export interface TransformKey {

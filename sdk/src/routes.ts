@@ -60,6 +60,7 @@ export const API_OPERATIONS: Readonly<Record<string, string>> = Object.freeze({
   'DELETE /v1/apps/{id}/transform-presets/{name}': 'transforms.deletePreset',
   'GET /t/{*}': 'node:buildTransformUrl',
   'GET /v1/usage': 'usage.get',
+  'GET /v1/orgs/{id}/data-report': 'usage.dataReport',
   'GET /v1/audit': 'audit.list',
 });
 

@@ -212,5 +212,35 @@ for (const kind of DB_KINDS) {
       const actions = audit.body.data.filter((e: { target: { asset?: string } }) => e.target.asset === x.id).map((e: { action: string }) => e.action);
       for (const action of ['asset.hold', 'asset.release', 'asset.expire']) assert.ok(actions.includes(action), `${action} in ${actions.join(', ')}`);
     });
+
+    test("GET /v1/orgs/{id}/data-report inventories the org's media, retention, uploads and records; another org's id is 404, and it needs apps:read and assets:read", async () => {
+      const r = await api(s.url, 'GET', `/v1/orgs/${a.orgId}/data-report`, { key: a.key });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      // The same figures straight from the API's own list.
+      const listed: Array<{ app_id: string; kind: string; size: number; created_at: string }> = [];
+      for (let cursor: string | null = null; ; ) {
+        const page = await api(s.url, 'GET', `/v1/assets?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { key: a.key });
+        listed.push(...page.body.data);
+        cursor = page.body.next_cursor;
+        if (!cursor) break;
+      }
+      const total = (xs: Array<{ count: number; bytes: number }>) => xs.reduce((acc, x) => ({ count: acc.count + x.count, bytes: acc.bytes + x.bytes }), { count: 0, bytes: 0 });
+      assert.deepEqual(total(r.body.media), { count: listed.length, bytes: listed.reduce((n, x) => n + x.size, 0) });
+      const line = r.body.media.find((l: { app_id: string; kind: string }) => l.app_id === a.appId && l.kind === 'upload');
+      const mine = listed.filter((x) => x.app_id === a.appId && x.kind === 'upload').map((x) => x.created_at).sort();
+      assert.equal(line.oldest, mine[0]);
+      assert.equal(line.newest, mine[mine.length - 1]);
+      const held = r.body.retention.find((x: { name: string }) => x.name === 'held');
+      assert.equal(held.originals_seconds, 60, "the app's retention is shown");
+      assert.equal(r.body.records.apps >= 2, true);
+      assert.ok(r.body.records.audit_log > 0);
+      assert.ok(!JSON.stringify(r.body).includes('held.png'), 'no filenames or labels in the report');
+      const foreign = await api(s.url, 'GET', `/v1/orgs/${b.orgId}/data-report`, { key: a.key });
+      assert.equal(foreign.status, 404);
+      const narrow = await mintKey(t.db, a, { kind: 'secret', name: 'narrow', scopes: ['assets:read'] });
+      const refused = await api(s.url, 'GET', `/v1/orgs/${a.orgId}/data-report`, { key: narrow.secret });
+      assert.equal(refused.status, 403);
+      assert.deepEqual(refused.body.missing, ['apps:read']);
+    });
   });
 }
