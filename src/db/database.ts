@@ -14,7 +14,7 @@
  */
 import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryResult, type RootOperationNode, type Transaction, type UnknownRow } from 'kysely';
-import { PGlite } from '@electric-sql/pglite';
+import { PGliteProxy, type DatabaseWorkerError, type PGliteProxyOptions } from './pglite-proxy.js';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import type { Database as Schema } from './schema.js';
@@ -33,8 +33,11 @@ export interface DatabaseHandle {
   withTenant<T>(orgId: string, fn: (trx: Tx) => Promise<T>): Promise<T>;
   /** Runs `fn` in an owner-level transaction. */
   withSystem<T>(fn: (trx: Tx) => Promise<T>): Promise<T>;
-  /** The raw PGlite instance (embedded only), for adapters such as pg-boss. */
-  readonly pglite: PGlite | undefined;
+  /**
+   * The embedded database (embedded only), for adapters such as pg-boss: PGlite in a worker thread
+   * behind the subset of its API we use (src/db/pglite-proxy.ts), incl. `dumpDataDir()` for backups.
+   */
+  readonly pglite: PGliteProxy | undefined;
   /** The pg pool (postgres only). */
   readonly pool: pg.Pool | undefined;
   /**
@@ -85,6 +88,25 @@ export interface OpenOptions {
   queryTimeoutMs?: number;
   /** postgres: longest wait for a pooled or new connection; unset = no limit. */
   connectTimeoutMs?: number;
+  /**
+   * embedded: called when the database's worker thread dies (out of memory, a WASM abort). Default:
+   * log it on stderr and exit with code 1 shortly after (pending queries have already failed with
+   * SQLSTATE 08006, i.e. 503 "database unavailable"), so that a supervisor restarts the process.
+   */
+  onDatabaseFailure?: (err: DatabaseWorkerError) => void;
+  /** embedded: PGlite's memory settings and the thread's heap limit (src/db/pglite-proxy.ts); unset = PGlite's defaults. */
+  pglite?: Omit<PGliteProxyOptions, 'onFatal'>;
+}
+
+/**
+ * What a process does when its embedded database thread dies: nothing can be answered any more, and
+ * a restart recovers (PostgreSQL's WAL replay; the stale data-dir lock is taken over). The short
+ * delay lets in-flight requests receive their 503 first.
+ */
+function exitOnDatabaseFailure(err: DatabaseWorkerError): void {
+  process.stderr.write(JSON.stringify({ level: 60, time: Date.now(), msg: 'the embedded database stopped; exiting so that a supervisor restarts Obscura', err: err.message }) + '\n');
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 250);
 }
 
 // node-postgres parses bigint (int8) as string by default; our counters fit in a double.
@@ -101,14 +123,21 @@ pg.types.setTypeParser(20, (v) => Number(v));
  */
 export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
   let system: Db;
-  let pglite: PGlite | undefined;
+  let pglite: PGliteProxy | undefined;
   let pool: pg.Pool | undefined;
   const attachments = new Attachments();
   if (opts.kind === 'pglite') {
     if (!opts.dataDir) throw new Error('openDatabase: dataDir is required for the embedded database');
-    pglite = await PGlite.create(join(opts.dataDir, 'db'));
-    system = new Kysely<Schema>({ dialect: new PGliteDialect(pglite), plugins: [attachments] });
-    await migrate(system);
+    // PGlite runs in a worker thread (src/db/pglite-proxy.ts): its synchronous WASM never blocks
+    // this thread's event loop. Kysely's driver still serialises every statement on one session.
+    pglite = await PGliteProxy.create(join(opts.dataDir, 'db'), { ...opts.pglite, onFatal: opts.onDatabaseFailure ?? exitOnDatabaseFailure });
+    system = new Kysely<Schema>({ dialect: new PGliteDialect(pglite as unknown as ConstructorParameters<typeof PGliteDialect>[0]), plugins: [attachments] });
+    try {
+      await migrate(system);
+    } catch (err) {
+      await system.destroy();
+      throw err;
+    }
   } else {
     if (!opts.url) throw new Error('openDatabase: url is required for postgres');
     await migrateAsOwner(opts);

@@ -5,7 +5,8 @@
  * - PostgreSQL: pg-boss runs its statements on the handle's pool (as the same non-superuser role,
  *   outside any tenant transaction) and holds one pooled connection for LISTEN, so an idle worker
  *   wakes the moment a job is created instead of waiting out its polling interval.
- * - PGlite: there is exactly one connection, and Kysely's PGlite driver serialises access to it with
+ * - PGlite (in its worker thread, reached through src/db/pglite-proxy.ts, which `fromPglite` adapts
+ *   like a PGlite instance): there is exactly one connection, and Kysely's PGlite driver serialises access to it with
  *   its own queue. pg-boss's `fromPglite` adapter calls the PGlite instance directly, so its statements
  *   would land INSIDE whatever Kysely transaction is open at that moment: measured here, every tenant
  *   transaction (`SET LOCAL ROLE obscura_app`) interleaved with pg-boss polling failed, and a worker
@@ -56,8 +57,18 @@ function serialisedPglite(db: DatabaseHandle): IDatabase {
   const adapter: IDatabase = {
     executeSql: (text: string, values?: unknown[]) => db.system.connection().execute(() => inner.executeSql(text, values)),
   };
-  // LISTEN on PGlite is in-process (no SQL through the connection) and delivers after commit.
-  if (inner.listen) adapter.listen = inner.listen.bind(inner);
+  // Notifications are delivered in process (from the database thread, after commit). The LISTEN
+  // and UNLISTEN statements themselves take their turn on the connection like any other: run inside
+  // someone's open transaction, a LISTEN would be lost with its rollback.
+  const listen = inner.listen;
+  if (listen) {
+    adapter.listen = async (channel, onNotification, onReconnect) => {
+      // onReconnect (a catch-up fetch) runs after the connection is handed back, never inside it.
+      const sub = await db.system.connection().execute(() => listen(channel, onNotification, () => {}));
+      onReconnect();
+      return { close: () => db.system.connection().execute(() => sub.close()) };
+    };
+  }
   return adapter;
 }
 
