@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
 import pg from 'pg';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
 
@@ -37,8 +36,8 @@ export function tempDir(prefix = 'obscura-test-'): string {
 function templateDir(): string {
   const dbDir = fileURLToPath(new URL('../../src/db/', import.meta.url));
   const hash = createHash('sha256');
-  const pglitePkg = createRequire(import.meta.url).resolve('@electric-sql/pglite/package.json');
-  hash.update(readFileSync(pglitePkg));
+  // Compiled to dist/test/support/db.js: three levels up is the repository root.
+  hash.update(readFileSync(fileURLToPath(new URL('../../../node_modules/@electric-sql/pglite/package.json', import.meta.url))));
   for (const file of [join(dbDir, 'migrations.js'), ...readdirSync(join(dbDir, 'migrations')).filter((f) => f.endsWith('.js')).sort().map((f) => join(dbDir, 'migrations', f))]) {
     hash.update(file.slice(dbDir.length)).update(readFileSync(file));
   }
