@@ -89,7 +89,7 @@ async function round(): Promise<Round> {
   if (values['database-url']) env.DATABASE_URL = values['database-url'];
   const init = JSON.parse((await runCli(['init', '--json'], env)).stdout);
   // The production default: shedding left as configured by the server (not the tests' 0).
-  const server = await startServe({ ...env, OBSCURA_SHED_EVENT_LOOP_DELAY_MS: process.env.OBSCURA_SHED_EVENT_LOOP_DELAY_MS ?? '0' });
+  const server = await startServe({ ...env, OBSCURA_SHED_EVENT_LOOP_DELAY_MS: process.env.OBSCURA_SHED_EVENT_LOOP_DELAY_MS ?? '0' }, 300_000);
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   try {
     const auth = { authorization: `Bearer ${init.secret_key.key}` };
