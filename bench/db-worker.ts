@@ -87,7 +87,7 @@ async function round(): Promise<Round> {
   const metricsPort = await freePort();
   const env: Record<string, string> = { OBSCURA_DATA_DIR: dataDir, OBSCURA_LOG_LEVEL: 'warn', OBSCURA_METRICS_PORT: String(metricsPort) };
   if (values['database-url']) env.DATABASE_URL = values['database-url'];
-  const init = JSON.parse((await runCli(['init', '--json'], env)).stdout);
+  const init = JSON.parse((await runCli(['init', '--json'], env, { timeoutMs: 600_000 })).stdout);
   // The production default: shedding left as configured by the server (not the tests' 0).
   const server = await startServe({ ...env, OBSCURA_SHED_EVENT_LOOP_DELAY_MS: process.env.OBSCURA_SHED_EVENT_LOOP_DELAY_MS ?? '0' }, 300_000);
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
