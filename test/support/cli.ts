@@ -44,7 +44,8 @@ export async function runCli(args: string[], env: Record<string, string>, opts: 
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    // Bounded but generous: on 2 cores shared by parallel test files a cold start can take a minute.
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
@@ -62,7 +63,7 @@ export interface ServerProcess {
 }
 
 /** Starts `obscura serve` on an ephemeral port and waits for its listening line. */
-export async function startServe(env: Record<string, string>, timeoutMs = 30_000): Promise<ServerProcess> {
+export async function startServe(env: Record<string, string>, timeoutMs = 120_000): Promise<ServerProcess> {
   await seed(env);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, 'serve'], { env: cliEnv({ OBSCURA_PORT: '0', ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -107,7 +108,7 @@ export async function startWorker(env: Record<string, string>): Promise<{ child:
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`worker did not start: ${out}`));
-    }, 30_000);
+    }, 120_000);
     const onData = (d: Buffer) => {
       out += d;
       if (out.includes('OBSCURA_WORKER_READY')) {
