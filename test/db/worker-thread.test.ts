@@ -31,8 +31,8 @@ describe('the embedded database thread (pglite)', () => {
     loop.enable();
     const started = performance.now();
     let running = true;
-    // pg_sleep keeps PGlite's (synchronous) WASM busy for 2 s: on the main thread it blocked every request.
-    const slow = sql`select pg_sleep(2)`.execute(t.db.system).finally(() => (running = false));
+    // pg_sleep keeps PGlite's (synchronous) WASM busy for 3 s: on the main thread it blocked every request.
+    const slow = sql`select pg_sleep(3)`.execute(t.db.system).finally(() => (running = false));
     const latencies: number[] = [];
     while (running) {
       const t0 = performance.now();
@@ -44,11 +44,13 @@ describe('the embedded database thread (pglite)', () => {
     await slow;
     loop.disable();
     const elapsed = performance.now() - started;
-    assert.ok(elapsed >= 1900, `the statement ran ${elapsed.toFixed(0)} ms`);
-    // Bounds generous enough for two busy CI cores; the main-thread design answered none while the statement ran.
+    assert.ok(elapsed >= 2900, `the statement ran ${elapsed.toFixed(0)} ms`);
+    // The main-thread design answered none while the statement ran and its loop stalled for the whole
+    // 3 s. Bounds generous enough for two busy CI cores (a single slow answer or GC pause is tolerated).
+    latencies.sort((a, b) => a - b);
     assert.ok(latencies.length >= 5, `only ${latencies.length} /healthz answers while the statement ran`);
-    assert.ok(Math.max(...latencies) < 1000, `slowest /healthz ${Math.max(...latencies).toFixed(0)} ms`);
-    assert.ok(loop.max / 1e6 < 1000, `event-loop delay reached ${(loop.max / 1e6).toFixed(0)} ms`);
+    assert.ok(latencies[Math.floor(latencies.length / 2)]! < 500, `median /healthz ${latencies[Math.floor(latencies.length / 2)]!.toFixed(0)} ms`);
+    assert.ok(loop.max / 1e6 < 1500, `event-loop delay reached ${(loop.max / 1e6).toFixed(0)} ms`);
   });
 
   test('errors cross the thread with their PostgreSQL fields, and values keep their types', async () => {
