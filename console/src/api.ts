@@ -54,6 +54,18 @@ export async function call<T = any>(method: string, path: string, body?: unknown
   return parsed as T;
 }
 
+/** A call whose success answer is bytes (processing): returns the Blob and its content type. */
+export async function callBytes(method: string, path: string, body: unknown): Promise<{ blob: Blob; type: string }> {
+  const h: Record<string, string> = { 'content-type': 'application/json', accept: 'image/*' };
+  if (csrfToken) h['x-csrf-token'] = csrfToken;
+  const res = await fetch(path, { method, headers: h, body: JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+  if (!res.ok) {
+    const p = ((await res.json().catch(() => ({}))) ?? {}) as Record<string, unknown>;
+    throw new ApiError(res.status, String(p.code ?? 'ERR_HTTP'), String(p.detail ?? `The server answered ${res.status}.`), p);
+  }
+  return { blob: await res.blob(), type: res.headers.get('content-type') ?? 'application/octet-stream' };
+}
+
 export interface SessionInfo {
   user: { id: string; email: string; role: 'owner' | 'admin' | 'developer' | 'viewer'; mfa_enabled: boolean };
   org: { id: string; name: string; require_mfa: boolean };

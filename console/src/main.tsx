@@ -13,6 +13,8 @@ import { Members } from './pages/members.js';
 import { Account } from './pages/account.js';
 import { Media } from './pages/media.js';
 import { Audit, Usage } from './pages/insight.js';
+import { Playground } from './pages/playground.js';
+import { Webhooks } from './pages/webhooks.js';
 
 type Boot = { state: 'loading' } | { state: 'out' } | { state: 'in'; session: SessionInfo; scopes: Set<string> } | { state: 'error'; error: unknown };
 
@@ -81,7 +83,9 @@ function Shell() {
   if (appMatch) page = <AppKeys appId={appMatch[1]!} scopes={scopes} />;
   else if (path === '/members') page = <Members session={session} onPolicy={() => void refresh()} />;
   else if (path === '/media') page = <Media scopes={scopes} />;
+  else if (path === '/playground') page = <Playground />;
   else if (path === '/usage') page = <Usage />;
+  else if (path === '/webhooks') page = <Webhooks scopes={scopes} />;
   else if (path === '/audit') page = <Audit />;
   else if (path === '/account') page = <Account session={session} onSignOut={signOut} />;
   else if (path === '/account/mfa') page = <EnrolMfa required={false} onDone={() => void refresh().then(() => navigate('/account'))} />;
@@ -107,7 +111,9 @@ function Frame(props: { children: preact.ComponentChildren; session?: SessionInf
   const nav: Array<[string, string]> = [
     ['/', 'Apps'],
     ['/media', 'Media'],
+    ...(props.scopes?.has('jobs:write') ? ([['/playground', 'Playground']] as Array<[string, string]>) : []),
     ['/usage', 'Usage'],
+    ...(props.scopes?.has('webhooks:manage') ? ([['/webhooks', 'Webhooks']] as Array<[string, string]>) : []),
     ...(props.scopes?.has('audit:read') ? ([['/audit', 'Audit log']] as Array<[string, string]>) : []),
     ['/members', 'Members'],
     ['/account', 'Account'],

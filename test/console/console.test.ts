@@ -8,6 +8,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -298,7 +299,7 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
     await check(q, 'reset-password');
   });
 
-  test('media: upload an image over tus with progress, see its thumbnail through a signed URL, the stored bytes are the file; usage and the audit log with "verify chain" showing the API\'s head hash', async () => {
+  test('media: upload an image over tus with progress, see its thumbnail through a signed URL, the stored bytes are the file; the playground previews what the API returns; usage, the audit log with "verify chain" showing the API\'s head hash, webhooks', async () => {
     const png = await noisyPng(640, 480);
     await page.getByRole('link', { name: 'Media' }).click();
     await page.getByRole('heading', { name: 'Media', level: 1 }).waitFor();
@@ -332,6 +333,29 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
     assert.ok(Buffer.from(await (await fetch(src)).arrayBuffer()).equals(png));
     await check(page, 'media');
 
+    // The playground: a form generated from GET /v1/operations; the preview is what the API returns.
+    await page.getByRole('link', { name: 'Playground' }).click();
+    await page.getByLabel('Add an operation').selectOption('resize');
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.locator('fieldset[data-operation="resize"] input[id$="-width"]').fill('200');
+    await page.getByLabel('Add an operation').selectOption('format');
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.locator('fieldset[data-operation="format"] select').first().selectOption('webp');
+    const ops = (await page.getByTestId('operations').textContent())!;
+    assert.match(ops, /^resize:width=200\/format:(type=)?webp/);
+    await page.getByRole('button', { name: 'Preview' }).click();
+    await page.waitForFunction(() => {
+      const i = document.querySelector('[data-testid="result"]') as HTMLImageElement | null;
+      return !!i && i.complete && i.naturalWidth > 0;
+    });
+    assert.deepEqual(await page.getByTestId('result').evaluate((i) => [(i as HTMLImageElement).naturalWidth, (i as HTMLImageElement).naturalHeight]), [200, 150]);
+    const viaApi = await fetch(`${s.url}/v1/process`, { method: 'POST', headers: { authorization: `Bearer ${acme.key}`, 'content-type': 'application/json' }, body: JSON.stringify({ input: { asset_id: listed.body.data[0].id }, operations: ops }) });
+    assert.equal(viaApi.status, 200);
+    const apiBytes = Buffer.from(await viaApi.arrayBuffer());
+    // The page hashed the bytes it received (WebCrypto): the same bytes the API returns to curl.
+    assert.equal(await page.getByTestId('result').getAttribute('data-sha256'), createHash('sha256').update(apiBytes).digest('hex'), 'the preview is the bytes the API returns');
+    await check(page, 'playground');
+
     await page.getByRole('link', { name: 'Usage' }).click();
     await page.getByRole('heading', { name: 'Requests per month' }).waitFor();
     await check(page, 'usage');
@@ -348,5 +372,9 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
     // Nothing was audited in between (reads are not audited): the page shows the same head.
     assert.ok(result.includes(api_.body.head_hash), result);
     await check(page, 'audit');
+
+    await page.getByRole('link', { name: 'Webhooks' }).click();
+    await page.getByText('No endpoints yet').waitFor();
+    await check(page, 'webhooks');
   });
 });
