@@ -16,6 +16,15 @@ if (!process.env.UV_THREADPOOL_SIZE) {
   process.env.UV_THREADPOOL_SIZE = String(Math.min(1024, Math.max(16, imageThreads + IO_THREADS)));
 }
 
+// Memory (issue 12, item 6). WebAssembly code: the embedded database (PGlite, ~10 MB of wasm) is
+// compiled by Liftoff at start, and V8 then recompiles its hot functions with TurboFan in background
+// threads; that second compile held ~40 MB more resident (its code plus malloc arenas it leaves
+// fragmented) and measured no faster on database work here (bench figures in docs/performance.md).
+// V8 flags are process-wide and wasm flags are read at compile time, so setting it here, before
+// anything is compiled, covers the database's worker thread too. An operator's own wasm flags on the
+// node command line win (e.g. `node --no-liftoff-only bin/obscura.js serve`).
+if (!process.execArgv.some((a) => /^--(no-)?(liftoff|wasm)/.test(a))) require('node:v8').setFlagsFromString('--liftoff-only');
+
 // Client commands load only the SDK-based client, not the whole server, so they start fast.
 const CLIENT_COMMANDS = new Set(['upload', 'process', 'download', 'jobs']);
 const [cmd, ...rest] = process.argv.slice(2);

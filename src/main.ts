@@ -35,6 +35,8 @@ import { resumeErasures } from './erasure/erasure.js';
 import { OrphanSweeper } from './assets/orphans.js';
 import { startDumpSocket, type DumpSocket } from './backup/socket.js';
 import { dumpDatabase, masterIdColumns } from './backup/dump.js';
+import { configureImageEngine, imageCacheBytes } from './media/image/engine.js';
+import { registerMemorySource } from './usage/metrics.js';
 
 /**
  * Every secret stored wrapped by the master key, as each capability declares it. A capability that
@@ -156,6 +158,9 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   if (env.OBSCURA_PORT === '0' && !env.OBSCURA_PUBLIC_URL) env = { ...env, OBSCURA_PORT: String(await freePort(env.OBSCURA_HOST ?? '127.0.0.1')) };
   const rt = await openRuntime(env);
   const { config } = rt;
+  // Memory (issue 12, item 6): libvips' cache bounded in bytes, and shown on /metrics.
+  configureImageEngine({ cacheBytes: config.media.imageCacheBytes });
+  registerMemorySource('image_cache', imageCacheBytes);
   const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
   const store = await openStore(config);
   // jobs: pg-boss workers for roles all/worker; OBSCURA_TEST_JOB_DELAY_MS is a test-only slowdown (see jobs/worker.ts).

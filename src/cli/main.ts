@@ -33,8 +33,8 @@ import { rewrapAll } from '../crypto/keyring.js';
 import type { KeyKind, UserRole } from '../db/schema.js';
 import { oauthCommand, OAUTH_HELP } from './oauth.js';
 import { createPasswordResetLink, setRequireMfa } from '../auth/console.js';
-import { clientCommand, CLIENT_HELP } from './client.js';
 import { backupCommand, BackupUsageError, BACKUP_HELP } from './backup.js';
+import { CLIENT_HELP } from './client-help.js';
 
 class UsageError extends Error {}
 
@@ -522,7 +522,8 @@ export async function run(argv: string[]): Promise<number> {
         return await backupCommand(rest);
       case 'oauth':
         return await withRuntime((rt) => oauthCommand(rest, rt));
-      case 'upload': case 'process': case 'download': case 'jobs': case 'assets': return await clientCommand(cmd, rest);
+      // The client code (SDK, tus client) loads only for client commands, never in `serve`.
+      case 'upload': case 'process': case 'download': case 'jobs': case 'assets': return await (await import('./client.js')).clientCommand(cmd, rest);
       case undefined:
       case 'help':
       case '--help':

@@ -10,6 +10,7 @@
 import { listenSide } from '../listen.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface ProcessMetrics {
@@ -29,11 +30,102 @@ export interface ProcessMetrics {
 
 let processDefaults: Registry | null = null;
 
+/** Memory held outside V8's own accounting that a capability can report (name → bytes now). */
+const memorySources = new Map<string, () => number | undefined>(); // bounded: one entry per source the composition root names
+
+/**
+ * Adds a part to `obscura_memory_bytes` (e.g. `image_cache`: libvips' operation cache). The
+ * composition root registers what it builds; a later registration under the same name replaces it.
+ */
+export function registerMemorySource(part: string, bytes: () => number | undefined): void {
+  memorySources.set(part, bytes);
+}
+
+/** One reading of /proc/self/status (Linux): resident memory by kind, its peak and the thread count. */
+interface ProcStatus {
+  rss: number;
+  rssAnon: number;
+  rssFile: number;
+  rssShmem: number;
+  peak: number;
+  threads: number;
+}
+
+function procStatus(): ProcStatus | undefined {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return undefined; // not Linux: process.memoryUsage() still gives the rest
+  }
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024;
+  const threads = Number(/^Threads:\s+(\d+)/m.exec(text)?.[1] ?? NaN);
+  const s = { rss: kb('VmRSS'), rssAnon: kb('RssAnon'), rssFile: kb('RssFile'), rssShmem: kb('RssShmem'), peak: kb('VmHWM'), threads };
+  return Object.values(s).every(Number.isFinite) ? s : undefined;
+}
+
+/**
+ * The memory breakdown operators see on /metrics (issue 12, item 6), one gauge with a `part` label:
+ * - `rss` = `rss_anon` + `rss_file` + `rss_shmem` (the kernel's split, all threads of the process:
+ *   the embedded database's worker, libuv's pool, libvips' threads);
+ * - `v8_heap_total` / `v8_heap_used`: the JavaScript heap of the main thread;
+ * - `external`: memory V8 objects hold outside that heap (Buffers, WebAssembly memories: the embedded
+ *   database's lives here while it runs in this thread), `array_buffers` the Buffer part of it;
+ * - whatever the composition root registered ({@link registerMemorySource}).
+ * Plus the peak resident size and the thread count.
+ */
+function memoryMetrics(register: Registry): void {
+  new Gauge({
+    name: 'obscura_memory_bytes',
+    help: 'Memory of this process by part: rss = rss_anon + rss_file + rss_shmem; V8 heap, external (Buffers, WebAssembly) and registered caches.',
+    labelNames: ['part'],
+    registers: [register],
+    collect() {
+      this.reset();
+      const st = procStatus();
+      const mu = process.memoryUsage();
+      this.set({ part: 'rss' }, st?.rss ?? mu.rss);
+      if (st) {
+        this.set({ part: 'rss_anon' }, st.rssAnon);
+        this.set({ part: 'rss_file' }, st.rssFile);
+        this.set({ part: 'rss_shmem' }, st.rssShmem);
+      }
+      this.set({ part: 'v8_heap_total' }, mu.heapTotal);
+      this.set({ part: 'v8_heap_used' }, mu.heapUsed);
+      this.set({ part: 'external' }, mu.external);
+      this.set({ part: 'array_buffers' }, mu.arrayBuffers);
+      for (const [part, read] of memorySources) {
+        const v = read();
+        if (v !== undefined && Number.isFinite(v)) this.set({ part }, v);
+      }
+    },
+  });
+  new Gauge({
+    name: 'obscura_memory_peak_rss_bytes',
+    help: 'Highest resident memory of this process since it started (VmHWM).',
+    registers: [register],
+    collect() {
+      const st = procStatus();
+      if (st) this.set(st.peak);
+    },
+  });
+  new Gauge({
+    name: 'obscura_process_threads',
+    help: 'Threads of this process (main, V8, libuv pool, libvips, database worker).',
+    registers: [register],
+    collect() {
+      const st = procStatus();
+      if (st) this.set(st.threads);
+    },
+  });
+}
+
 /** Node's own metrics (CPU, memory, event loop, GC), collected once per process whatever the number of apps. */
 function defaultRegistry(): Registry {
   if (!processDefaults) {
     processDefaults = new Registry();
     collectDefaultMetrics({ register: processDefaults, prefix: 'obscura_' });
+    memoryMetrics(processDefaults);
   }
   return processDefaults;
 }
