@@ -35,7 +35,7 @@ import { resumeErasures } from './erasure/erasure.js';
 import { OrphanSweeper } from './assets/orphans.js';
 import { startDumpSocket, type DumpSocket } from './backup/socket.js';
 import { dumpDatabase, masterIdColumns } from './backup/dump.js';
-import { configureImageEngine, imageCacheBytes } from './media/image/engine.js';
+import { configureImageEngine, imageCacheBytes, imageCacheLimitBytes } from './media/image/engine.js';
 import { registerMemorySource } from './usage/metrics.js';
 
 /**
@@ -160,7 +160,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   const { config } = rt;
   // Memory (issue 12, item 6): libvips' cache bounded in bytes, and shown on /metrics.
   configureImageEngine({ cacheBytes: config.media.imageCacheBytes });
-  registerMemorySource('image_cache', imageCacheBytes);
+  registerMemorySource('image_cache', imageCacheBytes, imageCacheLimitBytes);
   const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
   const store = await openStore(config);
   // jobs: pg-boss workers for roles all/worker; OBSCURA_TEST_JOB_DELAY_MS is a test-only slowdown (see jobs/worker.ts).

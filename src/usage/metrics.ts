@@ -31,14 +31,15 @@ export interface ProcessMetrics {
 let processDefaults: Registry | null = null;
 
 /** Memory held outside V8's own accounting that a capability can report (name → bytes now). */
-const memorySources = new Map<string, () => number | undefined>(); // bounded: one entry per source the composition root names
+const memorySources = new Map<string, { bytes: () => number | undefined; limit?: (() => number) | undefined }>(); // bounded: one entry per source the composition root names
 
 /**
- * Adds a part to `obscura_memory_bytes` (e.g. `image_cache`: libvips' operation cache). The
- * composition root registers what it builds; a later registration under the same name replaces it.
+ * Adds a part to `obscura_memory_bytes` (e.g. `image_cache`: libvips' operation cache), with its bound
+ * in bytes as `obscura_memory_limit_bytes` when it has one. The composition root registers what it
+ * builds; a later registration under the same name replaces it.
  */
-export function registerMemorySource(part: string, bytes: () => number | undefined): void {
-  memorySources.set(part, bytes);
+export function registerMemorySource(part: string, bytes: () => number | undefined, limit?: () => number): void {
+  memorySources.set(part, { bytes, limit });
 }
 
 /** One reading of /proc/self/status (Linux): resident memory by kind, its peak and the thread count. */
@@ -94,10 +95,20 @@ function memoryMetrics(register: Registry): void {
       this.set({ part: 'v8_heap_used' }, mu.heapUsed);
       this.set({ part: 'external' }, mu.external);
       this.set({ part: 'array_buffers' }, mu.arrayBuffers);
-      for (const [part, read] of memorySources) {
-        const v = read();
+      for (const [part, source] of memorySources) {
+        const v = source.bytes();
         if (v !== undefined && Number.isFinite(v)) this.set({ part }, v);
       }
+    },
+  });
+  new Gauge({
+    name: 'obscura_memory_limit_bytes',
+    help: 'The bound in bytes of each bounded part of obscura_memory_bytes (caches).',
+    labelNames: ['part'],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const [part, source] of memorySources) if (source.limit) this.set({ part }, source.limit());
     },
   });
   new Gauge({
