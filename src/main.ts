@@ -159,7 +159,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   const rt = await openRuntime(env);
   const { config } = rt;
   // Memory (issue 12, item 6): libvips' cache bounded in bytes, and shown on /metrics.
-  configureImageEngine({ cacheBytes: config.media.imageCacheBytes });
+  configureImageEngine({ cacheBytes: config.processing.imageCacheBytes });
   registerMemorySource('image_cache', imageCacheBytes, imageCacheLimitBytes);
   const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
   const store = await openStore(config);

@@ -14,8 +14,6 @@ export interface MediaSettings {
   readonly maxFrames: number;
   /** Processing time limit of one image, ms (enforced by libvips in whole seconds, rounded up). */
   readonly timeoutMs: number;
-  /** Bytes libvips' operation cache may hold (`OBSCURA_IMAGE_CACHE_BYTES`, default 0: off). */
-  readonly imageCacheBytes: number;
 }
 
 export const MEDIA_SETTINGS = defineSection<MediaSettings>({
@@ -23,7 +21,4 @@ export const MEDIA_SETTINGS = defineSection<MediaSettings>({
   maxOutputDimension: int({ env: 'OBSCURA_MAX_OUTPUT_DIMENSION', doc: 'Largest output side in pixels; larger requests are scaled down to fit (at most 16383, the WebP limit).', default: DEFAULT_MEDIA_LIMITS.maxOutputDimension, min: 1, max: 16_383 }),
   maxFrames: int({ env: 'OBSCURA_MAX_FRAMES', doc: 'Most animation frames accepted.', default: DEFAULT_MEDIA_LIMITS.maxFrames, min: 1, max: 10_000 }),
   timeoutMs: int({ env: 'OBSCURA_PROCESS_TIMEOUT_MS', doc: 'Processing time limit of one image, ms.', default: DEFAULT_MEDIA_LIMITS.timeoutMs, min: 1000, max: 600_000 }),
-  // sharp's default keeps up to 50 MB of libvips results per process; every request here decodes a
-  // fresh buffer, so it held nothing useful (no hit measured over repeated transforms): off unless asked.
-  imageCacheBytes: int({ env: 'OBSCURA_IMAGE_CACHE_BYTES', doc: "Bytes libvips' operation cache may hold (whole MiB; 0 = off). Inputs are fresh buffers per request, so it rarely hits.", default: 0, min: 0, max: 16 * 1024 ** 3 }),
 });

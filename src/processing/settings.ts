@@ -27,6 +27,8 @@ export interface ProcessingSettings {
    * holder can make this server talk to.
    */
   readonly remoteAllowedPorts: readonly number[];
+  /** Bytes libvips' operation cache may hold (`OBSCURA_IMAGE_CACHE_BYTES`, whole MiB, default 0: off). */
+  readonly imageCacheBytes: number;
 }
 
 const num = (v: unknown): number => v as number;
@@ -42,4 +44,7 @@ export const PROCESSING_SETTINGS = defineSection<ProcessingSettings>({
   maxCost: int({ env: 'OBSCURA_PROCESS_MAX_COST', doc: 'Most work one request may ask for; over it 422 ERR_TOO_EXPENSIVE.', default: 1500, min: 1, max: 1_000_000 }),
   remoteTimeoutMs: int({ env: 'OBSCURA_REMOTE_TIMEOUT_MS', doc: 'Time limit of one remote fetch.', default: 15_000, min: 100, max: 600_000 }),
   remoteAllowedPorts: ports({ env: 'OBSCURA_REMOTE_ALLOWED_PORTS', doc: 'Ports remote inputs, presigned PUTs and webhooks may use.', default: [443, 80] }),
+  // sharp's default keeps up to 50 MB of libvips results per process; every request here decodes a
+  // fresh buffer, so it held nothing useful (0 bytes held after repeated transforms): off unless asked.
+  imageCacheBytes: int({ env: 'OBSCURA_IMAGE_CACHE_BYTES', doc: "Bytes libvips' operation cache may hold (whole MiB; 0 = off).", default: 0, min: 0, max: 16 * 1024 ** 3 }),
 });
