@@ -112,6 +112,11 @@ export class ByteLru<K, V> {
     for (const [k, slot] of this.map) if (match(k, slot.value)) this.remove(k, slot);
   }
 
+  /** The values held now, least recently used first (expired ones included until met). */
+  *values(): IterableIterator<V> {
+    for (const slot of this.map.values()) yield slot.value;
+  }
+
   /** Entries held now. */
   get size(): number {
     return this.map.size;

@@ -24,9 +24,10 @@ const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../'
 const ALLOWED: Record<string, readonly string[]> = {
   errors: [],
   listen: [],
+  cache: [],
   settings: ['errors'],
   db: ['errors', 'settings'],
-  crypto: ['errors', 'settings', 'db'],
+  crypto: ['errors', 'settings', 'db', 'cache'],
   remote: ['errors', 'settings'],
   media: ['errors', 'settings'],
   audit: ['errors', 'settings', 'db', 'crypto'],

@@ -17,6 +17,7 @@ import { generateTenantKey, unwrapKey, wrapKey, type WrappedColumn } from './key
 
 export type { WrappedColumn };
 import { publicId } from './random.js';
+import { ByteLru, stringBytes } from '../cache.js';
 
 export interface TenantKey {
   readonly id: string;
@@ -30,14 +31,26 @@ interface CachedKey {
   at: number;
 }
 
+/** Default bytes of unwrapped keys held in memory (~17 000 org keys at ~480 B each). */
+export const KEY_CACHE_BYTES = 8 * 1024 * 1024;
+
 export class Keyring {
-  private readonly cache = new Map<string, CachedKey>();
+  // Bounded in bytes (issue 12, item 6): with more orgs active than fit, the least recently used key
+  // is dropped (not zeroed: a stream may still be using it) and its row read again when needed.
+  private readonly cache: ByteLru<string, CachedKey>;
 
   constructor(
     private readonly db: DatabaseHandle,
     private readonly master: MasterKeys,
-    private readonly opts: { ttlMs?: number; now?: () => number } = {},
-  ) {}
+    private readonly opts: { ttlMs?: number; now?: () => number; maxBytes?: number } = {},
+  ) {
+    this.cache = new ByteLru<string, CachedKey>({ maxBytes: opts.maxBytes ?? KEY_CACHE_BYTES, sizeOf: (v, id) => v.key.length + stringBytes(v.wrapped) + stringBytes(id) });
+  }
+
+  /** Unwrapped keys held in memory now, and their bytes (for tests and metrics). */
+  get cached(): { keys: number; bytes: number } {
+    return { keys: this.cache.size, bytes: this.cache.bytes };
+  }
 
   private now(): number {
     return this.opts.now?.() ?? Date.now();
