@@ -70,8 +70,9 @@ function procStatus(): ProcStatus | undefined {
  * - `rss` = `rss_anon` + `rss_file` + `rss_shmem` (the kernel's split, all threads of the process:
  *   the embedded database's worker, libuv's pool, libvips' threads);
  * - `v8_heap_total` / `v8_heap_used`: the JavaScript heap of the main thread;
- * - `external`: memory V8 objects hold outside that heap (Buffers, WebAssembly memories: the embedded
- *   database's lives here while it runs in this thread), `array_buffers` the Buffer part of it;
+ * - `external`: memory the main thread's V8 objects hold outside that heap (Buffers, WebAssembly
+ *   memories), `array_buffers` the Buffer part of it (the embedded database's thread has its own heap:
+ *   it shows in `rss` only);
  * - whatever the composition root registered ({@link registerMemorySource}).
  * Plus the peak resident size and the thread count.
  */
