@@ -70,12 +70,30 @@ export interface Asset {
   metadata: Record<string, string | number | boolean>;
   /** Under legal hold: not deletable, and not expired while held (`expiresAt` is then null). */
   legalHold: boolean;
+  /** The blob's key; for an asset stored as parts, the prefix they live under. */
   blobKey: string;
+  /** The parts of an asset stored as a sequence of version-2 parts (a tus upload), else null. */
+  parts: AssetPart[] | null;
   tenantKeyId: string;
   createdAt: string;
   /** When retention removes it; null when kept forever or while under legal hold. */
   expiresAt: string | null;
 }
+
+/** One encrypted part of an asset (docs/encryption-format.md, "Version 2"). */
+export interface AssetPart {
+  /** Plaintext offset of the part's first byte. */
+  offset: number;
+  /** Plaintext bytes in the part. */
+  size: number;
+  /** Random part id, bound into the part's key. */
+  id: string;
+  /** Where the part is stored. */
+  key: string;
+}
+
+/** Where the parts of a parted asset live: one prefix per asset, so deleting the prefix deletes it all. */
+export const partsPrefixFor = (orgId: string, assetId: string) => `orgs/${orgId}/parts/${assetId}/`;
 
 export interface AssetDeps {
   db: DatabaseHandle;
@@ -209,6 +227,7 @@ export function toAsset(r: AssetRow): Asset {
     tags: r.tags ?? [],
     metadata: (typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata ?? {}) as Asset['metadata'],
     blobKey: r.blob_key,
+    parts: (typeof r.parts === 'string' ? JSON.parse(r.parts) : r.parts ?? null) as AssetPart[] | null,
     tenantKeyId: r.tenant_key_id,
     createdAt: new Date(r.created_at).toISOString(),
     legalHold: r.legal_hold ?? false,
@@ -444,7 +463,9 @@ export async function deleteAsset(deps: AssetDeps, orgId: string, assetId: strin
 }
 
 async function finishDeletion(deps: AssetDeps, orgId: string, assetId: string, blobKey: string): Promise<void> {
-  await deps.store.delete(blobKey);
+  // A parted asset's blob key is the prefix of its parts (with any stray part a crash left there).
+  if (blobKey.endsWith('/')) for await (const key of deps.store.list(blobKey)) await deps.store.delete(key);
+  else await deps.store.delete(blobKey);
   await deps.db.withTenant(orgId, (trx) => trx.deleteFrom('assets').where('org_id', '=', orgId).where('id', '=', assetId).where('deleted_at', 'is not', null).execute());
 }
 

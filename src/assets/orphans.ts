@@ -16,7 +16,8 @@ import type { BlobStore } from './stores/types.js';
 
 /** How a key maps to the row that owns it. */
 interface Owner {
-  table: 'assets' | 'uploads' | 'upload_intents';
+  /** `parts`: a version-2 part, owned by its asset's manifest or by the unfinished upload writing it. */
+  table: 'assets' | 'uploads' | 'upload_intents' | 'parts';
   id: string;
 }
 
@@ -25,6 +26,7 @@ const SHAPES: Array<{ re: RegExp; table: Owner['table'] }> = [
   { re: new RegExp(`^orgs/${UUID}/assets/([^/]+)$`), table: 'assets' },
   { re: new RegExp(`^uploads/${UUID}/([^/]+)/`), table: 'uploads' },
   { re: new RegExp(`^staging/${UUID}/([^/]+)$`), table: 'upload_intents' },
+  { re: new RegExp(`^orgs/${UUID}/parts/([^/]+)/[^/]+$`), table: 'parts' },
 ];
 
 /** The row a key belongs to, or undefined for a key of a shape we do not own. */
@@ -109,6 +111,23 @@ export class OrphanSweeper {
       const rows = await this.deps.db.system.selectFrom(table).select('id').where('id', 'in', ids).execute();
       const live = new Set(rows.map((r) => String(r.id)));
       for (const i of items) if (!live.has(i.owner.id)) out.push(i.key);
+    }
+    const parts = batch.filter((b) => b.owner.table === 'parts');
+    if (parts.length > 0) {
+      // A part is owned while the upload writing it is unfinished, while its asset is being deleted
+      // (the deletion removes the whole prefix), or when its asset's manifest lists it; a part a
+      // crash or a lost race left beside a finished asset is not.
+      const ids = [...new Set(parts.map((i) => i.owner.id))];
+      const uploads = await this.deps.db.system.selectFrom('uploads').select('target_asset_id').where('target_asset_id', 'in', ids).where('completed_asset_id', 'is', null).execute();
+      const assets = await this.deps.db.system.selectFrom('assets').select(['id', 'parts', 'deleted_at']).where('id', 'in', ids).execute();
+      const writing = new Set(uploads.map((u) => String(u.target_asset_id)));
+      const listed = new Set<string>();
+      for (const a of assets) {
+        if (a.deleted_at) writing.add(a.id);
+        const manifest = (typeof a.parts === 'string' ? JSON.parse(a.parts) : a.parts ?? []) as Array<{ key: string }>;
+        for (const p of manifest) listed.add(p.key);
+      }
+      for (const i of parts) if (!writing.has(i.owner.id) && !listed.has(i.key)) out.push(i.key);
     }
     return out;
   }

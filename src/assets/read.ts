@@ -7,7 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
-import { decryptStream, openRange } from '../crypto/stream.js';
+import { decryptStream, openParts, openRange } from '../crypto/stream.js';
 import type { Asset, AssetDeps } from './assets.js';
 import { parseRange, type PlainRange } from '../media/range.js';
 
@@ -36,6 +36,12 @@ async function primed(source: Readable): Promise<Readable> {
 /** The decrypted bytes of an asset (or of `range`), authenticated segment by segment. */
 export async function openAssetStream(deps: AssetDeps, asset: Asset, range?: PlainRange): Promise<Readable> {
   const keyFor = (keyId: string) => deps.keyring.get(asset.orgId, keyId);
+  if (asset.parts) {
+    // Version 2: a sequence of parts (a tus upload stored as it arrived); only the touched parts are read.
+    const parts = asset.parts.map((p) => ({ id: p.id, offset: p.offset, size: p.size, get: (r?: { start: number; end: number }) => deps.store.get(p.key, r) }));
+    const { stream } = openParts({ parts, plaintextSize: asset.size, ...(range ? { start: range.start, end: range.end } : {}), keyFor, blobId: asset.id });
+    return primed(stream);
+  }
   if (range) {
     const { stream } = await openRange({ get: (r) => deps.store.get(asset.blobKey, r), plaintextSize: asset.size, start: range.start, end: range.end, keyFor, blobId: asset.id });
     return primed(stream);

@@ -40,11 +40,12 @@ import type { UploadPathSettings } from './settings.js';
 import type { AppSettings } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { publicId, randomBase62 } from '../crypto/random.js';
-import { decryptStream, encryptStream } from '../crypto/stream.js';
+import { decryptStream, encryptStream, type EncryptOptions } from '../crypto/stream.js';
 import { appendAudit } from '../audit/log.js';
 import type { Principal } from '../auth/keys.js';
 import type { Ctx } from '../tenants/index.js';
-import { ingest, type Asset, type AssetDeps } from './assets.js';
+import { ingest, partsPrefixFor, type Asset, type AssetDeps } from './assets.js';
+import { adoptParts } from './adopt.js';
 import { reserveUpload } from './upload-limits.js';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -57,8 +58,14 @@ export interface UploadPart {
   offset: number;
   /** Plaintext bytes in the part. */
   size: number;
-  /** Blob key (also the encryption blob id). */
+  /** Blob key (for a legacy part, also its encryption blob id). */
   key: string;
+  /**
+   * Set for a version-2 part (the asset's own layout, written under the upload's target asset id);
+   * absent for a legacy part of an upload created before one-pass uploads (decrypted and re-encrypted
+   * at completion, as before).
+   */
+  id?: string;
 }
 
 /** The `uploads` table (migration 0006, tenant table under RLS). */
@@ -229,6 +236,8 @@ export const uploadPrefix = (orgId: string, uploadId: string) => `uploads/${orgI
 /** One part being written: plaintext goes into `input`, ciphertext into the store under `key`. */
 interface Segment {
   key: string;
+  /** The part id of a version-2 part. */
+  id?: string;
   input: PassThrough;
   meter: PartMeter;
   /** Settles when the part is stored (or failed). */
@@ -237,12 +246,12 @@ interface Segment {
   drained(): Promise<void>;
 }
 
-function openSegment(store: TusDeps['store'], o: { key: string; tenantKey: { id: string; key: Buffer }; checksum: UploadChecksum | undefined }): Segment {
+function openSegment(store: TusDeps['store'], o: { key: string; id?: string; encrypt: EncryptOptions; checksum: UploadChecksum | undefined; running: Hash | undefined }): Segment {
   const input = new PassThrough({ highWaterMark: 64 * 1024 });
-  const meter = new PartMeter(o.checksum);
+  const meter = new PartMeter(o.checksum, o.running);
   const sink = new PassThrough({ highWaterMark: 64 * 1024 });
   const writing = store.put(o.key, sink);
-  const done = pipeline(input, meter, encryptStream({ key: o.tenantKey.key, keyId: o.tenantKey.id, blobId: o.key }), sink).then(
+  const done = pipeline(input, meter, encryptStream(o.encrypt), sink).then(
     () => writing.then(() => undefined),
     async (err: unknown) => {
       sink.destroy(err as Error);
@@ -262,11 +271,54 @@ function openSegment(store: TusDeps['store'], o: { key: string; tenantKey: { id:
       input.once('drain', finish);
       input.once('close', finish);
     });
-  return { key: o.key, input, meter, done, drained };
+  return { key: o.key, ...(o.id ? { id: o.id } : {}), input, meter, done, drained };
 }
 
+/** Key of a legacy part (uploads created before one-pass uploads). */
 function partKey(orgId: string, uploadId: string, offset: number): string {
   return `${uploadPrefix(orgId, uploadId)}part-${String(offset).padStart(16, '0')}-${randomBase62(8)}`;
+}
+
+/**
+ * Key of a version-2 part: under the asset the upload becomes (offset padded so keys sort by offset;
+ * the random part id, also bound into the part's key, so a retry never overwrites a committed part).
+ */
+function assetPartKey(orgId: string, assetId: string, offset: number, partId: string): string {
+  return `${partsPrefixFor(orgId, assetId)}${String(offset).padStart(16, '0')}-${partId}`;
+}
+
+/**
+ * The plaintext SHA-256 of each upload, continued in this process from PATCH to PATCH (issue 12,
+ * item 2), so completion needs no second read of the file. A chain holds the hash of exactly the
+ * committed bytes `[0, offset)`; a PATCH at that offset takes it over, one that arrives elsewhere (another
+ * node, after a restart, or after the chain was evicted) finds none, and completion then hashes the
+ * stored parts instead. Bounded by count (a chain is a few hundred bytes); the oldest go first.
+ */
+export class DigestChains {
+  private readonly chains = new Map<string, { offset: number; hash: Hash }>();
+  constructor(private readonly max = 10_000) {}
+
+  /** The chain of `uploadId` if it stands at `offset` (a fresh one at 0), removed from the map; else undefined. */
+  take(uploadId: string, offset: number): Hash | undefined {
+    const chain = this.chains.get(uploadId);
+    this.chains.delete(uploadId);
+    if (offset === 0) return createHash('sha256');
+    return chain && chain.offset === offset ? chain.hash : undefined;
+  }
+
+  /** Records the hash of the committed bytes `[0, offset)`. */
+  put(uploadId: string, offset: number, hash: Hash): void {
+    this.chains.delete(uploadId);
+    this.chains.set(uploadId, { offset, hash });
+    if (this.chains.size > this.max) this.chains.delete(this.chains.keys().next().value!);
+  }
+
+  /** The hex digest when the chain of `uploadId` covers exactly `[0, length)`; the chain is consumed. */
+  digest(uploadId: string, length: number): string | undefined {
+    const chain = this.chains.get(uploadId);
+    this.chains.delete(uploadId);
+    return chain && chain.offset === length ? chain.hash.digest('hex') : undefined;
+  }
 }
 
 /** tus's own error objects (`ERRORS.*`, `MaxFileExceededError`) carry `status_code` and `body`. */
@@ -319,13 +371,18 @@ export function toUploadError(err: unknown): AppError {
 class PartMeter extends Transform {
   bytes = 0;
   private readonly hash: Hash | undefined;
-  constructor(private readonly checksum: UploadChecksum | undefined) {
+  constructor(
+    private readonly checksum: UploadChecksum | undefined,
+    /** The upload's running plaintext SHA-256 (a copy, adopted only if the part commits). */
+    readonly running: Hash | undefined,
+  ) {
     super();
     this.hash = checksum ? createHash(checksum.algorithm) : undefined;
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
     this.hash?.update(chunk);
+    this.running?.update(chunk);
     cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
@@ -404,14 +461,17 @@ function uploadPlaintext(deps: TusDeps, rec: UploadRecord): Readable {
 const uploadActor = (rec: UploadRecord, ctx: Ctx): Ctx => ({ actor: { type: 'key', id: rec.createdBy, via: 'tus' }, ip: ctx.ip ?? null, requestId: ctx.requestId ?? null });
 
 /**
- * Removes an upload and all its parts (termination, refusal, expiry). Parts first, row last, so a
- * crash in between leaves a row that the sweeper finishes, never unreferenced ciphertext.
+ * Removes an upload and its parts (termination, refusal, expiry). The row goes first, in a statement
+ * that also tells whether the upload had become an asset: the parts of a completed version-2 upload
+ * ARE that asset and stay; otherwise they are deleted. A completion racing with this either committed
+ * first (the row then says so) or finds the row gone and records nothing. A crash between the row and
+ * the blobs leaves parts no row owns, which the upload sweep (legacy parts) and the orphan sweep
+ * (version-2 parts) remove.
  */
 async function discardUpload(deps: TusDeps, rec: UploadRecord, ctx: Ctx, action: 'upload.terminate' | 'upload.refuse' | 'upload.expire', data: Record<string, unknown> = {}): Promise<void> {
-  await deleteBlobs(deps, uploadPrefix(rec.orgId, rec.id));
-  await deps.db.withTenant(rec.orgId, async (trx) => {
-    const r = await trx.deleteFrom('uploads').where('org_id', '=', rec.orgId).where('id', '=', rec.id).executeTakeFirst();
-    if (Number(r.numDeletedRows) === 0) return;
+  const removed = await deps.db.withTenant(rec.orgId, async (trx) => {
+    const r = await trx.deleteFrom('uploads').where('org_id', '=', rec.orgId).where('id', '=', rec.id).returning(['completed_asset_id', 'target_asset_id']).executeTakeFirst();
+    if (!r) return null;
     await appendAudit(trx, {
       orgId: rec.orgId,
       actor: ctx.actor,
@@ -421,7 +481,10 @@ async function discardUpload(deps: TusDeps, rec: UploadRecord, ctx: Ctx, action:
       ip: ctx.ip,
       requestId: ctx.requestId,
     });
+    return r;
   });
+  await deleteBlobs(deps, uploadPrefix(rec.orgId, rec.id));
+  if (removed && removed.completed_asset_id === null && removed.target_asset_id) await deleteBlobs(deps, partsPrefixFor(rec.orgId, removed.target_asset_id));
 }
 
 const nowOf = (deps: TusDeps) => deps.now?.() ?? Date.now();
@@ -464,6 +527,54 @@ async function findCrashedRunAsset(deps: TusDeps, rec: UploadRecord): Promise<st
 }
 
 /**
+ * Completion of a version-2 upload: its parts already are the asset, so this validates what is stored
+ * (reading only the head the checks need, and the whole file only when the in-process hash chain
+ * broke), removes stray parts a crash or a lost race left under the asset's prefix, and records the
+ * asset and the upload's completion in one transaction. No blob is written or rewritten.
+ */
+async function adoptUpload(deps: TusDeps, rec: UploadRecord, actorCtx: Ctx, chains: DigestChains | undefined): Promise<string> {
+  const assetId = rec.targetAssetId!;
+  const parts = [...rec.parts].sort((a, b) => a.offset - b.offset);
+  const listed = new Set(parts.map((p) => p.key));
+  for await (const key of deps.store.list(partsPrefixFor(rec.orgId, assetId))) if (!listed.has(key)) await deps.store.delete(key);
+  const settings = await settingsOf(deps, rec.orgId, rec.appId);
+  try {
+    await adoptParts(deps, {
+      orgId: rec.orgId,
+      appId: rec.appId,
+      id: assetId,
+      parts: parts.map((p) => ({ offset: p.offset, size: p.size, id: p.id!, key: p.key })),
+      size: rec.length,
+      maxBytes: maxUploadBytes(deps.config, settings),
+      sha256: chains?.digest(rec.id, rec.length),
+      filename: typeof rec.metadata.filename === 'string' ? rec.metadata.filename : null,
+      ctx: actorCtx,
+      commit: async (trx) => {
+        // Only an upload still unfinished becomes the asset: one discarded meanwhile (expired,
+        // terminated) rolls the asset back.
+        const done = await trx
+          .updateTable('uploads')
+          .set({ completed_asset_id: assetId, completing_at: null, parts: JSON.stringify([]) })
+          .where('org_id', '=', rec.orgId)
+          .where('id', '=', rec.id)
+          .where('completed_asset_id', 'is', null)
+          .returning('id')
+          .executeTakeFirst();
+        if (!done) throw new AppError('ERR_NOT_FOUND', 'The upload does not exist.');
+        await appendAudit(trx, { orgId: rec.orgId, actor: actorCtx.actor, action: 'upload.complete', target: { upload: rec.id, app: rec.appId, asset: assetId }, data: { length: rec.length, parts: parts.length }, ip: actorCtx.ip, requestId: actorCtx.requestId });
+      },
+    });
+  } catch (err) {
+    if (err instanceof AppError && err.status >= 400 && err.status < 500) {
+      // Refused content is not kept "for later": nothing of it stays, encrypted or not.
+      await discardUpload(deps, rec, actorCtx, 'upload.refuse', { code: err.code });
+    }
+    throw err;
+  }
+  return assetId;
+}
+
+/**
  * Turns a fully received upload into an asset, exactly once: idempotent (a completed upload returns
  * its asset id), crash-safe (see the module comment) and clean (refused content leaves nothing).
  * When another request or node holds a live completion lease, waits up to `waitMs` (default: one
@@ -472,7 +583,7 @@ async function findCrashedRunAsset(deps: TusDeps, rec: UploadRecord): Promise<st
  * `ERR_PAYLOAD_TOO_LARGE` (413) after discarding the upload, and with `ERR_NOT_FOUND` when there is
  * no such upload in the org (including one discarded by a concurrent refused completion).
  */
-export async function completeUpload(deps: TusDeps, orgId: string, uploadId: string, ctx: Ctx, opts: { waitMs?: number } = {}): Promise<string | null> {
+export async function completeUpload(deps: TusDeps, orgId: string, uploadId: string, ctx: Ctx, opts: { waitMs?: number; chains?: DigestChains } = {}): Promise<string | null> {
   const deadline = Date.now() + (opts.waitMs ?? COMPLETION_LEASE_MS);
   let claim = await claimCompletion(deps, orgId, uploadId);
   while (claim.kind === 'busy' && Date.now() < deadline) {
@@ -490,6 +601,7 @@ export async function completeUpload(deps: TusDeps, orgId: string, uploadId: str
   heartbeat.unref();
   const actorCtx = uploadActor(rec, ctx);
   try {
+    if (rec.parts.every((p) => p.id !== undefined) && rec.targetAssetId) return await adoptUpload(deps, rec, actorCtx, opts.chains);
     let assetId = recovering ? await findCrashedRunAsset(deps, rec) : null;
     if (!assetId) {
       const settings = await settingsOf(deps, orgId, rec.appId);
@@ -599,6 +711,9 @@ export async function sweepExpiredUploads(deps: TusDeps, batch = 100): Promise<n
  * upload of another org (or another app) is `FILE_NOT_FOUND` (404), the same answer as a missing one.
  */
 export class EncryptedUploadStore extends DataStore {
+  /** Running plaintext hashes of the uploads this process is receiving. */
+  readonly chains = new DigestChains();
+
   constructor(
     private readonly deps: TusDeps,
     private readonly als: AsyncLocalStorage<TusRequestContext>,
@@ -657,6 +772,8 @@ export class EncryptedUploadStore extends DataStore {
           created_by: principal.keyId,
           upload_length: upload.size!,
           metadata: JSON.stringify(metadata),
+          // The asset's identity is fixed now: every part is encrypted for it as it arrives.
+          target_asset_id: publicId('ast'),
           created_at: new Date(now),
           expires_at: expiresAt,
         })
@@ -677,7 +794,7 @@ export class EncryptedUploadStore extends DataStore {
       // so a client that resumes a fully sent upload learns its asset.
       // A HEAD answers promptly (issue 9, item 18: it used to wait out a dead node's whole lease): it
       // waits a moment for a live completion, else reports the offset and the client asks again.
-      const assetId = await completeUpload(this.deps, rec.orgId, rec.id, rc.ctx, { waitMs: HEAD_COMPLETION_WAIT_MS });
+      const assetId = await completeUpload(this.deps, rec.orgId, rec.id, rc.ctx, { waitMs: HEAD_COMPLETION_WAIT_MS, chains: this.chains });
       if (assetId) rec = { ...rec, assetId };
     }
     if (rec.assetId) rc.assetId = rec.assetId;
@@ -691,6 +808,11 @@ export class EncryptedUploadStore extends DataStore {
     if (rec.assetId || rec.completingAt || rec.offset !== offset) throw ERRORS.INVALID_OFFSET;
     let parts = rec.parts.length;
     const tk = await this.deps.db.withTenant(orgId, (trx) => this.deps.keyring.current(trx, orgId));
+    // An upload created with its asset id writes parts in the asset's own layout (version 2); one
+    // created before one-pass uploads keeps its legacy parts to the end.
+    const assetId = rec.parts.every((p) => p.id !== undefined) ? rec.targetAssetId : null;
+    // The running SHA-256 of the committed bytes, when this process saw every byte before `offset`.
+    let hash = assetId ? this.chains.take(id, offset) : undefined;
     // The body is committed segment by segment, so a connection or a server that dies mid-PATCH loses
     // at most the segment in flight. A body with `Upload-Checksum` can only be verified whole: it stays
     // one segment (and a cut one is refused whole, as the checksum extension says).
@@ -701,7 +823,20 @@ export class EncryptedUploadStore extends DataStore {
       if (parts >= MAX_UPLOAD_PARTS) {
         throw new AppError('ERR_PAYLOAD_TOO_LARGE', `An upload may have at most ${MAX_UPLOAD_PARTS} chunks; send larger chunks.`);
       }
-      return openSegment(this.deps.store, { key: partKey(orgId, id, at), tenantKey: tk, checksum: rc.checksum });
+      if (!assetId) {
+        const key = partKey(orgId, id, at);
+        return openSegment(this.deps.store, { key, encrypt: { key: tk.key, keyId: tk.id, blobId: key }, checksum: rc.checksum, running: undefined });
+      }
+      // The part is sealed for its place in the asset (asset id, offset, part id; final flag if it
+      // ends the upload): completion then only records it.
+      const partId = randomBase62(12);
+      return openSegment(this.deps.store, {
+        key: assetPartKey(orgId, assetId, at, partId),
+        id: partId,
+        encrypt: { key: tk.key, keyId: tk.id, blobId: assetId, part: { id: partId, offset: at, assetSize: rec.length } },
+        checksum: rc.checksum,
+        running: hash?.copy(),
+      });
     };
     const commit = async (s: Segment): Promise<void> => {
       s.input.end();
@@ -711,6 +846,7 @@ export class EncryptedUploadStore extends DataStore {
         return;
       }
       at = await this.commitPart(orgId, id, at, s);
+      hash = s.meter.running;
       parts += 1;
     };
     try {
@@ -744,13 +880,16 @@ export class EncryptedUploadStore extends DataStore {
       // Segments committed before the failure stay: the client resumes from `at`.
       if (at !== offset && !(err instanceof AppError && err.code === 'ERR_CHECKSUM_MISMATCH')) return at;
       throw err;
+    } finally {
+      // The chain covers exactly the committed bytes [0, at): the next PATCH here continues it.
+      if (hash) this.chains.put(id, at, hash);
     }
     return at;
   }
 
   /** Lists a stored part and advances the offset in one conditional UPDATE; returns the new offset. */
   private async commitPart(orgId: string, id: string, offset: number, s: Segment): Promise<number> {
-    const part: UploadPart = { offset, size: s.meter.bytes, key: s.key };
+    const part: UploadPart = { offset, size: s.meter.bytes, key: s.key, ...(s.id ? { id: s.id } : {}) };
     const updated = await this.deps.db.withTenant(orgId, (trx) =>
       trx
         .updateTable('uploads')
@@ -845,7 +984,7 @@ export function createTusUploads(deps: TusDeps, opts: TusOptions = {}): TusUploa
       const { orgId } = rc.principal;
       let run = inFlight.get(upload.id);
       if (!run) {
-        run = completeUpload(deps, orgId, upload.id, rc.ctx).finally(() => inFlight.delete(upload.id));
+        run = completeUpload(deps, orgId, upload.id, rc.ctx, { chains: store.chains }).finally(() => inFlight.delete(upload.id));
         inFlight.set(upload.id, run);
       }
       const assetId = await run;

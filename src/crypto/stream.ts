@@ -23,8 +23,15 @@ import { AppError } from '../errors.js';
 
 /** Magic bytes opening every encrypted blob: ASCII `OBSC`. */
 export const MAGIC = Buffer.from('OBSC', 'ascii');
-/** The only format version this module writes and reads. */
+/** Format version of a whole blob (one object per asset). */
 export const FORMAT_VERSION = 1;
+/**
+ * Format version of one **part** of an asset stored as a sequence of parts (tus uploads land in it
+ * directly, so completion is a metadata step). See docs/encryption-format.md, "Version 2".
+ */
+export const PART_FORMAT_VERSION = 2;
+/** Longest part id, in UTF-8 bytes (its length is one byte in a version-2 header). */
+export const MAX_PART_ID_LENGTH = 32;
 /** Plaintext bytes per segment (default and what production writes): 64 KiB. */
 export const SEGMENT_SIZE = 64 * 1024;
 /** Smallest segment size a header may declare. */
@@ -48,14 +55,24 @@ export const MAX_BLOB_ID_LENGTH = 255;
 const FIXED_PREFIX = 4 + 1 + 4 + 1;
 /** Header length for the shortest possible key id (1 byte). */
 export const HEADER_MIN_LENGTH = FIXED_PREFIX + 1 + SALT_LENGTH + NONCE_PREFIX_LENGTH;
+/** Version-2 fields after the nonce prefix: part offset (u64) and part id length (u8). */
+const PART_FIELDS = 8 + 1;
 /**
- * Longest possible header (304 bytes). A reader that does not know the key id fetches bytes
+ * Longest possible header of any version (345 bytes: a version-2 header with a 255-byte key id and a
+ * 32-byte part id; 304 for version 1). A reader that does not know the key id fetches bytes
  * `[0, HEADER_MAX_LENGTH - 1]` (a store clamps the range to the object) and calls `readHeader`.
  */
-export const HEADER_MAX_LENGTH = FIXED_PREFIX + MAX_KEY_ID_LENGTH + SALT_LENGTH + NONCE_PREFIX_LENGTH;
+export const HEADER_MAX_LENGTH = FIXED_PREFIX + MAX_KEY_ID_LENGTH + SALT_LENGTH + NONCE_PREFIX_LENGTH + PART_FIELDS + MAX_PART_ID_LENGTH;
 /** Segments are numbered with a 32-bit counter (256 TiB per blob at 64 KiB). */
 const MAX_SEGMENTS = 2 ** 32;
 const HKDF_INFO_LABEL = Buffer.from('obscura/blob/v1', 'ascii');
+const HKDF_INFO_LABEL_V2 = Buffer.from('obscura/blob/v2', 'ascii');
+/** Last-segment flag values (the nonce's final byte). */
+const FLAG_MIDDLE = 0x00;
+/** Version 1: the blob's last segment. Version 2: the last segment of a part that is not the asset's last. */
+const FLAG_LAST = 0x01;
+/** Version 2 only: the last segment of the asset's final part (the chained final flag). */
+const FLAG_FINAL = 0x02;
 const KEY_LENGTH = 32;
 
 /** A parsed blob header. Every field is authenticated once any segment has been verified. */
@@ -72,6 +89,22 @@ export interface BlobHeader {
   readonly noncePrefix: Buffer;
   /** The exact header bytes (the AAD of every segment). */
   readonly bytes: Buffer;
+  /** Version 2 only: which part of its asset this blob claims to be. */
+  readonly part?: { readonly offset: number; readonly id: string };
+}
+
+/**
+ * What the database says a part is (version 2): the reader presents it, and a blob that was written as
+ * anything else (another offset, another part, another asset, the final part read as a middle one or
+ * the reverse) fails authentication.
+ */
+export interface PartExpectation {
+  /** The part's random id (from the manifest). */
+  id: string;
+  /** Plaintext offset of the part's first byte in the asset. */
+  offset: number;
+  /** Whether the part is the asset's last (its last segment carries the final flag). */
+  final: boolean;
 }
 
 /** Looks up a tenant key by id; may be async (keyring). Throw `ERR_INTEGRITY` for a shredded key. */
@@ -91,6 +124,12 @@ export interface EncryptOptions {
    */
   segmentSize?: number;
   /**
+   * Write a version-2 **part** instead of a version-1 blob: `blobId` is then the asset id, the part's
+   * offset and id are bound into its key and header, and its last segment is flagged final exactly
+   * when the part ends at `assetSize` (known only when the input ends, so a part may stop early).
+   */
+  part?: { id: string; offset: number; assetSize: number };
+  /**
    * TEST ONLY: source of the salt (called first, 32 bytes) and the nonce prefix (then, 7 bytes), so
    * that test vectors are reproducible. Default: node:crypto `randomBytes`. Security: never set it in
    * production; a repeated salt and prefix under one tenant key and blob id repeats nonces.
@@ -104,6 +143,8 @@ export interface DecryptOptions {
   keyFor: KeyLookup;
   /** The blob's identity, as given to `encryptStream` (from the database, never from the blob). */
   blobId: string;
+  /** For a version-2 part: what the manifest says it is. Required for version 2, refused for version 1. */
+  part?: PartExpectation;
 }
 
 /** Which ciphertext bytes serve a plaintext byte range, and how to cut the decrypted segments. */
@@ -160,17 +201,43 @@ export function headerLengthFor(keyId: string): number {
   return FIXED_PREFIX + utf8Id(keyId, 'keyId', MAX_KEY_ID_LENGTH).length + SALT_LENGTH + NONCE_PREFIX_LENGTH;
 }
 
-function encodeHeader(keyId: Buffer, segmentSize: number, salt: Buffer, noncePrefix: Buffer): Buffer {
-  const out = Buffer.alloc(FIXED_PREFIX + keyId.length + SALT_LENGTH + NONCE_PREFIX_LENGTH);
+/** Header length of a version-2 part for a key id and part id. */
+export function partHeaderLengthFor(keyId: string, partId: string): number {
+  return headerLengthFor(keyId) + PART_FIELDS + utf8Id(partId, 'partId', MAX_PART_ID_LENGTH).length;
+}
+
+function encodeHeader(keyId: Buffer, segmentSize: number, salt: Buffer, noncePrefix: Buffer, part?: { offset: number; id: Buffer }): Buffer {
+  const base = FIXED_PREFIX + keyId.length + SALT_LENGTH + NONCE_PREFIX_LENGTH;
+  const out = Buffer.alloc(base + (part ? PART_FIELDS + part.id.length : 0));
   MAGIC.copy(out, 0);
-  out.writeUInt8(FORMAT_VERSION, 4);
+  out.writeUInt8(part ? PART_FORMAT_VERSION : FORMAT_VERSION, 4);
   out.writeUInt32BE(segmentSize, 5);
   out.writeUInt8(keyId.length, 9);
   keyId.copy(out, FIXED_PREFIX);
   salt.copy(out, FIXED_PREFIX + keyId.length);
   noncePrefix.copy(out, FIXED_PREFIX + keyId.length + SALT_LENGTH);
+  if (part) {
+    out.writeBigUInt64BE(BigInt(part.offset), base);
+    out.writeUInt8(part.id.length, base + 8);
+    part.id.copy(out, base + PART_FIELDS);
+  }
   return out;
 }
+
+/**
+ * How many bytes the header at the start of `buf` occupies, as far as `buf` tells: the exact length
+ * once the length fields are in `buf`, else a lower bound larger than `buf.length` (read more and ask
+ * again). Unknown versions report the version-1 length and are refused by `readHeader`.
+ */
+function headerLengthIn(buf: Buffer): number {
+  if (buf.length < FIXED_PREFIX) return FIXED_PREFIX;
+  const base = FIXED_PREFIX + buf.readUInt8(9) + SALT_LENGTH + NONCE_PREFIX_LENGTH;
+  if (buf.readUInt8(4) !== PART_FORMAT_VERSION) return base;
+  if (buf.length < base + PART_FIELDS) return base + PART_FIELDS;
+  return base + PART_FIELDS + buf.readUInt8(base + 8);
+}
+
+const strictUtf8 = (bytes: Buffer): string => new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
 
 /**
  * Parses the header at the start of `buf` (which may hold more bytes: the rest is ignored).
@@ -184,29 +251,44 @@ export function readHeader(buf: Buffer): { header: BlobHeader; headerLength: num
   if (buf.length < FIXED_PREFIX) throw integrityError('truncated header');
   if (!buf.subarray(0, 4).equals(MAGIC)) throw integrityError('bad magic');
   const version = buf.readUInt8(4);
-  if (version !== FORMAT_VERSION) throw integrityError('unsupported version', { version });
+  if (version !== FORMAT_VERSION && version !== PART_FORMAT_VERSION) throw integrityError('unsupported version', { version });
   const segmentSize = buf.readUInt32BE(5);
   if (segmentSize < MIN_SEGMENT_SIZE || segmentSize > MAX_SEGMENT_SIZE) throw integrityError('bad segment size', { segmentSize });
   const keyIdLength = buf.readUInt8(9);
   if (keyIdLength === 0) throw integrityError('empty key id');
-  const headerLength = FIXED_PREFIX + keyIdLength + SALT_LENGTH + NONCE_PREFIX_LENGTH;
+  const base = FIXED_PREFIX + keyIdLength + SALT_LENGTH + NONCE_PREFIX_LENGTH;
+  if (buf.length < (version === PART_FORMAT_VERSION ? base + PART_FIELDS : base)) throw integrityError('truncated header');
+  const headerLength = headerLengthIn(buf);
   if (buf.length < headerLength) throw integrityError('truncated header');
   let keyId: string;
   try {
-    keyId = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(buf.subarray(FIXED_PREFIX, FIXED_PREFIX + keyIdLength));
+    keyId = strictUtf8(buf.subarray(FIXED_PREFIX, FIXED_PREFIX + keyIdLength));
   } catch (err) {
     throw integrityError('key id is not UTF-8', {}, err);
   }
   const bytes = Buffer.from(buf.subarray(0, headerLength));
   const saltAt = FIXED_PREFIX + keyIdLength;
+  let part: { offset: number; id: string } | undefined;
+  if (version === PART_FORMAT_VERSION) {
+    const offset = bytes.readBigUInt64BE(base);
+    const idLength = bytes.readUInt8(base + 8);
+    if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw integrityError('part offset out of range');
+    if (idLength === 0 || idLength > MAX_PART_ID_LENGTH) throw integrityError('bad part id length', { idLength });
+    try {
+      part = { offset: Number(offset), id: strictUtf8(bytes.subarray(base + PART_FIELDS, headerLength)) };
+    } catch (err) {
+      throw integrityError('part id is not UTF-8', {}, err);
+    }
+  }
   return {
     header: {
       version,
       segmentSize,
       keyId,
       salt: bytes.subarray(saltAt, saltAt + SALT_LENGTH),
-      noncePrefix: bytes.subarray(saltAt + SALT_LENGTH, headerLength),
+      noncePrefix: bytes.subarray(saltAt + SALT_LENGTH, saltAt + SALT_LENGTH + NONCE_PREFIX_LENGTH),
       bytes,
+      ...(part ? { part } : {}),
     },
     headerLength,
   };
@@ -292,17 +374,28 @@ export function planRange(header: Pick<BlobHeader, 'segmentSize' | 'bytes'>, pla
   };
 }
 
-function deriveBlobKey(tenantKey: Buffer, salt: Buffer, blobId: Buffer): Buffer {
+function deriveBlobKey(tenantKey: Buffer, salt: Buffer, blobId: Buffer, part?: { offset: number; id: Buffer }): Buffer {
   // RFC 5869: a fresh random salt per blob gives every blob its own key, so the 96-bit GCM nonces
   // (prefix || counter || flag) never repeat under one key even across 2^32+ blobs per tenant key.
-  return Buffer.from(hkdfSync('sha256', tenantKey, salt, Buffer.concat([HKDF_INFO_LABEL, blobId]), KEY_LENGTH));
+  // Version 2 also binds the part's place (offset) and identity (id) into the key: a part presented at
+  // another offset, as another part, or under another asset derives another key and fails.
+  let info: Buffer;
+  if (part) {
+    const fields = Buffer.alloc(PART_FIELDS);
+    fields.writeBigUInt64BE(BigInt(part.offset), 0);
+    fields.writeUInt8(part.id.length, 8);
+    info = Buffer.concat([HKDF_INFO_LABEL_V2, fields, part.id, blobId]);
+  } else {
+    info = Buffer.concat([HKDF_INFO_LABEL, blobId]);
+  }
+  return Buffer.from(hkdfSync('sha256', tenantKey, salt, info, KEY_LENGTH));
 }
 
-function nonceFor(prefix: Buffer, index: number, last: boolean): Buffer {
+function nonceFor(prefix: Buffer, index: number, flag: number): Buffer {
   const nonce = Buffer.allocUnsafe(12);
   prefix.copy(nonce, 0, 0, NONCE_PREFIX_LENGTH);
   nonce.writeUInt32BE(index, NONCE_PREFIX_LENGTH);
-  nonce.writeUInt8(last ? 1 : 0, 11);
+  nonce.writeUInt8(flag, 11);
   return nonce;
 }
 
@@ -394,6 +487,9 @@ class Encryptor extends Transform {
   private readonly segmentSize: number;
   private index = 0;
   private headerSent = false;
+  /** Plaintext bytes taken so far (a part's final flag depends on where it ends). */
+  private total = 0;
+  private readonly part: { offset: number; assetSize: number } | undefined;
   /** Reused for segments that span input chunks (cipher.update copies, so reuse is safe). */
   private readonly scratch: Buffer;
 
@@ -410,14 +506,23 @@ class Encryptor extends Transform {
     if (salt.length !== SALT_LENGTH || prefix.length !== NONCE_PREFIX_LENGTH) throw new RangeError('random returned the wrong number of bytes');
     this.segmentSize = segmentSize;
     this.scratch = Buffer.allocUnsafe(segmentSize);
-    this.header = encodeHeader(keyId, segmentSize, salt, prefix);
+    let part: { offset: number; id: Buffer } | undefined;
+    if (opts.part) {
+      const { offset, assetSize } = opts.part;
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(assetSize) || offset < 0 || offset > assetSize) throw new RangeError('part offset must be within the asset size');
+      part = { offset, id: utf8Id(opts.part.id, 'partId', MAX_PART_ID_LENGTH) };
+      this.part = { offset, assetSize };
+    }
+    this.header = encodeHeader(keyId, segmentSize, salt, prefix, part);
     this.prefix = Buffer.from(prefix);
-    this.blobKey = deriveBlobKey(opts.key, salt, blobId);
+    this.blobKey = deriveBlobKey(opts.key, salt, blobId, part);
   }
 
   private seal(plaintext: Buffer, last: boolean): void {
     if (this.index >= MAX_SEGMENTS) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The media is too large to encrypt.');
-    const cipher = createCipheriv('aes-256-gcm', this.blobKey, nonceFor(this.prefix, this.index, last), { authTagLength: TAG_LENGTH });
+    // A part's last segment says whether the part ends the asset: known only now, at the end of input.
+    const flag = !last ? FLAG_MIDDLE : this.part && this.part.offset + this.total === this.part.assetSize ? FLAG_FINAL : FLAG_LAST;
+    const cipher = createCipheriv('aes-256-gcm', this.blobKey, nonceFor(this.prefix, this.index, flag), { authTagLength: TAG_LENGTH });
     cipher.setAAD(this.header);
     const ct = cipher.update(plaintext);
     cipher.final();
@@ -435,6 +540,8 @@ class Encryptor extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
       this.sendHeader();
+      this.total += chunk.length;
+      if (this.part && this.part.offset + this.total > this.part.assetSize) throw new RangeError('the part runs past the asset size');
       this.queue.push(chunk);
       // Hold back a full segment until at least one more byte arrives: only then do we know it is
       // not the last one (the writer never learns the total size in advance).
@@ -482,6 +589,8 @@ class SegmentOpener {
   constructor(
     private readonly blobKey: Buffer,
     private readonly header: BlobHeader,
+    /** The flag the last segment must carry: 1, or 2 for the final part of a version-2 asset. */
+    private readonly lastFlag: number,
   ) {}
 
   open(ciphertext: Buffer, index: number, last: boolean): Buffer {
@@ -489,7 +598,7 @@ class SegmentOpener {
     if (index >= MAX_SEGMENTS) throw integrityError('too many segments', { segment: index });
     const body = ciphertext.length - TAG_LENGTH;
     try {
-      const decipher = createDecipheriv('aes-256-gcm', this.blobKey, nonceFor(this.header.noncePrefix, index, last), { authTagLength: TAG_LENGTH });
+      const decipher = createDecipheriv('aes-256-gcm', this.blobKey, nonceFor(this.header.noncePrefix, index, last ? this.lastFlag : FLAG_MIDDLE), { authTagLength: TAG_LENGTH });
       decipher.setAAD(this.header.bytes);
       decipher.setAuthTag(ciphertext.subarray(body));
       const pt = decipher.update(ciphertext.subarray(0, body));
@@ -506,10 +615,22 @@ class SegmentOpener {
   }
 }
 
-async function openerFor(header: BlobHeader, keyFor: KeyLookup, blobId: Buffer): Promise<SegmentOpener> {
+async function openerFor(header: BlobHeader, keyFor: KeyLookup, blobId: Buffer, expected: PartExpectation | undefined): Promise<SegmentOpener> {
+  // Which kind of object this is comes from the database, never from the blob: a part presented as a
+  // whole blob (or the reverse) is refused before any key is looked up.
+  if (header.part && !expected) throw integrityError('a part presented as a whole blob');
+  if (!header.part && expected) throw integrityError('a whole blob presented as a part');
+  let part: { offset: number; id: Buffer } | undefined;
+  if (expected && header.part) {
+    if (header.part.offset !== expected.offset || header.part.id !== expected.id) {
+      throw integrityError('part identity mismatch', { offset: header.part.offset, expectedOffset: expected.offset });
+    }
+    // The key is derived from the manifest's values (equal to the header's, checked above).
+    part = { offset: expected.offset, id: utf8Id(expected.id, 'partId', MAX_PART_ID_LENGTH) };
+  }
   const tenantKey = await keyFor(header.keyId);
   checkKey(tenantKey);
-  return new SegmentOpener(deriveBlobKey(tenantKey, header.salt, blobId), header);
+  return new SegmentOpener(deriveBlobKey(tenantKey, header.salt, blobId, part), header, expected?.final ? FLAG_FINAL : FLAG_LAST);
 }
 
 /**
@@ -526,6 +647,7 @@ class Decryptor extends Transform {
   private scratch: Buffer | undefined;
   private readonly blobId: Buffer;
   private readonly keyFor: KeyLookup;
+  private readonly part: PartExpectation | undefined;
   private header: BlobHeader | undefined;
   private opener: SegmentOpener | undefined;
   private index = 0;
@@ -534,19 +656,21 @@ class Decryptor extends Transform {
     super({ readableHighWaterMark: SEGMENT_SIZE, writableHighWaterMark: SEGMENT_SIZE });
     this.blobId = utf8Id(opts.blobId, 'blobId', MAX_BLOB_ID_LENGTH);
     this.keyFor = opts.keyFor;
+    this.part = opts.part;
   }
 
   /** Consumes the header once it is complete; resolves false while more bytes are needed. */
   private async takeHeader(final: boolean): Promise<boolean> {
     if (this.opener) return true;
     const have = this.queue.length;
-    const need = have < FIXED_PREFIX ? FIXED_PREFIX : FIXED_PREFIX + this.queue.peek(FIXED_PREFIX).readUInt8(9) + SALT_LENGTH + NONCE_PREFIX_LENGTH;
+    const head = this.queue.peek(Math.min(have, HEADER_MAX_LENGTH));
+    const need = headerLengthIn(head);
     // At the end of input, let readHeader report what is wrong (bad magic first, else truncation).
     if (have < need && !final) return false;
-    const { header, headerLength } = readHeader(this.queue.peek(Math.min(have, need)));
+    const { header, headerLength } = readHeader(head);
     this.queue.take(headerLength);
     this.header = header;
-    this.opener = await openerFor(header, this.keyFor, this.blobId);
+    this.opener = await openerFor(header, this.keyFor, this.blobId, this.part);
     return true;
   }
 
@@ -614,6 +738,8 @@ export interface DecryptRangeOptions {
   keyFor: KeyLookup;
   /** The blob's identity (from the database). */
   blobId: string;
+  /** For a version-2 part: what the manifest says it is (see {@link DecryptOptions.part}). */
+  part?: PartExpectation;
 }
 
 class RangeDecryptor extends Transform {
@@ -692,7 +818,7 @@ class RangeDecryptor extends Transform {
   }
 
   private async ready(): Promise<void> {
-    this.opener ??= await openerFor(this.opts.header, this.opts.keyFor, this.blobId);
+    this.opener ??= await openerFor(this.opts.header, this.opts.keyFor, this.blobId, this.opts.part);
   }
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
@@ -724,6 +850,8 @@ export interface OpenRangeOptions {
   end: number;
   keyFor: KeyLookup;
   blobId: string;
+  /** For a version-2 part: what the manifest says it is. */
+  part?: PartExpectation;
 }
 
 /**
@@ -769,8 +897,108 @@ export async function openRange(opts: OpenRangeOptions): Promise<{ stream: Reada
   const { header } = readHeader(await readAtMost(await storedRange(opts, 0, HEADER_MAX_LENGTH - 1), HEADER_MAX_LENGTH));
   const plan = planRange(header, opts.plaintextSize, opts.start, opts.end);
   const source = await storedRange(opts, plan.cipherStart, plan.cipherEnd);
-  const out = decryptRange({ header, plan, keyFor: opts.keyFor, blobId: opts.blobId });
+  const out = decryptRange({ header, plan, keyFor: opts.keyFor, blobId: opts.blobId, ...(opts.part ? { part: opts.part } : {}) });
   // pipeline destroys `out` with the source's error, so a failed read surfaces on the returned stream.
   pipeline(source, out, () => undefined);
   return { stream: out, plan };
+}
+
+/** One part of a version-2 asset, as its manifest lists it, with a way to read its stored bytes. */
+export interface StoredPart {
+  /** The part's random id (bound into its key). */
+  id: string;
+  /** Plaintext offset of its first byte in the asset. */
+  offset: number;
+  /** Plaintext bytes in the part (at least 1). */
+  size: number;
+  /** Reads bytes `[start, end]` of the stored part (the whole object without a range). */
+  get(range?: { start: number; end: number }): Promise<Readable>;
+}
+
+/** Options of {@link openParts}. */
+export interface OpenPartsOptions {
+  /** The manifest, in order: it must tile `[0, plaintextSize)` exactly. */
+  parts: readonly StoredPart[];
+  /** The asset's plaintext size, from the database. */
+  plaintextSize: number;
+  /** First plaintext byte wanted (default 0). */
+  start?: number;
+  /** Last plaintext byte wanted, inclusive (default the last byte; clamped). */
+  end?: number;
+  keyFor: KeyLookup;
+  /** The asset id. */
+  blobId: string;
+}
+
+/**
+ * Checks that a manifest tiles `[0, plaintextSize)`: offsets in order, each part starting where the
+ * previous ended, no empty part, the last one ending at the size.
+ *
+ * @throws AppError `ERR_INTEGRITY` otherwise.
+ */
+export function checkManifest(parts: readonly Pick<StoredPart, 'offset' | 'size' | 'id'>[], plaintextSize: number): void {
+  let expected = 0;
+  for (const p of parts) {
+    if (p.offset !== expected || !Number.isSafeInteger(p.size) || p.size < 1) throw integrityError('manifest does not tile the asset', { offset: p.offset, expected });
+    expected += p.size;
+  }
+  if (expected !== plaintextSize) throw integrityError('manifest does not add up to the asset size', { expected, plaintextSize });
+}
+
+/** A part the manifest lists must exist: a missing or short object is damage, not a client error. */
+async function storedPart(part: StoredPart, range?: { start: number; end: number }): Promise<Readable> {
+  try {
+    return await part.get(range);
+  } catch (err) {
+    if (err instanceof AppError && (err.code === 'ERR_NOT_FOUND' || err.code === 'ERR_RANGE_NOT_SATISFIABLE')) throw integrityError('a listed part is missing or short', { offset: part.offset }, err);
+    throw err;
+  }
+}
+
+/**
+ * Reads plaintext bytes `[start, end]` of an asset stored as version-2 parts (docs/encryption-format.md,
+ * "Version 2"). Only the parts the range touches are fetched, one after the other; a part read whole
+ * costs one store read, a part read in part two (header, then the needed segments). Each part is
+ * opened with the identity the manifest gives it (asset id, offset, id, final or not), so a part that
+ * is missing, moved, reordered, duplicated, cut, from another upload or org, or a manifest that drops
+ * trailing parts, makes the stream error with `ERR_INTEGRITY` before any of its bytes are emitted.
+ *
+ * @throws AppError `ERR_RANGE_NOT_SATISFIABLE` for a range outside the asset, `ERR_INTEGRITY` for a
+ *   manifest that does not tile the asset.
+ */
+export function openParts(opts: OpenPartsOptions): { stream: Readable; start: number; end: number } {
+  const size = opts.plaintextSize;
+  checkManifest(opts.parts, size);
+  const start = opts.start ?? 0;
+  let end = opts.end ?? size - 1;
+  if (opts.start !== undefined || opts.end !== undefined) checkRange(size, start, end);
+  end = Math.min(end, size - 1);
+  const { parts, keyFor, blobId } = opts;
+  async function* plaintext(): AsyncGenerator<Buffer> {
+    for (let k = 0; k < parts.length; k++) {
+      const part = parts[k]!;
+      if (part.offset + part.size <= start || part.offset > end) continue;
+      const expected: PartExpectation = { id: part.id, offset: part.offset, final: k === parts.length - 1 };
+      const lo = Math.max(start, part.offset) - part.offset;
+      const hi = Math.min(end, part.offset + part.size - 1) - part.offset;
+      let stream: Readable;
+      if (lo === 0 && hi === part.size - 1) {
+        const source = await storedPart(part);
+        const dec = decryptStream({ keyFor, blobId, part: expected });
+        pipeline(source, dec, () => undefined);
+        stream = dec;
+      } else {
+        ({ stream } = await openRange({ get: (r) => storedPart(part, r), plaintextSize: part.size, start: lo, end: hi, keyFor, blobId, part: expected }));
+      }
+      let n = 0;
+      for await (const chunk of stream) {
+        n += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+      // The inner STREAM already ends where the part was sealed; this catches a manifest size that
+      // disagrees with it (only possible if the database row was edited).
+      if (n !== hi - lo + 1) throw integrityError('part length differs from its manifest entry', { offset: part.offset });
+    }
+  }
+  return { stream: size === 0 ? Readable.from([]) : Readable.from(plaintext(), { objectMode: false }), start, end };
 }

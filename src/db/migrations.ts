@@ -18,6 +18,7 @@ import { scopes } from './migrations/0011_scopes.js';
 import { usageOutputs } from './migrations/0013_usage_outputs.js';
 import { erasure } from './migrations/0014_erasure.js';
 import { video } from './migrations/0015_video.js';
+import { assetParts } from './migrations/0016_asset_parts.js';
 import { assetLabels } from './migrations/0021_asset_labels.js';
 import { legalHold } from './migrations/0022_legal_hold.js';
 
@@ -38,6 +39,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0013_usage_outputs': usageOutputs,
   '0014_erasure': erasure,
   '0015_video': video,
+  '0016_asset_parts': assetParts,
   '0021_asset_labels': assetLabels,
   '0022_legal_hold': legalHold,
 };

@@ -116,6 +116,8 @@ export interface AssetsTable {
   /** Under legal hold (0022): not deletable, not expired by retention. */
   legal_hold: ColumnType<boolean, boolean | undefined, boolean>;
   blob_key: string;
+  /** Manifest of an asset stored as version-2 parts (migration 0016), null for one blob. */
+  parts: ColumnType<unknown, string | null | undefined, string | null>;
   tenant_key_id: string;
   created_by: string | null;
   created_at: Timestamp;

@@ -71,14 +71,18 @@ async function keysUnder(store: BlobStore, prefix: string): Promise<string[]> {
   return out;
 }
 
-/** A store that can be told to fail deletes of upload parts (a crash at that point, seen from outside). */
-function flaky(inner: BlobStore): BlobStore & { failPartDeletes: boolean } {
+/** A store that can be told to fail reads of stored parts (a completion dying mid-way, seen from outside). */
+function flaky(inner: BlobStore): BlobStore & { failPartDeletes: boolean; failPartReads: boolean } {
   const s = {
     failPartDeletes: false,
+    failPartReads: false,
     kind: inner.kind,
     supports: inner.supports.bind(inner),
     put: inner.put.bind(inner),
-    get: inner.get.bind(inner),
+    async get(key: string, range?: { start: number; end: number }) {
+      if (s.failPartReads && key.includes('/parts/')) throw new Error('simulated crash');
+      return inner.get(key, range);
+    },
     head: inner.head.bind(inner),
     list: inner.list.bind(inner),
     async delete(key: string) {
@@ -128,6 +132,18 @@ for (const kind of DB_KINDS) {
     const assetCount = async (orgId: string) => Number((await superQuery(t, 'SELECT count(*)::int AS n FROM assets WHERE org_id = $1', [orgId]))[0]!.n);
     const uploadRow = async (id: string) => (await superQuery(t, 'SELECT * FROM uploads WHERE id = $1', [id]))[0];
     const idOf = (url: string) => url.split('/').pop()!;
+    /** Stored parts whose asset id belongs to neither an asset nor an upload. */
+    const unownedParts = async () => {
+      const out: string[] = [];
+      for (const key of await keysUnder(store, `orgs/${a.orgId}/parts/`)) {
+        const id = key.split('/')[3]!;
+        const owners = await superQuery(t, 'SELECT 1 FROM assets WHERE id = $1 UNION ALL SELECT 1 FROM uploads WHERE target_asset_id = $1', [id]);
+        if (owners.length === 0) out.push(key);
+      }
+      return out;
+    };
+    /** Where an upload's parts live: under the asset it becomes (fixed when the upload is created). */
+    const partsOf = async (url: string) => `orgs/${a.orgId}/parts/${(await uploadRow(idOf(url)))!.target_asset_id}/`;
 
     test('OPTIONS advertises tus 1.0 with checksum (sha1, sha256), expiration and termination, without a credential', async () => {
       const r = await tusFetch(s, 'OPTIONS', '/v1/uploads', undefined);
@@ -160,8 +176,9 @@ for (const kind of DB_KINDS) {
       assert.equal(meta.body.width, 1024);
       assert.equal(meta.body.height, 1024);
       assert.equal(meta.body.filename, 'photo.png');
-      // The parts are gone; HEAD keeps answering with the asset id.
+      // The parts became the asset as they were (no legacy upload blobs); HEAD keeps answering with the asset id.
       assert.deepEqual(await keysUnder(store, `uploads/${a.orgId}/`), []);
+      assert.ok((await keysUnder(store, `orgs/${a.orgId}/parts/${assetId}/`)).length >= 2);
       const head = await tusFetch(s, 'HEAD', url, a.key);
       assert.equal(head.status, 200);
       assert.equal(head.headers.get('upload-offset'), String(png.length));
@@ -176,7 +193,7 @@ for (const kind of DB_KINDS) {
       const url = await create(s, a.key, png.length);
       const half = Math.floor(png.length / 2);
       assert.equal((await patch(s, url, a.key, 0, png.subarray(0, half))).status, 204);
-      const keys = await keysUnder(store, `uploads/${a.orgId}/${idOf(url)}/`);
+      const keys = await keysUnder(store, await partsOf(url));
       assert.equal(keys.length, 1);
       const stored: Buffer[] = [];
       for await (const c of await store.get(keys[0]!)) stored.push(c as Buffer);
@@ -264,7 +281,7 @@ for (const kind of DB_KINDS) {
       assert.equal(wrong.body.code, 'ERR_CHECKSUM_MISMATCH');
       assert.match(wrong.headers.get('content-type')!, /application\/problem\+json/);
       assert.equal((await tusFetch(s, 'HEAD', url, a.key)).headers.get('upload-offset'), '0');
-      assert.deepEqual(await keysUnder(store, `uploads/${a.orgId}/${idOf(url)}/`), [], 'the refused chunk left no part');
+      assert.deepEqual(await keysUnder(store, await partsOf(url)), [], 'the refused chunk left no part');
 
       const unsupported = await patch(s, url, a.key, 0, first, { 'upload-checksum': `md5 ${createHash('md5').update(first).digest('base64')}` });
       assert.equal(unsupported.status, 400);
@@ -292,7 +309,7 @@ for (const kind of DB_KINDS) {
         assert.equal(r.body.code, 'ERR_UPLOAD_OFFSET_MISMATCH');
       }
       assert.equal((await tusFetch(s, 'HEAD', url, a.key)).headers.get('upload-offset'), '50000');
-      assert.equal((await keysUnder(store, `uploads/${a.orgId}/${idOf(url)}/`)).length, 1);
+      assert.equal((await keysUnder(store, await partsOf(url))).length, 1);
       assert.equal((await patch(s, url, a.key, 50_000, data.subarray(50_000))).status, 204);
     });
 
@@ -339,6 +356,7 @@ for (const kind of DB_KINDS) {
       assert.ok(url);
       assert.equal(await assetCount(a.orgId), before);
       assert.deepEqual(await keysUnder(store, `uploads/${a.orgId}/`), []);
+      assert.deepEqual(await unownedParts(), [], 'the refused parts are gone');
       assert.equal(await uploadRow(idOf(url)), undefined);
       assert.equal((await tusFetch(s, 'HEAD', url, a.key)).status, 404);
     });
@@ -372,8 +390,10 @@ for (const kind of DB_KINDS) {
     test('DELETE terminates an upload: its parts and record are gone and it answers 404 afterwards', async () => {
       const url = await create(s, a.key, 100_000);
       assert.equal((await patch(s, url, a.key, 0, png.subarray(0, 30_000))).status, 204);
+      const prefix = await partsOf(url);
+      assert.equal((await keysUnder(store, prefix)).length, 1);
       assert.equal((await tusFetch(s, 'DELETE', url, a.key)).status, 204);
-      assert.deepEqual(await keysUnder(store, `uploads/${a.orgId}/${idOf(url)}/`), []);
+      assert.deepEqual(await keysUnder(store, prefix), []);
       assert.equal(await uploadRow(idOf(url)), undefined);
       assert.equal((await tusFetch(s, 'HEAD', url, a.key)).status, 404);
       assert.equal((await patch(s, url, a.key, 30_000, png.subarray(30_000, 40_000))).status, 404);
@@ -385,6 +405,8 @@ for (const kind of DB_KINDS) {
       assert.ok(Math.abs(expires - (Date.now() + 24 * 3600_000)) < 60_000, 'Upload-Expires is 24 h away');
       const url = new URL(created.headers.get('location')!, s.url).toString();
       assert.equal((await patch(s, url, a.key, 0, png.subarray(0, 30_000))).status, 204);
+      const prefix = await partsOf(url);
+      assert.equal((await keysUnder(store, prefix)).length, 1);
       const sweepDeps = { db: t.db, store, keyring: s.keyring, config: s.config, now: () => Date.now() + clockOffset };
       assert.equal(await sweepExpiredUploads(sweepDeps), 0, 'nothing is due yet');
       clockOffset = 24 * 3600_000 + 1000;
@@ -396,51 +418,45 @@ for (const kind of DB_KINDS) {
       } finally {
         clockOffset = 0;
       }
-      assert.deepEqual(await keysUnder(store, `uploads/${a.orgId}/${idOf(url)}/`), []);
+      assert.deepEqual(await keysUnder(store, prefix), []);
       assert.equal(await uploadRow(idOf(url)), undefined);
       assert.equal((await tusFetch(s, 'HEAD', url, a.key)).status, 404);
     });
 
-    test('a completion interrupted after the asset was created is finished by the next HEAD without a duplicate asset, and the sweeper removes leftover parts', async () => {
+    test('a completion that dies before recording its asset is finished by the next HEAD (hashing the stored parts), and a stray part beside the upload is removed', async () => {
       const data = await pngOfSize(120_000);
       const url = await create(s, a.key, data.length);
       assert.equal((await patch(s, url, a.key, 0, data.subarray(0, 60_000))).status, 204);
-      store.failPartDeletes = true;
+      const prefix = await partsOf(url);
+      // What a PATCH killed between its put and its commit leaves: a part no row lists.
+      const stray = `${prefix}0000000000060000-strayStray00`;
+      await store.put(stray, (await import('node:stream')).Readable.from([Buffer.from('junk')]));
+      const count = await assetCount(a.orgId);
+      store.failPartReads = true;
       let crashed;
       try {
         crashed = await patch(s, url, a.key, 60_000, data.subarray(60_000));
       } finally {
-        store.failPartDeletes = false;
+        store.failPartReads = false;
       }
       assert.equal(crashed.status, 500);
       assert.equal(crashed.body.code, 'ERR_INTERNAL');
       const id = idOf(url);
-      const row = await uploadRow(id);
-      const assetId = row!.completed_asset_id as string;
-      assert.ok(assetId, 'the asset was recorded before the failure');
-      assert.equal((await keysUnder(store, `uploads/${a.orgId}/${id}/`)).length, 2, 'the parts are still there');
-      const count = await assetCount(a.orgId);
+      assert.equal((await uploadRow(id))!.completed_asset_id, null, 'nothing half-recorded');
+      assert.equal(await assetCount(a.orgId), count, 'no asset yet');
 
-      // Now pretend the process died between creating the asset and recording it on the upload.
-      await superQuery(t, `UPDATE uploads SET completed_asset_id = NULL, completing_at = now() - interval '1 hour' WHERE id = $1`, [id]);
+      // Now pretend the process died holding the completion lease.
+      await superQuery(t, `UPDATE uploads SET completing_at = now() - interval '1 hour' WHERE id = $1`, [id]);
       const head = await tusFetch(s, 'HEAD', url, a.key);
       assert.equal(head.status, 200);
-      assert.equal(head.headers.get('obscura-asset-id'), assetId, 'the existing asset is adopted');
-      assert.equal(await assetCount(a.orgId), count, 'no duplicate asset');
-      assert.deepEqual(await keysUnder(store, `uploads/${a.orgId}/${id}/`), []);
-
-      // Leftover parts of a completed upload (crash right after recording) are swept.
-      const url2 = await create(s, a.key, data.length);
-      store.failPartDeletes = true;
-      try {
-        assert.equal((await patch(s, url2, a.key, 0, data)).status, 500);
-      } finally {
-        store.failPartDeletes = false;
-      }
-      assert.equal((await keysUnder(store, `uploads/${a.orgId}/${idOf(url2)}/`)).length, 1);
-      await sweepExpiredUploads({ db: t.db, store, keyring: s.keyring, config: s.config });
-      assert.deepEqual(await keysUnder(store, `uploads/${a.orgId}/${idOf(url2)}/`), []);
-      assert.ok((await uploadRow(idOf(url2)))!.completed_asset_id);
+      const assetId = head.headers.get('obscura-asset-id');
+      assert.equal(assetId, (await uploadRow(id))!.target_asset_id, 'the asset the upload was created for');
+      assert.equal(await assetCount(a.orgId), count + 1, 'exactly one asset');
+      const meta = await api(s.url, 'GET', `/v1/assets/${assetId}`, { key: a.key });
+      assert.equal(meta.body.sha256, sha256(data), 'the digest computed from the stored parts (the in-process chain was spent)');
+      const keys = await keysUnder(store, prefix);
+      assert.equal(keys.length, 2, 'the two committed parts are the asset');
+      assert.ok(!keys.includes(stray), 'the stray part is gone');
     });
 
     test('a crashed completion never adopts another upload of identical bytes: each upload keeps its own asset, and deleting one leaves the other (regression: bob.mp4 became alice.mp4)', async () => {
@@ -448,17 +464,17 @@ for (const kind of DB_KINDS) {
       // Alice's upload completes normally.
       const alice = await tusUpload(s, a.key, data);
       assert.ok(alice.assetId);
-      // Bob uploads the same bytes with the same key; his completion "crashes" after his asset was
-      // created and before it was recorded on the upload (as a kill -9 would leave it).
+      // Bob uploads the same bytes with the same key; his completion "crashes" before his asset is
+      // recorded (as a kill -9 would leave it).
       const url = await create(s, a.key, data.length);
-      store.failPartDeletes = true;
+      store.failPartReads = true;
       try {
         assert.equal((await patch(s, url, a.key, 0, data)).status, 500);
       } finally {
-        store.failPartDeletes = false;
+        store.failPartReads = false;
       }
       const id = idOf(url);
-      const bobAsset = (await uploadRow(id))!.completed_asset_id as string;
+      const bobAsset = (await uploadRow(id))!.target_asset_id as string;
       assert.ok(bobAsset && bobAsset !== alice.assetId);
       await superQuery(t, `UPDATE uploads SET completed_asset_id = NULL, completing_at = now() - interval '1 hour' WHERE id = $1`, [id]);
       const started = Date.now();

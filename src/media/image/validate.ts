@@ -82,6 +82,45 @@ export class ContentCheck extends Transform {
   }
 }
 
+/** Reads plaintext bytes `[start, end]` (inclusive) of a stored file. */
+export type ReadAt = (start: number, end: number) => Promise<Buffer>;
+
+/** How much of a large image's head the header check reads first (metadata sits near the start). */
+const HEAD_CHECK_BYTES = 1024 * 1024;
+
+/**
+ * The same verdicts as {@link ContentCheck}, for a file already stored (a tus upload whose parts are
+ * the asset): reads only what the check needs instead of the whole file. Images up to
+ * {@link FULL_DECODE_MAX_BYTES} are read whole (they are decoded); larger images read their first
+ * MiB (all of the checked head only when the header lies further in); MP4/QuickTime read only the
+ * 8–16-byte header of each top-level box; WebM/Matroska read their first 64 KiB.
+ */
+export async function verifyStoredContent(mime: string, size: number, read: ReadAt, opts: { maxPixels: number }): Promise<ContentFacts> {
+  if (DECODABLE_IMAGES.has(mime)) {
+    if (size <= FULL_DECODE_MAX_BYTES) return verifyImage(mime, await read(0, size - 1), size, opts.maxPixels);
+    try {
+      return await verifyImage(mime, await read(0, HEAD_CHECK_BYTES - 1), size, opts.maxPixels);
+    } catch (err) {
+      if (!(err instanceof AppError && err.code === 'ERR_MEDIA_INVALID')) throw err;
+      // The streaming check keeps FULL_DECODE_MAX_BYTES + 1 bytes for the header: give it the same.
+      return verifyImage(mime, await read(0, FULL_DECODE_MAX_BYTES), size, opts.maxPixels);
+    }
+  }
+  if (BMFF.has(mime)) {
+    const walker = new BmffWalker();
+    for (let at = walker.wants; at !== null && at < size; at = walker.wants) {
+      walker.seek(at);
+      walker.push(await read(at, Math.min(size, at + 16) - 1));
+    }
+    const reason = walker.finish(size);
+    if (reason) throw invalid(mime, reason);
+  } else if (EBML.has(mime)) {
+    const reason = checkEbml(await read(0, Math.min(size, 64 * 1024) - 1), size);
+    if (reason) throw invalid(mime, reason);
+  }
+  return { width: null, height: null };
+}
+
 async function verifyImage(mime: string, bytes: Buffer, total: number, maxPixels: number): Promise<ContentFacts> {
   let meta: Metadata;
   try {
@@ -119,6 +158,16 @@ class BmffWalker {
   private toEnd = false;
   private error: string | null = null;
   readonly types: string[] = [];
+
+  /** Where the next byte the walker needs lies (the next box header), or null when it needs no more. */
+  get wants(): number | null {
+    return this.error || this.toEnd ? null : this.boxStart + this.headerBytes;
+  }
+
+  /** Continues at `position` (at most {@link wants}): the bytes before it are box bodies, never read. */
+  seek(position: number): void {
+    this.pos = position;
+  }
 
   push(chunk: Buffer): void {
     let off = 0;
