@@ -103,11 +103,19 @@ describe('orphaned blobs are swept by maintenance', () => {
       });
       assert.equal(patch.status, 204, await patch.text());
       const before = await keysOf(store);
-      const uploadKeys = before.filter((k) => k.startsWith(`uploads/${org.id}/`));
+      // An upload's parts are written under the asset it becomes (one-pass uploads, format version 2).
+      const uploadKeys = before.filter((k) => k.startsWith(`uploads/${org.id}/`) || k.startsWith(`orgs/${org.id}/parts/`));
+      assert.equal(uploadKeys.length, 1, 'the open upload has its first part');
 
       // What a kill between blob and row leaves: an asset blob, an upload segment and a staged
       // object without rows. And a key this code does not own.
-      const orphans = [`orgs/${org.id}/assets/ast_orphan${randomBytes(6).toString('hex')}`, `uploads/${org.id}/upl_gone/000000`, `staging/${org.id}/int_gone`];
+      const orphans = [
+        `orgs/${org.id}/assets/ast_orphan${randomBytes(6).toString('hex')}`,
+        `uploads/${org.id}/upl_gone/000000`,
+        `staging/${org.id}/int_gone`,
+        // A part of an upload whose row is gone (and which never became an asset).
+        `orgs/${org.id}/parts/ast_gone${randomBytes(6).toString('hex')}/0000000000000000-gone`,
+      ];
       for (const k of [...orphans, 'elsewhere/not-ours']) await store.put(k, Readable.from([randomBytes(64)]));
 
       // Swept once seen twice, at least 2 s apart (passes every 500 ms here; default 1 h and 1 min).
