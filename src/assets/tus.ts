@@ -2,13 +2,16 @@
  * Resumable uploads (tus 1.0: core, creation, creation-with-upload, expiration, checksum, termination)
  * over `@tus/server`, with a `DataStore` that never lets plaintext reach a disk or a bucket.
  *
- * How the bytes travel:
- * - Each PATCH body (and a creation-with-upload POST body) becomes one **part** per segment
- *   (`OBSCURA_UPLOAD_SEGMENT_BYTES`, 8 MiB; a body with `Upload-Checksum` stays one part, since only the
- *   whole body can be verified): it is encrypted as it arrives (AES-256-GCM STREAM, per-blob key derived from the org key with the part's storage key as
- *   blob id, so parts cannot be swapped or reordered) and stored with the store's atomic `put` under
- *   `uploads/<orgId>/<uploadId>/part-<offset>-<random>`. A killed server leaves at most an invisible
- *   temporary object, never a half part.
+ * How the bytes travel (one pass: every byte is encrypted once and written once; issue 12, item 2):
+ * - An upload fixes the id of the asset it becomes when it is created. Each PATCH body (and a
+ *   creation-with-upload POST body) becomes one **part** per segment (`OBSCURA_UPLOAD_SEGMENT_BYTES`,
+ *   8 MiB; a body with `Upload-Checksum` stays one part, since only the whole body can be verified),
+ *   sealed as it arrives in the asset's own layout (format version 2, docs/encryption-format.md: a
+ *   STREAM blob whose key binds the asset id, the part's offset and its random id, and whose last
+ *   segment says whether it ends the asset) and stored with the store's atomic `put` under
+ *   `orgs/<orgId>/parts/<assetId>/<offset>-<partId>`. A killed server leaves at most an invisible
+ *   temporary object or an unlisted part, never a half part, and never plaintext (a PATCH that ends
+ *   mid-segment simply ends its part there).
  * - The upload row (`uploads`, RLS) is the source of truth: the offset advances, and the part is
  *   listed, in one conditional UPDATE (`WHERE upload_offset = <expected>`) only after the put
  *   succeeded. That also serialises PATCHes across nodes: the loser gets 409 and its part is deleted.
@@ -17,12 +20,17 @@
  * - A client that disconnects mid-PATCH keeps what arrived (tus-node-server ends the body stream
  *   gracefully on abort, so the part is a whole authenticated ciphertext) and resumes from the new
  *   offset. With `Upload-Checksum` a partial body cannot be verified, so it is refused and dropped.
- * - When the offset reaches the length, the parts are decrypted and concatenated (streaming) into
- *   `ingest` (sniff → allowlist → limits → SHA-256 → encrypt → store), the parts are deleted and the
- *   asset id recorded. Refused content (415/413) leaves neither parts nor row nor asset.
+ * - The plaintext SHA-256 is computed as the parts stream in and continued from PATCH to PATCH in
+ *   this process ({@link DigestChains}); completion hashes the stored parts only when that chain broke.
+ * - When the offset reaches the length, completion is a metadata step (`adoptParts`): it reads only the
+ *   head the checks need (sniff → allowlist → decodable-upload check → video probe), then records the
+ *   asset row with the part list and marks the upload complete in one transaction. Refused content
+ *   (415/413/422) leaves neither parts nor row nor asset. Uploads begun before one-pass uploads (legacy
+ *   parts under `uploads/<orgId>/<uploadId>/`) still complete the old way: decrypted and re-encrypted
+ *   into a new asset through `ingest`.
  * - Completion holds a lease (`completing_at`, refreshed while it runs). If the process dies
- *   mid-completion, the next HEAD or `sweepExpiredUploads` takes over; if the crashed run had already
- *   created the asset, it is found by its plaintext SHA-256 and adopted rather than duplicated.
+ *   mid-completion, the next HEAD or `sweepExpiredUploads` takes over; nothing was recorded yet, so it
+ *   simply runs again for the same asset id.
  *
  * Request state (the verified principal, the parsed checksum, the asset id to return) travels into the
  * tus hooks and the store through `AsyncLocalStorage`, because tus calls the store without it.
