@@ -21,8 +21,15 @@ export interface BlobReference {
  */
 export async function referencedBlobs(trx: Tx): Promise<BlobReference[]> {
   const out: BlobReference[] = [];
-  const assets = await trx.selectFrom('assets').select(['org_id', 'blob_key']).where('deleted_at', 'is', null).execute();
-  for (const a of assets) out.push({ key: a.blob_key, orgId: a.org_id });
+  const assets = await trx.selectFrom('assets').select(['org_id', 'blob_key', 'parts']).where('deleted_at', 'is', null).execute();
+  for (const a of assets) {
+    // An asset stored as version-2 parts (a tus upload, migration 0016) is its parts; `blob_key` is
+    // then only their prefix.
+    const parts = (typeof a.parts === 'string' ? JSON.parse(a.parts) : a.parts) as { key?: unknown }[] | null;
+    if (Array.isArray(parts)) {
+      for (const p of parts) if (typeof p?.key === 'string') out.push({ key: p.key, orgId: a.org_id });
+    } else out.push({ key: a.blob_key, orgId: a.org_id });
+  }
   const uploads = await sql<{ org_id: string; parts: unknown }>`select org_id, parts from uploads where completed_asset_id is null`.execute(trx);
   for (const u of uploads.rows) {
     const parts = (typeof u.parts === 'string' ? JSON.parse(u.parts) : u.parts) as { key?: unknown }[];
@@ -41,7 +48,8 @@ export async function markBlobsGone(trx: Tx, keys: readonly string[], at: Date):
   const r = await trx
     .updateTable('assets')
     .set({ deleted_at: at })
-    .where('blob_key', 'in', [...keys])
+    // A parted asset is gone when any of its parts is.
+    .where((eb) => eb.or([eb('blob_key', 'in', [...keys]), ...keys.map((k) => eb(sql`parts`, '@>', sql`${JSON.stringify([{ key: k }])}::jsonb`))]))
     .where('deleted_at', 'is', null)
     .executeTakeFirst();
   return Number(r.numUpdatedRows);

@@ -30,7 +30,7 @@ import { loadAuditKeys, openAuditKey } from '../audit/keys.js';
 import { verifyAudit, type AuditReport } from '../audit/log.js';
 import { Keyring, TENANT_KEY_COLUMNS } from '../crypto/keyring.js';
 import type { MasterKeys } from '../crypto/master.js';
-import { decryptStream } from '../crypto/stream.js';
+import { decryptStream, openParts } from '../crypto/stream.js';
 import type { DatabaseHandle } from '../db/database.js';
 import { eraseOrg } from '../erasure/erasure.js';
 import { AppError, ConfigError } from '../errors.js';
@@ -194,16 +194,21 @@ async function reapplyErasures(db: DatabaseHandle, store: BlobStore, erased: Rea
 
 /** Decrypts up to `n` random live assets end to end and compares each with its recorded SHA-256. */
 async function decryptSample(db: DatabaseHandle, store: BlobStore, masterKeys: MasterKeys, n: number): Promise<{ checked: number; failed: string[] }> {
-  const rows = await sql<{ id: string; org_id: string; blob_key: string; sha256: string }>`
-    select id, org_id::text as org_id, blob_key, sha256 from assets where deleted_at is null order by random() limit ${n}`.execute(db.system);
+  const rows = await sql<{ id: string; org_id: string; blob_key: string; sha256: string; size: string | number; parts: unknown }>`
+    select id, org_id::text as org_id, blob_key, sha256, size, parts from assets where deleted_at is null order by random() limit ${n}`.execute(db.system);
   const keyring = new Keyring(db, masterKeys);
   const failed: string[] = [];
   for (const a of rows.rows) {
     const hash = createHash('sha256');
     try {
-      await pipeline(await store.get(a.blob_key), decryptStream({ keyFor: (keyId) => keyring.get(a.org_id, keyId), blobId: a.id }), async function* (source: AsyncIterable<Buffer>) {
+      const keyFor = (keyId: string) => keyring.get(a.org_id, keyId);
+      const sink = async function* (source: AsyncIterable<Buffer>) {
         for await (const c of source) hash.update(c);
-      });
+      };
+      // An asset stored as version-2 parts (a tus upload) reads through its part list.
+      const parts = (typeof a.parts === 'string' ? JSON.parse(a.parts) : a.parts) as Array<{ offset: number; size: number; id: string; key: string }> | null;
+      if (parts) await pipeline(openParts({ parts: parts.map((p) => ({ ...p, get: (r?: { start: number; end: number }) => store.get(p.key, r) })), plaintextSize: Number(a.size), keyFor, blobId: a.id }).stream, sink);
+      else await pipeline(await store.get(a.blob_key), decryptStream({ keyFor, blobId: a.id }), sink);
       if (hash.digest('hex') !== a.sha256) failed.push(a.id);
     } catch {
       failed.push(a.id);
