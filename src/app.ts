@@ -28,7 +28,7 @@ import { hkdfSync } from 'node:crypto';
 import { KeyVerifier } from './auth/keys.js';
 import { FailureTracker } from './auth/failures.js';
 import { installProblemHandlers, frameworkProblem, PROBLEM_SCHEMA } from './http/problem.js';
-import { declareRouteScopes, installAuth, type TokenVerifier } from './http/auth.js';
+import { credentialInMemory, declareRouteScopes, installAuth, type TokenVerifier } from './http/auth.js';
 import { installOptionalBodies } from './http/bodies.js';
 import { installCursors } from './http/pagination.js';
 import { installDrain, type Drain } from './http/drain.js';
@@ -107,7 +107,7 @@ export interface BuiltApp {
 export const API_VERSION = '0.1.0';
 
 /** Registers the perimeter plugins (docs/architecture.md, "A request, from route to blob"). */
-async function installPerimeter(app: FastifyInstance, config: Config, deps: AppDeps): Promise<Perimeter> {
+async function installPerimeter(app: FastifyInstance, config: Config, deps: AppDeps, keys: KeyVerifier): Promise<Perimeter> {
   const now = deps.now ?? Date.now;
   const metrics = createProcessMetrics();
   const meter = new UsageMeter({
@@ -132,7 +132,7 @@ async function installPerimeter(app: FastifyInstance, config: Config, deps: AppD
   await app.register(slowClientTimeouts, { settings: config.perimeter });
   await app.register(loadShedding, { settings: config.perimeter, metrics });
   await app.register(strictCors, { origins });
-  await app.register(rateLimits, { settings: config.perimeter, metrics });
+  await app.register(rateLimits, { settings: config.perimeter, metrics, credentialInMemory: credentialInMemory(keys) });
   await app.register(metering, { meter, metrics, metricsToken: config.perimeter.metricsToken });
   await app.register(quotaEnforcement, { quotas, metrics, now });
   return { meter, quotas, metrics, origins, exportAllowed: exportGuard({ quotas, metrics, now }) };
@@ -221,8 +221,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   // The perimeter (src/perimeter/), one plugin per concern, in request order. First: their app-level
   // onRequest hooks (shedding, CORS, failed-auth throttle) must run before auth's, and their onRoute
   // hooks must see every route registered below.
-  const perimeter = await installPerimeter(app, config, deps);
   const keys = new KeyVerifier(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
+  const perimeter = await installPerimeter(app, config, deps, keys);
   const failures = new FailureTracker(deps.db, { threshold: config.auth.burstThreshold, windowMs: config.auth.burstWindowMs, now: deps.now });
   const oauth = oauthRoutes(app, config, { db: deps.db, masterKeys: deps.masterKeys, failures, now: deps.now });
   // Access tokens are stateless: those of an org whose erasure has begun are refused (within the

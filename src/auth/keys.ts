@@ -10,7 +10,7 @@
 import type { DatabaseHandle, Tx } from '../db/database.js';
 import type { KeyKind, UserRole } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
-import { generateApiKey, parseApiKey, hashApiKey, displayApiKey } from '../crypto/apikey.js';
+import { API_KEY_PATTERN, generateApiKey, parseApiKey, hashApiKey, displayApiKey } from '../crypto/apikey.js';
 import { newId } from '../crypto/random.js';
 import { appendAudit } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
@@ -324,6 +324,17 @@ export class KeyVerifier {
 
   private now(): number {
     return this.opts.now ? this.opts.now() : Date.now();
+  }
+
+  /**
+   * True when `key` would be verified from this node's cache, with no database lookup (the rate
+   * limits then check the failed-auth budget after authentication, in the same round trip as the
+   * request's other windows). Touches nothing.
+   */
+  inMemory(key: string): boolean {
+    if (!API_KEY_PATTERN.test(key)) return false;
+    const hit = this.cache.get(hashApiKey(key));
+    return hit !== undefined && this.now() - hit.fetchedAt < this.opts.ttlMs;
   }
 
   /** Drops a key from this node's cache (after revoke or roll). */

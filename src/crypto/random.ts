@@ -1,6 +1,7 @@
 /**
  * Random identifiers and tokens. Everything comes from node:crypto's CSPRNG.
  */
+import * as nodeCrypto from 'node:crypto';
 import { randomBytes, randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
@@ -42,9 +43,13 @@ export function publicId(prefix: string): string {
   return `${prefix}_${randomBase62(22)}`;
 }
 
+const oneShotHash = (nodeCrypto as { hash?: (algorithm: string, data: string | Buffer, encoding: 'hex') => string }).hash;
+
 /** SHA-256 hex digest. */
 export function sha256Hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  // The one-shot form where Node has it (>= 20.12): a fraction of createHash's cost on the per-request
+  // key check (issue 12, item 4).
+  return oneShotHash ? oneShotHash('sha256', data, 'hex') : createHash('sha256').update(data).digest('hex');
 }
 
 /** Constant-time equality of two strings (false, in constant time for equal lengths, when they differ). */

@@ -1,32 +1,69 @@
 /**
- * Rate limits (docs/security-model.md, "Perimeter"):
- * - failed-auth throttle (app-level onRequest, authenticated routes, before auth): an IP with more
- *   than `authFailuresPerMinute` refused credentials in the current minute gets 429 without a
- *   database lookup (random-key floods cannot make every request cost a query);
- * - @fastify/rate-limit (ROUTE-level onRequest, which Fastify runs after every app-level onRequest
- *   hook, so the principal is known): keyed by the credential id once authenticated (`key:<keyId>`,
- *   `perKeyPerMinute`; publishable keys per key and client IP, `pk:<keyId>:<ip>`,
- *   `perPublishablePerMinute`), else by client IP (`ip:<ip or /64>`, `perIpPerMinute`). Keying by the
- *   verified id rather than a hash of the bearer text means a rolled key and its replacement, or an
- *   OAuth client's successive tokens, share nothing they should not, and an unverified string can
- *   never mint fresh buckets;
- * - the per-app limit (route-level, after the per-key one): `app:<appId>` (`perAppPerMinute`).
- * Per-route overrides: `config: { rateLimit: { max: 10, timeWindow: '1 minute' } }` or `rateLimit: false`.
+ * Rate limits (docs/security-model.md, "Perimeter"), fixed one-minute windows:
+ * - per credential, once authenticated: `key:<keyId>` (`perKeyPerMinute`); publishable keys per key
+ *   and client IP, `pk:<keyId>:<ip>` (`perPublishablePerMinute`). Keying by the verified id rather
+ *   than a hash of the bearer text means a rolled key and its replacement, or an OAuth client's
+ *   successive tokens, share nothing they should not, and an unverified string can never mint buckets;
+ * - per app, all its credentials together: `app:<appId>` (`perAppPerMinute`);
+ * - per client IP (`ip:<ip or /64>`, `perIpPerMinute`) on routes without authentication;
+ * - failed-auth throttle: an address with more than `authFailuresPerMinute` refused credentials in
+ *   the current minute gets 429 on authenticated routes, without a database lookup, so random-key
+ *   floods cannot make every request cost a query.
+ *
+ * Cost (issue 12, item 4): one counter operation per request — on Redis, one round trip running one
+ * atomic script over every window the request must pass (see rate-limit-store.ts). An authenticated
+ * request checks its failed-auth budget before authentication only when authenticating could cost a
+ * database lookup; when the credential is already verified in memory (the key cache), that check
+ * rides in the same script as the key and app windows, after authentication, with the same answer.
+ *
+ * Per-route overrides: `config: { rateLimit: { max: 10, timeWindow: 60_000 } }` (milliseconds; a
+ * budget of its own per client, or per credential on an authenticated route) or `rateLimit: false`.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
-import rateLimit, { normalizeIP } from '@fastify/rate-limit';
+import { normalizeIP } from '@fastify/rate-limit';
 import { AppError } from '../errors.js';
 import type { ProcessMetrics } from '../usage/metrics.js';
 import type { PerimeterSettings } from './settings.js';
-import { connectRedis, storeCtor } from './rate-limit-store.js';
-import { appendRouteHook } from './route-hooks.js';
+import { connectRedis, windowCounters, type WindowCheck, type WindowState } from './rate-limit-store.js';
 
 const WINDOW_MS = 60_000;
 
+type Scope = 'key' | 'app' | 'ip' | 'auth_failures';
+
+/** What the rate-limit plugin needs. */
+export interface RateLimitOptions {
+  settings: PerimeterSettings;
+  metrics: ProcessMetrics;
+  /**
+   * True when the request's credential is verified from memory (no database lookup at stake): its
+   * failed-auth check then joins the post-auth round trip instead of costing one of its own.
+   */
+  credentialInMemory?: (req: FastifyRequest) => boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The failed-auth budget was already checked before authentication. */
+    authFailuresChecked: boolean;
+  }
+}
+
+/** A route's own budget (`config.rateLimit`), validated at boot. */
+function routeOverride(route: RouteOptions): { max: number; windowMs: number; name: string } | false | null {
+  const cfg = route.config?.rateLimit as unknown;
+  if (cfg === undefined || cfg === null) return null;
+  if (cfg === false) return false;
+  const o = cfg as { max?: unknown; timeWindow?: unknown };
+  if (typeof o.max !== 'number' || !Number.isInteger(o.max) || o.max < 0 || typeof o.timeWindow !== 'number' || !(o.timeWindow > 0)) {
+    throw new Error(`route ${String(route.method)} ${route.url}: config.rateLimit must be false or { max: <integer>, timeWindow: <milliseconds> }`);
+  }
+  return { max: o.max, windowMs: Math.trunc(o.timeWindow), name: `route:${String(route.method)} ${route.url}:` };
+}
+
 /** The rate-limit plugin; connects to Redis at boot when `redisUrl` is set (refusing to start if it cannot). */
 export const rateLimits = fp(
-  async (app: FastifyInstance, opts: { settings: PerimeterSettings; metrics: ProcessMetrics }) => {
+  async (app: FastifyInstance, opts: RateLimitOptions) => {
     const p = opts.settings;
     const { metrics } = opts;
     const redis = p.redisUrl ? await connectRedis(p.redisUrl, p.redisCommandTimeoutMs) : null;
@@ -40,60 +77,79 @@ export const rateLimits = fp(
     app.addHook('onClose', async () => {
       if (redis) redis.disconnect();
     });
+    const counters = windowCounters(redis, 'obscura:rl:', onFallback);
+    app.decorateRequest('authFailuresChecked', false);
 
-    await app.register(rateLimit, {
-      global: true,
-      hook: 'onRequest',
-      enableDraftSpec: true,
-      timeWindow: WINDOW_MS,
-      max: (req: FastifyRequest) => (!req.principal ? p.perIpPerMinute : req.principal.kind === 'publishable' ? p.perPublishablePerMinute : p.perKeyPerMinute),
-      // A publishable key is shared by every visitor of a site: each client address gets its own budget,
-      // so one browser cannot use up everyone's (the per-app limit still bounds them together).
-      keyGenerator: (req: FastifyRequest) =>
-        !req.principal ? `ip:${normalizeIP(req.ip, 64)}` : req.principal.kind === 'publishable' ? `pk:${req.principal.keyId}:${normalizeIP(req.ip, 64)}` : `key:${req.principal.keyId}`,
-      store: storeCtor(redis, 'obscura:rl:', onFallback),
-      errorResponseBuilder: (req: FastifyRequest, ctx: { max: number; ttl: number }) => {
-        const scope = req.principal ? 'key' : 'ip';
-        metrics.rateLimited.inc({ limit: scope });
-        return rateLimited(scope, ctx.max, ctx.ttl);
-      },
-    });
-    const appLimiter = app.createRateLimit({ max: p.perAppPerMinute, timeWindow: WINDOW_MS, keyGenerator: (req) => `app:${req.principal!.appId}`, name: 'app' } as Parameters<typeof app.createRateLimit>[0]);
-    const authFailures = app.createRateLimit({ max: p.authFailuresPerMinute, timeWindow: WINDOW_MS, keyGenerator: (req) => `authfail:${normalizeIP(req.ip, 64)}`, name: 'authfail' } as Parameters<typeof app.createRateLimit>[0]);
+    const clientOf = (req: FastifyRequest) => normalizeIP(req.ip, 64);
+    const authFailureWindow = (req: FastifyRequest): WindowCheck => ({ key: `authfail:${clientOf(req)}`, max: p.authFailuresPerMinute, windowMs: WINDOW_MS, count: false });
 
-    // Failed-auth throttle, before auth (app-level; installAuth is installed after the perimeter).
+    const refuse = (scope: Scope, max: number, state: WindowState): never => {
+      metrics.rateLimited.inc({ limit: scope });
+      throw rateLimited(scope, max, state.ttl);
+    };
+
+    // Failed-auth throttle, before auth (app-level; installAuth is installed after the perimeter) —
+    // only when authenticating could cost a database lookup.
     app.addHook('onRequest', async (req) => {
       if (!req.routeOptions.config?.auth) return;
-      const r = await authFailures(req, { increment: false });
-      if (!r.isAllowed && r.isExceeded) {
-        metrics.rateLimited.inc({ limit: 'auth_failures' });
-        throw rateLimited('auth_failures', r.max, r.ttl);
-      }
+      if (opts.credentialInMemory?.(req)) return;
+      const w = authFailureWindow(req);
+      const [s] = await counters.check([w]);
+      req.authFailuresChecked = true;
+      if (s && s.current > w.max) refuse('auth_failures', w.max, s);
     });
     app.addHook('onResponse', async (req, reply) => {
-      if (!req.principal && req.routeOptions.config?.auth && (reply.statusCode === 401 || reply.statusCode === 403)) await authFailures(req).catch(() => undefined);
+      if (!req.principal && req.routeOptions.config?.auth && (reply.statusCode === 401 || reply.statusCode === 403)) {
+        await Promise.resolve(counters.check([{ ...authFailureWindow(req), max: Number.MAX_SAFE_INTEGER, count: true }])).catch(() => undefined);
+      }
     });
 
-    // Per-app limit: route-level, after the per-key hook (the principal is known).
-    appendRouteHook(app, async (req: FastifyRequest, reply: FastifyReply) => {
-      if (!req.principal || req.routeOptions.config?.rateLimit === false) return;
-      const r = await appLimiter(req);
-      if (r.isAllowed) return;
-      if (r.isExceeded) {
-        metrics.rateLimited.inc({ limit: 'app' });
-        throw rateLimited('app', r.max, r.ttl);
-      }
-      // Report the tightest limit (draft-ietf-httpapi-ratelimit-headers: the closest to exhaustion).
-      const current = Number(reply.getHeader('ratelimit-remaining') ?? Infinity);
-      if (r.remaining < current) {
-        reply.header('ratelimit-limit', r.max).header('ratelimit-remaining', r.remaining).header('ratelimit-reset', r.ttlInSeconds);
-      }
+    // Every window of a request in one check: route-level, so after authentication (the principal is known).
+    app.addHook('onRoute', (route) => {
+      const override = routeOverride(route);
+      if (override === false) return;
+      const authenticated = route.config?.auth === true;
+      const hook = async (req: FastifyRequest, reply: FastifyReply) => {
+        const principal = req.principal;
+        const windows: WindowCheck[] = [];
+        const scopes: Scope[] = [];
+        if (authenticated && principal && !req.authFailuresChecked) {
+          windows.push(authFailureWindow(req));
+          scopes.push('auth_failures');
+        }
+        const who = !principal ? `ip:${clientOf(req)}` : principal.kind === 'publishable' ? `pk:${principal.keyId}:${clientOf(req)}` : `key:${principal.keyId}`;
+        const max = override ? override.max : !principal ? p.perIpPerMinute : principal.kind === 'publishable' ? p.perPublishablePerMinute : p.perKeyPerMinute;
+        windows.push({ key: override ? override.name + who : who, max, windowMs: override ? override.windowMs : WINDOW_MS, count: true });
+        scopes.push(principal ? 'key' : 'ip');
+        if (principal) {
+          windows.push({ key: `app:${principal.appId}`, max: p.perAppPerMinute, windowMs: WINDOW_MS, count: true });
+          scopes.push('app');
+        }
+        const states = await counters.check(windows);
+        // Report the tightest limit (draft-ietf-httpapi-ratelimit-headers: the closest to exhaustion).
+        let tightest = -1;
+        for (let i = 0; i < states.length; i++) {
+          const s = states[i]!;
+          const w = windows[i]!;
+          if (s.current > w.max) refuse(scopes[i]!, w.max, s);
+          if (scopes[i] === 'auth_failures') continue;
+          if (tightest < 0 || w.max - s.current < windows[tightest]!.max - states[tightest]!.current) tightest = i;
+        }
+        if (tightest >= 0) {
+          const w = windows[tightest]!;
+          const s = states[tightest]!;
+          reply.header('ratelimit-limit', w.max).header('ratelimit-remaining', Math.max(0, w.max - s.current)).header('ratelimit-reset', Math.ceil(s.ttl / 1000));
+        }
+      };
+      // After every app-level onRequest hook (auth), before the hooks later plugins append (quotas).
+      const existing = route.onRequest;
+      route.onRequest = existing === undefined ? [hook] : Array.isArray(existing) ? [...existing, hook] : [existing as never, hook];
     });
   },
   { name: 'obscura-rate-limits' },
 );
 
-function rateLimited(scope: 'key' | 'app' | 'ip' | 'auth_failures', limit: number, ttlMs: number): AppError {
+function rateLimited(scope: Scope, limit: number, ttlMs: number): AppError {
   const retry = Math.max(1, Math.ceil(ttlMs / 1000));
   const what = { key: 'this credential', app: 'this app', ip: 'this client address', auth_failures: 'this client address after repeated failed authentications' }[scope];
   return new AppError('ERR_RATE_LIMITED', `Too many requests for ${what}; retry in ${retry} s.`, {

@@ -401,6 +401,44 @@ describe('rate limits shared through Redis', () => {
     }
   });
 
+  test('an authenticated request costs one Redis round trip for its key, app and failed-auth windows, and an address over its failed-auth budget is still refused with a valid key', async () => {
+    const a = await createTenant(t.db, 'OneTrip');
+    const s = await startPerimeterServer(t.db, {
+      env: { OBSCURA_RATE_LIMIT_PER_MINUTE: '50', OBSCURA_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: '2', OBSCURA_REDIS_URL: redis.url, OBSCURA_TRUST_PROXY: '127.0.0.1' },
+    });
+    const { Redis } = await import('ioredis');
+    const probe = new Redis(redis.url);
+    // Script calls as Redis counts them (EVALSHA, or EVAL the first time a node runs the script).
+    const scriptCalls = async () => {
+      const info = await probe.info('commandstats');
+      return [...info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    try {
+      assert.equal((await api(s.url, 'GET', '/v1/apps', { key: a.key, headers: from('192.0.2.60') })).status, 200); // the key is now cached
+      const before = await scriptCalls();
+      const ok = await times(5, () => api(s.url, 'GET', '/v1/apps', { key: a.key, headers: from('192.0.2.60') }));
+      assert.deepEqual(ok.map((r) => r.status), [200, 200, 200, 200, 200]);
+      assert.deepEqual(ok.map((r) => r.headers.get('ratelimit-remaining')), ['48', '47', '46', '45', '44']);
+      assert.equal((await scriptCalls()) - before, 5, 'one round trip per request');
+
+      // The failed-auth throttle rides in the same script: after 3 refused guesses from one address,
+      // the cached valid key is refused from it too (and spends none of its budget); not elsewhere.
+      const { generateApiKey } = await import('../../src/crypto/apikey.js');
+      const guesses = await times(3, () => api(s.url, 'GET', '/v1/apps', { key: generateApiKey('secret'), headers: from('198.51.100.60') }));
+      assert.deepEqual(guesses.map((r) => r.status), [401, 401, 401]);
+      const blocked = await api(s.url, 'GET', '/v1/apps', { key: a.key, headers: from('198.51.100.60') });
+      assert.equal(blocked.status, 429);
+      assert.equal(blocked.body.code, 'ERR_RATE_LIMITED');
+      assert.equal(blocked.body.limit_scope, 'auth_failures');
+      const elsewhere = await api(s.url, 'GET', '/v1/apps', { key: a.key, headers: from('192.0.2.60') });
+      assert.equal(elsewhere.status, 200);
+      assert.equal(elsewhere.headers.get('ratelimit-remaining'), '43', 'the refused request did not count against the key');
+    } finally {
+      probe.disconnect();
+      await s.close();
+    }
+  });
+
   test('refuses to start when the configured Redis is unreachable', async () => {
     await assert.rejects(startPerimeterServer(t.db, { env: { OBSCURA_REDIS_URL: 'redis://127.0.0.1:1' } }), /REDIS_URL/);
   });
