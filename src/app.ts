@@ -16,6 +16,7 @@ import { openAuditKey } from './audit/keys.js';
 import { ErasedOrgs } from './erasure/erasure.js';
 import { UrlSigner } from './assets/signing.js';
 import { assetRoutes } from './http/routes/assets.js';
+import { ResolvedDownloads } from './assets/downloads.js';
 import { processRoutes } from './http/routes/process.js';
 import { jobRoutes } from './http/routes/jobs.js';
 import { webhookRoutes } from './http/routes/webhooks.js';
@@ -256,8 +257,23 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   auditRoutes(app, deps.db, deps.masterKeys);
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
   dataReportRoutes(app, { db: deps.db, now: deps.now });
-  await app.register(consoleRoutes, { publicUrl: config.publicUrl, db: deps.db, masterKeys: deps.masterKeys, store: deps.store, now: deps.now, resetMailer: deps.resetMailer });
-  assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe });
+  let orgGone: (orgId: string) => void = () => undefined;
+  await app.register(consoleRoutes, { publicUrl: config.publicUrl, db: deps.db, masterKeys: deps.masterKeys, store: deps.store, now: deps.now, resetMailer: deps.resetMailer, orgGone: (orgId: string) => orgGone(orgId) });
+  // Per-process caches of asset rows and decrypted sources forget a deleted asset at once (other
+  // nodes within the key-cache bound), and an erased org's entries with its keys (issue 12, item 3).
+  const downloadCache = new ResolvedDownloads({ ttlMs: config.auth.keyCacheTtlMs, maxBytes: config.downloads.cacheBytes });
+  const assetGone = (orgId: string, assetId: string): void => {
+    downloadCache.forget(assetId);
+    processing.transformKeys.forgetAsset(orgId, assetId);
+    processing.sources.forgetAsset(orgId, assetId);
+  };
+  orgGone = (orgId: string): void => {
+    downloadCache.forgetOrg(orgId);
+    processing.transformKeys.invalidate();
+    processing.sources.clear();
+    keyring.forget();
+  };
+  assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe, downloadCache, assetGone });
   // The processing surface: one processing service and one job queue per process, shared by the
   // sync route, jobs, webhooks and transform URLs (and by the workers when this process runs them).
   const processing = createProcessingService({ db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, meter: perimeter.meter, exportAllowed: perimeter.exportAllowed });

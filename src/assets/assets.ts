@@ -108,6 +108,11 @@ export interface AssetDeps {
    * it is processed); throws `ERR_MEDIA_INVALID` / `ERR_VIDEO_TOO_LARGE` to refuse it.
    */
   videoProbe?: VideoProbe | undefined;
+  /**
+   * Told when an asset stops being served (deleted on this node), so this process's caches of asset
+   * rows and decrypted sources drop it at once rather than at the end of their TTL.
+   */
+  assetGone?: ((orgId: string, assetId: string) => void) | undefined;
 }
 
 /** See {@link AssetDeps.videoProbe}. */
@@ -458,6 +463,7 @@ export async function deleteAsset(deps: AssetDeps, orgId: string, assetId: strin
     await appendAudit(trx, { orgId, actor: ctx.actor, action: reason === 'expired' ? 'asset.expire' : 'asset.delete', target: { asset: assetId, app: row.app_id }, ip: ctx.ip, requestId: ctx.requestId });
     return toAsset(row as AssetRow);
   });
+  deps.assetGone?.(orgId, assetId);
   await finishDeletion(deps, asset.orgId, asset.id, asset.blobKey);
   return asset;
 }

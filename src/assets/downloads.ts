@@ -13,6 +13,8 @@ import type { Disposition, UrlSigner } from './signing.js';
 
 /** What minting and resolving signed URLs need. */
 export interface DownloadDeps extends Pick<AssetDeps, 'db' | 'now'> {
+  /** This node's cache of resolved signed downloads (see {@link ResolvedDownloads}); none = read every time. */
+  cache?: ResolvedDownloads | undefined;
   signer: UrlSigner;
   /** The server's public URL: signed URLs are absolute. */
   publicUrl: string;
@@ -48,13 +50,82 @@ export async function resolveSignedDownload(
   nowMs: number,
 ): Promise<{ asset: Asset; requiresCredential: boolean }> {
   await deps.signer.verify(q, Math.floor(nowMs / 1000));
+  const cached = deps.cache?.get(q.assetId, nowMs);
+  if (cached) {
+    // Expiry is the asset's own: checked on every use, cached or not.
+    if (cached.asset.expiresAt !== null && new Date(cached.asset.expiresAt).getTime() <= nowMs) throw new AppError('ERR_NOT_FOUND', 'The asset does not exist.');
+    return cached;
+  }
   // The signature names the asset but not its org: find the org first (system read of one column),
   // then read the asset and its app inside that org's tenant transaction.
   const row = await deps.db.system.selectFrom('assets').select(['org_id']).where('id', '=', q.assetId).where('deleted_at', 'is', null).executeTakeFirst();
   if (!row) throw new AppError('ERR_NOT_FOUND', 'The asset does not exist.');
-  const asset = await deps.db.withTenant(row.org_id, (trx) => getAsset(trx, row.org_id, q.assetId, nowMs));
-  const { settings } = await deps.db.withTenant(row.org_id, (trx) => getApp(trx, row.org_id, asset.appId));
-  return { asset, requiresCredential: settings.require_authorized_urls === true };
+  const resolved = await deps.db.withTenant(row.org_id, async (trx) => {
+    const asset = await getAsset(trx, row.org_id, q.assetId, nowMs);
+    const { settings } = await getApp(trx, row.org_id, asset.appId);
+    return { asset, requiresCredential: settings.require_authorized_urls === true };
+  });
+  deps.cache?.set(resolved, nowMs);
+  return resolved;
+}
+
+/**
+ * Resolved signed downloads (the asset row and whether its app wants a credential too), so a page of
+ * thumbnails or a player fetching segments costs no database round trip per request (issue 12,
+ * item 3). Bounded in bytes (an estimate of each entry's size; oldest dropped first) and in age:
+ * entries live `ttlMs`, the key-cache bound (`OBSCURA_KEY_CACHE_TTL_MS`), so a deletion or a settings
+ * change made on another node reaches this one within the same bound as a key revocation. A
+ * deletion on this node drops the entry at once (`forget`, called by `deleteAsset` through
+ * `AssetDeps.assetGone`), and an org erasure drops the org's (`forgetOrg`). Holds no plaintext.
+ */
+export class ResolvedDownloads {
+  private readonly entries = new Map<string, { at: number; bytes: number; value: { asset: Asset; requiresCredential: boolean } }>();
+  private bytes = 0;
+
+  constructor(private readonly opts: { ttlMs: number; maxBytes: number }) {}
+
+  /** A fresh entry for `assetId`, or undefined. */
+  get(assetId: string, nowMs: number): { asset: Asset; requiresCredential: boolean } | undefined {
+    const e = this.entries.get(assetId);
+    if (!e) return undefined;
+    if (nowMs - e.at >= this.opts.ttlMs) {
+      this.forget(assetId);
+      return undefined;
+    }
+    return e.value;
+  }
+
+  /** Remembers a resolution read from the database at `nowMs`. */
+  set(value: { asset: Asset; requiresCredential: boolean }, nowMs: number): void {
+    if (this.opts.ttlMs <= 0 || this.opts.maxBytes <= 0) return;
+    this.forget(value.asset.id);
+    // Strings are UTF-16 in V8; the fixed part covers the object, the map slot and the numbers.
+    const bytes = 400 + 2 * (value.asset.id.length + value.asset.orgId.length + value.asset.appId.length + value.asset.mime.length + value.asset.sha256.length + value.asset.blobKey.length + value.asset.tenantKeyId.length + (value.asset.filename?.length ?? 0)) + (value.asset.video ? 1024 : 0);
+    this.entries.set(value.asset.id, { at: nowMs, bytes, value });
+    this.bytes += bytes;
+    for (const [k] of this.entries) {
+      if (this.bytes <= this.opts.maxBytes) break;
+      this.forget(k);
+    }
+  }
+
+  /** Drops one asset (deleted on this node). */
+  forget(assetId: string): void {
+    const e = this.entries.get(assetId);
+    if (!e) return;
+    this.entries.delete(assetId);
+    this.bytes -= e.bytes;
+  }
+
+  /** Drops every asset of an org (erased on this node). */
+  forgetOrg(orgId: string): void {
+    for (const [k, e] of this.entries) if (e.value.asset.orgId === orgId) this.forget(k);
+  }
+
+  /** Bytes held (estimated). */
+  get size(): number {
+    return this.bytes;
+  }
 }
 
 /** How a stored playlist names another output of its package (replaced by a signed URL when served). */

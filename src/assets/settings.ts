@@ -116,12 +116,18 @@ export interface DownloadSettings {
   readonly maxTtlSeconds: number;
   /** Default lifetime of a signed download URL, seconds. */
   readonly defaultTtlSeconds: number;
+  /**
+   * Memory for resolved signed downloads (asset rows, no media), bytes (`OBSCURA_DOWNLOAD_CACHE_BYTES`,
+   * default 4 MiB ≈ 8000 assets; 0 = off). Entries live as long as cached keys (`OBSCURA_KEY_CACHE_TTL_MS`).
+   */
+  readonly cacheBytes: number;
 }
 
 export const DOWNLOAD_SETTINGS = defineSection<DownloadSettings>(
   {
     maxTtlSeconds: int({ env: 'OBSCURA_URL_MAX_TTL_SECONDS', doc: 'Longest lifetime a caller may ask for a signed download URL.', default: 7 * 86400, min: 60, max: 365 * 86400 }),
     defaultTtlSeconds: int({ env: 'OBSCURA_URL_TTL_SECONDS', doc: 'Default lifetime of a signed download URL.', default: 86400, min: 60, max: 365 * 86400 }),
+    cacheBytes: int({ env: 'OBSCURA_DOWNLOAD_CACHE_BYTES', doc: 'Memory for resolved signed downloads (asset rows, never media), bytes; 0 = off. Entries live as long as cached keys.', default: 4 * 1024 * 1024, min: 0, max: 1024 * 1024 * 1024 }),
   },
   (d) => {
     if (d.defaultTtlSeconds > d.maxTtlSeconds) throw new ConfigError('OBSCURA_URL_TTL_SECONDS', `must not exceed OBSCURA_URL_MAX_TTL_SECONDS (${d.maxTtlSeconds})`);

@@ -216,6 +216,11 @@ export class TransformKeys {
     return asset;
   }
 
+  /** Forgets one asset (deleted on this node). */
+  forgetAsset(orgId: string, assetId: string): void {
+    this.assets.delete(`${orgId}/${assetId}`);
+  }
+
   /** Forgets cached keys, app facts and assets (after a change made by this node). */
   invalidate(): void {
     this.keys.clear();
@@ -276,6 +281,12 @@ export class SourceCache {
     if (!e) return;
     this.entries.delete(key);
     this.size -= e.bytes.length;
+  }
+
+  /** Drops every entry of one asset (deleted on this node): its plaintext is not served again. */
+  forgetAsset(orgId: string, assetId: string): void {
+    const prefix = `${orgId}/${assetId}/`;
+    for (const k of [...this.entries.keys()]) if (k.startsWith(prefix)) this.remove(k);
   }
 
   /** Drops every entry. */

@@ -227,16 +227,20 @@ for (const kind of DB_KINDS) {
       assert.equal(audit[0]!.n, 1);
     });
 
-    test('deleting an asset removes its blob and record (audited); its signed URL then 404s', async () => {
+    test('deleting an asset removes its blob and record (audited); its signed URL then 404s at once, though its row was cached', async () => {
       const up = await upload(s, a.key, png);
       const url = await signedUrl(s, a.key, up.body.id);
+      assert.equal((await fetch(url)).status, 200);
+      assert.equal((await fetch(url)).status, 200, 'the second download is answered from the cached row');
       const row = (await superQuery(t, 'select blob_key from assets where id = $1', [up.body.id]))[0]!;
       assert.ok(await s.store.head(String(row.blob_key)));
       const del = await api(s.url, 'DELETE', `/v1/assets/${up.body.id}`, { key: a.key });
       assert.equal(del.status, 204);
       assert.equal(await s.store.head(String(row.blob_key)), null);
       assert.equal((await superQuery(t, 'select count(*)::int as n from assets where id = $1', [up.body.id]))[0]!.n, 0);
-      assert.equal((await fetch(url)).status, 404);
+      const gone = await fetch(url);
+      assert.equal(gone.status, 404);
+      assert.equal(((await gone.json()) as { code: string }).code, 'ERR_NOT_FOUND');
       assert.equal((await api(s.url, 'GET', `/v1/assets/${up.body.id}`, { key: a.key })).status, 404);
       const audit = await superQuery(t, "select count(*)::int as n from audit_log where action = 'asset.delete' and target->>'asset' = $1", [up.body.id]);
       assert.equal(audit[0]!.n, 1);

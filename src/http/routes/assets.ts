@@ -14,7 +14,7 @@ import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } fro
 import type { UrlSigner, Disposition } from '../../assets/signing.js';
 import { createUploadIntent, completeUploadIntent, receiveDirectUpload, type UploadIntentDeps } from '../../assets/direct.js';
 import { openAssetStream, parseRange } from '../../assets/read.js';
-import { auditIntegrityFailure, createDownloadUrl, isPackagePlaylist, resolveSignedDownload, signPlaylist, type DownloadDeps } from '../../assets/downloads.js';
+import { auditIntegrityFailure, createDownloadUrl, isPackagePlaylist, resolveSignedDownload, signPlaylist, type DownloadDeps, type ResolvedDownloads } from '../../assets/downloads.js';
 import { getApp } from '../../tenants/index.js';
 import { requireScopes, type Principal } from '../../auth/keys.js';
 import { authorizeRead, principalOf, SERVER_CREDENTIALS, type AuthDeps } from '../auth.js';
@@ -90,6 +90,8 @@ export interface AssetRouteDeps extends AssetDeps, UploadIntentDeps {
   auth: AuthDeps;
   /** The slice of the configuration these routes read. */
   config: { readonly publicUrl: string; readonly uploads: UploadSettings; readonly downloads: DownloadSettings };
+  /** This node's resolved signed downloads (issue 12, item 3). */
+  downloadCache?: ResolvedDownloads | undefined;
 }
 
 /** Publishable keys upload only when their app allows browser uploads (origin already checked). */
@@ -558,5 +560,5 @@ async function auditIntegrity(deps: AssetRouteDeps, asset: Asset, req: FastifyRe
 }
 
 function downloadDepsOf(deps: AssetRouteDeps): DownloadDeps {
-  return { db: deps.db, now: deps.now, signer: deps.signer, publicUrl: deps.config.publicUrl, downloads: deps.config.downloads };
+  return { db: deps.db, now: deps.now, signer: deps.signer, publicUrl: deps.config.publicUrl, downloads: deps.config.downloads, cache: deps.downloadCache };
 }

@@ -74,6 +74,8 @@ export interface ConsoleRouteOptions {
    * log the token). Operators wire SMTP or a transactional mail API here.
    */
   resetMailer?: ResetMailer | undefined;
+  /** Told when an org was erased through this node: its per-process caches drop the org at once. */
+  orgGone?: ((orgId: string) => void) | undefined;
 }
 
 const CSRF_HEADER = 'x-csrf-token';
@@ -388,7 +390,13 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRouteOpti
       }
       const rc = rcOf(req);
       await reauthenticate(deps, session, { password: req.body.password, totp: req.body.totp }, 'org.erase', rc);
-      const report = await eraseOrg({ db: appDeps.db, store: appDeps.store, now: appDeps.now }, session.orgId, { actor: { type: 'user', id: session.userId }, ip: rc.ip, requestId: rc.requestId });
+      let report;
+      try {
+        report = await eraseOrg({ db: appDeps.db, store: appDeps.store, now: appDeps.now }, session.orgId, { actor: { type: 'user', id: session.userId }, ip: rc.ip, requestId: rc.requestId });
+      } finally {
+        // Even when a later step failed: the keys may already be shredded.
+        appDeps.orgGone?.(session.orgId);
+      }
       clearSessionCookie(reply);
       return report;
     },
