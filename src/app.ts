@@ -271,7 +271,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     downloadCache.forgetOrg(orgId);
     processing.transformKeys.invalidate();
     processing.sources.clear();
-    keyring.forget();
+    // Not keyring.forget(): it zeroes every org's cached keys, which other orgs' streams may be using;
+    // the erased org's key rows are gone, so its cached keys lapse within the key-cache bound.
   };
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe, downloadCache, assetGone });
   // The processing surface: one processing service and one job queue per process, shared by the

@@ -92,7 +92,8 @@ export const rateLimits = fp(
     // only when authenticating could cost a database lookup.
     app.addHook('onRequest', async (req) => {
       if (!req.routeOptions.config?.auth) return;
-      if (opts.credentialInMemory?.(req)) return;
+      // Deferred only where the combined check runs (a route with `rateLimit: false` has none).
+      if (req.routeOptions.config?.rateLimit !== false && opts.credentialInMemory?.(req)) return;
       const w = authFailureWindow(req);
       const [s] = await counters.check([w]);
       req.authFailuresChecked = true;
