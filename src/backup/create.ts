@@ -184,6 +184,7 @@ export async function createBackup(deps: CreateDeps): Promise<CreateReport> {
     blobs,
     gone: gone.sort(),
     erased: watcher.erasures.map((e) => e.org).sort(),
+    ledger: [...entries.keys()].sort(),
   };
   await writeSealedJson(archive, bk, manifestName(id), manifest);
   deps.onProgress?.({ phase: 'manifest', done: 1, total: 1 });

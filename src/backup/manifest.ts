@@ -36,6 +36,11 @@ export interface Manifest {
   gone: string[];
   /** Orgs with an erasure tombstone in the snapshot. */
   erased: string[];
+  /**
+   * Every org in the archive's erasure ledger when this snapshot was made: a restore honours these
+   * too, so deleting the ledger file alone does not bring an erased org back while a later snapshot exists.
+   */
+  ledger: string[];
 }
 
 /** One org erasure seen by a backup. */

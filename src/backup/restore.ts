@@ -38,7 +38,7 @@ import { blobName, type Archive } from './archive.js';
 import { eachLimit, type Progress } from './create.js';
 import { asInvalid, invalid, openSealedStream, type BackupKey } from './keys.js';
 import { loadDump } from './load.js';
-import { manifestName, readLedger, readSealedJson, type Manifest } from './manifest.js';
+import { listSnapshots, manifestName, readLedger, readSealedJson, type Manifest } from './manifest.js';
 import { checkDump, chooseSnapshot } from './verify.js';
 
 export interface RestoreDeps {
@@ -113,7 +113,7 @@ export async function restoreBackup(deps: RestoreDeps): Promise<RestoreReport> {
   const unknown = m.migrations.filter((x) => !deps.knownMigrations.has(x));
   if (unknown.length) throw new AppError('ERR_BACKUP_INVALID', `${manifestName(m.id)}: was made by a newer Obscura (database migrations ${unknown.join(', ')} are unknown here); restore it with that version or later`);
   const ledger = await readLedger(archive, bk);
-  const erased = new Set([...ledger.entries.map((e) => e.org), ...m.erased]);
+  const erased = new Set([...ledger.entries.map((e) => e.org), ...m.erased, ...(await ledgersOfSnapshots(archive, bk))]);
   await checkDump(archive, bk, m);
 
   // Blobs first, each checked before it becomes visible in the target store.
@@ -180,6 +180,20 @@ export async function restoreBackup(deps: RestoreDeps): Promise<RestoreReport> {
   } finally {
     await db?.close();
   }
+}
+
+/**
+ * The erasures recorded by every complete snapshot's manifest (each copies the ledger as it was): an
+ * archive whose ledger file was removed still remembers them through any later snapshot. A manifest
+ * that fails authentication is refused, as everywhere else.
+ */
+async function ledgersOfSnapshots(archive: Archive, bk: BackupKey): Promise<string[]> {
+  const out: string[] = [];
+  for (const id of (await listSnapshots(archive)).complete) {
+    const m = await readSealedJson<Manifest>(archive, bk, manifestName(id));
+    out.push(...(m.ledger ?? []));
+  }
+  return out;
 }
 
 /** Runs the erasure again for every erased org the restored data still holds (or did not finish). */

@@ -276,11 +276,19 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
     } finally {
       await db.close();
     }
-    // The legitimate twin: the same snapshot restores the org when the ledger does not name it
-    // (an archive that never saw the erasure), so it is the ledger that keeps it erased.
+    // Removing the ledger file alone does not bring the org back: the later snapshot's manifest remembers it.
+    const noLedger = join(root, 'archive-without-ledger');
+    cpSync(archive, noLedger, { recursive: true });
+    rmSync(join(noLedger, 'erasures'));
+    const r1 = await cli(['backup', 'restore', noLedger, '--snapshot', firstSnapshot, '--to-data-dir', join(root, 'restored-no-ledger'), '--json'], env);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.deepEqual(JSON.parse(r1.stdout).erasures_reapplied, [w.orgId]);
+    // The legitimate twin: the same snapshot restores the org from an archive that never saw the
+    // erasure (no ledger, no later snapshot), so it is the archive's record that keeps it erased.
     const blind = join(root, 'archive-before-erasure');
     cpSync(archive, blind, { recursive: true });
     rmSync(join(blind, 'erasures'));
+    for (const id of readdirSync(join(blind, 'snapshots'))) if (id !== firstSnapshot) rmSync(join(blind, 'snapshots', id), { recursive: true });
     const r2 = await cli(['backup', 'restore', blind, '--snapshot', firstSnapshot, '--to-data-dir', join(root, 'restored-blind'), '--json'], env);
     assert.equal(r2.code, 0, r2.stderr);
     assert.deepEqual(JSON.parse(r2.stdout).erasures_reapplied, []);
