@@ -88,8 +88,9 @@ describe('tus upload across a SIGKILLed and restarted `obscura serve`', () => {
 
     // Nothing became an asset, and nothing readable is on disk: parts (and any interrupted part's
     // temporary file) are ciphertext, and the database holds no file bytes.
-    assert.equal(existsSync(join(dataDir, 'blobs', 'orgs')) ? walkFiles(join(dataDir, 'blobs', 'orgs')).length : 0, 0, 'no asset blob');
-    const partFiles = walkFiles(join(dataDir, 'blobs')).filter((f) => f.includes('uploads'));
+    // (One-pass uploads: the parts are written under the asset they become, orgs/<org>/parts/<asset>/.)
+    assert.equal(existsSync(join(dataDir, 'blobs', 'orgs')) ? walkFiles(join(dataDir, 'blobs', 'orgs')).filter((f) => f.includes('/assets/')).length : 0, 0, 'no asset blob');
+    const partFiles = walkFiles(join(dataDir, 'blobs')).filter((f) => f.includes('/parts/') || f.includes('uploads'));
     assert.ok(partFiles.length >= 2, `the received chunks are kept (encrypted): ${partFiles.length}`);
     assert.deepEqual(filesContaining(dataDir, needles), [], 'no plaintext anywhere in the data dir');
 
@@ -135,9 +136,9 @@ describe('tus upload across a SIGKILLed and restarted `obscura serve`', () => {
     const download = Buffer.from(await (await fetch(link.body.url)).arrayBuffer());
     assert.equal(sha256(download), sha256(png), 'the downloaded bytes are the original bytes');
 
-    // At rest after completion: the asset is ciphertext and the parts are gone.
+    // At rest after completion: the asset is its encrypted parts (completion wrote no other blob).
     assert.deepEqual(filesContaining(dataDir, needles), [], 'still no plaintext in the data dir');
-    assert.deepEqual(walkFiles(join(dataDir, 'blobs')).filter((f) => f.includes('uploads')), []);
+    assert.deepEqual(walkFiles(join(dataDir, 'blobs')).filter((f) => f.includes('uploads') || f.includes('/assets/')), []);
     assert.equal(await second.stop('SIGTERM'), 0);
     server = undefined;
   });
