@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DownloadSettings, UploadSettings } from '../../assets/settings.js';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { AppError } from '../../errors.js';
 import { ingest, getAsset, deleteAsset, listAssets, ASSET_ORDER, type Asset, type AssetDeps, type AssetFilter } from '../../assets/assets.js';
 import { deleteMatching, normaliseTags, updateLabels, MAX_BULK_DELETE, MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, METADATA_KEY_PATTERN, TAG_PATTERN } from '../../assets/labels.js';
@@ -531,13 +531,21 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
     if (err instanceof AppError && err.code === 'ERR_INTEGRITY') await auditIntegrity(deps, asset, req);
     throw err;
   }
+  // The response streams from `guarded`, which `pipe` feeds but does not pass errors to: Fastify cuts
+  // the connection when the stream it was given fails, so the failure reaches it only after the audit
+  // entry is committed, and whoever sees the broken transfer also finds the record (a race once the
+  // embedded database moved to its own thread). A client that goes away stops the decryption.
+  const guarded = new PassThrough();
+  guarded.once('close', () => {
+    if (!stream.destroyed) stream.destroy();
+  });
   stream.on('error', (err) => {
     // Headers are gone: cut the connection so the client sees a broken transfer, never bad bytes.
-    // The audit entry is committed first, so whoever sees the broken transfer also finds the record
-    // (it was a race under load); nothing more is written to the response meanwhile (pipe stopped).
     req.log.error({ err, asset: asset.id }, 'integrity failure while streaming');
-    void auditIntegrity(deps, asset, req).finally(() => reply.raw.destroy());
+    stream.unpipe(guarded);
+    void auditIntegrity(deps, asset, req).finally(() => guarded.destroy(err));
   });
+  stream.pipe(guarded);
   reply.type(asset.mime);
   // Signed links carry no credential, so the perimeter does not meter them: count the bytes of every
   // completed download against the asset's app here (issue 9, item 7).
@@ -548,7 +556,7 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
   } else {
     reply.header('Content-Length', String(asset.size));
   }
-  return reply.send(stream);
+  return reply.send(guarded);
 }
 
 async function auditIntegrity(deps: AssetRouteDeps, asset: Asset, req: FastifyRequest): Promise<void> {
