@@ -252,7 +252,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   consoleUiRoutes(app);
   operationRoutes(app, config.video);
   setupRoutes(app, { db: deps.db, firstRun: deps.firstRun });
-  appRoutes(app, deps.db);
+  let appChanged: (orgId: string, appId: string) => void = () => undefined;
+  appRoutes(app, deps.db, (orgId, appId) => appChanged(orgId, appId));
   keyRoutes(app, deps.db, keys);
   auditRoutes(app, deps.db, deps.masterKeys);
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
@@ -273,6 +274,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     processing.sources.clear();
     // Not keyring.forget(): it zeroes every org's cached keys, which other orgs' streams may be using;
     // the erased org's key rows are gone, so its cached keys lapse within the key-cache bound.
+  };
+  // An app's settings changed on this node (require_authorized_urls): its cached downloads go at once.
+  appChanged = (_orgId: string, appId: string): void => {
+    downloadCache.forgetApp(appId);
+    processing.transformKeys.invalidate();
   };
   assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe, downloadCache, assetGone });
   // The processing surface: one processing service and one job queue per process, shared by the

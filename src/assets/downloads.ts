@@ -117,6 +117,11 @@ export class ResolvedDownloads {
     this.bytes -= e.bytes;
   }
 
+  /** Drops every asset of an app (its settings, e.g. `require_authorized_urls`, changed on this node). */
+  forgetApp(appId: string): void {
+    for (const [k, e] of this.entries) if (e.value.asset.appId === appId) this.forget(k);
+  }
+
   /** Drops every asset of an org (erased on this node). */
   forgetOrg(orgId: string): void {
     for (const [k, e] of this.entries) if (e.value.asset.orgId === orgId) this.forget(k);

@@ -178,6 +178,19 @@ for (const kind of DB_KINDS) {
       assert.equal(((await expired.json()) as { code: string }).code, 'ERR_URL_EXPIRED');
     });
 
+    test('switching require_authorized_urls on applies at once on this node to a signed URL whose row was cached', async () => {
+      const app3 = await api(s.url, 'POST', '/v1/apps', { key: a.key, body: { name: 'switch' } });
+      const k = await api(s.url, 'POST', `/v1/apps/${app3.body.id}/keys`, { key: a.key, body: { kind: 'secret' } });
+      const up = await upload(s, k.body.secret, png);
+      const url = await signedUrl(s, k.body.secret, up.body.id);
+      assert.equal((await fetch(url)).status, 200);
+      assert.equal((await fetch(url)).status, 200, 'answered from the cached row');
+      const patched = await api(s.url, 'PATCH', `/v1/apps/${app3.body.id}`, { key: a.key, body: { settings: { require_authorized_urls: true } } });
+      assert.equal(patched.status, 200, JSON.stringify(patched.body));
+      assert.equal((await fetch(url)).status, 401, 'the link alone no longer works, without waiting for the cache');
+      assert.equal((await fetch(url, { headers: { authorization: `Bearer ${a.key}` } })).status, 200);
+    });
+
     test('an app can require authorized URLs: the link also needs a bearer credential of the org', async () => {
       const app2 = await api(s.url, 'POST', '/v1/apps', { key: a.key, body: { name: 'private', settings: { require_authorized_urls: true } } });
       const k = await api(s.url, 'POST', `/v1/apps/${app2.body.id}/keys`, { key: a.key, body: { kind: 'secret' } });

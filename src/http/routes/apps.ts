@@ -34,7 +34,11 @@ const ListQuery = pageQuery();
 
 const out = (a: App) => ({ id: a.id, name: a.name, settings: a.settings, created_at: a.createdAt });
 
-export function appRoutes(app: FastifyInstance, db: DatabaseHandle): void {
+/**
+ * `settingsChanged` is told after an app's settings change, so this node's caches that hold a setting
+ * (the signed-download cache holds `require_authorized_urls`) drop it at once rather than at their TTL.
+ */
+export function appRoutes(app: FastifyInstance, db: DatabaseHandle, settingsChanged: (orgId: string, appId: string) => void = () => undefined): void {
   app.get<{ Querystring: Static<typeof ListQuery> }>('/v1/apps', {
     config: { auth: true, scope: 'apps:read' },
     schema: { tags: ['apps'], summary: "List the org's apps, oldest first (cursor-paginated)", security: bearer, querystring: ListQuery, response: { 200: pageSchema(AppSchema), ...listErrorResponses() } },
@@ -67,7 +71,9 @@ export function appRoutes(app: FastifyInstance, db: DatabaseHandle): void {
     schema: { tags: ['apps'], summary: "Rename an app or change its policy", security: bearer, params: IdParams, body: PatchBody, response: { 200: AppSchema, ...errorResponses() } },
     handler: async (req) => {
       const p = principalOf(req);
-      return out(await db.withTenant(p.orgId, (trx) => updateAppSettings(trx, p.orgId, req.params.id, req.body, ctxOf(req))));
+      const updated = out(await db.withTenant(p.orgId, (trx) => updateAppSettings(trx, p.orgId, req.params.id, req.body, ctxOf(req))));
+      settingsChanged(p.orgId, req.params.id);
+      return updated;
     },
   });
 }
