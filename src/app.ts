@@ -161,7 +161,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     ajv: {
       // Reject unknown properties instead of silently dropping them (no mass assignment, and the caller
       // learns about their typo).
-      customOptions: { removeAdditional: false, allErrors: false, coerceTypes: 'array', useDefaults: true },
+      customOptions: { removeAdditional: false, allErrors: false, coerceTypes: 'array', useDefaults: true, allowUnionTypes: true },
       plugins: [(await import('ajv-formats')).default as never],
     },
     // TLS >= 1.2 with forward-secret AEAD suites only (src/perimeter/tls.ts).

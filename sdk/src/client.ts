@@ -373,6 +373,22 @@ export class AuditResource {
   all(query: Omit<AuditQuery, 'before' | 'cursor'> = {}, o?: CallOptions): AsyncGenerator<AuditEntry> {
     return eachItem((cursor) => this.list({ ...query, cursor }, o));
   }
+  /**
+   * `GET /v1/audit/verify`: recomputes the org's chain up to its keyed head. Record `head_hash`
+   * elsewhere to detect a rollback later. Scope `audit:read`.
+   */
+  verify(o?: CallOptions): Promise<AuditVerification> {
+    return this.t.json(spec({ method: 'GET', path: '/v1/audit/verify' }, o));
+  }
+}
+
+/** The answer of `GET /v1/audit/verify`. */
+export interface AuditVerification {
+  ok: boolean;
+  entries: number;
+  head_hash: string;
+  /** The first failure, if any. */
+  broken: { seq: number | null; reason: string } | null;
 }
 
 /**

@@ -10,7 +10,7 @@
  * key (`obs_pk_…`): the client refuses secret keys and client credentials there.
  */
 export { Obscura, AppsResource, KeysResource, OAuthResource, AssetsResource, UploadsResource, AuditResource, withProgress, readAll } from './client.js';
-export type { ObscuraOptions, CallOptions, Download, DownloadOptions } from './client.js';
+export type { ObscuraOptions, CallOptions, Download, DownloadOptions, AuditVerification } from './client.js';
 export { JobsResource, ProcessResource, WebhooksResource, UsageResource, TransformResource } from './processing.js';
 export type {
   Job,

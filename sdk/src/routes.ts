@@ -62,6 +62,7 @@ export const API_OPERATIONS: Readonly<Record<string, string>> = Object.freeze({
   'GET /v1/usage': 'usage.get',
   'GET /v1/orgs/{id}/data-report': 'usage.dataReport',
   'GET /v1/audit': 'audit.list',
+  'GET /v1/audit/verify': 'audit.verify',
 });
 
 /**
