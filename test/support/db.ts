@@ -121,7 +121,10 @@ export async function openTestDb(kind: DbKind): Promise<TestDb> {
 /** Runs SQL as a superuser (postgres) or the PGlite default superuser, bypassing the app's walls. */
 export async function superQuery(t: TestDb, text: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
   if (t.kind === 'pglite') {
-    const r = await t.db.pglite!.query(text, params);
+    // Through Kysely's one connection, like pg-boss's adapter: PGlite is a single session, and a
+    // statement sent beside the queue would run inside whatever transaction a request has open there
+    // (with its tenant role and org), e.g. count another org's rows as 0.
+    const r = await t.db.system.connection().execute(() => t.db.pglite!.query(text, params));
     return r.rows as Record<string, unknown>[];
   }
   const c = new pg.Client({ connectionString: t.adminUrl });
@@ -136,7 +139,7 @@ export async function superQuery(t: TestDb, text: string, params: unknown[] = []
 /** Runs several statements at once as a superuser (no parameters). */
 export async function superExec(t: TestDb, text: string): Promise<void> {
   if (t.kind === 'pglite') {
-    await t.db.pglite!.exec(text);
+    await t.db.system.connection().execute(() => t.db.pglite!.exec(text));
     return;
   }
   const c = new pg.Client({ connectionString: t.adminUrl });
