@@ -27,6 +27,7 @@ export type {
   WebhookDelivery,
   UsageFigures,
   UsageReport,
+  UsageDays,
   DataReport,
   TransformKey,
   TransformKeyWithSecret,

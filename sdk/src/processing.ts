@@ -325,6 +325,14 @@ export class WebhooksResource {
   async deliveries(id: string, query: PageQuery = {}, o?: CallOpts): Promise<WebhookDelivery[]> {
     return (await this.t.json<{ data: WebhookDelivery[] }>(spec({ method: 'GET', path: `/v1/webhooks/${enc(id)}/deliveries`, query: { ...query } }, o))).data;
   }
+  /** `POST /v1/webhooks/{id}/test`: queue a signed `webhook.test` event to the endpoint; answers the pending delivery. */
+  sendTest(id: string, o?: CallOpts): Promise<WebhookDelivery> {
+    return this.t.json(spec({ method: 'POST', path: `/v1/webhooks/${enc(id)}/test` }, o));
+  }
+  /** `POST /v1/webhooks/{id}/deliveries/{delivery}/redeliver`: send a finished delivery's event again (a new delivery). */
+  redeliver(id: string, deliveryId: string, o?: CallOpts): Promise<WebhookDelivery> {
+    return this.t.json(spec({ method: 'POST', path: `/v1/webhooks/${enc(id)}/deliveries/${enc(deliveryId)}/redeliver` }, o));
+  }
 }
 
 export interface UsageFigures {
@@ -332,7 +340,13 @@ export interface UsageFigures {
   bytes_in: number;
   bytes_out: number;
   processing_seconds: number;
-  exports: { total: number; by_type: Record<string, number> };
+  exports: { total: number; by_type: Record<string, number>; by_resolution?: Record<string, number> };
+}
+
+/** `GET /v1/usage/daily`: one month, per UTC day (zero-filled up to today). */
+export interface UsageDays {
+  month: string;
+  days: Array<UsageFigures & { day: string }>;
 }
 
 export interface UsageReport {
@@ -354,6 +368,10 @@ export class UsageResource {
   /** One UTC month (`YYYY-MM`, default current) of metered usage, per app and credential. */
   get(query: { month?: string; app_id?: string } = {}, o?: CallOpts): Promise<UsageReport> {
     return this.t.json(spec({ method: 'GET', path: '/v1/usage', query: { ...query } }, o));
+  }
+  /** `GET /v1/usage/daily`: one UTC month (default current) per day, every app summed (or one `app_id`). */
+  daily(query: { month?: string; app_id?: string } = {}, o?: CallOpts): Promise<UsageDays> {
+    return this.t.json(spec({ method: 'GET', path: '/v1/usage/daily', query: { ...query } }, o));
   }
 
   /**

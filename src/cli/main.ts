@@ -174,9 +174,19 @@ async function cmdInit(argv: string[]): Promise<number> {
       `Secret key (shown once; keep it on your servers only):`,
       `  ${out.secret_key.key}`,
       ...(out.publishable_key ? [``, `Publishable key for ${out.publishable_key.allowed_origins.join(', ')}:`, `  ${out.publishable_key.key}`] : []),
+      ...(out.owner.password ? [``, `Web console: open ${consoleUrl()} and sign in with the owner email and password above.`] : []),
     ].join('\n'),
   );
   return 0;
+}
+
+/** Where the server's web console is, from the same settings `serve` reads. */
+function consoleUrl(): string {
+  try {
+    return `${loadConfig(process.env).publicUrl.replace(/\/+$/, '')}/console`;
+  } catch {
+    return 'http://127.0.0.1:8080/console';
+  }
 }
 
 /**

@@ -19,6 +19,7 @@ import { usageOutputs } from './migrations/0013_usage_outputs.js';
 import { erasure } from './migrations/0014_erasure.js';
 import { video } from './migrations/0015_video.js';
 import { assetParts } from './migrations/0016_asset_parts.js';
+import { usageDays } from './migrations/0019_usage_days.js';
 import { assetLabels } from './migrations/0021_asset_labels.js';
 import { legalHold } from './migrations/0022_legal_hold.js';
 
@@ -40,6 +41,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0014_erasure': erasure,
   '0015_video': video,
   '0016_asset_parts': assetParts,
+  '0019_usage_days': usageDays,
   '0021_asset_labels': assetLabels,
   '0022_legal_hold': legalHold,
 };

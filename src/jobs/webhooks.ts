@@ -318,6 +318,53 @@ export async function recordEvent(trx: Tx, e: { orgId: string; appId: string; ty
   return refs;
 }
 
+/** The event type of a test delivery (`POST /v1/webhooks/{id}/test`); never sent for anything else. */
+export const WEBHOOK_TEST_EVENT = 'webhook.test';
+
+async function deliveryView(trx: Tx, orgId: string, id: string): Promise<DeliveryLogEntry> {
+  const d = await trx.selectFrom('webhook_deliveries').select(['id', 'event_id', 'event_type', 'status', 'created_at', 'finished_at']).where('org_id', '=', orgId).where('id', '=', id).executeTakeFirstOrThrow();
+  return { id: d.id, eventId: d.event_id, eventType: d.event_type, status: d.status, createdAt: iso(d.created_at), finishedAt: d.finished_at ? iso(d.finished_at) : null, attempts: [] };
+}
+
+/**
+ * Writes a `webhook.test` delivery for one endpoint (whatever events it subscribes to), audited, in one
+ * transaction. The caller enqueues the returned ref (`JobService.dispatch`): the test travels the
+ * same path as every event (queue, worker, signature, retries, log). A disabled endpoint is refused
+ * (409): its deliveries would only fail.
+ */
+export async function sendTestEvent(deps: WebhookDeps, orgId: string, appId: string, endpointId: string, ctx: Ctx): Promise<{ ref: DeliveryRef; delivery: DeliveryLogEntry }> {
+  const now = deps.now?.() ?? Date.now();
+  return deps.db.withTenant(orgId, async (trx) => {
+    const ep = await endpointRow(trx, orgId, appId, endpointId);
+    if (!ep.enabled) throw new AppError('ERR_CONFLICT', 'This endpoint is disabled: enable it (PATCH /v1/webhooks/{id} {"enabled": true}) before sending a test event.');
+    const eventId = publicId('evt');
+    const body = JSON.stringify({ id: eventId, type: WEBHOOK_TEST_EVENT, created_at: new Date(now).toISOString(), data: { webhook: { id: ep.id, app_id: appId } } });
+    const ref: DeliveryRef = { orgId, id: publicId('whd'), queueId: randomUUID() };
+    await trx.insertInto('webhook_deliveries').values({ id: ref.id, queue_id: ref.queueId, org_id: orgId, endpoint_id: ep.id, event_id: eventId, event_type: WEBHOOK_TEST_EVENT, body, status: 'pending' }).execute();
+    await appendAudit(trx, { orgId, actor: ctx.actor, action: 'webhook.test', target: { webhook: ep.id, app: appId, delivery: ref.id }, ip: ctx.ip, requestId: ctx.requestId });
+    return { ref, delivery: await deliveryView(trx, orgId, ref.id) };
+  });
+}
+
+/**
+ * Sends a finished delivery again as a new delivery of the same event (same event id, same bytes, so a
+ * receiver that deduplicates on `id` sees a repeat), audited. A delivery still pending is refused (409):
+ * its retries are running. The caller enqueues the returned ref.
+ */
+export async function redeliver(deps: WebhookDeps, orgId: string, appId: string, endpointId: string, deliveryId: string, ctx: Ctx): Promise<{ ref: DeliveryRef; delivery: DeliveryLogEntry }> {
+  return deps.db.withTenant(orgId, async (trx) => {
+    const ep = await endpointRow(trx, orgId, appId, endpointId);
+    const d = await trx.selectFrom('webhook_deliveries').selectAll().where('org_id', '=', orgId).where('endpoint_id', '=', ep.id).where('id', '=', deliveryId).executeTakeFirst();
+    if (!d) throw notFound('webhook delivery');
+    if (d.status === 'pending') throw new AppError('ERR_CONFLICT', 'This delivery is still being attempted; redeliver it once it is delivered or failed.');
+    if (!ep.enabled) throw new AppError('ERR_CONFLICT', 'This endpoint is disabled: enable it before redelivering.');
+    const ref: DeliveryRef = { orgId, id: publicId('whd'), queueId: randomUUID() };
+    await trx.insertInto('webhook_deliveries').values({ id: ref.id, queue_id: ref.queueId, org_id: orgId, endpoint_id: ep.id, event_id: d.event_id, event_type: d.event_type, body: d.body, status: 'pending' }).execute();
+    await appendAudit(trx, { orgId, actor: ctx.actor, action: 'webhook.redeliver', target: { webhook: ep.id, app: appId, delivery: ref.id }, data: { of: d.id, event: d.event_id }, ip: ctx.ip, requestId: ctx.requestId });
+    return { ref, delivery: await deliveryView(trx, orgId, ref.id) };
+  });
+}
+
 /** Outcome of one delivery attempt. */
 export type DeliveryOutcome = 'delivered' | 'skipped' | 'retry' | 'failed';
 

@@ -25,7 +25,7 @@ import { PREVIEW_MAX_DIMENSION, processImage, type ProcessResult } from '../medi
 import { predictOutput } from '../media/image/output-size.js';
 import type { OutputFormat } from '../media/image/operations/types.js';
 import type { Fetcher } from '../remote/fetcher.js';
-import type { UsageMeter } from '../usage/meter.js';
+import { resolutionBucket, type UsageMeter } from '../usage/meter.js';
 
 /** What processing needs from the outside world. */
 /** Largest output retention a caller may ask for (7 days); the default is 24 h. */
@@ -190,6 +190,7 @@ export async function runPipeline(deps: ProcessingDeps, o: RunOptions): Promise<
     keyId: o.billTo.keyId ?? null,
     exports: { [mime]: 1 },
     pixels: { [mime]: width * height * Math.max(1, frames) },
+    resolutions: { [resolutionBucket(width, height)]: 1 },
     processingMs: performance.now() - started,
   });
   return result;

@@ -17,6 +17,7 @@ import { serveSource, type SourceBytes } from '../media/video/source.js';
 import { createWorkQueue, type WorkQueue } from '../media/queue.js';
 import sharp from 'sharp';
 import { readAsset, type ProcessingDeps } from './processing.js';
+import { resolutionBucket } from '../usage/meter.js';
 
 /** The video settings with the temporary area resolved (Config.video). */
 export type ResolvedVideoSettings = VideoSettings & { readonly tempDir: string };
@@ -123,6 +124,7 @@ export class VideoProcessing {
       keyId: o.billTo.keyId ?? null,
       exports: { [out.mime]: 1 },
       pixels: { [out.mime]: out.width * out.height * frames },
+      resolutions: { [resolutionBucket(out.width, out.height)]: 1 },
       ...(out.durationSeconds > 0 ? { videoMs: { [out.mime]: Math.round(out.durationSeconds * 1000) } } : {}),
       processingMs: performance.now() - started,
     });

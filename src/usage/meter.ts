@@ -40,6 +40,8 @@ export interface UsageEvent {
   readonly pixels?: Readonly<Record<string, number>>;
   /** Output video duration in milliseconds by media type (video outputs only). */
   readonly videoMs?: Readonly<Record<string, number>>;
+  /** Exports by resolution bucket of the output (`resolutionBucket(width, height)`), e.g. `{ '720p': 1 }`. */
+  readonly resolutions?: Readonly<Record<string, number>>;
   /**
    * A caller-supplied end-user id (at most 200 characters) for monthly-active-end-user counts.
    * Security: hashed immediately with a per-org keyed hash; never stored or logged as given.
@@ -97,6 +99,30 @@ interface CounterEntry {
   value: number;
 }
 
+interface DayEntry {
+  orgId: string;
+  appId: string;
+  /** UTC day, `YYYY-MM-DD`. */
+  day: string;
+  metric: string;
+  value: number;
+}
+
+/** Buckets of {@link resolutionBucket}, smallest first. */
+export const RESOLUTION_BUCKETS = ['240p', '480p', '720p', '1080p', '1440p', '2160p', 'above'] as const;
+
+/**
+ * The resolution bucket of an output by its shorter side (a portrait 1080×1920 video is 1080p):
+ * the smallest of 240p … 2160p that holds it, else `above`. Pure.
+ */
+export function resolutionBucket(width: number, height: number): (typeof RESOLUTION_BUCKETS)[number] {
+  const short = Math.min(width, height);
+  for (const b of RESOLUTION_BUCKETS) if (b !== 'above' && short <= Number.parseInt(b, 10)) return b;
+  return 'above';
+}
+
+const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
 interface EndUserEntry {
   orgId: string;
   appId: string;
@@ -130,6 +156,7 @@ function exportMetric(type: string): string {
  */
 export class UsageMeter {
   private counters = new Map<string, CounterEntry>();
+  private days = new Map<string, DayEntry>();
   private endUsers = new Map<string, EndUserEntry>();
   private readonly seen = new Set<string>();
   private readonly orgKeys = new Map<string, Buffer>();
@@ -171,6 +198,7 @@ export class UsageMeter {
 
   /** Number of buffered, not yet written entries (counters + end users). */
   get pending(): number {
+    // Day entries mirror the counters (the same counts per day): not counted twice.
     return this.counters.size + this.endUsers.size;
   }
 
@@ -195,23 +223,27 @@ export class UsageMeter {
     if (!UUID_RE.test(e.orgId) || !UUID_RE.test(e.appId)) throw new RangeError('recordUsage: orgId and appId must be uuids');
     const at = e.at === undefined ? this.now() : typeof e.at === 'number' ? e.at : e.at.getTime();
     const month = monthOf(at);
+    const day = dayOf(at);
     const keyId = (e.keyId ?? '').slice(0, 64);
     const requests = count('requests', e.requests);
     const bytesIn = count('bytesIn', e.bytesIn);
     const bytesOut = count('bytesOut', e.bytesOut);
     const processingMs = count('processingMs', e.processingMs);
     let exportsTotal = 0;
-    this.add(e.orgId, e.appId, month, keyId, 'requests', requests);
-    this.add(e.orgId, e.appId, month, keyId, 'bytes_in', bytesIn);
-    this.add(e.orgId, e.appId, month, keyId, 'bytes_out', bytesOut);
-    this.add(e.orgId, e.appId, month, keyId, 'processing_ms', processingMs);
+    this.add(e.orgId, e.appId, month, day, keyId, 'requests', requests);
+    this.add(e.orgId, e.appId, month, day, keyId, 'bytes_in', bytesIn);
+    this.add(e.orgId, e.appId, month, day, keyId, 'bytes_out', bytesOut);
+    this.add(e.orgId, e.appId, month, day, keyId, 'processing_ms', processingMs);
     for (const [type, n] of Object.entries(e.exports ?? {})) {
       const v = count(`exports[${type}]`, n);
       exportsTotal += v;
-      this.add(e.orgId, e.appId, month, keyId, exportMetric(type), v);
+      this.add(e.orgId, e.appId, month, day, keyId, exportMetric(type), v);
     }
-    for (const [type, n] of Object.entries(e.pixels ?? {})) this.add(e.orgId, e.appId, month, keyId, `pixels:${exportMetric(type).slice('exports:'.length)}`, count(`pixels[${type}]`, n));
-    for (const [type, n] of Object.entries(e.videoMs ?? {})) this.add(e.orgId, e.appId, month, keyId, `video_ms:${exportMetric(type).slice('exports:'.length)}`, count(`videoMs[${type}]`, n));
+    for (const [type, n] of Object.entries(e.pixels ?? {})) this.add(e.orgId, e.appId, month, day, keyId, `pixels:${exportMetric(type).slice('exports:'.length)}`, count(`pixels[${type}]`, n));
+    for (const [bucket, n] of Object.entries(e.resolutions ?? {})) {
+      if ((RESOLUTION_BUCKETS as readonly string[]).includes(bucket)) this.add(e.orgId, e.appId, month, day, keyId, `resolution:${bucket}`, count(`resolutions[${bucket}]`, n));
+    }
+    for (const [type, n] of Object.entries(e.videoMs ?? {})) this.add(e.orgId, e.appId, month, day, keyId, `video_ms:${exportMetric(type).slice('exports:'.length)}`, count(`videoMs[${type}]`, n));
     if (e.endUser !== undefined && e.endUser.length > 0) {
       if (e.endUser.length > MAX_END_USER_ID_LENGTH) throw new RangeError(`recordUsage: endUser longer than ${MAX_END_USER_ID_LENGTH} characters`);
       const hash = this.endUserHash(e.orgId, e.appId, month, e.endUser);
@@ -228,12 +260,17 @@ export class UsageMeter {
     this.opts.onRecord?.({ exports: exportsTotal, processingMs, bytesIn, bytesOut });
   }
 
-  private add(orgId: string, appId: string, month: string, keyId: string, metric: string, v: number): void {
+  private add(orgId: string, appId: string, month: string, day: string, keyId: string, metric: string, v: number): void {
     if (v === 0) return;
     const k = `${orgId}|${appId}|${month}|${keyId}|${metric}`;
     const hit = this.counters.get(k);
     if (hit) hit.value += v;
     else this.counters.set(k, { orgId, appId, month, keyId, metric, value: v });
+    // The same count per UTC day (no credential split): what per-day charts read.
+    const dk = `${orgId}|${appId}|${day}|${metric}`;
+    const dayHit = this.days.get(dk);
+    if (dayHit) dayHit.value += v;
+    else this.days.set(dk, { orgId, appId, day, metric, value: v });
   }
 
   /** Writes everything buffered so far. Never rejects; failures are reported to `onError` and retried. */
@@ -243,22 +280,25 @@ export class UsageMeter {
   }
 
   private async flushOnce(): Promise<void> {
-    if (this.counters.size === 0 && this.endUsers.size === 0) return;
+    if (this.counters.size === 0 && this.days.size === 0 && this.endUsers.size === 0) return;
     const counters = this.counters;
+    const days = this.days;
     const endUsers = this.endUsers;
     const quota = this.pendingQuota;
     this.counters = new Map();
+    this.days = new Map();
     this.endUsers = new Map();
     this.pendingQuota = new Map();
     for (const [k, d] of quota) addInto(this.inflightQuota, k, d);
     const quotaOf = (orgId: string) => [...quota].filter(([k]) => k.startsWith(`${orgId}|`));
-    const byOrg = new Map<string, { counters: [string, CounterEntry][]; endUsers: [string, EndUserEntry][] }>();
+    const byOrg = new Map<string, { counters: [string, CounterEntry][]; days: [string, DayEntry][]; endUsers: [string, EndUserEntry][] }>();
     const slot = (orgId: string) => {
       let s = byOrg.get(orgId);
-      if (!s) byOrg.set(orgId, (s = { counters: [], endUsers: [] }));
+      if (!s) byOrg.set(orgId, (s = { counters: [], days: [], endUsers: [] }));
       return s;
     };
     for (const kv of counters) slot(kv[1].orgId).counters.push(kv);
+    for (const kv of days) slot(kv[1].orgId).days.push(kv);
     for (const kv of endUsers) slot(kv[1].orgId).endUsers.push(kv);
     for (const [orgId, batch] of byOrg) {
       try {
@@ -270,6 +310,14 @@ export class UsageMeter {
               .insertInto('usage_counters')
               .values(rows)
               .onConflict((oc) => oc.columns(['org_id', 'app_id', 'month', 'key_id', 'metric']).doUpdateSet({ value: sql`usage_counters.value + excluded.value`, updated_at: sql`now()` }))
+              .execute();
+          }
+          for (let i = 0; i < batch.days.length; i += ROWS_PER_INSERT) {
+            const rows = batch.days.slice(i, i + ROWS_PER_INSERT).map(([, d]) => ({ org_id: d.orgId, app_id: d.appId, day: d.day, metric: d.metric, value: d.value }));
+            await trx
+              .insertInto('usage_days')
+              .values(rows)
+              .onConflict((oc) => oc.columns(['org_id', 'app_id', 'day', 'metric']).doUpdateSet({ value: sql`usage_days.value + excluded.value`, updated_at: sql`now()` }))
               .execute();
           }
           for (let i = 0; i < batch.endUsers.length; i += ROWS_PER_INSERT) {
@@ -289,6 +337,11 @@ export class UsageMeter {
             const hit = this.counters.get(k);
             if (hit) hit.value += c.value;
             else this.counters.set(k, c);
+          }
+          for (const [k, d] of batch.days) {
+            const hit = this.days.get(k);
+            if (hit) hit.value += d.value;
+            else this.days.set(k, d);
           }
           for (const [k, u] of batch.endUsers) if (this.endUsers.size < MAX_PENDING_END_USERS) this.endUsers.set(k, u);
           for (const [k, d] of quotaOf(orgId)) addInto(this.pendingQuota, k, d);

@@ -11,8 +11,8 @@ export interface UsageFigures {
   bytesIn: number;
   bytesOut: number;
   processingSeconds: number;
-  /** Exports by media type, and their total. */
-  exports: { total: number; byType: Record<string, number> };
+  /** Exports by media type, and their total; `byResolution` by the output's resolution bucket (shorter side). */
+  exports: { total: number; byType: Record<string, number>; byResolution: Record<string, number> };
   /** Output pixels (width × height × frames) by media type, and their total. */
   pixels: { total: number; byType: Record<string, number> };
   /** Output video seconds by media type (video outputs only). */
@@ -29,7 +29,7 @@ export interface AppUsage extends UsageFigures {
 }
 
 function empty(): UsageFigures {
-  return { requests: 0, bytesIn: 0, bytesOut: 0, processingSeconds: 0, exports: { total: 0, byType: {} }, pixels: { total: 0, byType: {} }, videoSeconds: { total: 0, byType: {} } };
+  return { requests: 0, bytesIn: 0, bytesOut: 0, processingSeconds: 0, exports: { total: 0, byType: {}, byResolution: {} }, pixels: { total: 0, byType: {} }, videoSeconds: { total: 0, byType: {} } };
 }
 
 function add(f: UsageFigures, metric: string, v: number): void {
@@ -39,7 +39,10 @@ function add(f: UsageFigures, metric: string, v: number): void {
   else if (metric === 'processing_ms') f.processingSeconds += v / 1000;
   else if (metric.startsWith('exports:')) tally(f.exports, metric.slice('exports:'.length), v);
   else if (metric.startsWith('pixels:')) tally(f.pixels, metric.slice('pixels:'.length), v);
-  else if (metric.startsWith('video_ms:')) tally(f.videoSeconds, metric.slice('video_ms:'.length), v / 1000);
+  else if (metric.startsWith('resolution:')) {
+    const bucket = metric.slice('resolution:'.length);
+    f.exports.byResolution[bucket] = (f.exports.byResolution[bucket] ?? 0) + v;
+  } else if (metric.startsWith('video_ms:')) tally(f.videoSeconds, metric.slice('video_ms:'.length), v / 1000);
 }
 
 function tally(t: { total: number; byType: Record<string, number> }, type: string, v: number): void {
@@ -87,4 +90,47 @@ export async function usageReport(trx: Tx, orgId: string, month: string, appId?:
     for (const k of app.keys) k.processingSeconds = ms(k.processingSeconds);
   }
   return [...byApp.values()];
+}
+
+/** One UTC day of an org's usage (every app, or one). */
+export interface DayUsage extends UsageFigures {
+  /** `YYYY-MM-DD` (UTC). */
+  day: string;
+}
+
+/**
+ * The org's usage per UTC day of `month` (`YYYY-MM`), every day of the month up to `untilDay`
+ * (inclusive; default the month's last day), zero-filled, summed over its apps (or just `appId`).
+ * Days before migration 0019 read as zero: only the monthly counters existed then.
+ */
+export async function usageDays(trx: Tx, orgId: string, month: string, opts: { appId?: string | undefined; untilDay?: string | undefined } = {}): Promise<DayUsage[]> {
+  const [y, m] = month.split('-').map(Number) as [number, number];
+  const last = new Date(Date.UTC(y, m, 0)).getUTCDate();
+  const first = `${month}-01`;
+  const end = `${month}-${String(last).padStart(2, '0')}`;
+  const until = opts.untilDay && opts.untilDay < end ? opts.untilDay : end;
+  let q = trx
+    .selectFrom('usage_days')
+    .select([sql<string>`to_char(day, 'YYYY-MM-DD')`.as('day'), 'metric', sql<string>`sum(value)::text`.as('value')])
+    .where('org_id', '=', orgId)
+    .where('day', '>=', first)
+    .where('day', '<=', until)
+    .groupBy(['day', 'metric']);
+  if (opts.appId) q = q.where('app_id', '=', opts.appId);
+  const rows = await q.execute();
+  const days: DayUsage[] = [];
+  const byDay = new Map<string, DayUsage>();
+  for (let d = 1; d <= last; d++) {
+    const day = `${month}-${String(d).padStart(2, '0')}`;
+    if (day > until) break;
+    const entry = { day, ...empty() };
+    days.push(entry);
+    byDay.set(day, entry);
+  }
+  for (const r of rows) {
+    const entry = byDay.get(r.day);
+    if (entry) add(entry, r.metric, Number(r.value));
+  }
+  for (const d of days) d.processingSeconds = Math.round(d.processingSeconds * 1000) / 1000;
+  return days;
 }

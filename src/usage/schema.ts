@@ -23,8 +23,20 @@ export interface UsageEndUsersTable {
   first_seen: ColumnType<Date, Date | string | undefined, never>;
 }
 
+/** The same counts per UTC day and app (migration 0019), for per-day charts. */
+export interface UsageDaysTable {
+  org_id: string;
+  app_id: string;
+  /** UTC day; written as `YYYY-MM-DD`. */
+  day: ColumnType<string | Date, string, string>;
+  metric: string;
+  value: ColumnType<number | string, number, number | string>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 declare module '../db/schema.js' {
   interface Database {
+    usage_days: UsageDaysTable;
     usage_counters: UsageCountersTable;
     usage_end_users: UsageEndUsersTable;
   }

@@ -195,6 +195,55 @@ for (const kind of DB_KINDS) {
       }
     });
 
+    test('"send test event" and "redeliver" go through the queue and the worker: signed, logged and audited; a redelivery repeats the event id and bytes; a pending delivery or a disabled endpoint is refused with 409', async () => {
+      h.targets[0]!.handler = (_req, res) => res.end('ok');
+      const { id, secret } = await register(0, ['job.failed']);
+      try {
+        const sent = await api(h.srv.url, 'POST', `/v1/webhooks/${id}/test`, { key: h.a.key });
+        assert.equal(sent.status, 202, JSON.stringify(sent.body));
+        assert.equal(sent.body.event_type, 'webhook.test');
+        assert.equal(sent.body.status, 'pending');
+        const hook = await waitFor(async () => hooks(0).find((r) => r.headers['obscura-delivery'] === sent.body.id), 15_000, 'test delivery');
+        const event = JSON.parse(hook.body.toString());
+        assert.equal(event.type, 'webhook.test');
+        assert.equal(event.id, sent.body.event_id);
+        assert.equal(event.data.webhook.id, id);
+        assert.equal(verifyCode(hook.body, String(hook.headers['obscura-signature']), secret), 'ok');
+        // The log shows it delivered (the worker records the attempt after the answer).
+        const first = await waitFor(async () => {
+          const r = await api(h.srv.url, 'GET', `/v1/webhooks/${id}/deliveries`, { key: h.a.key });
+          return r.body.data.find((d: any) => d.id === sent.body.id && d.status === 'delivered');
+        }, 15_000, 'delivered in the log');
+        assert.equal(first.attempts[0].status_code, 200);
+
+        const again = await api(h.srv.url, 'POST', `/v1/webhooks/${id}/deliveries/${first.id}/redeliver`, { key: h.a.key });
+        assert.equal(again.status, 202, JSON.stringify(again.body));
+        assert.notEqual(again.body.id, first.id);
+        assert.equal(again.body.event_id, first.event_id);
+        const repeat = await waitFor(async () => hooks(0).find((r) => r.headers['obscura-delivery'] === again.body.id), 15_000, 'redelivery');
+        assert.equal(repeat.body.toString(), hook.body.toString(), 'the same event bytes');
+        assert.equal(verifyCode(repeat.body, String(repeat.headers['obscura-signature']), secret), 'ok');
+
+        const audit = await superQuery(h.t, `select action, target from audit_log where org_id = $1 and action in ('webhook.test', 'webhook.redeliver') order by id`, [h.a.orgId]);
+        assert.deepEqual(audit.map((r) => [r.action, (r.target as any).delivery]), [['webhook.test', sent.body.id], ['webhook.redeliver', again.body.id]]);
+
+        // Twins refused: a delivery that is still pending, an unknown delivery, a disabled endpoint.
+        await superQuery(h.t, `update webhook_deliveries set status = 'pending' where id = $1`, [first.id]);
+        const pending = await api(h.srv.url, 'POST', `/v1/webhooks/${id}/deliveries/${first.id}/redeliver`, { key: h.a.key });
+        assert.equal(pending.status, 409);
+        assert.equal(pending.body.code, 'ERR_CONFLICT');
+        const unknown = await api(h.srv.url, 'POST', `/v1/webhooks/${id}/deliveries/whd_1111111111111111111111/redeliver`, { key: h.a.key });
+        assert.equal(unknown.status, 404);
+        assert.equal(unknown.body.code, 'ERR_NOT_FOUND');
+        await api(h.srv.url, 'PATCH', `/v1/webhooks/${id}`, { key: h.a.key, body: { enabled: false } });
+        const disabled = await api(h.srv.url, 'POST', `/v1/webhooks/${id}/test`, { key: h.a.key });
+        assert.equal(disabled.status, 409);
+        assert.equal(disabled.body.code, 'ERR_CONFLICT');
+      } finally {
+        await api(h.srv.url, 'DELETE', `/v1/webhooks/${id}`, { key: h.a.key });
+      }
+    });
+
     test("cross-tenant: org B (and another app of org A) get 404 on A's endpoint everywhere; A succeeds", async () => {
       const { id } = await register(0);
       try {
@@ -207,6 +256,8 @@ for (const kind of DB_KINDS) {
           ['PATCH', `/v1/webhooks/${id}`, { enabled: false }],
           ['POST', `/v1/webhooks/${id}/rotate-secret`, {}],
           ['GET', `/v1/webhooks/${id}/deliveries`, undefined],
+          ['POST', `/v1/webhooks/${id}/test`, undefined],
+          ['POST', `/v1/webhooks/${id}/deliveries/whd_1111111111111111111111/redeliver`, undefined],
           ['DELETE', `/v1/webhooks/${id}`, undefined],
         ];
         for (const key of [h.b.key, otherApp]) {

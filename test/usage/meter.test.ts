@@ -4,7 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { DB_KINDS, openTestDb, superQuery, type TestDb } from '../support/db.js';
 import { createTenant } from '../support/server.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
-import { UsageMeter, recordUsage } from '../../src/usage/meter.js';
+import { UsageMeter, recordUsage, resolutionBucket } from '../../src/usage/meter.js';
 import { isMonth, monthEnd, monthOf, secondsUntilMonthEnd } from '../../src/usage/month.js';
 import { exceededQuota, limitsFromSettings, quotaHeaders, type QuotaStatus } from '../../src/usage/quota.js';
 
@@ -123,3 +123,12 @@ for (const kind of DB_KINDS) {
     });
   });
 }
+
+test('resolution buckets go by the shorter side: 1920×1080 and a portrait 1080×1920 are 1080p, 3840×2160 is 2160p, 8000×6000 is above', () => {
+  assert.equal(resolutionBucket(1920, 1080), '1080p');
+  assert.equal(resolutionBucket(1080, 1920), '1080p');
+  assert.equal(resolutionBucket(1280, 721), '1080p');
+  assert.equal(resolutionBucket(200, 150), '240p');
+  assert.equal(resolutionBucket(3840, 2160), '2160p');
+  assert.equal(resolutionBucket(8000, 6000), 'above');
+});

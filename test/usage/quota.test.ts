@@ -93,7 +93,7 @@ for (const kind of DB_KINDS) {
       assert.equal(read.status, 200);
       assert.equal(read.headers.get('obscura-quota-remaining'), 'exports=0');
       const usage = await api(s.url, 'GET', `/v1/usage?app_id=${a.appId}`, { key: a.key });
-      assert.deepEqual(usage.body.apps[0].exports, { total: 2, by_type: { 'image/webp': 2 } }, 'the refused export produced nothing');
+      assert.deepEqual(usage.body.apps[0].exports, { total: 2, by_type: { 'image/webp': 2 }, by_resolution: {} }, 'the refused export produced nothing');
     });
 
     test('counts bytes in and out against the byte quota', async () => {

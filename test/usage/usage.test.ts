@@ -67,11 +67,42 @@ for (const kind of DB_KINDS) {
       recordUsage(s.perimeter.meter, { orgId: a.orgId, appId: a.appId, exports: { 'IMAGE/WEBP; q=1': 1 }, processingMs: 250 });
       const r = await api(s.url, 'GET', `/v1/usage?app_id=${a.appId}`, { key: a.key });
       const app = r.body.apps[0];
-      assert.deepEqual(app.exports, { total: 4, by_type: { 'image/webp': 3, 'image/avif': 1 } });
+      assert.deepEqual(app.exports, { total: 4, by_type: { 'image/webp': 3, 'image/avif': 1 }, by_resolution: {} });
       assert.equal(app.processing_seconds, 1.75);
       const none = app.keys.find((k: { key_id: string | null }) => k.key_id === null);
-      assert.deepEqual(none.exports, { total: 1, by_type: { 'image/webp': 1 } }, 'usage no credential caused is its own row');
+      assert.deepEqual(none.exports, { total: 1, by_type: { 'image/webp': 1 }, by_resolution: {} }, 'usage no credential caused is its own row');
       assert.throws(() => recordUsage(s.perimeter.meter, { orgId: a.orgId, appId: a.appId, requests: -1 }), RangeError);
+    });
+
+    test('GET /v1/usage/daily files each count under its UTC day (zero-filled up to today), by media type and resolution; the month report carries the same resolution counts', async () => {
+      const b = await createTenant(t.db, 'Daily');
+      const today = new Date();
+      const month = today.toISOString().slice(0, 7);
+      const day = today.toISOString().slice(0, 10);
+      const earlier = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), 1, 12));
+      recordUsage(s.perimeter.meter, { orgId: b.orgId, appId: b.appId, exports: { 'image/webp': 2 }, resolutions: { '720p': 2 }, processingMs: 500, at: earlier });
+      recordUsage(s.perimeter.meter, { orgId: b.orgId, appId: b.appId, exports: { 'video/mp4': 1 }, resolutions: { '1080p': 1, bogus: 5 }, bytesOut: 1000 });
+      const r = await api(s.url, 'GET', `/v1/usage/daily?month=${month}`, { key: b.key });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.month, month);
+      assert.equal(r.body.days.length, today.getUTCDate(), 'every day of the month so far');
+      assert.equal(r.body.days.at(-1).day, day);
+      const first = r.body.days[0];
+      const last = r.body.days.at(-1);
+      if (earlier.toISOString().slice(0, 10) !== day) {
+        assert.deepEqual(first.exports, { total: 2, by_type: { 'image/webp': 2 }, by_resolution: { '720p': 2 } });
+        assert.equal(first.processing_seconds, 0.5);
+        assert.deepEqual(last.exports, { total: 1, by_type: { 'video/mp4': 1 }, by_resolution: { '1080p': 1 } }, 'an unknown bucket is not counted');
+      }
+      assert.ok(last.bytes_out >= 1000);
+      const monthly = await api(s.url, 'GET', `/v1/usage?month=${month}&app_id=${b.appId}`, { key: b.key });
+      assert.deepEqual(monthly.body.apps[0].exports.by_resolution, { '720p': 2, '1080p': 1 });
+      // Another org's usage is not in this org's days.
+      const other = await api(s.url, 'GET', `/v1/usage/daily?month=${month}`, { key: a.key });
+      assert.ok(other.body.days.every((d: any) => !d.exports.by_type['video/mp4']));
+      const bad = await api(s.url, 'GET', '/v1/usage/daily?month=2026-13', { key: b.key });
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.code, 'ERR_VALIDATION');
     });
 
     test('counts monthly active end users from Obscura-End-User as keyed hashes; the raw id is never stored or logged', async () => {

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { UsageMeter } from '../../usage/meter.js';
-import { usageReport, type UsageFigures } from '../../usage/report.js';
+import { usageDays, usageReport, type UsageFigures } from '../../usage/report.js';
 import { monthEnd, monthOf } from '../../usage/month.js';
 import { principalOf } from '../auth.js';
 import { DateTime, Uuid, bearer, errorResponses } from './common.js';
@@ -21,10 +21,18 @@ const Figures = {
   bytes_in: Type.Integer({ description: 'Bytes received (request bodies).' }),
   bytes_out: Type.Integer({ description: 'Bytes sent (responses).' }),
   processing_seconds: Type.Number(),
-  exports: Type.Object({ total: Type.Integer(), by_type: Type.Record(Type.String(), Type.Integer()) }, { description: 'Outputs produced (sync, jobs, previews, transform URLs), by media type.' }),
+  exports: Type.Object(
+    { total: Type.Integer(), by_type: Type.Record(Type.String(), Type.Integer()), by_resolution: Type.Record(Type.String(), Type.Integer(), { description: "By the output's shorter side: 240p, 480p, 720p, 1080p, 1440p, 2160p or above (counted since migration 0019)." }) },
+    { description: 'Outputs produced (sync, jobs, previews, transform URLs), by media type and by resolution.' },
+  ),
   pixels: Type.Object({ total: Type.Integer(), by_type: Type.Record(Type.String(), Type.Integer()) }, { description: 'Output pixels (width × height × frames), by media type.' }),
   video_seconds: Type.Object({ total: Type.Number(), by_type: Type.Record(Type.String(), Type.Number()) }, { description: 'Output video duration, by media type.' }),
 };
+const DaysQuery = Query;
+const DaysReport = Type.Object(
+  { month: Type.String(), days: Type.Array(Type.Object({ day: Type.String({ description: 'UTC day, YYYY-MM-DD.' }), ...Figures })) },
+  { examples: [{ month: '2026-11', days: [{ day: '2026-11-01', requests: 12, bytes_in: 0, bytes_out: 0, processing_seconds: 0, exports: { total: 0, by_type: {}, by_resolution: {} }, pixels: { total: 0, by_type: {} }, video_seconds: { total: 0, by_type: {} } }] }] },
+);
 const Limit = Type.Union([Type.Integer(), Type.Null()]);
 const AppUsage = Type.Object({
   app_id: Uuid,
@@ -43,7 +51,7 @@ const figures = (f: UsageFigures) => ({
   bytes_in: f.bytesIn,
   bytes_out: f.bytesOut,
   processing_seconds: f.processingSeconds,
-  exports: { total: f.exports.total, by_type: f.exports.byType },
+  exports: { total: f.exports.total, by_type: f.exports.byType, by_resolution: f.exports.byResolution },
   pixels: { total: f.pixels.total, by_type: f.pixels.byType },
   video_seconds: { total: f.videoSeconds.total, by_type: f.videoSeconds.byType },
 });
@@ -78,6 +86,26 @@ export function usageRoutes(app: FastifyInstance, deps: { db: DatabaseHandle; me
           keys: a.keys.map((k) => ({ key_id: k.keyId, ...figures(k) })),
         })),
       };
+    },
+  });
+  app.get<{ Querystring: Static<typeof DaysQuery> }>('/v1/usage/daily', {
+    config: { auth: true, scope: 'usage:read', quota: false },
+    schema: {
+      tags: ['usage'],
+      summary: "The org's metered usage per UTC day of a month (every app summed, or one app)",
+      description: 'Every day of the month up to today (zero-filled). Days before the server counted per day (migration 0019) read as zero; the monthly report still has their totals.',
+      security: bearer,
+      querystring: DaysQuery,
+      response: { 200: DaysReport, ...errorResponses() },
+    },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      const now = deps.now ? deps.now() : Date.now();
+      const month = req.query.month ?? monthOf(now);
+      await deps.meter.flush();
+      const days = await deps.db.withTenant(p.orgId, (trx) => usageDays(trx, p.orgId, month, { appId: req.query.app_id, untilDay: new Date(now).toISOString().slice(0, 10) }));
+      reply.header('cache-control', 'no-store');
+      return { month, days: days.map((d) => ({ day: d.day, ...figures(d) })) };
     },
   });
 }

@@ -10,7 +10,9 @@ import {
   listEndpoints,
   DELIVERY_ORDER,
   ENDPOINT_ORDER,
+  redeliver,
   rotateSecret,
+  sendTestEvent,
   updateEndpoint,
   DEFAULT_ROTATION_GRACE_SECONDS,
   MAX_ROTATION_GRACE_SECONDS,
@@ -73,6 +75,7 @@ const RotateBody = Type.Object(
 );
 const ListQuery = pageQuery();
 const DeliveriesQuery = ListQuery;
+const DeliveryParams = Type.Object({ id: EndpointId, delivery: Type.String({ pattern: '^whd_[0-9A-Za-z]{22}$', description: 'A delivery id (from the delivery log).' }) }, { additionalProperties: false });
 const DeliverySchema = Type.Object(
   {
     id: Type.String(),
@@ -185,6 +188,40 @@ export function webhookRoutes(app: FastifyInstance, runtime: JobRuntime): void {
       const p = principalOf(req);
       const { endpoint, secret } = await rotateSecret(deps, p.orgId, p.appId, req.params.id, req.body?.grace_seconds ?? DEFAULT_ROTATION_GRACE_SECONDS, ctxOf(req));
       return reply.header('Cache-Control', 'no-store').send({ ...out(endpoint), secret });
+    },
+  });
+  // Both send what the endpoint would receive (a redelivery repeats a job event), through the queue and
+  // the worker like every event: the same scopes as choosing where events go.
+  app.post<{ Params: Static<typeof Params> }>('/v1/webhooks/:id/test', {
+    config: receiving,
+    schema: {
+      tags,
+      summary: 'Send a signed `webhook.test` event to this endpoint now (queued like every event; see the delivery log)',
+      security: bearer,
+      params: Params,
+      response: { 202: DeliverySchema, ...errorResponses({ 409: 'The endpoint is disabled (ERR_CONFLICT).' }) },
+    },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      const { ref, delivery } = await sendTestEvent(deps, p.orgId, p.appId, req.params.id, ctxOf(req));
+      await runtime.jobs.dispatch([ref]);
+      return reply.code(202).send(deliveryOut(delivery));
+    },
+  });
+  app.post<{ Params: Static<typeof DeliveryParams> }>('/v1/webhooks/:id/deliveries/:delivery/redeliver', {
+    config: receiving,
+    schema: {
+      tags,
+      summary: 'Send a finished delivery again: a new delivery of the same event (same id and bytes, freshly signed)',
+      security: bearer,
+      params: DeliveryParams,
+      response: { 202: DeliverySchema, ...errorResponses({ 409: 'The delivery is still pending, or the endpoint is disabled (ERR_CONFLICT).' }) },
+    },
+    handler: async (req, reply) => {
+      const p = principalOf(req);
+      const { ref, delivery } = await redeliver(deps, p.orgId, p.appId, req.params.id, req.params.delivery, ctxOf(req));
+      await runtime.jobs.dispatch([ref]);
+      return reply.code(202).send(deliveryOut(delivery));
     },
   });
   app.get<{ Params: Static<typeof Params>; Querystring: Static<typeof DeliveriesQuery> }>('/v1/webhooks/:id/deliveries', {
