@@ -19,7 +19,7 @@ import { publicId } from '../crypto/random.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { encryptStream } from '../crypto/stream.js';
 import { appendAudit } from '../audit/log.js';
-import { sniffStream } from '../media/sniff.js';
+import { sniffStream } from '../media/sniff-stream.js';
 import { ContentCheck } from '../media/image/validate.js';
 import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
 import { OUTPUT_MIME } from '../media/image/pipeline.js';

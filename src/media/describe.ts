@@ -43,6 +43,8 @@ export interface OperationDescription {
   reads_assets: boolean;
   /** May be written anywhere in the list (settings); every other operation must follow `pipeline_order`. */
   any_position: boolean;
+  /** Also runs on the device (the browser SDK, packages/browser); false: server only. */
+  device: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -99,6 +101,7 @@ export function describeOperation(def: OperationDef): OperationDescription {
     repeatable: def.repeatable === true,
     reads_assets: def.readsAssets === true,
     any_position: def.anyPosition === true,
+    device: def.device === true,
   };
 }
 
@@ -184,6 +187,7 @@ function operationSections(operations: readonly OperationDescription[], heading:
       op.any_position ? 'May be written anywhere.' : '',
       op.repeatable ? 'May be written more than once.' : '',
       op.reads_assets ? 'Reads another asset: also needs the `assets:read` scope.' : '',
+      op.device ? 'Also runs on the device (browser SDK).' : '',
     ].filter(Boolean);
     if (notes.length) lines.push(notes.join(' '), '');
     if (op.parameters.length === 0) {

@@ -33,6 +33,12 @@ export interface OperationDef<S extends TSchema = TSchema, Target = unknown, Con
    * normalised before validation, so the canonical form and the plan only see the schema's values.
    */
   readonly valueAliases?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /**
+   * Also runs on the device, in the browser SDK (packages/browser, wasm-vips): same output size and
+   * format as the server and pixels within the parity tolerance (docs/device.md). An operation
+   * without it is refused there with `ERR_VALIDATION`, `reason: not_on_device` (issue 15, item 4).
+   */
+  readonly device?: boolean;
   /** May appear more than once (overlays); everything else is refused when repeated. */
   readonly repeatable?: boolean;
   /** Reads another asset's content (watermark): a caller naming it needs the `assets:read` scope. */

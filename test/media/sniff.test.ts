@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { sniff, sniffStream } from '../../src/media/sniff.js';
+import { sniff } from '../../src/media/sniff.js';
+import { sniffStream } from '../../src/media/sniff-stream.js';
 import { animatedGif, jpegWithExif, pngNamedJpg, quadrants, textFile } from '../fixtures/make.js';
 
 describe('sniff', () => {

@@ -45,6 +45,7 @@ const RegistryFields = {
           repeatable: Type.Boolean(),
           reads_assets: Type.Boolean({ description: 'Names another asset (watermark): also needs the `assets:read` scope.' }),
           any_position: Type.Boolean({ description: 'A setting that may be written anywhere; every other operation must follow `pipeline_order`.' }),
+          device: Type.Boolean({ description: 'Also runs on the device (the browser SDK, wasm-vips) with the same output size and format; false: server only (refused on the device with ERR_VALIDATION, reason not_on_device).' }),
         },
         { additionalProperties: false },
       ),

@@ -16,10 +16,13 @@ import type { MediaLimits } from '../limits.js';
 import { inspect, type ImageInfo } from './inspect.js';
 import { applyResize } from './operations/geometry.js';
 import { buildPlan, parseOperations, type Plan } from './operations/registry.js';
-import { ENCODE_COST } from './operations/output.js';
 import { newOperationContext, type OutputFormat } from './operations/types.js';
 import { renderText } from './text.js';
 import { predictOutput } from './output-size.js';
+import { sharpOverlayDrawing } from './overlays.js';
+import { assertAffordable, DEFAULT_QUALITY, estimateCost, negotiateFormat, OUTPUT_MIME, type CostEstimate } from './choices.js';
+
+export { assertAffordable, estimateCost, negotiateFormat, OUTPUT_MIME, type CostEstimate };
 
 /** Options for {@link processImage}. */
 export interface ProcessOptions {
@@ -64,52 +67,7 @@ export interface ProcessResult {
 /** Longest side of a preview. */
 export const PREVIEW_MAX_DIMENSION = 512;
 
-/** Output media types. */
-export const OUTPUT_MIME: Readonly<Record<OutputFormat, string>> = Object.freeze({
-  jpeg: 'image/jpeg',
-  png: 'image/png',
-  webp: 'image/webp',
-  avif: 'image/avif',
-  gif: 'image/gif',
-  tiff: 'image/tiff',
-});
-
-const DEFAULT_QUALITY: Readonly<Record<OutputFormat, number | undefined>> = {
-  jpeg: 80,
-  webp: 80,
-  avif: 50,
-  tiff: 80,
-  png: undefined,
-  gif: undefined,
-};
-
 const ANIMATED_FORMATS: ReadonlySet<OutputFormat> = new Set(['gif', 'webp']);
-
-/** Media types a client accepts with q > 0 (RFC 9110 §12.5.1), lower-cased; wildcards are ignored. */
-function acceptedTypes(accept: string | undefined): Set<string> {
-  const out = new Set<string>();
-  if (!accept) return out;
-  for (const part of accept.slice(0, 1024).split(',')) {
-    const [type, ...params] = part.split(';').map((s) => s.trim().toLowerCase());
-    if (!type) continue;
-    const q = params.find((p) => p.startsWith('q='));
-    if (q !== undefined && !(Number(q.slice(2)) > 0)) continue;
-    out.add(type);
-  }
-  return out;
-}
-
-/**
- * Picks the format for `format: auto`: AVIF, then WebP when the client lists them, else PNG for images
- * with transparency and JPEG otherwise. Animated sources pick WebP or GIF so frames survive.
- */
-export function negotiateFormat(accept: string | undefined, image: { hasAlpha: boolean; animated: boolean }): OutputFormat {
-  const types = acceptedTypes(accept);
-  if (image.animated) return types.has('image/webp') ? 'webp' : 'gif';
-  if (types.has('image/avif')) return 'avif';
-  if (types.has('image/webp')) return 'webp';
-  return image.hasAlpha ? 'png' : 'jpeg';
-}
 
 function chooseFormat(plan: Plan, source: ImageInfo, accept: string | undefined, flattened: boolean): OutputFormat {
   const requested = plan.format;
@@ -186,40 +144,6 @@ async function previewMark(base: { width: number; height: number }): Promise<Ove
   return { input: rendered.data, raw: { width: rendered.width, height: rendered.height, channels: 4 }, gravity: 'centre' };
 }
 
-/** What {@link estimateCost} found. */
-export interface CostEstimate {
-  /** Cost units (see `MediaLimits.maxCost`). */
-  units: number;
-  inputPixels: number;
-  outputPixels: number;
-}
-
-/**
- * The work a run will do, from sizes alone: megapixels touched (input + output, every frame) × (1 +
- * the operations' weights) + output megapixels × the encoder's weight. Each operation states its own
- * weight in its registry entry (`cost`, default 1); the encoders' are `ENCODE_COST`.
- */
-export function estimateCost(o: { source: { width: number; height: number }; output: { width: number; height: number }; frames: number; plan: Plan; format: OutputFormat }): CostEstimate {
-  const inputPixels = o.source.width * o.source.height * o.frames;
-  const outputPixels = o.output.width * o.output.height * o.frames;
-  const weights = o.plan.steps.reduce((sum, s) => sum + (s.operation.cost ? s.operation.cost(s.args as never) : 1), 0);
-  const units = ((inputPixels + outputPixels) / 1e6) * (1 + weights) + (outputPixels / 1e6) * ENCODE_COST[o.format];
-  return { units, inputPixels, outputPixels };
-}
-
-/**
- * Refuses an estimate over `limits.maxCost`.
- * @throws AppError `ERR_TOO_EXPENSIVE` (422) naming the limit and the setting.
- */
-export function assertAffordable(cost: CostEstimate | undefined, limits: Pick<MediaLimits, 'maxCost'>): void {
-  if (!cost || cost.units <= limits.maxCost) return;
-  throw new AppError(
-    'ERR_TOO_EXPENSIVE',
-    `This request would cost ${Math.ceil(cost.units)} units of work, over this server's limit of ${limits.maxCost} (OBSCURA_PROCESS_MAX_COST). Ask for a smaller output, a lighter format (WebP or JPEG rather than AVIF) or fewer or lighter operations (a smaller blur sigma).`,
-    { details: { cost: Math.ceil(cost.units), max_cost: limits.maxCost, input_pixels: cost.inputPixels, output_pixels: cost.outputPixels, setting: 'OBSCURA_PROCESS_MAX_COST' } },
-  );
-}
-
 /**
  * The cost of running `plan` on a still image of `source` size, known before the input is read (an
  * asset's stored size): the output size from {@link predictOutput}, the format as the pipeline would
@@ -275,7 +199,7 @@ export async function processImage(
   }).timeout({ seconds });
 
   const { bytes: _bytes, ...facts } = source;
-  const ctx = newOperationContext({ limits, source: facts, maxDimension: preview ? Math.min(PREVIEW_MAX_DIMENSION, limits.maxOutputDimension) : limits.maxOutputDimension, loadAsset: options.loadAsset });
+  const ctx = newOperationContext({ limits, source: facts, maxDimension: preview ? Math.min(PREVIEW_MAX_DIMENSION, limits.maxOutputDimension) : limits.maxOutputDimension, loadAsset: options.loadAsset, draw: sharpOverlayDrawing(limits, options.loadAsset ?? notFound) });
 
   for (const step of plan.steps) {
     await step.operation.apply(pipeline, step.args, ctx);
@@ -333,6 +257,10 @@ export async function processImage(
   } catch (err) {
     throw processingError(err);
   }
+}
+
+function notFound(): Promise<Buffer> {
+  return Promise.reject(new AppError('ERR_NOT_FOUND', 'The asset does not exist.'));
 }
 
 function isPlan(ops: unknown): ops is Plan {

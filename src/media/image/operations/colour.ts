@@ -11,6 +11,7 @@ import { defineOperation } from './types.js';
 /** Sets the colour other operations use for new pixels (contain bars, rotated corners, flatten). */
 export const background = defineOperation({
   name: 'background',
+  device: true,
   description: 'Background colour for contain/rotate/flatten (default #ffffff).',
   // Sets the colour resize (contain), rotate and flatten use: replayed with the geometry.
   geometry: true,
@@ -28,6 +29,7 @@ export const background = defineOperation({
 /** Composite onto a solid colour, removing transparency. */
 export const flatten = defineOperation({
   name: 'flatten',
+  device: true,
   description: 'Remove transparency by compositing onto a colour (default: the background colour).',
   removesAlpha: true,
   schema: Type.Object({ background: Type.Optional(Color) }, { additionalProperties: false }),
@@ -44,6 +46,7 @@ export const flatten = defineOperation({
  */
 export const gamma = defineOperation({
   name: 'gamma',
+  device: true,
   description: 'Gamma correction: encode with value (1–3, default 2.2), decode with out (default = value).',
   schema: Type.Object(
     {
@@ -63,6 +66,7 @@ export const gamma = defineOperation({
 /** Convert to shades of grey. */
 export const grayscale = defineOperation({
   name: 'grayscale',
+  device: true,
   aliases: ['greyscale'],
   description: 'Convert to grayscale.',
   schema: Type.Object({}, { additionalProperties: false }),
@@ -75,6 +79,7 @@ export const grayscale = defineOperation({
 /** Brightness, saturation, hue and lightness. */
 export const modulate = defineOperation({
   name: 'modulate',
+  device: true,
   description: 'Adjust brightness and saturation (multipliers 0–10), hue (degrees) and lightness (−100–100).',
   schema: Type.Object(
     {
@@ -102,6 +107,7 @@ export const modulate = defineOperation({
 /** Stretch contrast to the full range. */
 export const normalize = defineOperation({
   name: 'normalize',
+  device: true,
   aliases: ['normalise'],
   description: 'Stretch luminance to the full range (lower/upper percentiles, default 1 and 99).',
   schema: Type.Object(
@@ -123,6 +129,7 @@ export const normalize = defineOperation({
 /** Tint towards a colour, keeping luminance. */
 export const tint = defineOperation({
   name: 'tint',
+  device: true,
   description: 'Tint with a colour, keeping luminance (alpha of the colour is ignored).',
   schema: Type.Object({ color: Color }, { additionalProperties: false }),
   primary: 'color',

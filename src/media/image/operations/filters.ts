@@ -5,6 +5,7 @@ import { defineOperation } from './types.js';
 /** Gaussian blur. */
 export const blur = defineOperation({
   name: 'blur',
+  device: true,
   description: 'Gaussian blur with sigma 0.3–100.',
   wholeFrame: () => true,
   schema: Type.Object({ sigma: Type.Number({ minimum: 0.3, maximum: 100 }) }, { additionalProperties: false }),
@@ -20,6 +21,7 @@ export const blur = defineOperation({
 /** Unsharp-mask sharpening of the L channel. */
 export const sharpen = defineOperation({
   name: 'sharpen',
+  device: true,
   description: 'Sharpen with sigma 0.3–10 (default 1).',
   schema: Type.Object(
     { sigma: Type.Optional(Type.Number({ minimum: 0.3, maximum: 10, default: 1 })) },

@@ -17,6 +17,7 @@ const NoParams = Type.Object({}, { additionalProperties: false });
 /** Mirror top-bottom. */
 export const flip = defineOperation({
   name: 'flip',
+  device: true,
   description: 'Mirror vertically (top ↔ bottom).',
   geometry: true,
   schema: NoParams,
@@ -30,6 +31,7 @@ export const flip = defineOperation({
 /** Mirror left-right. */
 export const flop = defineOperation({
   name: 'flop',
+  device: true,
   description: 'Mirror horizontally (left ↔ right).',
   geometry: true,
   schema: NoParams,
@@ -43,6 +45,7 @@ export const flop = defineOperation({
 /** Rotate clockwise by any angle; the exposed corners take the `background` colour. */
 export const rotate = defineOperation({
   name: 'rotate',
+  device: true,
   description: 'Rotate clockwise by an angle in degrees (after EXIF auto-orientation).',
   geometry: true,
   // A free angle needs the whole frame (and a larger canvas); right angles are a relabelling.
@@ -81,6 +84,7 @@ export const rotate = defineOperation({
 /** Remove a uniform border. */
 export const trim = defineOperation({
   name: 'trim',
+  device: true,
   description: 'Trim a border of (nearly) the top-left pixel colour.',
   geometry: true,
   wholeFrame: () => true,
@@ -100,6 +104,7 @@ export const trim = defineOperation({
 /** Cut out a rectangle. */
 export const extract = defineOperation({
   name: 'extract',
+  device: true,
   aliases: ['crop'],
   description: 'Crop to a rectangle given in pixels of the oriented image.',
   geometry: true,
@@ -199,6 +204,7 @@ export function applyResize(pipeline: Sharp, ctx: OperationContext, req: ResizeR
 /** Scale to a width and/or height. */
 export const resize = defineOperation({
   name: 'resize',
+  device: true,
   description: 'Resize to width and/or height; never enlarges unless enlarge=true; capped at the output limit.',
   geometry: true,
   sizesOutput: true,

@@ -8,6 +8,7 @@ export const OUTPUT_FORMATS = ['jpeg', 'png', 'webp', 'avif', 'gif', 'tiff', 'au
 /** Choose the output format (default: the input's format; SVG input becomes PNG). */
 export const format = defineOperation({
   name: 'format',
+  device: true,
   description: 'Output format: jpeg, png, webp, avif, gif, tiff or auto (negotiated from Accept).',
   outputFormat: (args) => args.type,
   schema: Type.Object(
@@ -33,6 +34,7 @@ export const format = defineOperation({
 /** Encoder quality for lossy formats (JPEG, WebP, AVIF, TIFF-JPEG); ignored by PNG and GIF. */
 export const quality = defineOperation({
   name: 'quality',
+  device: true,
   description: 'Quality 1–100 for lossy formats (defaults: jpeg/webp/tiff 80, avif 50).',
   schema: Type.Object({ value: Type.Integer({ minimum: 1, maximum: 100 }) }, { additionalProperties: false }),
   primary: 'value',

@@ -1,24 +1,13 @@
 /**
  * Overlays: watermark (another asset) and text. Both are composited last, on the processed image,
- * so tint/normalize never alter them, and both are sized relative to that image.
+ * so tint/normalize never alter them, and both are sized relative to that image. The drawing itself
+ * (sharp, the font) is the pipeline's (`ctx.draw`, image/overlays.ts): these entries hold no engine,
+ * so the registry stays importable where sharp is not (the browser SDK, packages/browser).
  */
-import sharp from 'sharp';
 import { Type } from 'typebox';
-import { AppError, isAppError } from '../../../errors.js';
-import { inspect } from '../inspect.js';
-import { renderText } from '../text.js';
 import { Color } from '../../parameters.js';
 import { Gravity } from './common.js';
 import { defineOperation } from './types.js';
-
-/** Re-labels an input error of the watermark asset so the response names the operation. */
-function asWatermarkError(err: unknown): unknown {
-  if (!isAppError(err) || err.code === 'ERR_NOT_FOUND') return err;
-  return new AppError(err.code, err.publicMessage, {
-    cause: err,
-    details: { ...err.details, operation: 'watermark' },
-  });
-}
 
 /** Another image of the same org, scaled relative to the base width, with opacity. */
 export const watermark = defineOperation({
@@ -40,42 +29,9 @@ export const watermark = defineOperation({
   repeatable: true,
   readsAssets: true,
   async apply(_pipeline, args, ctx) {
-    // Loaded and inspected now, before the base image is decoded: a missing or hostile watermark
-    // fails the request early and cheaply.
-    let bytes: Buffer;
-    let info: Awaited<ReturnType<typeof inspect>>;
-    try {
-      bytes = await ctx.loadAsset(args.assetId);
-      info = await inspect(bytes, { ...ctx.limits, allowSvg: false });
-    } catch (err) {
-      throw asWatermarkError(err);
-    }
-    const opacity = args.opacity ?? 0.5;
-    const scale = args.scale ?? 0.25;
-    ctx.overlays.push(async (base) => {
-      const { data, info: out } = await sharp(info.bytes, {
-        limitInputPixels: ctx.limits.maxInputPixels,
-        failOn: 'error',
-        autoOrient: true,
-        pages: 1,
-      })
-        .resize({
-          width: Math.max(1, Math.round(base.width * scale)),
-          height: base.height,
-          fit: 'inside',
-          withoutEnlargement: false,
-        })
-        .toColourspace('srgb')
-        .ensureAlpha()
-        .raw()
-        .toBuffer({ resolveWithObject: true });
-      if (opacity < 1) for (let i = 3; i < data.length; i += 4) data[i] = Math.round(data[i]! * opacity);
-      return {
-        input: data,
-        raw: { width: out.width, height: out.height, channels: 4 },
-        gravity: args.gravity ?? 'southeast',
-      };
-    });
+    // Loaded and inspected now (by the pipeline's drawing), before the base image is decoded: a
+    // missing or hostile watermark fails the request early and cheaply.
+    ctx.overlays.push(await ctx.draw.watermark(args));
   },
 });
 
@@ -100,20 +56,6 @@ export const text = defineOperation({
   order: 81,
   repeatable: true,
   apply(_pipeline, args, ctx) {
-    ctx.overlays.push(async (base) => {
-      const rendered = await renderText({
-        text: args.text,
-        size: args.size ?? 32,
-        color: args.color ?? '#ffffff',
-        ...(args.background !== undefined ? { background: args.background } : {}),
-        maxWidth: base.width,
-        maxHeight: base.height,
-      });
-      return {
-        input: rendered.data,
-        raw: { width: rendered.width, height: rendered.height, channels: 4 },
-        gravity: args.gravity ?? 'south',
-      };
-    });
+    ctx.overlays.push(ctx.draw.text(args));
   },
 });

@@ -19,6 +19,14 @@ export type OutputFormat = 'jpeg' | 'png' | 'webp' | 'avif' | 'gif' | 'tiff';
 /** A deferred composite, built once the processed base image's size is known. */
 export type Overlay = (base: { width: number; height: number }) => Promise<OverlayOptions>;
 
+/** What the overlay entries ask the pipeline to draw (image/overlays.ts holds the sharp drawing). */
+export interface OverlayDrawing {
+  /** Loads and inspects another asset now (a missing or hostile one fails early); draws it later. */
+  watermark(args: { assetId: string; gravity?: string | undefined; opacity?: number | undefined; scale?: number | undefined }): Promise<Overlay>;
+  /** Text rendered literally with the bundled font, sized to the processed image. */
+  text(args: { text: string; size?: number | undefined; color?: string | undefined; background?: string | undefined; gravity?: string | undefined }): Overlay;
+}
+
 /** Mutable state shared by the operations of one run. Created by the pipeline, not by callers. */
 export interface OperationContext {
   readonly limits: Readonly<MediaLimits>;
@@ -42,6 +50,8 @@ export interface OperationContext {
    * answers "not found" for anything else; the bytes are inspected like any input.
    */
   loadAsset(assetId: string): Promise<Buffer>;
+  /** Draws overlays (the pipeline's engine); absent in predictions, which replay geometry only. */
+  readonly draw: OverlayDrawing;
 }
 
 /**
@@ -68,7 +78,7 @@ export interface OperationDef<S extends TSchema = TSchema> extends BaseOperation
  * The state one run starts from: the source's size, a white background, no overlays, no output
  * choices. Without `loadAsset`, a watermark is "not found" (predictions never read other assets).
  */
-export function newOperationContext(o: { limits: Readonly<MediaLimits>; source: Readonly<Omit<ImageInfo, 'bytes'>>; maxDimension: number; loadAsset?: ((assetId: string) => Promise<Buffer>) | undefined }): OperationContext {
+export function newOperationContext(o: { limits: Readonly<MediaLimits>; source: Readonly<Omit<ImageInfo, 'bytes'>>; maxDimension: number; loadAsset?: ((assetId: string) => Promise<Buffer>) | undefined; draw?: OverlayDrawing | undefined }): OperationContext {
   return {
     limits: o.limits,
     source: o.source,
@@ -80,8 +90,17 @@ export function newOperationContext(o: { limits: Readonly<MediaLimits>; source: 
     overlays: [],
     output: {},
     loadAsset: o.loadAsset ?? (() => Promise.reject(new AppError('ERR_NOT_FOUND', 'The asset does not exist.'))),
+    draw: o.draw ?? NO_DRAWING,
   };
 }
+
+/** The drawing of a context that draws nothing (predictions replay geometry only; a programming error otherwise). */
+const NO_DRAWING: OverlayDrawing = Object.freeze({
+  watermark: () => Promise.reject(new Error('this operation context draws no overlays')),
+  text: () => {
+    throw new Error('this operation context draws no overlays');
+  },
+});
 
 /** Declares an operation with its parameter types inferred from the schema. */
 export function defineOperation<S extends TSchema>(def: OperationDef<S>): OperationDef<S> {
