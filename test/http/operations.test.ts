@@ -48,6 +48,17 @@ describe('GET /v1/operations and validation errors that name what is allowed', (
     assert.match(video.ffmpeg, /^ffmpeg \d/);
   });
 
+  test('GET /v1/operations says which operations also run on the device (issue 15): overlays that need the server are device: false', async () => {
+    const body = (await (await fetch(`${h.srv.url}/v1/operations`)).json()) as { operations: Array<{ name: string; device: boolean }>; video: { operations: Array<{ device: boolean }> } };
+    const flags = Object.fromEntries(body.operations.map((o) => [o.name, o.device]));
+    // A watermark reads another asset on the server, text needs the server's font renderer.
+    assert.equal(flags.watermark, false);
+    assert.equal(flags.text, false);
+    for (const name of ['resize', 'extract', 'rotate', 'blur', 'tint', 'format']) assert.equal(flags[name], true, name);
+    assert.deepEqual(body.operations.filter((o) => o.device).map((o) => o.name), OPERATION_LIST.filter((o) => o.device === true).map((o) => o.name));
+    assert.ok(body.video.operations.every((o) => o.device === false), 'video is server-only');
+  });
+
   test('the OpenAPI document has a schema per operation, referenced from the POST /v1/process and /v1/jobs bodies', async () => {
     const doc = (await (await fetch(`${h.srv.url}/docs/json`)).json()) as { components: { schemas: Record<string, { properties?: Record<string, unknown> }> }; paths: Record<string, Record<string, unknown>> };
     for (const def of OPERATION_LIST) assert.ok(doc.components.schemas[`Operation_${def.name}`], `Operation_${def.name}`);
