@@ -58,6 +58,9 @@ import { sessionVerifier } from './http/session-auth.js';
 import { consoleUiRoutes } from './http/routes/console-ui.js';
 import type { ResetMailer } from './auth/console.js';
 import { oauthRoutes } from './http/routes/oauth.js';
+import { licensingRoutes } from './http/routes/licensing.js';
+import { LicenceKeyStore } from './licensing/keys.js';
+import { LicensingService } from './licensing/service.js';
 
 export interface AppDeps {
   db: DatabaseHandle;
@@ -103,6 +106,8 @@ export interface BuiltApp {
   signer: UrlSigner;
   /** Graceful shutdown: refuse new requests, let running ones finish (src/http/drain.ts). */
   drain: Drain;
+  /** Licence sessions, offline licences and device telemetry (src/licensing/). */
+  licensing: LicensingService;
 }
 
 export const API_VERSION = '0.1.0';
@@ -293,6 +298,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   webhookRoutes(app, runtime);
   transformRoutes(app, processing, authDeps);
   uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe });
+  // On-device processing: licence sessions, offline licences, telemetry into the same meter (issue 15).
+  const licensing = new LicensingService({ db: deps.db, keys: new LicenceKeyStore(deps.db, deps.masterKeys, deps.now), settings: config.licensing, issuer: config.publicUrl, now: deps.now });
+  licensingRoutes(app, { licensing, meter: perimeter.meter });
 
-  return { app, keys, keyring, signer, perimeter, drain };
+  return { app, keys, keyring, signer, perimeter, drain, licensing };
 }

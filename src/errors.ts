@@ -99,6 +99,17 @@ export const ERROR_CODES = {
   ERR_BACKUP_INVALID: 422,
   /** `obscura backup restore` into a data dir, database or store that is not empty (nothing was changed). */
   ERR_BACKUP_TARGET_NOT_EMPTY: 409,
+  // licences for on-device processing (issue 15; the same codes as sdk/src/licence.ts LicenceError)
+  /** Not a licence: armour, JWS syntax, header or claims wrong. */
+  ERR_LICENSE_MALFORMED: 401,
+  /** The licence's signature does not verify under a published key (changed, foreign key, `alg` swapped). */
+  ERR_LICENSE_SIGNATURE: 401,
+  /** The licence has expired (or is not valid yet): start a new session, or renew the file. */
+  ERR_LICENSE_EXPIRED: 401,
+  /** The licence is not pinned to this origin or app id. */
+  ERR_LICENSE_ORIGIN: 403,
+  /** The licence lacks the feature (e.g. telemetry is switched off by `no_telemetry`). */
+  ERR_LICENSE_FEATURE: 403,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

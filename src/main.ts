@@ -31,6 +31,7 @@ import { TRANSFORM_KEY_COLUMNS } from './processing/transform.js';
 import { startSideListeners, type SideListeners } from './perimeter/listeners.js';
 import { resolveMasterKey, type MasterKeys } from './crypto/master.js';
 import { AUDIT_KEY_COLUMNS, openAuditKey } from './audit/keys.js';
+import { LICENCE_KEY_COLUMNS } from './licensing/keys.js';
 import { resumeErasures } from './erasure/erasure.js';
 import { OrphanSweeper } from './assets/orphans.js';
 import { startDumpSocket, type DumpSocket } from './backup/socket.js';
@@ -43,7 +44,7 @@ import { registerMemorySource } from './usage/metrics.js';
  * stores a new kind of wrapped secret exports its columns and is added here, so that `obscura keys
  * rotate-master` moves it too (the rotation tests check that nothing under the old key remains).
  */
-export const WRAPPED_COLUMNS: readonly WrappedColumn[] = [...TENANT_KEY_COLUMNS, ...URL_SIGNING_COLUMNS, ...JWT_SIGNING_COLUMNS, ...MFA_COLUMNS, ...TRANSFORM_KEY_COLUMNS, ...WEBHOOK_SECRET_COLUMNS, ...JOB_PUT_URL_COLUMNS, ...AUDIT_KEY_COLUMNS];
+export const WRAPPED_COLUMNS: readonly WrappedColumn[] = [...TENANT_KEY_COLUMNS, ...URL_SIGNING_COLUMNS, ...JWT_SIGNING_COLUMNS, ...MFA_COLUMNS, ...TRANSFORM_KEY_COLUMNS, ...WEBHOOK_SECRET_COLUMNS, ...JOB_PUT_URL_COLUMNS, ...AUDIT_KEY_COLUMNS, ...LICENCE_KEY_COLUMNS];
 
 export interface Runtime {
   config: Config;

@@ -2,6 +2,7 @@
  * `Obscura`: the typed client. One method per API operation, grouped by resource (`obscura.assets.get`,
  * `obscura.keys.roll`, ...). Browser-safe: `fetch`, `URL`, WebCrypto and tus-js-client only.
  */
+import { LicensesResource } from './licenses.js';
 import { Credentials, basicAuthorization, type ClientCredentials, type CredentialOptions, type TokenResponse } from './auth.js';
 import { ObscuraError, usageError } from './errors.js';
 import { DEFAULT_RETRY, Transport, type FetchLike, type RequestSpec, type RetryOptions } from './http.js';
@@ -416,6 +417,8 @@ export class Obscura {
   readonly usage: UsageResource;
   readonly audit: AuditResource;
   readonly transforms: TransformResource;
+  /** On-device licences: sessions, offline licence files, public keys, telemetry (issue 15). */
+  readonly licenses: LicensesResource;
   readonly #transport: Transport;
 
   constructor(options: ObscuraOptions) {
@@ -460,6 +463,7 @@ export class Obscura {
     this.usage = new UsageResource(transport);
     this.audit = new AuditResource(transport);
     this.transforms = new TransformResource(transport);
+    this.licenses = new LicensesResource(transport);
   }
 
   /** `GET /v1/whoami`: the calling credential's org, app, kind and scopes. */

@@ -34,12 +34,29 @@ export type {
   TransformPreset,
 } from './processing.js';
 export { ObscuraError, isObscuraError } from './errors.js';
+export { LicensesResource } from './licenses.js';
+export type { SessionLicenceReply, OfflineLicenceInput, OfflineLicenceReply, LicenceJwk } from './licenses.js';
 export type { ClientErrorCode, Problem } from './errors.js';
 export type { ClientCredentials, CredentialOptions, TokenResponse } from './auth.js';
 export type { FetchLike, RetryOptions } from './http.js';
 export { parseRetryAfter, backoffDelay, DEFAULT_RETRY } from './http.js';
 export { ASSET_ID_HEADER } from './tus.js';
 export { API_OPERATIONS, NOT_IN_SDK } from './routes.js';
+export {
+  verifyLicence,
+  armourLicence,
+  dearmourLicence,
+  startLicenceSession,
+  sendTelemetry,
+  fetchLicenceKeys,
+  LicenceError,
+  LicenceRequestError,
+  LICENCE_ALGORITHMS,
+  LICENCE_FEATURES,
+  LICENCE_TYP,
+  MAX_TELEMETRY_EVENTS,
+} from './licence.js';
+export type { Licence, LicenceErrorCode, LicenceAlgorithm, VerifyLicenceOptions, StartLicenceSessionOptions, LicenceSession, TelemetryEvent, SendTelemetryOptions } from './licence.js';
 export { eachItem, allItems, MAX_PAGE_LIMIT } from './pages.js';
 export type { UploadSource, TransferProgress, TusUploadOptions, TusUploadResult } from './tus.js';
 export type * from './types.js';

@@ -341,6 +341,8 @@ export interface UsageFigures {
   bytes_out: number;
   processing_seconds: number;
   exports: { total: number; by_type: Record<string, number>; by_resolution?: Record<string, number> };
+  /** On-device processing (POST /v1/telemetry): engine loads by platform and exports made on the device. */
+  device?: { loads: { total: number; by_platform: Record<string, number> }; exports: { total: number; by_type: Record<string, number> } };
 }
 
 /** `GET /v1/usage/daily`: one month, per UTC day (zero-filled up to today). */

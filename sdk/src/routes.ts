@@ -66,6 +66,10 @@ export const API_OPERATIONS: Readonly<Record<string, string>> = Object.freeze({
   'GET /v1/orgs/{id}/data-report': 'usage.dataReport',
   'GET /v1/audit': 'audit.list',
   'GET /v1/audit/verify': 'audit.verify',
+  'POST /v1/licenses/session': 'licenses.startSession',
+  'POST /v1/licenses': 'licenses.issue',
+  'GET /v1/licenses/keys': 'licenses.keys',
+  'POST /v1/telemetry': 'licenses.sendTelemetry',
 });
 
 /**

@@ -19,7 +19,9 @@ export type Scope =
   | 'jobs:write'
   | 'webhooks:manage'
   | 'audit:read'
-  | 'usage:read';
+  | 'usage:read'
+  | 'licenses:session'
+  | 'licenses:issue';
 
 /** `GET /v1/whoami` */
 export interface WhoAmI {
@@ -71,6 +73,8 @@ export interface ApiKey {
   scopes: string[];
   allowed_ips: string[];
   allowed_origins: string[];
+  /** Native app identifiers a publishable key may be used from (issue 15). */
+  allowed_app_ids?: string[];
   expires_at: DateTime | null;
   revoked_at: DateTime | null;
   rolled_to: string | null;
@@ -88,6 +92,8 @@ export interface CreateKeyInput {
   expires_at?: DateTime | null;
   allowed_ips?: string[];
   allowed_origins?: string[];
+  /** Publishable keys only: native app identifiers (on-device licence sessions without an Origin). */
+  allowed_app_ids?: string[];
 }
 
 /** A new key: `secret` is shown once. */

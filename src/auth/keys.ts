@@ -15,8 +15,8 @@ import { newId } from '../crypto/random.js';
 import { appendAudit } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
 import { getApp } from '../tenants/index.js';
-import { SCOPES, PUBLISHABLE_SCOPES, isScope, type Scope } from './scopes.js';
-import { cidrMatcher, normaliseCidrs, normaliseOrigins } from './network.js';
+import { SCOPES, PUBLISHABLE_SCOPES, PUBLISHABLE_DEFAULT_SCOPES, isScope, type Scope } from './scopes.js';
+import { cidrMatcher, normaliseAppIds, normaliseCidrs, normaliseOrigins } from './network.js';
 import { ALL_ROWS, keysetPage, mapPage, type ListOrder, type Page, type PageRequest } from '../db/pagination.js';
 
 /** The longest grace period a rolled key may keep working: 30 days. */
@@ -44,6 +44,8 @@ export interface KeyInfo {
   scopes: string[];
   allowedIps: string[];
   allowedOrigins: string[];
+  /** Native app identifiers a publishable key may be used from instead of a web origin (issue 15). */
+  allowedAppIds: string[];
   expiresAt: string | null;
   revokedAt: string | null;
   rolledTo: string | null;
@@ -61,6 +63,7 @@ export interface CreateKeyInput {
   expiresAt?: string | null;
   allowedIps?: string[];
   allowedOrigins?: string[];
+  allowedAppIds?: string[];
 }
 
 type KeyRow = {
@@ -74,6 +77,7 @@ type KeyRow = {
   scopes: string[];
   allowed_ips: string[];
   allowed_origins: string[];
+  allowed_app_ids: string[];
   expires_at: Date | null;
   revoked_at: Date | null;
   rolled_to: string | null;
@@ -94,6 +98,7 @@ function toInfo(r: KeyRow): KeyInfo {
     scopes: r.scopes,
     allowedIps: r.allowed_ips,
     allowedOrigins: r.allowed_origins,
+    allowedAppIds: r.allowed_app_ids ?? [],
     expiresAt: iso(r.expires_at),
     revokedAt: iso(r.revoked_at),
     rolledTo: r.rolled_to,
@@ -109,7 +114,7 @@ function resolveScopes(kind: KeyKind, requested: string[] | undefined, granter: 
   }
   let scopes: Scope[];
   if (kind === 'publishable') {
-    scopes = (requested ?? [...PUBLISHABLE_SCOPES]) as Scope[];
+    scopes = (requested ?? [...PUBLISHABLE_DEFAULT_SCOPES]) as Scope[];
     const extra = scopes.filter((s) => !PUBLISHABLE_SCOPES.includes(s));
     if (extra.length) {
       throw new AppError('ERR_VALIDATION', `A publishable key may only hold ${PUBLISHABLE_SCOPES.join(', ')}.`, { details: { field: 'scopes', refused: extra } });
@@ -149,8 +154,12 @@ export async function createKey(
   const scopes = resolveScopes(input.kind, input.scopes, ctx.granter);
   const allowedIps = normaliseCidrs(input.allowedIps ?? []);
   const allowedOrigins = normaliseOrigins(input.allowedOrigins ?? []);
-  if (input.kind === 'publishable' && allowedOrigins.length === 0) {
-    throw new AppError('ERR_VALIDATION', 'A publishable key needs at least one allowed origin.', { details: { field: 'allowed_origins' } });
+  const allowedAppIds = normaliseAppIds(input.allowedAppIds ?? []);
+  if (allowedAppIds.length > 0 && input.kind !== 'publishable') {
+    throw new AppError('ERR_VALIDATION', 'Only a publishable key takes allowed app ids (native apps).', { details: { field: 'allowed_app_ids' } });
+  }
+  if (input.kind === 'publishable' && allowedOrigins.length === 0 && allowedAppIds.length === 0) {
+    throw new AppError('ERR_VALIDATION', 'A publishable key needs at least one allowed origin (or, for a native app, an allowed app id).', { details: { field: 'allowed_origins' } });
   }
   let expiresAt: Date | null = null;
   if (input.expiresAt) {
@@ -173,6 +182,7 @@ export async function createKey(
       scopes,
       allowed_ips: allowedIps,
       allowed_origins: allowedOrigins,
+      allowed_app_ids: allowedAppIds,
       expires_at: expiresAt,
     })
     .returningAll()
@@ -182,7 +192,7 @@ export async function createKey(
     actor: ctx.actor,
     action: 'key.create',
     target: { key: row.id, app: appId },
-    data: { kind: input.kind, scopes, allowed_ips: allowedIps, allowed_origins: allowedOrigins, expires_at: iso(expiresAt) },
+    data: { kind: input.kind, scopes, allowed_ips: allowedIps, allowed_origins: allowedOrigins, ...(allowedAppIds.length ? { allowed_app_ids: allowedAppIds } : {}), expires_at: iso(expiresAt) },
     ip: ctx.ip,
     requestId: ctx.requestId,
   });
@@ -246,7 +256,7 @@ export async function rollKey(
     trx,
     orgId,
     old.app_id,
-    { kind: old.kind, name: old.name, scopes: old.scopes, allowedIps: old.allowed_ips, allowedOrigins: old.allowed_origins, expiresAt: old.expires_at && old.expires_at > now ? iso(old.expires_at) : null },
+    { kind: old.kind, name: old.name, scopes: old.scopes, allowedIps: old.allowed_ips, allowedOrigins: old.allowed_origins, allowedAppIds: old.allowed_app_ids ?? [], expiresAt: old.expires_at && old.expires_at > now ? iso(old.expires_at) : null },
     ctx,
     now,
   );
@@ -293,6 +303,7 @@ interface CachedKey {
   readonly scopes: ReadonlySet<string>;
   readonly ipAllowed: ((ip: string) => boolean) | null;
   readonly origins: ReadonlySet<string>;
+  readonly appIds: ReadonlySet<string>;
   readonly fetchedAt: number;
 }
 
@@ -306,6 +317,8 @@ export interface AuthFailure {
 export interface VerifyContext {
   ip: string;
   origin: string | undefined;
+  /** The native app identifier a request without an Origin names (`Obscura-App-Id`; publishable keys only). */
+  appId?: string | undefined;
 }
 
 /**
@@ -356,6 +369,7 @@ export class KeyVerifier {
       scopes: new Set(row.scopes),
       ipAllowed: row.allowed_ips.length ? cidrMatcher(row.allowed_ips) : null,
       origins: new Set(row.allowed_origins),
+      appIds: new Set(row.allowed_app_ids ?? []),
       fetchedAt: now,
     };
     if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value as string);
@@ -378,7 +392,9 @@ export class KeyVerifier {
     if (entry.ipAllowed && !entry.ipAllowed(ctx.ip)) throw fail('ERR_IP_NOT_ALLOWED', 'Requests with this key are not allowed from this IP address.');
     if (row.kind === 'publishable') {
       // A publishable key lives in web pages: it is only valid from the pages it was issued for.
-      if (!ctx.origin || !entry.origins.has(ctx.origin)) throw fail('ERR_ORIGIN_NOT_ALLOWED', 'This publishable key is not allowed from this origin.');
+      // A native app sends no Origin: it names its app id instead, which the key must allow (issue 15).
+      const allowed = ctx.origin ? entry.origins.has(ctx.origin) : ctx.appId !== undefined && entry.appIds.has(ctx.appId);
+      if (!allowed) throw fail('ERR_ORIGIN_NOT_ALLOWED', ctx.origin || ctx.appId === undefined ? 'This publishable key is not allowed from this origin.' : 'This publishable key is not allowed for this app id.');
     } else if (entry.origins.size > 0 && ctx.origin !== undefined && !entry.origins.has(ctx.origin)) {
       throw fail('ERR_ORIGIN_NOT_ALLOWED', 'This key is not allowed from this origin.');
     }

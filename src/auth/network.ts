@@ -65,3 +65,13 @@ export function normaliseOrigins(list: readonly string[]): string[] {
     return u.origin;
   });
 }
+
+/** A native app identifier: reverse-DNS style (`com.example.photos`), as app stores use (issue 15). */
+export const APP_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$';
+const APP_ID_RE = new RegExp(APP_ID_PATTERN);
+
+/** Validates native app identifiers (a publishable key's `allowed_app_ids`, a licence's `app_ids`). */
+export function normaliseAppIds(list: readonly string[]): string[] {
+  for (const a of list) if (!APP_ID_RE.test(a)) throw new AppError('ERR_VALIDATION', `"${a.slice(0, 64)}" is not an app identifier such as com.example.photos.`, { details: { field: 'allowed_app_ids' } });
+  return [...new Set(list)];
+}

@@ -23,6 +23,10 @@ export const SCOPES = [
   'webhooks:manage',
   'audit:read',
   'usage:read',
+  /** Start an on-device licence session (publishable keys, opt-in; issue 15). */
+  'licenses:session',
+  /** Issue offline licence files for on-device processing (issue 15). */
+  'licenses:issue',
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 
@@ -30,7 +34,13 @@ export type Scope = (typeof SCOPES)[number];
  * What a publishable key may ever hold: it ships inside web pages, so it can only upload (and read
  * back what the page uploaded through signed URLs issued by the backend).
  */
-export const PUBLISHABLE_SCOPES: readonly Scope[] = ['assets:write'];
+export const PUBLISHABLE_SCOPES: readonly Scope[] = ['assets:write', 'licenses:session'];
+
+/**
+ * What a publishable key holds when none are requested. On-device licence sessions are opt-in: a key
+ * minted for uploads does not also unlock licences (request `licenses:session`).
+ */
+export const PUBLISHABLE_DEFAULT_SCOPES: readonly Scope[] = ['assets:write'];
 
 export function isScope(s: string): s is Scope {
   return (SCOPES as readonly string[]).includes(s);

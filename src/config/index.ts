@@ -23,6 +23,7 @@ import { REMOTE_UNSAFE_SETTINGS } from '../remote/settings.js';
 import { SERVER_SETTINGS, type Role } from '../http/settings.js';
 import { CLIENT_SETTINGS } from './client-settings.js';
 import { BACKUP_SETTINGS, type BackupSettings } from '../backup/settings.js';
+import { LICENSING_SETTINGS, type LicensingSettings } from '../licensing/settings.js';
 
 export type { DatabaseKind, Role };
 
@@ -102,6 +103,9 @@ export interface Config {
   /** The backup key of `obscura backup` (src/backup/settings.ts). */
   readonly backup: BackupSettings;
 
+  /** On-device licence sessions (src/licensing/settings.ts). */
+  readonly licensing: LicensingSettings;
+
   /** Explicitly unsafe switches (each reported by `obscura doctor`). */
   readonly unsafe: {
     /** Listen on a non-loopback address over plain HTTP without a trusted proxy. Default false. */
@@ -122,6 +126,7 @@ export const SECTIONS = [
   DATA_DIR_SETTINGS, SERVER_SETTINGS, DATABASE_SETTINGS, MASTER_KEY_SETTINGS, STORAGE_SETTINGS, UPLOAD_SETTINGS, PERIMETER_SETTINGS, AUTH_SETTINGS, OAUTH_SETTINGS,
   DOWNLOAD_SETTINGS, MAINTENANCE_SETTINGS, PROCESSING_SETTINGS, MEDIA_SETTINGS, VIDEO_SETTINGS, JOBS_SETTINGS, REMOTE_UNSAFE_SETTINGS, CLIENT_SETTINGS,
   BACKUP_SETTINGS,
+  LICENSING_SETTINGS,
 ] as const;
 
 /** The variable naming the settings file: the one name the loader owns. */
@@ -194,6 +199,7 @@ export function loadConfig(env: Source, cwd = process.cwd()): Config {
     maintenance: MAINTENANCE_SETTINGS.read(src),
     perimeter: PERIMETER_SETTINGS.read(src),
     backup: BACKUP_SETTINGS.read(src),
+    licensing: LICENSING_SETTINGS.read(src),
     unsafe: { allowPlainHttp: server.allowPlainHttp, ...REMOTE_UNSAFE_SETTINGS.read(src) },
   };
   checkPerimeterAgainstServer(config.perimeter, { port: config.port, publicUrl: config.publicUrl });

@@ -20,6 +20,7 @@ import { erasure } from './migrations/0014_erasure.js';
 import { video } from './migrations/0015_video.js';
 import { assetParts } from './migrations/0016_asset_parts.js';
 import { usageDays } from './migrations/0019_usage_days.js';
+import { licensing } from './migrations/0020_licensing.js';
 import { assetLabels } from './migrations/0021_asset_labels.js';
 import { legalHold } from './migrations/0022_legal_hold.js';
 
@@ -42,6 +43,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0015_video': video,
   '0016_asset_parts': assetParts,
   '0019_usage_days': usageDays,
+  '0020_licensing': licensing,
   '0021_asset_labels': assetLabels,
   '0022_legal_hold': legalHold,
 };

@@ -62,6 +62,8 @@ export interface ApiKeysTable {
   scopes: string[];
   allowed_ips: string[];
   allowed_origins: string[];
+  /** Native app identifiers a publishable key may start licence sessions for (0020, issue 15). */
+  allowed_app_ids: ColumnType<string[], string[] | undefined, string[]>;
   expires_at: NullableTimestamp;
   revoked_at: NullableTimestamp;
   rolled_to: string | null;

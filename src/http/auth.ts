@@ -91,13 +91,20 @@ function originOf(req: FastifyRequest): string | undefined {
   return typeof o === 'string' && o.length > 0 ? o : undefined;
 }
 
+/** The native app id a request names (`Obscura-App-Id`), for publishable keys used outside a browser. */
+export const APP_ID_HEADER = 'obscura-app-id';
+export function appIdOf(req: FastifyRequest): string | undefined {
+  const v = req.headers[APP_ID_HEADER];
+  return typeof v === 'string' && v.length > 0 && v.length <= 200 ? v : undefined;
+}
+
 export async function authenticate(req: FastifyRequest, deps: AuthDeps): Promise<Principal> {
   if (deps.sessions && req.headers.authorization === undefined) {
     const session = await deps.sessions(req);
     if (session) return session;
   }
   const token = bearerToken(req);
-  if (token.startsWith('obs_')) return deps.keys.verify(token, { ip: req.ip, origin: originOf(req) });
+  if (token.startsWith('obs_')) return deps.keys.verify(token, { ip: req.ip, origin: originOf(req), appId: appIdOf(req) });
   if (deps.tokens) return deps.tokens(token, req);
   throw new AppError('ERR_TOKEN_INVALID', 'The bearer credential is not a valid API key or access token.');
 }

@@ -42,6 +42,10 @@ export interface UsageEvent {
   readonly videoMs?: Readonly<Record<string, number>>;
   /** Exports by resolution bucket of the output (`resolutionBucket(width, height)`), e.g. `{ '720p': 1 }`. */
   readonly resolutions?: Readonly<Record<string, number>>;
+  /** Of `exports`, those made on the device (on-device SDK telemetry, issue 15), by media type. */
+  readonly deviceExports?: Readonly<Record<string, number>>;
+  /** On-device engine loads by platform (`web`, `ios`, …; issue 15). */
+  readonly deviceLoads?: Readonly<Record<string, number>>;
   /**
    * A caller-supplied end-user id (at most 200 characters) for monthly-active-end-user counts.
    * Security: hashed immediately with a per-org keyed hash; never stored or logged as given.
@@ -131,6 +135,8 @@ interface EndUserEntry {
 }
 
 const MEDIA_TYPE_RE = /^[a-z0-9]+\/[a-z0-9.+-]+$/;
+/** A device platform label (`web`, `ios`, …) for the `device_loads:<platform>` metric. */
+const PLATFORM_RE = /^[a-z0-9][a-z0-9._-]{0,31}$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Bounds memory if the database is unreachable for long: beyond this, new end users are dropped (undercount). */
 const MAX_PENDING_END_USERS = 100_000;
@@ -244,6 +250,8 @@ export class UsageMeter {
       if ((RESOLUTION_BUCKETS as readonly string[]).includes(bucket)) this.add(e.orgId, e.appId, month, day, keyId, `resolution:${bucket}`, count(`resolutions[${bucket}]`, n));
     }
     for (const [type, n] of Object.entries(e.videoMs ?? {})) this.add(e.orgId, e.appId, month, day, keyId, `video_ms:${exportMetric(type).slice('exports:'.length)}`, count(`videoMs[${type}]`, n));
+    for (const [type, n] of Object.entries(e.deviceExports ?? {})) this.add(e.orgId, e.appId, month, day, keyId, `device_exports:${exportMetric(type).slice('exports:'.length)}`, count(`deviceExports[${type}]`, n));
+    for (const [platform, n] of Object.entries(e.deviceLoads ?? {})) this.add(e.orgId, e.appId, month, day, keyId, `device_loads:${PLATFORM_RE.test(platform) ? platform : 'other'}`, count(`deviceLoads[${platform}]`, n));
     if (e.endUser !== undefined && e.endUser.length > 0) {
       if (e.endUser.length > MAX_END_USER_ID_LENGTH) throw new RangeError(`recordUsage: endUser longer than ${MAX_END_USER_ID_LENGTH} characters`);
       const hash = this.endUserHash(e.orgId, e.appId, month, e.endUser);

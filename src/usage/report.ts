@@ -17,6 +17,8 @@ export interface UsageFigures {
   pixels: { total: number; byType: Record<string, number> };
   /** Output video seconds by media type (video outputs only). */
   videoSeconds: { total: number; byType: Record<string, number> };
+  /** On-device processing (issue 15): engine loads by platform, and the exports made on the device (also counted in `exports`). */
+  device: { loads: { total: number; byPlatform: Record<string, number> }; exports: { total: number; byType: Record<string, number> } };
 }
 
 export interface AppUsage extends UsageFigures {
@@ -29,7 +31,7 @@ export interface AppUsage extends UsageFigures {
 }
 
 function empty(): UsageFigures {
-  return { requests: 0, bytesIn: 0, bytesOut: 0, processingSeconds: 0, exports: { total: 0, byType: {}, byResolution: {} }, pixels: { total: 0, byType: {} }, videoSeconds: { total: 0, byType: {} } };
+  return { requests: 0, bytesIn: 0, bytesOut: 0, processingSeconds: 0, exports: { total: 0, byType: {}, byResolution: {} }, pixels: { total: 0, byType: {} }, videoSeconds: { total: 0, byType: {} }, device: { loads: { total: 0, byPlatform: {} }, exports: { total: 0, byType: {} } } };
 }
 
 function add(f: UsageFigures, metric: string, v: number): void {
@@ -43,6 +45,12 @@ function add(f: UsageFigures, metric: string, v: number): void {
     const bucket = metric.slice('resolution:'.length);
     f.exports.byResolution[bucket] = (f.exports.byResolution[bucket] ?? 0) + v;
   } else if (metric.startsWith('video_ms:')) tally(f.videoSeconds, metric.slice('video_ms:'.length), v / 1000);
+  else if (metric.startsWith('device_exports:')) tally(f.device.exports, metric.slice('device_exports:'.length), v);
+  else if (metric.startsWith('device_loads:')) {
+    const platform = metric.slice('device_loads:'.length);
+    f.device.loads.byPlatform[platform] = (f.device.loads.byPlatform[platform] ?? 0) + v;
+    f.device.loads.total += v;
+  }
 }
 
 function tally(t: { total: number; byType: Record<string, number> }, type: string, v: number): void {

@@ -31,6 +31,8 @@ export const UNAUTHENTICATED: Record<string, string> = {
   'OPTIONS /v1/uploads/{id}': 'tus capability discovery (no data)',
   'GET /v1/operations': 'the operation reference generated from the registry: public and cacheable, no tenant data (issue 9, item 11)',
   'POST /v1/setup': 'first run only: the one-time setup token from the data dir, refused once an org exists',
+  'GET /v1/licenses/keys': 'public keys that verify on-device licences (issue 15)',
+  'POST /v1/telemetry': 'authenticated by the licence itself (Authorization: Bearer <licence>), not an API credential: an offline licence has no key (issue 15)',
   'DELETE /v1/orgs/{id}': 'org erasure: a console session of an owner, CSRF token, password (and TOTP) again and a typed confirmation; never an API key (test/erasure/erasure.test.ts)',
 };
 

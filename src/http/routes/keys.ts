@@ -22,6 +22,7 @@ const KeySchema = Type.Object(
     scopes: Type.Array(Type.String()),
     allowed_ips: Type.Array(Type.String()),
     allowed_origins: Type.Array(Type.String()),
+    allowed_app_ids: Type.Array(Type.String(), { description: 'Native app identifiers a publishable key may be used from (Obscura-App-Id header) instead of a web origin.' }),
     expires_at: Nullable(DateTime),
     revoked_at: Nullable(DateTime),
     rolled_to: Nullable(Uuid),
@@ -40,6 +41,7 @@ const CreateBody = Type.Object(
     expires_at: Type.Optional(Nullable(DateTime)),
     allowed_ips: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100, description: 'IPv4/IPv6 addresses or CIDR ranges.' })),
     allowed_origins: Type.Optional(Type.Array(Type.String({ maxLength: 300 }), { maxItems: 50, description: 'Exact origins such as https://app.example.com.' })),
+    allowed_app_ids: Type.Optional(Type.Array(Type.String({ maxLength: 200 }), { maxItems: 50, description: 'Publishable keys only: native app identifiers (com.example.photos) that may use the key without an Origin, naming themselves in the Obscura-App-Id header (on-device licence sessions).' })),
   },
   { additionalProperties: false, examples: [{ kind: 'restricted', name: 'uploader', scopes: ['assets:write'], allowed_ips: ['203.0.113.0/24'] }] },
 );
@@ -63,6 +65,7 @@ const out = (k: KeyInfo) => ({
   scopes: k.scopes,
   allowed_ips: k.allowedIps,
   allowed_origins: k.allowedOrigins,
+  allowed_app_ids: k.allowedAppIds,
   expires_at: k.expiresAt,
   revoked_at: k.revokedAt,
   rolled_to: k.rolledTo,
@@ -116,7 +119,7 @@ export function keyRoutes(app: FastifyInstance, db: DatabaseHandle, verifier: Ke
           trx,
           p.orgId,
           req.params.id,
-          { kind: b.kind, name: b.name, scopes: b.scopes, expiresAt: b.expires_at ?? null, allowedIps: b.allowed_ips, allowedOrigins: b.allowed_origins },
+          { kind: b.kind, name: b.name, scopes: b.scopes, expiresAt: b.expires_at ?? null, allowedIps: b.allowed_ips, allowedOrigins: b.allowed_origins, allowedAppIds: b.allowed_app_ids },
           { ...ctxOf(req), granter: p.scopes },
         ),
       );

@@ -27,6 +27,15 @@ const Figures = {
   ),
   pixels: Type.Object({ total: Type.Integer(), by_type: Type.Record(Type.String(), Type.Integer()) }, { description: 'Output pixels (width × height × frames), by media type.' }),
   video_seconds: Type.Object({ total: Type.Number(), by_type: Type.Record(Type.String(), Type.Number()) }, { description: 'Output video duration, by media type.' }),
+  device: Type.Optional(
+    Type.Object(
+      {
+        loads: Type.Object({ total: Type.Integer(), by_platform: Type.Record(Type.String(), Type.Integer()) }),
+        exports: Type.Object({ total: Type.Integer(), by_type: Type.Record(Type.String(), Type.Integer()) }),
+      },
+      { description: 'On-device processing (POST /v1/telemetry): engine loads by platform, and exports made on the device (also counted in `exports`).' },
+    ),
+  ),
 };
 const DaysQuery = Query;
 const DaysReport = Type.Object(
@@ -54,6 +63,7 @@ const figures = (f: UsageFigures) => ({
   exports: { total: f.exports.total, by_type: f.exports.byType, by_resolution: f.exports.byResolution },
   pixels: { total: f.pixels.total, by_type: f.pixels.byType },
   video_seconds: { total: f.videoSeconds.total, by_type: f.videoSeconds.byType },
+  device: { loads: { total: f.device.loads.total, by_platform: f.device.loads.byPlatform }, exports: { total: f.device.exports.total, by_type: f.device.exports.byType } },
 });
 
 export function usageRoutes(app: FastifyInstance, deps: { db: DatabaseHandle; meter: UsageMeter; now?: () => number }): void {
