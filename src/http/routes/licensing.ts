@@ -139,7 +139,8 @@ export function licensingRoutes(app: FastifyInstance, deps: { licensing: Licensi
       tags: ['licenses'],
       summary: 'Public keys that verify licences (current and rotated, until removed)',
       description: 'For tooling and rotation: a device trusts the keys it ships with, never a key fetched at run time on its own.',
-      response: { 200: Type.Object({ keys: Type.Array(Jwk) }, { additionalProperties: false }) },
+      // No credential, so only the perimeter's answers (rate limit, load shedding) can refuse it.
+      response: { 200: Type.Object({ keys: Type.Array(Jwk) }, { additionalProperties: false }), ...Object.fromEntries(Object.entries(errorResponses()).filter(([c]) => ['429', '500', '503'].includes(c))) },
     },
     handler: async (_req, reply) => reply.header('Cache-Control', 'public, max-age=300').send({ keys: await licensing.publicKeys() }),
   });
