@@ -176,4 +176,22 @@ describe('rooms and import direction', () => {
     const sdkImports = edges.filter((e) => e.from === 'sdk');
     assert.deepEqual(sdkImports.map((e) => `${e.file} -> ${e.target}`), []);
   });
+
+  test('the browser SDK (packages/browser) imports only media, errors and the SDK from the server, and nothing it reaches loads sharp or a Node built-in', () => {
+    const seen = new Set<string>();
+    const queue = filesUnder(join(ROOT, 'packages', 'browser', 'src'));
+    while (queue.length) {
+      const file = queue.pop()!;
+      if (seen.has(file)) continue;
+      seen.add(file);
+      queue.push(...importsOf(file));
+    }
+    const reached = [...seen].map((f) => relative(ROOT, f));
+    const outside = reached.filter((f) => !f.startsWith('packages/browser/') && !f.startsWith('sdk/src/') && !f.startsWith('src/media/') && f !== 'src/errors.ts');
+    assert.deepEqual(outside, [], 'the device shares the grammar and limits, not the server');
+    // A value import (not `import type`) of sharp or node:* would not run in a browser.
+    const engineBound = [...seen].filter((f) => /^\s*import\s+(?!type\b)[^;]*?\sfrom\s+'(?:sharp|node:[^']+)'/m.test(readFileSync(f, 'utf8'))).map((f) => relative(ROOT, f));
+    assert.deepEqual(engineBound, []);
+    assert.ok(reached.includes('src/media/image/operations/registry.ts') && reached.includes('src/media/limits.ts'), 'the registry and the limits are shared');
+  });
 });
