@@ -62,7 +62,9 @@ function asDeviceError(err: unknown): DeviceError {
   if (err instanceof DeviceError) return err;
   if (err instanceof LicenceError) return new DeviceError(err.code, err.message);
   if (err instanceof LicenceRequestError) return new DeviceError(err.code, err.detail, { status: err.status });
-  return new DeviceError('ERR_UNAVAILABLE', 'The licence service could not be reached.');
+  // A network failure, or an answer the browser withheld: the server's CORS answers only origins a
+  // publishable key allows, so a page on another origin cannot read its 403 either.
+  return new DeviceError('ERR_UNAVAILABLE', 'The licence service could not be reached, or did not let this origin read its answer (is this origin one the publishable key allows?).');
 }
 
 /** Bytes of a File, Blob or ImageBitmap (a bitmap is encoded losslessly as PNG first). */
