@@ -44,7 +44,7 @@ function sdkSize(): { files: number; rawBytes: number; gzipBytes: number } {
 }
 
 async function main(): Promise<void> {
-  const photo = await sharp({ create: { width: 1920, height: 1080, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 50 } } }).blur(1.5).jpeg({ quality: 85 }).toBuffer();
+  const photo = await sharp({ create: { width: 1920, height: 1080, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 50 } } }).blur(1.5).jpeg({ quality: 85 }).toBuffer();
   const obscura = await startObscura();
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
