@@ -32,6 +32,7 @@ import { masterKeyFile, beginFileRotation, finishFileRotation } from '../crypto/
 import { rewrapAll } from '../crypto/keyring.js';
 import type { KeyKind, UserRole } from '../db/schema.js';
 import { oauthCommand, OAUTH_HELP } from './oauth.js';
+import { licensesCommand, LICENSES_HELP } from './licenses.js';
 import { createPasswordResetLink, setRequireMfa } from '../auth/console.js';
 import { backupCommand, BackupUsageError, BACKUP_HELP } from './backup.js';
 import { CLIENT_HELP } from './client-help.js';
@@ -45,7 +46,7 @@ Usage:
   obscura init [--org NAME] [--email EMAIL] [--app NAME] [--origin URL ...] [--password-stdin] [--json]
                                         create the first org, owner and app; print the app's keys once
   obscura keys create --app ID [--kind secret|restricted|publishable] [--scope S ...] [--name N]
-                      [--expires-at ISO] [--allow-ip CIDR ...] [--allow-origin URL ...] [--json]
+                      [--expires-at ISO] [--allow-ip CIDR ...] [--allow-origin URL ...] [--allow-app-id ID ...] [--json]
   obscura keys list --app ID [--json]
   obscura keys roll KEY_ID [--grace SECONDS] [--json]
   obscura keys revoke KEY_ID [--json]
@@ -65,6 +66,7 @@ ${OAUTH_HELP}
   obscura migrate [--json]              apply database migrations as the schema owner and grant the
                                         runtime role (PostgreSQL: OBSCURA_MIGRATION_DATABASE_URL)
 ${BACKUP_HELP}
+${LICENSES_HELP}
   obscura doctor [--json]               report unsafe settings; exit 1 if any
   obscura help
 
@@ -233,6 +235,7 @@ async function cmdKeys(argv: string[]): Promise<number> {
       'expires-at': { type: 'string' },
       'allow-ip': { type: 'string', multiple: true },
       'allow-origin': { type: 'string', multiple: true },
+      'allow-app-id': { type: 'string', multiple: true },
       grace: { type: 'string', default: '0' },
       json: { type: 'boolean', default: false },
     },
@@ -252,7 +255,7 @@ async function cmdKeys(argv: string[]): Promise<number> {
             trx,
             orgId,
             appId,
-            { kind: values.kind as KeyKind, name: values.name, scopes: values.scope, expiresAt: values['expires-at'] ?? null, allowedIps: values['allow-ip'], allowedOrigins: values['allow-origin'] },
+            { kind: values.kind as KeyKind, name: values.name, scopes: values.scope, expiresAt: values['expires-at'] ?? null, allowedIps: values['allow-ip'], allowedOrigins: values['allow-origin'], allowedAppIds: values['allow-app-id'] },
             { ...ctx, granter: null },
           ),
         );
@@ -532,6 +535,8 @@ export async function run(argv: string[]): Promise<number> {
         return await backupCommand(rest);
       case 'oauth':
         return await withRuntime((rt) => oauthCommand(rest, rt));
+      case 'licenses':
+        return await licensesCommand(rest, withRuntime);
       // The client code (SDK, tus client) loads only for client commands, never in `serve`.
       case 'upload': case 'process': case 'download': case 'jobs': case 'assets': return await (await import('./client.js')).clientCommand(cmd, rest);
       case undefined:

@@ -6,12 +6,18 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, createHmac } from 'node:crypto';
+import { generateKeyPairSync, createHmac, createPrivateKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CompactSign, base64url, exportJWK, type JWK } from 'jose';
 import { openTestDb, type TestDb } from '../support/db.js';
-import { startServer, createTenant, mintKey, api, type TestServer, type Tenant } from '../support/server.js';
+import { startServer, createTenant, mintKey, masterKeysFor, api, type TestServer, type Tenant } from '../support/server.js';
+import { runCli, ROOT } from '../support/cli.js';
 import {
   verifyLicence,
+  dearmourLicence,
+  armourLicence,
   startLicenceSession,
   sendTelemetry,
   fetchLicenceKeys,
@@ -272,4 +278,150 @@ describe('licences for on-device processing (real server, PostgreSQL)', () => {
     assert.equal(code, 'ERR_QUOTA_EXCEEDED');
     assert.equal(await verdict(session()), 'ok');
   });
+
+  test('POST /v1/licenses issues an offline EdDSA licence file a device verifies with its shipped key; with no_telemetry its telemetry is refused (403 ERR_LICENSE_FEATURE), its telemetry-on twin is counted', async () => {
+    const expires_at = new Date(Date.now() + 30 * 86_400_000).toISOString();
+    const quiet = await api(s.url, 'POST', '/v1/licenses', { key: a.key, body: { licensee: 'Example Corp', domains: ['photos.example.com'], app_ids: [NATIVE], features: ['image', 'no_telemetry'], expires_at, alg: 'EdDSA' } });
+    assert.equal(quiet.status, 201, JSON.stringify(quiet.body));
+    assert.match(quiet.body.license, /^-----BEGIN OBSCURA LICENSE-----\n[A-Za-z0-9_.\n-]+\n-----END OBSCURA LICENSE-----\n$/);
+    assert.equal(quiet.body.alg, 'EdDSA');
+    // The device ships the public keys; no network is involved in verifying.
+    const shipped = (await fetchLicenceKeys({ baseUrl: s.url })).filter((k) => k.alg === 'EdDSA');
+    const claims = await verifyLicence(quiet.body.license, { keys: shipped, origin: SITE });
+    assert.equal(claims.kind, 'offline');
+    assert.equal(claims.telemetry, false);
+    assert.equal(await verdict(verifyLicence(quiet.body.license, { keys: shipped, appId: NATIVE })), 'ok');
+    assert.equal(await verdict(verifyLicence(quiet.body.license, { keys: shipped, origin: OTHER_SITE })), 'ERR_LICENSE_ORIGIN');
+    assert.equal(await verdict(verifyLicence(quiet.body.license, { keys: shipped, origin: SITE, features: ['video'] })), 'ERR_LICENSE_FEATURE');
+    assert.equal(await verdict(telemetry(quiet.body.license, [exportOf(10, 10)])), 'ERR_LICENSE_FEATURE');
+    const loud = await api(s.url, 'POST', '/v1/licenses', { key: a.key, body: { licensee: 'Example Corp', domains: ['photos.example.com'], expires_at } });
+    assert.equal(loud.status, 201);
+    assert.equal(loud.body.alg, 'RS256');
+    assert.equal((await telemetry(loud.body.license, [exportOf(10, 10)])).accepted, 1);
+    // A publishable key cannot mint licence files; an unknown feature or a past expiry is refused.
+    const fromPage = await api(s.url, 'POST', '/v1/licenses', { key: pk.secret, headers: { origin: SITE }, body: { licensee: 'x', domains: ['photos.example.com'], expires_at } });
+    assert.equal(fromPage.status, 403);
+    assert.equal(fromPage.body.code, 'ERR_SCOPE_MISSING');
+    for (const body of [{ features: ['everything'] }, { expires_at: new Date(Date.now() - 1000).toISOString() }, { domains: ['*.example.com'] }, { domains: [] }]) {
+      const r = await api(s.url, 'POST', '/v1/licenses', { key: a.key, body: { licensee: 'x', domains: ['photos.example.com'], expires_at, ...body } });
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.body.code, 'ERR_VALIDATION');
+    }
+  });
+
+  test('the licence signing keys are stored only wrapped by the master key', async () => {
+    const rows = await t.db.system.selectFrom('license_signing_keys').selectAll().execute();
+    assert.ok(rows.length >= 2, 'an RS256 and an EdDSA key');
+    for (const r of rows) {
+      const pub = typeof r.public_jwk === 'string' ? JSON.parse(r.public_jwk) : r.public_jwk;
+      assert.equal('d' in pub, false, 'no private member in the public JWK');
+      assert.doesNotMatch(r.private_wrapped, /"d"|"kty"/);
+      assert.equal(r.master_key_id, masterKeysFor(t.db).currentId);
+    }
+  });
+
+  test('`obscura licenses issue` writes an offline licence file; `obscura licenses verify` exits 0 on it and 1 on a changed byte or an expired licence', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'obscura-licences-'));
+    const env = { DATABASE_URL: t.url!, OBSCURA_MASTER_KEY: masterKeysFor(t.db).current.toString('hex'), OBSCURA_DATA_DIR: dir };
+    // The keys a device ships with (the CLI's public-key prints the same set: the rotation test checks it).
+    const shipped = { keys: await fetchLicenceKeys({ baseUrl: s.url }) };
+    const keysFile = join(dir, 'keys.json');
+    writeFileSync(keysFile, JSON.stringify(shipped));
+    const file = join(dir, 'example.lic');
+    const issued = await runCli(['licenses', 'issue', '--licensee', 'Example Corp', '--domain', 'photos.example.com', '--app-id', NATIVE, '--features', 'image,video', '--expires', '2031-12-31', '--app', a.appId, '-o', file], env);
+    assert.equal(issued.code, 0, issued.stderr);
+    const text = readFileSync(file, 'utf8');
+    const claims = await verifyLicence(text, { keys: shipped.keys, origin: SITE });
+    assert.equal(claims.exp, Date.parse('2031-12-31T23:59:59Z') / 1000);
+    assert.deepEqual(claims.features, ['image', 'video']);
+    // Defective copies: one byte of the signed payload; an expired licence (issued while the server's clock was two days behind).
+    const tampered = join(dir, 'tampered.lic');
+    writeFileSync(tampered, armourLicence(flip(dearmourLicence(text), 1)));
+    skewMs = -2 * 86_400_000;
+    let expiredText: string;
+    try {
+      const r = await api(s.url, 'POST', '/v1/licenses', { key: a.key, body: { licensee: 'Lapsed', domains: ['photos.example.com'], expires_at: new Date(Date.now() - 86_400_000).toISOString() } });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      expiredText = r.body.license;
+    } finally {
+      skewMs = 0;
+    }
+    const expired = join(dir, 'expired.lic');
+    writeFileSync(expired, expiredText);
+    // Lean on purpose (each process costs seconds on a busy machine): the verifier's other refusals are
+    // the SDK's, tested above; here the command's exit codes, offline (--keys) and with the deployment's keys.
+    const [ok, changed, lapsed] = await Promise.all([
+      runCli(['licenses', 'verify', file, '--origin', SITE], env),
+      runCli(['licenses', 'verify', tampered, '--keys', keysFile], env),
+      runCli(['licenses', 'verify', expired, '--keys', keysFile, '--json'], env),
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /valid offline licence for "Example Corp"/);
+    for (const [r, code] of [[changed, 'ERR_LICENSE_SIGNATURE'], [lapsed, 'ERR_LICENSE_EXPIRED']] as const) {
+      assert.equal(r.code, 1, `${code}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, new RegExp(code));
+    }
+  });
+
+  test('rotating the licence key: new licences are signed by the new key, old licences keep verifying until the old key is removed, and the signing key cannot be removed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'obscura-licences-'));
+    const env = { DATABASE_URL: t.url!, OBSCURA_MASTER_KEY: masterKeysFor(t.db).current.toString('hex'), OBSCURA_DATA_DIR: dir };
+    const old = await session();
+    const oldKid = decodeHeader(old.licence).kid as string;
+    const rotated = await runCli(['licenses', 'rotate-key', '--json'], env);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const { kid: newKid, previousKid } = JSON.parse(rotated.stdout);
+    assert.equal(previousKid, oldKid);
+    const fresh = await session();
+    assert.equal(decodeHeader(fresh.licence).kid, newKid);
+    const published = (await fetchLicenceKeys({ baseUrl: s.url })).map((k) => k.kid);
+    assert.ok(published.includes(oldKid) && published.includes(newKid), 'both keys published');
+    assert.equal(await verdict(telemetry(old.licence, [load('u1')])), 'ok');
+    const [refused, pub] = await Promise.all([runCli(['licenses', 'remove-key', newKid], env), runCli(['licenses', 'public-key', '--alg', 'RS256'], env)]);
+    assert.equal(pub.code, 0, pub.stderr);
+    assert.deepEqual(JSON.parse(pub.stdout).keys.map((k: JWK) => k.kid).sort(), [newKid, oldKid].sort(), 'public-key prints what a device ships: both RS256 keys');
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /ERR_CONFLICT/);
+    const removed = await runCli(['licenses', 'remove-key', oldKid], env);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(await verdict(telemetry(old.licence, [load('u1')])), 'ERR_LICENSE_SIGNATURE');
+    assert.equal(await verdict(telemetry(fresh.licence, [load('u1')])), 'ok');
+  });
+});
+
+describe('docs/licensing.md test vectors', () => {
+  const doc = readFileSync(join(ROOT, 'docs', 'licensing.md'), 'utf8');
+  /** The fenced block after `<!-- vector: NAME -->`. */
+  const vector = (name: string): string => {
+    const m = new RegExp(`<!-- vector: ${name.replace('.', '\\.')} -->\\n\`\`\`[a-z]*\\n([\\s\\S]*?)\`\`\``).exec(doc);
+    assert.ok(m, `vector ${name} is in the document`);
+    return m[1]!;
+  };
+  const inside = new Date('2027-01-01T00:00:00Z');
+
+  for (const name of ['eddsa', 'rs256']) {
+    test(`the ${name} vector verifies as documented, and re-signing its header and payload reproduces the file byte for byte`, async () => {
+      const pub = JSON.parse(vector(`${name}.public`)) as JWK;
+      const other = JSON.parse(vector(`${name === 'eddsa' ? 'rs256' : 'eddsa'}.public`)) as JWK;
+      const file = vector(`${name}.file`);
+      const claims = await verifyLicence(file, { keys: [pub], origin: SITE, appId: NATIVE, now: inside });
+      assert.equal(claims.licensee, 'Example Corp');
+      assert.equal(await verdict(verifyLicence(file, { keys: [pub], origin: OTHER_SITE, now: inside })), 'ERR_LICENSE_ORIGIN');
+      assert.equal(await verdict(verifyLicence(file, { keys: [pub], now: new Date('2036-12-01T00:00:00Z') })), 'ERR_LICENSE_EXPIRED');
+      assert.equal(await verdict(verifyLicence(file, { keys: [other], now: inside })), 'ERR_LICENSE_SIGNATURE');
+      const jws = dearmourLicence(file);
+      assert.equal(await verdict(verifyLicence(flip(jws, 1), { keys: [pub], now: inside })), 'ERR_LICENSE_SIGNATURE');
+      const [, payload, signature] = jws.split('.');
+      const swapped = `${base64url.encode(JSON.stringify({ ...JSON.parse(vector(`${name}.header`)), alg: name === 'eddsa' ? 'RS256' : 'EdDSA' }))}.${payload}.${signature}`;
+      assert.equal(await verdict(verifyLicence(swapped, { keys: [pub], now: inside })), 'ERR_LICENSE_SIGNATURE');
+      // Deterministic signatures (PKCS#1 v1.5, Ed25519): the documented bytes are reproducible.
+      const header = vector(`${name}.header`).trim();
+      const body = vector(`${name}.payload`).trim();
+      assert.equal(jws.split('.')[0], base64url.encode(header));
+      assert.equal(payload, base64url.encode(body));
+      const key = createPrivateKey({ key: JSON.parse(vector(`${name}.private`)), format: 'jwk' });
+      const resigned = await new CompactSign(new TextEncoder().encode(body)).setProtectedHeader(JSON.parse(header)).sign(key);
+      assert.equal(armourLicence(resigned), file);
+    });
+  }
 });
