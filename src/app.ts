@@ -299,7 +299,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   transformRoutes(app, processing, authDeps);
   uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe });
   // On-device processing: licence sessions, offline licences, telemetry into the same meter (issue 15).
-  const licensing = new LicensingService({ db: deps.db, keys: new LicenceKeyStore(deps.db, deps.masterKeys, deps.now), settings: config.licensing, issuer: config.publicUrl, now: deps.now });
+  const licensing = new LicensingService({ db: deps.db, keys: new LicenceKeyStore(deps.db, deps.masterKeys, deps.now), settings: config.licensing, issuer: config.publicUrl, now: deps.now, keysTtlMs: config.auth.keyCacheTtlMs });
   licensingRoutes(app, { licensing, meter: perimeter.meter });
 
   return { app, keys, keyring, signer, perimeter, drain, licensing };

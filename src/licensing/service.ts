@@ -10,6 +10,7 @@ import { getApp } from '../tenants/index.js';
 import type { Principal } from '../auth/keys.js';
 import type { UsageMeter } from '../usage/meter.js';
 import { armourLicence, LicenceError, verifyLicence, type Licence, type LicenceAlgorithm } from '../../sdk/src/licence.js';
+import type { JWK } from 'jose';
 import type { LicenceKeyStore } from './keys.js';
 import { normaliseAppIds, normaliseFeatures, normaliseLicenceDomains, signLicence } from './sign.js';
 import { telemetryUsage, type TelemetryEventInput } from './telemetry.js';
@@ -54,10 +55,32 @@ export interface LicensingDeps {
   /** `iss` of every licence: the deployment's public URL. */
   issuer: string;
   now?: () => number;
+  /**
+   * How long the published keys are cached for verification (ms; default 2000, the key-cache TTL):
+   * a telemetry flood costs no database query per request, and a removed key stops verifying on
+   * every node within this bound.
+   */
+  keysTtlMs?: number;
 }
 
 export class LicensingService {
+  private verificationKeys: { keys: Promise<JWK[]>; at: number } | null = null;
+
   constructor(private readonly deps: LicensingDeps) {}
+
+  /** The published keys for verification, cached for `keysTtlMs` (one shared read when stale). */
+  private trustedKeys(): Promise<JWK[]> {
+    const now = performance.now();
+    const hit = this.verificationKeys;
+    if (hit && now - hit.at < (this.deps.keysTtlMs ?? 2000)) return hit.keys;
+    const keys = this.deps.keys.publicKeys();
+    this.verificationKeys = { keys, at: now };
+    // A failed read is not cached: the next request tries again.
+    keys.catch(() => {
+      if (this.verificationKeys?.keys === keys) this.verificationKeys = null;
+    });
+    return keys;
+  }
 
   private now(): number {
     return this.deps.now ? this.deps.now() : Date.now();
@@ -127,7 +150,7 @@ export class LicensingService {
 
   /** Verifies a licence against this deployment's published keys; throws the API's `ERR_LICENSE_*`. */
   async verify(text: string, opts: { origin?: string; appId?: string; features?: string[] } = {}): Promise<Licence> {
-    const keys = await this.deps.keys.publicKeys();
+    const keys = await this.trustedKeys();
     try {
       return await verifyLicence(text, { keys, ...opts, now: new Date(this.now()) });
     } catch (err) {
