@@ -6,7 +6,12 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, createHmac, createPrivateKey } from 'node:crypto';
+import { generateKeyPairSync, createHmac, createPrivateKey, randomBytes } from 'node:crypto';
+import { rewrapAll } from '../../src/crypto/keyring.js';
+import { masterKeyId, unwrapKey } from '../../src/crypto/keywrap.js';
+import type { MasterKeys } from '../../src/crypto/master.js';
+import { WRAPPED_COLUMNS } from '../../src/main.js';
+import { licenceKeyContext } from '../../src/licensing/keys.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -392,6 +397,23 @@ describe('licences for on-device processing (real server, PostgreSQL)', () => {
     }
     assert.equal(code, 'ERR_LICENSE_SIGNATURE');
     assert.equal(await verdict(telemetry(fresh.licence, [load('u1')])), 'ok');
+  });
+
+  // Last: it moves the keys to a master key the CLI of the tests above does not have.
+  test('`keys rotate-master` re-wraps the licence signing keys: afterwards only the new master key unwraps them', async () => {
+    const old = masterKeysFor(t.db);
+    const current = randomBytes(32);
+    const next: MasterKeys = { ...old, current, currentId: masterKeyId(current), all: new Map([[masterKeyId(current), current], ...old.all]) };
+    const rows = await t.db.system.selectFrom('license_signing_keys').select(['kid']).execute();
+    const moved = await rewrapAll(t.db, next, WRAPPED_COLUMNS);
+    assert.equal(moved.byTable['license_signing_keys.private_wrapped'], rows.length);
+    const onlyNew = new Map([[masterKeyId(current), current]]);
+    for (const r of await t.db.system.selectFrom('license_signing_keys').select(['kid', 'private_wrapped', 'master_key_id']).execute()) {
+      assert.equal(r.master_key_id, masterKeyId(current));
+      const jwk = JSON.parse(unwrapKey(onlyNew, r.private_wrapped, licenceKeyContext(r.kid)).toString('utf8'));
+      assert.ok(typeof jwk.d === 'string', 'the private key comes back under the new master key');
+      assert.throws(() => unwrapKey(old.all, r.private_wrapped, licenceKeyContext(r.kid)));
+    }
   });
 });
 
