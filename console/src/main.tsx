@@ -12,6 +12,7 @@ import { AppKeys, Apps } from './pages/apps.js';
 import { Members } from './pages/members.js';
 import { Account } from './pages/account.js';
 import { Media } from './pages/media.js';
+import { AssetPage } from './pages/asset.js';
 import { Audit, Usage } from './pages/insight.js';
 import { Playground } from './pages/playground.js';
 import { Webhooks } from './pages/webhooks.js';
@@ -83,6 +84,7 @@ function Shell() {
   if (appMatch) page = <AppKeys appId={appMatch[1]!} scopes={scopes} />;
   else if (path === '/members') page = <Members session={session} onPolicy={() => void refresh()} />;
   else if (path === '/media') page = <Media scopes={scopes} />;
+  else if (/^\/media\/ast_[0-9A-Za-z]{22}$/.test(path)) page = <AssetPage assetId={path.slice('/media/'.length)} scopes={scopes} />;
   else if (path === '/playground') page = <Playground />;
   else if (path === '/usage') page = <Usage />;
   else if (path === '/webhooks') page = <Webhooks scopes={scopes} />;
@@ -131,7 +133,7 @@ function Frame(props: { children: preact.ComponentChildren; session?: SessionInf
         {s ? (
           <nav aria-label="Console">
             {nav.map(([to, label]) => (
-              <Link key={to} to={to} current={props.path === to || (to === '/' && props.path?.startsWith('/apps/'))}>
+              <Link key={to} to={to} current={props.path === to || (to === '/' && props.path?.startsWith('/apps/')) || (to === '/media' && props.path?.startsWith('/media/'))}>
                 {label}
               </Link>
             ))}

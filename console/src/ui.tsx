@@ -114,3 +114,29 @@ export function CopyButton(props: { text: string; label?: string }) {
 export const when = (d: string | null) => (d ? new Date(d).toLocaleString() : '—');
 
 export type Submit = Event;
+
+/** A secret shown once (OAuth client secret, transform key, webhook secret): copy it now or never. */
+export function SecretReveal(props: { title: string; secret: string; label: string; testid: string; children?: ComponentChildren; onDone: () => void }) {
+  const id = `${props.testid}-title`;
+  return (
+    <section class="card reveal" aria-labelledby={id}>
+      <h3 id={id}>{props.title}</h3>
+      <p>
+        <strong>Copy it now. You will not see it again:</strong> Obscura keeps it only in a form it cannot show you.
+      </p>
+      {props.children}
+      <p class="secret-line">
+        <code class="secret" data-testid={props.testid}>
+          {props.secret}
+        </code>
+        <CopyButton text={props.secret} label={props.label} />
+      </p>
+      <button type="button" onClick={props.onDone}>
+        I have stored it
+      </button>
+    </section>
+  );
+}
+
+/** Human bytes (binary units). */
+export const bytes = (n: number) => (n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : n < 1024 ** 3 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${(n / 1024 ** 3).toFixed(2)} GiB`);

@@ -2,6 +2,7 @@
 import { useState } from 'preact/hooks';
 import { call, SCOPES, type App, type Key } from '../api.js';
 import { CopyButton, Field, Link, Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
+import { OAuthClients, Presets, TransformKeys } from './app-access.js';
 
 export function Apps(props: { scopes: Set<string> }) {
   const apps = useLoad(() => call<{ data: App[] }>('GET', '/v1/apps?limit=100'));
@@ -86,9 +87,14 @@ export function AppKeys(props: { appId: string; scopes: Set<string> }) {
       <p class="hint">
         App id <code>{props.appId}</code>
       </p>
+      {canManage ? (
+        <nav aria-label="On this page" class="toc">
+          <a href="#keys-title">Keys</a> <a href="#oauth-title">OAuth clients</a> <a href="#tfk-title">Transform keys</a> <a href="#presets-title">Presets</a>
+        </nav>
+      ) : null}
       <Notice error={app.error ?? keys.error ?? roll.error ?? revoke.error} ok={ok} />
       {revealed ? <SecretOnce {...revealed} onDone={() => setRevealed(null)} /> : null}
-      <h2>Keys</h2>
+      <h2 id="keys-title">Keys</h2>
       {!canManage ? (
         <p class="empty">Your role cannot see or manage keys. Ask an owner, admin or developer.</p>
       ) : keys.data ? (
@@ -129,6 +135,9 @@ export function AppKeys(props: { appId: string; scopes: Set<string> }) {
           }}
         />
       ) : null}
+      {canManage ? <OAuthClients appId={props.appId} /> : null}
+      {canManage && props.scopes.has('assets:read') ? <TransformKeys appId={props.appId} /> : null}
+      {props.scopes.has('apps:read') ? <Presets appId={props.appId} canWrite={props.scopes.has('apps:write')} /> : null}
     </main>
   );
 }

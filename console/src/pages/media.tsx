@@ -2,7 +2,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { Upload } from 'tus-js-client';
 import { call, csrf, type App } from '../api.js';
-import { Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
+import { Link, Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
 
 interface Asset {
   id: string;
@@ -61,7 +61,12 @@ export function Media(props: { scopes: Set<string> }) {
             {assets.data.data.map((a) => (
               <li key={a.id} class="tile" data-asset-id={a.id}>
                 <Thumb asset={a} />
-                <p class="tile-name">{a.filename ?? a.id}</p>
+                <p class="tile-name">
+                  <Link to={`/media/${a.id}`}>
+                    {a.filename ?? a.id}
+                    <span class="sr-only"> details</span>
+                  </Link>
+                </p>
                 <p class="hint">
                   {a.content_type} · {size(a.size)}
                   {a.width ? ` · ${a.width}×${a.height}` : ''} · {a.kind === 'upload' ? 'original' : 'output'}

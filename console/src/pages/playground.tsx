@@ -1,11 +1,13 @@
 /**
- * The playground: pick an image, pick operations (forms generated from GET /v1/operations, so new
- * operations appear without console changes), preview the result next to the original, download it,
- * and copy the equivalent curl command.
+ * The playground: pick an image or a video, pick operations (forms generated from GET /v1/operations,
+ * so new operations appear without console changes), run them (images synchronously, videos as a job
+ * with progress), compare the result with the original, download it through a signed URL, and copy
+ * the equivalent curl, SDK or transform-URL code.
  */
 import { useEffect, useState } from 'preact/hooks';
 import { call, callBytes } from '../api.js';
-import { CopyButton, Notice, PageTitle, useAction, useLoad } from '../ui.js';
+import { CopyButton, Link, Notice, PageTitle, bytes, useAction, useLoad } from '../ui.js';
+import { AssetPreview } from './asset.js';
 
 interface Param {
   name: string;
@@ -32,6 +34,16 @@ interface AssetLite {
   id: string;
   filename: string | null;
   content_type: string;
+  size: number;
+  width: number | null;
+  height: number | null;
+}
+interface Job {
+  id: string;
+  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+  output: { asset_id: string | null };
+  error: { code: string; message: string } | null;
+  progress: { percent: number; fps: number; eta_seconds: number | null } | null;
 }
 
 type Chosen = { op: Operation; values: Record<string, string> };
@@ -48,32 +60,129 @@ export function operationString(chosen: Chosen[], order: string[]): string {
     .join('/');
 }
 
+/** What a run produced: something to show and download. */
+interface RunResult {
+  /** Shown in the page (an object URL of bytes received, or a signed URL). */
+  url: string;
+  /** The download link (a signed URL with Content-Disposition: attachment, or the object URL). */
+  download: string;
+  type: string;
+  size: number;
+  /** SHA-256 of the bytes the page received (images), for "the preview is what the API returns". */
+  sha256?: string;
+  /** The stored output (video jobs). */
+  assetId?: string;
+}
+
+interface RunRequest {
+  asset: AssetLite;
+  operations: string;
+  onProgress: (percent: number | null, note: string) => void;
+}
+
+/**
+ * Where processing runs. Today only on the server: images synchronously (POST /v1/process), videos as a
+ * job polled until it ends (POST /v1/jobs, GET /v1/jobs/{id}). On-device processing (issue 15) adds an
+ * engine here and a choice in `EngineChoice`; the rest of the page only sees `RunResult`.
+ */
+type Engine = 'server';
+const ENGINES: Record<Engine, { label: string; run: (r: RunRequest) => Promise<RunResult> }> = {
+  server: { label: 'On the server', run: (r) => (isVideo(r.asset) ? runVideoJob(r) : runImage(r)) },
+};
+
+const isVideo = (a: { content_type: string }) => a.content_type.startsWith('video/');
+
+async function sha256Hex(blob: Blob): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer()));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function runImage(r: RunRequest): Promise<RunResult> {
+  r.onProgress(null, 'Processing…');
+  const out = await callBytes('POST', '/v1/process', { input: { asset_id: r.asset.id }, operations: r.operations });
+  const url = URL.createObjectURL(out.blob);
+  return { url, download: url, type: out.type, size: out.blob.size, sha256: await sha256Hex(out.blob) };
+}
+
+async function runVideoJob(r: RunRequest): Promise<RunResult> {
+  let job = await call<Job>('POST', '/v1/jobs', { input: { asset_id: r.asset.id }, operations: r.operations });
+  // Poll with a bound: a job longer than the server's video timeout has failed by then anyway.
+  const deadline = Date.now() + 60 * 60 * 1000;
+  while (job.status === 'queued' || job.status === 'running') {
+    const pct = job.progress?.percent ?? null;
+    r.onProgress(pct, job.status === 'queued' ? 'Queued…' : `Processing… ${pct === null ? '' : `${pct.toFixed(0)} %`}${job.progress?.eta_seconds ? `, about ${job.progress.eta_seconds} s left` : ''}`);
+    if (Date.now() > deadline) throw new Error(`Job ${job.id} is still running; see GET /v1/jobs/${job.id}.`);
+    await new Promise((res) => setTimeout(res, 500));
+    job = await call<Job>('GET', `/v1/jobs/${job.id}`);
+  }
+  if (job.status !== 'succeeded' || !job.output.asset_id) throw new Error(job.error ? `${job.error.message} (${job.error.code})` : `The job ended ${job.status}.`);
+  r.onProgress(100, 'Done');
+  const out = job.output.asset_id;
+  const [view, download, meta] = await Promise.all([
+    call<{ url: string }>('POST', `/v1/assets/${out}/url`, { ttl_seconds: 3600 }),
+    call<{ url: string }>('POST', `/v1/assets/${out}/url`, { ttl_seconds: 3600, disposition: 'attachment' }),
+    call<{ content_type: string; size: number }>('GET', `/v1/assets/${out}`),
+  ]);
+  return { url: view.url, download: download.url, type: meta.content_type, size: meta.size, assetId: out };
+}
+
+/** The calls a developer would write for the same run. */
+function snippets(origin: string, asset: AssetLite, operations: string): Array<[string, string]> {
+  const body = JSON.stringify({ input: { asset_id: asset.id }, operations });
+  if (isVideo(asset)) {
+    return [
+      ['curl', `curl -X POST ${origin}/v1/jobs -H "Authorization: Bearer $OBSCURA_KEY" -H "Content-Type: application/json" -d '${body}'\n# then poll until "status" is "succeeded" and fetch output.asset_id:\ncurl ${origin}/v1/jobs/JOB_ID -H "Authorization: Bearer $OBSCURA_KEY"`],
+      ['SDK', `import { Obscura } from '@obscura/sdk';\nconst obscura = new Obscura({ baseUrl: '${origin}', apiKey: process.env.OBSCURA_API_KEY });\nconst job = await obscura.jobs.create({ input: { assetId: '${asset.id}' }, operations: '${operations}' });\nconst done = await obscura.jobs.wait(job.id);\nconst { url } = await obscura.assets.signedUrl(done.output.asset_id, { ttl_seconds: 3600 });`],
+    ];
+  }
+  return [
+    ['curl', `curl -X POST ${origin}/v1/process -H "Authorization: Bearer $OBSCURA_KEY" -H "Content-Type: application/json" -d '${body}' -o result`],
+    ['SDK', `import { Obscura } from '@obscura/sdk';\nconst obscura = new Obscura({ baseUrl: '${origin}', apiKey: process.env.OBSCURA_API_KEY });\nconst image = await obscura.processing.run({ input: { assetId: '${asset.id}' }, operations: '${operations}' });`],
+    [
+      'Transform URL',
+      `// On your server, with a transform key of this app (its page: “Transform signing keys”):\nimport { buildTransformUrl } from '@obscura/sdk/node';\nconst url = buildTransformUrl({ baseUrl: '${origin}', key: { id: 'tfk_…', secret: process.env.OBSCURA_TRANSFORM_SECRET }, assetId: '${asset.id}', operations: '${operations || 'format:auto'}', expires: { ttlSeconds: 86400 } });\n// → ${origin}/t/tfk_….SIGNATURE/${operations || 'format:auto'}/${asset.id}?exp=UNIX_SECONDS`,
+    ],
+  ];
+}
+
 export function Playground() {
-  const reference = useLoad(() => call<Reference>('GET', '/v1/operations'));
+  const reference = useLoad(() => call<Reference & { video: Reference & { available: boolean } }>('GET', '/v1/operations'));
   const assets = useLoad(() => call<{ data: AssetLite[] }>('GET', '/v1/assets?limit=100&kind=original'));
-  const images = (assets.data?.data ?? []).filter((a) => a.content_type.startsWith('image/'));
+  const usable = (assets.data?.data ?? []).filter((a) => (a.content_type.startsWith('image/') && a.content_type !== 'image/svg+xml') || isVideo(a));
   const [assetId, setAssetId] = useState('');
+  const asset = usable.find((a) => a.id === assetId) ?? null;
   const [chosen, setChosen] = useState<Chosen[]>([]);
   const [adding, setAdding] = useState('');
-  const [original, setOriginal] = useState<string | null>(null);
-  const [result, setResult] = useState<{ url: string; type: string; size: number; sha256: string } | null>(null);
+  const [engine] = useState<Engine>('server');
+  const [progress, setProgress] = useState<{ percent: number | null; note: string } | null>(null);
+  const [result, setResult] = useState<RunResult | null>(null);
+  const [resultSize, setResultSize] = useState<string | null>(null);
+  const [snippet, setSnippet] = useState(0);
   useEffect(() => {
-    if (!assetId && images[0]) setAssetId(images[0].id);
+    if (!assetId && usable[0]) setAssetId(usable[0].id);
   }, [assets.data]);
+  const video = asset ? isVideo(asset) : false;
+  // A new input: its registry (image or video), no operations chosen, no result.
   useEffect(() => {
-    if (!assetId) return;
-    call<{ url: string }>('POST', `/v1/assets/${assetId}/url`, { ttl_seconds: 600 }).then((r) => setOriginal(r.url), () => setOriginal(null));
+    setChosen([]);
+    setAdding('');
+    setResult(null);
+    setProgress(null);
   }, [assetId]);
-  const ops = (reference.data?.operations ?? []).filter((o) => !o.reads_assets);
-  const operations = operationString(chosen, reference.data?.pipeline_order ?? []);
+  const registry = video ? reference.data?.video : reference.data;
+  const ops = (registry?.operations ?? []).filter((o) => !o.reads_assets);
+  const operations = operationString(chosen, registry?.pipeline_order ?? []);
   const run = useAction(async () => {
-    const r = await callBytes('POST', '/v1/process', { input: { asset_id: assetId }, operations });
-    if (result) URL.revokeObjectURL(result.url);
-    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await r.blob.arrayBuffer()));
-    const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-    setResult({ url: URL.createObjectURL(r.blob), type: r.type, size: r.blob.size, sha256 });
+    if (!asset) return;
+    if (result?.url.startsWith('blob:')) URL.revokeObjectURL(result.url);
+    setResult(null);
+    setResultSize(null);
+    try {
+      setResult(await ENGINES[engine].run({ asset, operations, onProgress: (percent, note) => setProgress({ percent, note }) }));
+    } finally {
+      setProgress(null);
+    }
   });
-  const curl = `curl -X POST ${location.origin}/v1/process -H "Authorization: Bearer $OBSCURA_KEY" -H "Content-Type: application/json" -d '${JSON.stringify({ input: { asset_id: assetId }, operations })}' -o result`;
   const add = () => {
     const op = ops.find((o) => o.name === adding);
     if (!op) return;
@@ -82,14 +191,21 @@ export function Playground() {
     setChosen([...chosen, { op, values }]);
   };
   const setValue = (i: number, name: string, v: string) => setChosen(chosen.map((c, j) => (j === i ? { ...c, values: { ...c.values, [name]: v } } : c)));
+  const code = asset ? snippets(location.origin, asset, operations) : [];
+  const shown = code[Math.min(snippet, code.length - 1)];
 
   return (
     <main id="main">
       <PageTitle>Playground</PageTitle>
-      <p class="lead">Try operations on one of your images. Every run is one POST /v1/process call; copy it below.</p>
+      <p class="lead">Try operations on one of your images or videos. Images are one POST /v1/process call; videos run as a job you can follow. Copy the code below.</p>
       <Notice error={reference.error ?? assets.error} />
-      {assets.data && images.length === 0 ? <p class="empty">Upload an image on the Media page first.</p> : null}
-      {images.length ? (
+      {assets.data && usable.length === 0 ? (
+        <p class="empty">
+          Nothing to try yet. Upload an image or a video on the <Link to="/media">Media page</Link> first, then come back.
+        </p>
+      ) : null}
+      {video && reference.data && !reference.data.video.available ? <p class="notice info">This server has no ffmpeg: video jobs will be refused (503). Install ffmpeg to process video.</p> : null}
+      {usable.length ? (
         <form
           class="card"
           aria-labelledby="pg-title"
@@ -100,15 +216,16 @@ export function Playground() {
         >
           <h2 id="pg-title">Settings</h2>
           <div class="field">
-            <label for="pg-asset">Image</label>
+            <label for="pg-asset">Input</label>
             <select id="pg-asset" value={assetId} onChange={(e) => setAssetId(e.currentTarget.value)}>
-              {images.map((a) => (
+              {usable.map((a) => (
                 <option key={a.id} value={a.id}>
-                  {a.filename ?? a.id}
+                  {a.filename ?? a.id} ({a.content_type})
                 </option>
               ))}
             </select>
           </div>
+          <EngineChoice engine={engine} />
           <div class="field">
             <label for="pg-add">Add an operation</label>
             <div class="actions">
@@ -140,28 +257,53 @@ export function Playground() {
           <p>
             Operations: <code data-testid="operations">{operations || '(none: re-encode only)'}</code>
           </p>
+          {progress ? (
+            <p role="status">
+              <label for="pg-progress">{progress.note}</label>
+              <progress id="pg-progress" max={100} value={progress.percent ?? undefined} data-percent={progress.percent ?? ''} />
+            </p>
+          ) : null}
           <Notice error={run.error} />
           <button type="submit" class="primary" disabled={run.busy || !assetId}>
-            {run.busy ? 'Processing…' : 'Preview'}
+            {run.busy ? 'Processing…' : video ? 'Process video' : 'Preview'}
           </button>
         </form>
       ) : null}
-      {assetId ? (
+      {asset ? (
         <section aria-labelledby="compare-title">
           <h2 id="compare-title">Before and after</h2>
           <div class="compare">
             <figure>
-              {original ? <img src={original} alt="Original" /> : null}
-              <figcaption>Original</figcaption>
+              <AssetPreview asset={asset} testid="original" />
+              <figcaption>
+                Original: {asset.width ? `${asset.width}×${asset.height}, ` : ''}
+                {bytes(asset.size)}
+              </figcaption>
             </figure>
             <figure>
-              {result ? <img src={result.url} alt="Result" data-testid="result" data-sha256={result.sha256} /> : <div class="thumb placeholder">no preview yet</div>}
+              {result ? (
+                result.type.startsWith('video/') ? (
+                  <video src={result.url} controls preload="metadata" aria-label="Result video" data-testid="result" data-asset-id={result.assetId} />
+                ) : (
+                  <img
+                    src={result.url}
+                    alt="Result"
+                    data-testid="result"
+                    data-sha256={result.sha256}
+                    onLoad={(e) => setResultSize(`${e.currentTarget.naturalWidth}×${e.currentTarget.naturalHeight}, `)}
+                  />
+                )
+              ) : (
+                <div class="thumb placeholder">no result yet</div>
+              )}
               <figcaption>
-                Result{result ? ` (${result.type}, ${(result.size / 1024).toFixed(1)} KiB)` : ''}
+                Result
                 {result ? (
                   <>
-                    {' · '}
-                    <a href={result.url} download={`result.${result.type.split('/')[1] ?? 'bin'}`}>
+                    : {resultSize ?? ''}
+                    {bytes(result.size)} ({result.type}
+                    {asset.size ? `, ${result.size <= asset.size ? '−' : '+'}${Math.abs(Math.round((1 - result.size / asset.size) * 100))} %` : ''}){' · '}
+                    <a href={result.download} download={`result.${result.type.split('/')[1] ?? 'bin'}`} data-testid="download">
                       Download
                     </a>
                   </>
@@ -169,14 +311,34 @@ export function Playground() {
               </figcaption>
             </figure>
           </div>
-          <h2>The same with curl</h2>
-          <p class="secret-line">
-            <code class="snippet">{curl}</code>
-            <CopyButton text={curl} label="Copy curl" />
-          </p>
+          <h2 id="code-title">The same in code</h2>
+          <div class="tabs" role="group" aria-labelledby="code-title">
+            {code.map(([label], i) => (
+              <button type="button" key={label} aria-pressed={shown?.[0] === label} onClick={() => setSnippet(i)}>
+                {label}
+              </button>
+            ))}
+          </div>
+          {shown ? (
+            <p class="secret-line">
+              <code class="snippet" data-testid="snippet">
+                {shown[1]}
+              </code>
+              <CopyButton text={shown[1]} label={`Copy ${shown[0]}`} />
+            </p>
+          ) : null}
         </section>
       ) : null}
     </main>
+  );
+}
+
+/** Where to process. One choice today; issue 15 adds "On this device" (see ENGINES). */
+function EngineChoice(props: { engine: Engine }) {
+  return (
+    <p class="hint" data-engine={props.engine}>
+      Runs {ENGINES[props.engine].label.toLowerCase()}.
+    </p>
   );
 }
 

@@ -1,4 +1,7 @@
-/** Webhooks of an app: register (secret shown once), enable/disable, rotate the secret, delete, delivery log. */
+/**
+ * Webhooks of an app: register (secret shown once), enable/disable, rotate the secret, delete, the
+ * delivery log with "redeliver", and "send test event" (both queued and sent by the worker like every event).
+ */
 import { useEffect, useState } from 'preact/hooks';
 import { call, type App } from '../api.js';
 import { CopyButton, Field, Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
@@ -18,7 +21,8 @@ interface Delivery {
   event_type: string;
   status: 'pending' | 'delivered' | 'failed';
   created_at: string;
-  attempts: Array<{ attempt: number; at: string; status_code: number | null }>;
+  event_id: string;
+  attempts: Array<{ attempt: number; at: string; status_code: number | null; duration_ms: number; error: string | null }>;
 }
 
 export function Webhooks(props: { scopes: Set<string> }) {
@@ -32,7 +36,15 @@ export function Webhooks(props: { scopes: Set<string> }) {
   const [url, setUrl] = useState('');
   const [events, setEvents] = useState<Set<string>>(new Set(['job.completed', 'job.failed']));
   const [secret, setSecret] = useState<{ id: string; secret: string } | null>(null);
-  const [log, setLog] = useState<{ id: string; data: Delivery[] } | null>(null);
+  const [logOf, setLogOf] = useState<Endpoint | null>(null);
+  const log = useLoad(() => (logOf ? call<{ data: Delivery[] }>('GET', `/v1/webhooks/${logOf.id}/deliveries?limit=50`, undefined, h) : Promise.resolve(null)), [logOf?.id]);
+  // While a delivery of the open log is pending, look again shortly (the worker sends it within seconds).
+  const pending = log.data?.data.some((d) => d.status === 'pending') ?? false;
+  useEffect(() => {
+    if (!pending) return;
+    const t = setTimeout(() => log.reload(), 700);
+    return () => clearTimeout(t);
+  }, [pending, log.data]);
   const [ok, setOk] = useState<string | null>(null);
   const create = useAction(async () => {
     const r = await call<Endpoint & { secret: string }>('POST', '/v1/webhooks', { url, events: [...events] }, h);
@@ -40,7 +52,7 @@ export function Webhooks(props: { scopes: Set<string> }) {
     setUrl('');
     endpoints.reload();
   });
-  const act = useAction(async (what: 'toggle' | 'rotate' | 'delete' | 'log', e: Endpoint) => {
+  const act = useAction(async (what: 'toggle' | 'rotate' | 'delete' | 'log' | 'test', e: Endpoint) => {
     setOk(null);
     if (what === 'toggle') await call('PATCH', `/v1/webhooks/${e.id}`, { enabled: !e.enabled }, h);
     if (what === 'rotate') {
@@ -52,8 +64,22 @@ export function Webhooks(props: { scopes: Set<string> }) {
       await call('DELETE', `/v1/webhooks/${e.id}`, undefined, h);
       setOk('Endpoint deleted.');
     }
-    if (what === 'log') setLog({ id: e.id, data: (await call<{ data: Delivery[] }>('GET', `/v1/webhooks/${e.id}/deliveries?limit=50`, undefined, h)).data });
+    if (what === 'test') {
+      await call('POST', `/v1/webhooks/${e.id}/test`, undefined, h);
+      setOk(`Test event queued for ${e.url}; its delivery appears in the log below.`);
+    }
+    if (what === 'log' || what === 'test') {
+      if (logOf?.id === e.id) log.reload();
+      else setLogOf(e);
+    }
+    if (what === 'delete' && logOf?.id === e.id) setLogOf(null);
     endpoints.reload();
+  });
+  const again = useAction(async (d: Delivery) => {
+    if (!logOf) return;
+    await call('POST', `/v1/webhooks/${logOf.id}/deliveries/${d.id}/redeliver`, undefined, h);
+    setOk(`Event ${d.event_id} queued again.`);
+    log.reload();
   });
   const can = props.scopes.has('webhooks:manage');
   return (
@@ -99,8 +125,11 @@ export function Webhooks(props: { scopes: Set<string> }) {
                   {e.previous_secret_expires_at ? ` · previous secret signs until ${when(e.previous_secret_expires_at)}` : ''}
                 </span>
                 <span class="row-actions">
+                  <button type="button" onClick={() => void act.run('test', e)} disabled={!e.enabled || act.busy}>
+                    Send test event<span class="sr-only"> to {e.url}</span>
+                  </button>
                   <button type="button" onClick={() => void act.run('log', e)}>
-                    Deliveries
+                    Deliveries<span class="sr-only"> of {e.url}</span>
                   </button>
                   <button type="button" onClick={() => void act.run('toggle', e)}>
                     {e.enabled ? 'Disable' : 'Enable'}
@@ -119,22 +148,67 @@ export function Webhooks(props: { scopes: Set<string> }) {
           <p class="empty">No endpoints yet. Register one below to hear when jobs finish.</p>
         )
       ) : null}
-      {log ? (
+      {logOf ? (
         <section aria-labelledby="wh-log-title">
-          <h2 id="wh-log-title">Deliveries</h2>
-          {log.data.length ? (
-            <ul class="list">
-              {log.data.map((d) => (
-                <li key={d.id}>
-                  <span>
-                    {d.event_type} · {d.status} · {when(d.created_at)}
-                  </span>
-                  <span class="hint">{d.attempts.map((a) => `#${a.attempt}: ${a.status_code ?? 'no answer'}`).join(', ')}</span>
-                </li>
-              ))}
-            </ul>
+          <h2 id="wh-log-title">
+            Deliveries to <code>{logOf.url}</code>
+          </h2>
+          <div class="actions">
+            <button type="button" onClick={() => log.reload()}>
+              Refresh log
+            </button>
+          </div>
+          <Notice error={log.error ?? again.error} />
+          {log.data ? (
+            log.data.data.length ? (
+              <div class="table-wrap">
+                <table>
+                  <caption class="sr-only">Deliveries, newest first</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Event</th>
+                      <th scope="col">Status</th>
+                      <th scope="col">Created</th>
+                      <th scope="col">Attempts</th>
+                      <th scope="col">Actions</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {log.data.data.map((d) => (
+                      <tr key={d.id} data-delivery={d.id} data-status={d.status} data-event-type={d.event_type}>
+                        <td data-label="Event">
+                          {d.event_type}
+                          <br />
+                          <code class="hint">{d.event_id}</code>
+                        </td>
+                        <td data-label="Status" class={`status-${d.status}`}>
+                          {d.status}
+                        </td>
+                        <td data-label="Created">{when(d.created_at)}</td>
+                        <td data-label="Attempts">
+                          {d.attempts.length
+                            ? d.attempts.map((a) => `#${a.attempt} ${a.status_code ?? 'no answer'}${a.error && a.error !== 'status' ? ` (${a.error})` : ''} in ${a.duration_ms} ms`).join('; ')
+                            : 'not attempted yet'}
+                        </td>
+                        <td class="row-actions">
+                          {d.status !== 'pending' ? (
+                            <button type="button" onClick={() => void again.run(d)} disabled={again.busy}>
+                              Redeliver<span class="sr-only"> {d.event_type} {d.id}</span>
+                            </button>
+                          ) : (
+                            <span class="hint">sending…</span>
+                          )}
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            ) : (
+              <p class="empty">No deliveries yet. Press “Send test event” to check the endpoint now; job events appear when jobs of this app finish.</p>
+            )
           ) : (
-            <p class="empty">No deliveries yet: they appear when a job of this app finishes.</p>
+            <p class="hint" role="status">Loading…</p>
           )}
         </section>
       ) : null}
