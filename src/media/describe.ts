@@ -60,9 +60,15 @@ function requiredOf(schema: TSchema): string[] {
 /** What a parameter schema allows, as published (also the `allowed` member of a validation error). */
 export function describeValue(schema: Json): Omit<ParameterDescription, 'name' | 'required' | 'primary'> {
   const out: Omit<ParameterDescription, 'name' | 'required' | 'primary'> = { type: 'string' };
+  // A union of literals (the video registry's `Type.Union([Type.Literal('mp4'), …])`) is a choice too:
+  // published as one, forms (the console playground) offer its values instead of a free text field.
+  const literals = Array.isArray(schema.anyOf) && schema.anyOf.length > 0 && schema.anyOf.every((s) => typeof s === 'object' && s !== null && 'const' in s && typeof (s as Json).const === 'string') ? (schema.anyOf as Json[]).map((s) => String(s.const)) : null;
   if (Array.isArray(schema.enum)) {
     out.type = 'enum';
     out.values = schema.enum.map(String);
+  } else if (literals) {
+    out.type = 'enum';
+    out.values = literals;
   } else if (schema.type === 'integer' || schema.type === 'number' || schema.type === 'boolean') {
     out.type = schema.type;
   } else if (schema.pattern === (Color as unknown as Json).pattern) {

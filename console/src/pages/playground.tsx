@@ -336,7 +336,7 @@ export function Playground() {
 /** Where to process. One choice today; issue 15 adds "On this device" (see ENGINES). */
 function EngineChoice(props: { engine: Engine }) {
   return (
-    <p class="hint" data-engine={props.engine}>
+    <p class="hint field" data-engine={props.engine}>
       Runs {ENGINES[props.engine].label.toLowerCase()}.
     </p>
   );
