@@ -272,6 +272,22 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
     }, acme.appId);
     assert.equal(forced.status, 403);
     assert.equal(forced.body.code, 'ERR_ROLE_FORBIDDEN');
+    // The same for the app's other credentials and its presets: the server refuses, whatever the page shows.
+    const more = await p.evaluate(async (appId) => {
+      const session = await (await fetch('/v1/console/session')).json();
+      const h = { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token };
+      const codes: Array<[string, number, string]> = [];
+      for (const [method, path, body] of [
+        ['POST', `/v1/apps/${appId}/oauth-clients`, '{}'],
+        ['POST', `/v1/apps/${appId}/transform-keys`, undefined],
+        ['PUT', `/v1/apps/${appId}/transform-presets/thumb`, '{"operations":"format:webp"}'],
+      ] as const) {
+        const r = await fetch(path, { method, headers: body ? h : { 'x-csrf-token': session.csrf_token }, body });
+        codes.push([`${method} ${path}`, r.status, (await r.json()).code]);
+      }
+      return codes;
+    }, acme.appId);
+    for (const [what, status, code] of more) assert.deepEqual([what, status, code], [what, 403, 'ERR_ROLE_FORBIDDEN']);
     problems.length = 0;
     await ctx.close();
   });

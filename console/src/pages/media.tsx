@@ -91,18 +91,21 @@ export function Media(props: { scopes: Set<string> }) {
   );
 }
 
-/** An image thumbnail from a signed URL (issued for 10 minutes); other types show their type. */
+/** A thumbnail from a signed URL (issued for 10 minutes): an image, or a video's first frame; other types show their type. */
 function Thumb(props: { asset: Asset }) {
   const [src, setSrc] = useState<string | null>(null);
   const image = props.asset.content_type.startsWith('image/') && props.asset.content_type !== 'image/svg+xml';
+  const video = props.asset.content_type.startsWith('video/');
   useEffect(() => {
-    if (!image) return;
+    if (!image && !video) return;
     call<{ url: string }>('POST', `/v1/assets/${props.asset.id}/url`, { ttl_seconds: 600 }).then(
       (r) => setSrc(r.url),
       () => setSrc(null),
     );
   }, [props.asset.id]);
-  if (!image || !src) return <div class="thumb placeholder" aria-hidden="true">{props.asset.content_type.split('/')[1]}</div>;
+  if ((!image && !video) || !src) return <div class="thumb placeholder" aria-hidden="true">{props.asset.content_type.split('/')[1]}</div>;
+  // preload="metadata" fetches only the head: the first frame shows, nothing plays.
+  if (video) return <video class="thumb" src={src} preload="metadata" muted aria-label={`Video ${props.asset.filename ?? props.asset.id}`} width={160} height={120} />;
   return <img class="thumb" src={src} alt={`Preview of ${props.asset.filename ?? props.asset.id}`} loading="lazy" width={160} height={120} />;
 }
 
