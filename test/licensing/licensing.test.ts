@@ -130,6 +130,15 @@ describe('licences for on-device processing (real server, PostgreSQL)', () => {
     assert.deepEqual(native.claims?.origins, []);
     assert.equal(await verdict(verifyLicence(native.licence, { keys, appId: 'com.evil.clone' })), 'ERR_LICENSE_ORIGIN');
     assert.equal(await verdict(startLicenceSession({ baseUrl: s.url, publishableKey: pk.secret, appId: 'com.evil.clone' })), 'ERR_ORIGIN_NOT_ALLOWED');
+    // A backend minting for its native app names the pin in the body (a publishable key may not).
+    const minted = await api(s.url, 'POST', '/v1/licenses/session', { key: a.key, body: { app_id: NATIVE } });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    assert.deepEqual((await verifyLicence(minted.body.license, { keys, appId: NATIVE })).app_ids, [NATIVE]);
+    for (const [key, body, headers] of [[a.key, {}, {}], [pk.secret, { origin: OTHER_SITE }, { origin: SITE }]] as const) {
+      const r = await api(s.url, 'POST', '/v1/licenses/session', { key, body, headers });
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.body.code, 'ERR_VALIDATION');
+    }
   });
 
   test('a publishable key without licenses:session is refused (403 ERR_SCOPE_MISSING); a key holding it is not', async () => {
