@@ -62,7 +62,9 @@ export async function startDeviceExample(opts) {
       return res.end();
     }
     const body = await readFile(join(file[0], file[1]));
-    res.writeHead(200, { ...(file[3] ? workerSecurity : security), 'content-type': file[2] });
+    // The SDK's files may be cached (Chromium then also keeps the compiled WebAssembly); the page and its config may not.
+    const caching = url.pathname.startsWith('/sdk/') ? { 'cache-control': 'public, max-age=3600' } : {};
+    res.writeHead(200, { ...(file[3] ? workerSecurity : security), 'content-type': file[2], ...caching });
     res.end(body);
   });
   await new Promise((resolve) => server.listen(opts.port ?? 3001, opts.host ?? '127.0.0.1', resolve));

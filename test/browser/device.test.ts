@@ -260,6 +260,11 @@ describe('on-device processing in Chromium (issue 15)', () => {
     const deadline = Date.now() + 20_000;
     while ((await usage()).exports.total < before + 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     assert.equal((await usage()).exports.total, before + 1, 'the export was counted');
+    // Every telemetry batch was accepted (a refused batch counts nothing).
+    const batches = requests.filter((r) => r.url() === `${s.url}/v1/telemetry` && r.method() === 'POST');
+    assert.ok(batches.length > 0);
+    for (const b of batches) assert.equal((await b.response())?.status(), 202, b.postData() ?? '');
+    assert.ok(batches.some((b) => b.postData()?.includes('"engine_load"')), 'the engine load was reported');
 
     const api_ = requests.filter((r) => r.url().startsWith(s.url)).map((r) => `${r.method()} ${new URL(r.url()).pathname}`);
     const apiPosts = api_.filter((r) => !r.startsWith('OPTIONS'));

@@ -89,8 +89,9 @@ export class ObscuraDevice {
   readonly #engineUrl: URL;
   readonly #sessionId = crypto.randomUUID();
   #publishableKey: string | undefined;
-  #licence: string;
-  #claims: Licence;
+  #licence = '';
+  // Set by start() before the device is handed out; until then telemetry is off.
+  #claims: Licence = { telemetry: false } as Licence;
   #worker: Worker | undefined;
   #ready: Promise<{ version: string; loadMs: number }> | undefined;
   #next = 1;
@@ -100,47 +101,53 @@ export class ObscuraDevice {
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
-  private constructor(options: DeviceOptions, licence: string, claims: Licence, publishableKey: string | undefined) {
+  private constructor(options: DeviceOptions) {
     this.#options = options;
     this.#limits = mediaLimits({ ...DEFAULT_MEDIA_LIMITS, ...options.limits, allowSvg: false });
     this.#engineUrl = new URL(options.engineUrl ?? new URL('./', import.meta.url));
-    this.#licence = licence;
-    this.#claims = claims;
-    this.#publishableKey = publishableKey;
+    this.#publishableKey = options.publishableKey;
   }
 
   /**
-   * Validates the licence (a new session from the publishable key, or the offline file), then loads
-   * the engine. Refuses (rejects with `DeviceError`) on any licence defect: `ERR_LICENSE_MALFORMED`,
-   * `ERR_LICENSE_SIGNATURE`, `ERR_LICENSE_EXPIRED`, `ERR_LICENSE_ORIGIN`, `ERR_LICENSE_FEATURE`, or
-   * the server's refusal (`ERR_ORIGIN_NOT_ALLOWED`, `ERR_KEY_REVOKED`, …).
+   * Validates the licence (a new session from the publishable key, or the offline file) while the
+   * engine loads, and resolves once both are done. Refuses (rejects with `DeviceError`, the engine
+   * stopped) on any licence defect: `ERR_LICENSE_MALFORMED`, `ERR_LICENSE_SIGNATURE`,
+   * `ERR_LICENSE_EXPIRED`, `ERR_LICENSE_ORIGIN`, `ERR_LICENSE_FEATURE`, or the server's refusal
+   * (`ERR_ORIGIN_NOT_ALLOWED`, `ERR_KEY_REVOKED`, …); nothing is processed without a licence.
    */
   static async start(options: DeviceOptions): Promise<ObscuraDevice> {
     if (typeof options.onExport !== 'function') throw new DeviceError('ERR_VALIDATION', 'onExport(blob, info) is required: results are only handed to it.');
     if (!options.keys?.length) throw new DeviceError('ERR_VALIDATION', 'keys: give the licence public keys this page ships with.');
-    let licence: string;
-    let claims: Licence;
+    if (options.publishableKey === undefined && options.licence === undefined) throw new DeviceError('ERR_VALIDATION', 'Give publishableKey (with baseUrl) or an offline licence.');
+    if (options.publishableKey !== undefined && !options.baseUrl) throw new DeviceError('ERR_VALIDATION', 'baseUrl is required with a publishable key.');
+    const device = new ObscuraDevice(options);
+    // The engine loads (a second or so) while the licence is checked: loading processes nothing.
+    const engine = device.#engine();
+    engine.catch(() => undefined);
     let refreshAfter: Date | undefined;
     try {
       if (options.publishableKey !== undefined) {
-        if (!options.baseUrl) throw new DeviceError('ERR_VALIDATION', 'baseUrl is required with a publishable key.');
-        const session = await startLicenceSession({ baseUrl: options.baseUrl, publishableKey: options.publishableKey, keys: options.keys });
-        licence = session.licence;
-        claims = session.claims!;
+        const session = await startLicenceSession({ baseUrl: options.baseUrl!, publishableKey: options.publishableKey, keys: options.keys });
+        device.#licence = session.licence;
+        device.#claims = session.claims!;
         refreshAfter = session.refreshAfter;
-      } else if (options.licence !== undefined) {
-        licence = options.licence;
-        claims = await verifyLicence(licence, { keys: options.keys, origin: location.origin, features: ['image'] });
       } else {
-        throw new DeviceError('ERR_VALIDATION', 'Give publishableKey (with baseUrl) or an offline licence.');
+        device.#licence = options.licence!;
+        device.#claims = await verifyLicence(device.#licence, { keys: options.keys, origin: location.origin, features: ['image'] });
       }
     } catch (err) {
+      await device.close();
       throw asDeviceError(err);
     }
-    const device = new ObscuraDevice(options, licence, claims, options.publishableKey);
     if (refreshAfter) device.#scheduleRefresh(refreshAfter.getTime() - Date.now());
-    const ready = await device.#engine();
-    device.#record({ type: 'engine_load', session_id: device.#sessionId, platform: 'web', engine_version: `wasm-vips/libvips ${ready.version}`, ...(options.userId !== undefined ? { user_id: options.userId } : {}) });
+    let ready: { version: string; loadMs: number };
+    try {
+      ready = await engine;
+    } catch (err) {
+      await device.close();
+      throw err;
+    }
+    device.#record({ type: 'engine_load', session_id: device.#sessionId, platform: 'web', engine_version: `libvips-${ready.version}`, ...(options.userId !== undefined ? { user_id: options.userId } : {}) });
     return device;
   }
 
