@@ -174,9 +174,9 @@ describe('on-device processing in Chromium (issue 15)', () => {
   }
 
   /** Runs the SDK directly in `page` (its published API), starting it with `start` options; returns the export or the refusal's code. */
-  async function onDevice(page: Page, start: Record<string, unknown>, bytes: Buffer, operations: string): Promise<{ code?: string; details?: Record<string, unknown>; data?: Buffer; info?: { width: number; height: number; format: string; mime: string }; progress?: string[]; maxGapMs?: number }> {
+  async function onDevice(page: Page, start: Record<string, unknown>, bytes: Buffer, operations: string, asBitmap = false): Promise<{ code?: string; details?: Record<string, unknown>; data?: Buffer; info?: { width: number; height: number; format: string; mime: string }; progress?: string[]; maxGapMs?: number }> {
     const out: { data?: string; [k: string]: unknown } = await page.evaluate(
-      async ([start, b64, operations]) => {
+      async ([start, b64, operations, asBitmap]) => {
         const { ObscuraDevice } = await import('/sdk/obscura-device.js' as string);
         const w = window as unknown as { devices?: Record<string, unknown> };
         const key = JSON.stringify(start);
@@ -184,7 +184,7 @@ describe('on-device processing in Chromium (issue 15)', () => {
         const progress: string[] = [];
         w.devices ??= {};
         // One device per set of options (the engine loads once), its onExport rebound per call.
-        const slot = (w.devices[key] ??= { sink: (_b: Blob, _i: unknown) => {}, device: undefined }) as { sink: (b: Blob, i: unknown) => void; progress?: (p: { stage: string }) => void; device?: Promise<{ process: (b: Blob, o: string) => Promise<unknown> }> };
+        const slot = (w.devices[key] ??= { sink: (_b: Blob, _i: unknown) => {}, device: undefined }) as { sink: (b: Blob, i: unknown) => void; progress?: (p: { stage: string }) => void; device?: Promise<{ process: (b: Blob | ImageBitmap, o: string) => Promise<unknown> }> };
         slot.sink = async (blob: Blob, info: unknown) => {
           const bytes = new Uint8Array(await blob.arrayBuffer());
           let s = '';
@@ -205,7 +205,7 @@ describe('on-device processing in Chromium (issue 15)', () => {
             maxGapMs = Math.max(maxGapMs, now - last);
             last = now;
           }, 10);
-          await device.process(new Blob([raw]), operations);
+          await device.process(asBitmap ? await createImageBitmap(new Blob([raw])) : new Blob([raw]), operations);
           await new Promise((r) => setTimeout(r, 0));
           return { ...exported, progress, maxGapMs };
         } catch (err) {
@@ -216,7 +216,7 @@ describe('on-device processing in Chromium (issue 15)', () => {
           clearInterval(ticker);
         }
       },
-      [start, bytes.toString('base64'), operations] as const,
+      [start, bytes.toString('base64'), operations, asBitmap] as const,
     );
     return { ...out, ...(out.data ? { data: Buffer.from(out.data, 'base64') } : {}) } as never;
   }
@@ -385,6 +385,10 @@ describe('on-device processing in Chromium (issue 15)', () => {
     assert.deepEqual(failures, [], 'mean per-channel difference over the tolerance');
     assert.deepEqual([progressSeen[0], progressSeen.at(-1)], ['validated', 'done']);
     assert.ok(progressSeen.includes('encoding'));
+    // An ImageBitmap (decoded by the browser) gives the same result as the file it came from.
+    const [fromFile, fromBitmap] = [await onServer(photo, 'resize:width=160/format:png'), await onDevice(page, start, photo, 'resize:width=160/format:png', true)];
+    assert.deepEqual([fromBitmap.info?.width, fromBitmap.info?.height], [fromFile.info!.width, fromFile.info!.height]);
+    assert.ok(Math.max(...(await meanDifference(fromFile.data!, fromBitmap.data!, 160, 120))) <= PARITY_TOLERANCE);
     // The comparison can fail: the server's flip against the device's flop is far apart.
     const [flipped, flopped] = [await onServer(photo, 'flip/format:png'), await onDevice(page, start, photo, 'flop/format:png')];
     const apart = Math.max(...(await meanDifference(flipped.data!, flopped.data!, 320, 240)));
@@ -419,5 +423,8 @@ describe('on-device processing in Chromium (issue 15)', () => {
       assert.equal(device.code, server.code, name);
       assert.ok((device.maxGapMs ?? Infinity) < 1_000, `${name}: the page's main thread was blocked ${device.maxGapMs} ms`);
     }
+    // A run over the time limit is stopped (the worker is terminated), never left to hang the page.
+    const slow = await onDevice(page, { ...start, limits: { timeoutMs: 1 } }, photo, 'blur:50/format:png');
+    assert.deepEqual([slow.code, slow.details?.reason], ['ERR_UNPROCESSABLE', 'timeout']);
   });
 });
