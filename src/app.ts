@@ -53,6 +53,7 @@ import { QuotaGuard } from './usage/quota.js';
 import { createProcessMetrics, type ProcessMetrics } from './usage/metrics.js';
 import { usageRoutes } from './http/routes/usage.js';
 import { dataReportRoutes } from './http/routes/data-report.js';
+import { exportRoutes } from './http/routes/export.js';
 import { consoleRoutes } from './http/routes/console.js';
 import { sessionVerifier } from './http/session-auth.js';
 import { consoleUiRoutes } from './http/routes/console-ui.js';
@@ -296,6 +297,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   processRoutes(app, processing, runtime);
   jobRoutes(app, processing, runtime);
   webhookRoutes(app, runtime);
+  // Tenant export (issue 14, item 4): queued on the runtime, served through signed URLs.
+  exportRoutes(app, { db: deps.db, store: deps.store, keyring, signer, runtime, publicUrl: config.publicUrl, downloads: config.downloads, ttlSeconds: config.backup.exportTtlSeconds, now: deps.now });
   transformRoutes(app, processing, authDeps);
   uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe });
   // On-device processing: licence sessions, offline licences, telemetry into the same meter (issue 15).

@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   /** The asset is under legal hold: it cannot be deleted until the hold is released. */
   ERR_LEGAL_HOLD: 409,
   ERR_IDEMPOTENCY_MISMATCH: 409,
+  /** An export of the org is already queued or running (one at a time per org); the details name it. */
+  ERR_EXPORT_IN_PROGRESS: 409,
   ERR_PAYLOAD_TOO_LARGE: 413,
   ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   ERR_RANGE_NOT_SATISFIABLE: 416,

@@ -15,7 +15,8 @@ import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { buildApp } from './app.js';
 import { hasNoOrg, SetupGate } from './auth/setup.js';
 import { nodeSupportFinding } from './config/node-support.js';
-import { runWorkerRole, startJobWorkers } from './jobs/worker.js';
+import { runWorkerRole, startJobWorkers, type JobWorkers } from './jobs/worker.js';
+import { exportQueues } from './http/routes/export.js';
 import { startMaintenance, type Maintenance } from './assets/maintenance.js';
 import { sweepExpiredUploads } from './assets/tus.js';
 import { sweepConsole } from './auth/console.js';
@@ -99,6 +100,23 @@ export async function openRuntime(env: NodeJS.ProcessEnv = process.env, opts: { 
   }
 }
 
+/**
+ * The workers of a process (roles `all` and `worker`): processing jobs and webhook deliveries, plus the
+ * queues of rooms above jobs/ (tenant exports, src/backup/export.ts).
+ */
+export async function startProcessWorkers(deps: { config: Config; db: DatabaseHandle; masterKeys: MasterKeys; store: BlobStore; testDelayMs?: number; now?: () => number }): Promise<JobWorkers> {
+  const { config, db, store } = deps;
+  const keyring = new Keyring(db, deps.masterKeys, { ttlMs: config.auth.keyCacheTtlMs });
+  return startJobWorkers({
+    config,
+    db,
+    masterKeys: deps.masterKeys,
+    store,
+    ...(deps.testDelayMs !== undefined ? { testDelayMs: deps.testDelayMs } : {}),
+    extra: (runtime) => exportQueues({ db, store, keyring, ttlSeconds: config.backup.exportTtlSeconds, runtime, now: deps.now }),
+  });
+}
+
 /** Starts the periodic sweepers of a worker process; errors are logged as JSON lines on stderr. */
 function startHousekeeping(config: Config, rt: Runtime, store: BlobStore): Maintenance {
   const deps = { db: rt.db, store, keyring: new Keyring(rt.db, rt.masterKeys, { ttlMs: config.auth.keyCacheTtlMs }) };
@@ -165,7 +183,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
   const store = await openStore(config);
   // jobs: pg-boss workers for roles all/worker; OBSCURA_TEST_JOB_DELAY_MS is a test-only slowdown (see jobs/worker.ts).
-  const workers = config.role === 'api' ? null : await startJobWorkers({ config, db: rt.db, masterKeys: rt.masterKeys, store, testDelayMs: Number(env.OBSCURA_TEST_JOB_DELAY_MS ?? 0) });
+  const workers = config.role === 'api' ? null : await startProcessWorkers({ config, db: rt.db, masterKeys: rt.masterKeys, store, testDelayMs: Number(env.OBSCURA_TEST_JOB_DELAY_MS ?? 0) });
   // Housekeeping (retention, interrupted deletions, expired uploads and sessions) runs beside the workers.
   const maintenance = config.role === 'api' ? null : startHousekeeping(config, rt, store);
   if (workers && config.role === 'worker') {

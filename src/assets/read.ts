@@ -14,7 +14,7 @@ import { parseRange, type PlainRange } from '../media/range.js';
 export { parseRange, type PlainRange };
 
 /** Waits for the first chunk (or the end, or an error) and returns a stream replaying everything. */
-async function primed(source: Readable): Promise<Readable> {
+export async function primed(source: Readable): Promise<Readable> {
   const it = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const first = await it.next();
   async function* replay(): AsyncGenerator<Buffer> {

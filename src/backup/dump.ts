@@ -51,7 +51,9 @@ export interface DumpEnd {
 }
 
 /** Tables that are not data: the migration bookkeeping is rebuilt by the restoring version. */
-const NOT_DATA = new Set(['kysely_migration', 'kysely_migration_lock']);
+// Tenant exports are copies of data the backup holds, expire within days, and their archives are not
+// copied: a restored server starts with none (and no export left "running" that would block a new one).
+const NOT_DATA = new Set(['kysely_migration', 'kysely_migration_lock', 'org_exports']);
 
 /** Rows fetched per round trip (bounded memory for any table size). */
 const FETCH = 500;

@@ -1,8 +1,9 @@
 /**
- * The backup section of the configuration (issue 14, item 1): the key every backup archive is
- * encrypted and authenticated under. Read only by `obscura backup`; the server never needs it.
+ * The backup section of the configuration (issue 14, items 1 and 4): the key every backup archive is
+ * encrypted and authenticated under (read only by `obscura backup`; the server never needs it), and
+ * how long a tenant export is kept.
  */
-import { defineSection, str } from '../settings.js';
+import { defineSection, int, str } from '../settings.js';
 
 /** Settings of `obscura backup create | verify | restore`. */
 export interface BackupSettings {
@@ -15,8 +16,15 @@ export interface BackupSettings {
    * to read anything). Never logged.
    */
   readonly key: string | undefined;
+  /**
+   * How long a finished tenant export (`POST /v1/orgs/{id}/export`) is kept and downloadable
+   * (`OBSCURA_EXPORT_TTL_SECONDS`, default 3 days, 5 minutes to 7 days). Then its archive is deleted.
+   * Privacy: the archive holds every record and media file of the org; keep it short.
+   */
+  readonly exportTtlSeconds: number;
 }
 
 export const BACKUP_SETTINGS = defineSection<BackupSettings>({
   key: str({ env: 'OBSCURA_BACKUP_KEY', doc: '32 bytes as 64 hex chars or base64; encrypts and authenticates backup archives (not the master key).', defaultText: 'unset (backups refused)' }),
+  exportTtlSeconds: int({ env: 'OBSCURA_EXPORT_TTL_SECONDS', doc: 'How long a tenant export archive is kept and downloadable (seconds), then deleted.', default: 3 * 86400, min: 300, max: 7 * 86400 }),
 });

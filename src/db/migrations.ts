@@ -21,6 +21,7 @@ import { video } from './migrations/0015_video.js';
 import { assetParts } from './migrations/0016_asset_parts.js';
 import { usageDays } from './migrations/0019_usage_days.js';
 import { licensing } from './migrations/0020_licensing.js';
+import { orgExports } from './migrations/0017_org_exports.js';
 import { assetLabels } from './migrations/0021_asset_labels.js';
 import { legalHold } from './migrations/0022_legal_hold.js';
 
@@ -44,6 +45,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0016_asset_parts': assetParts,
   '0019_usage_days': usageDays,
   '0020_licensing': licensing,
+  '0017_org_exports': orgExports,
   '0021_asset_labels': assetLabels,
   '0022_legal_hold': legalHold,
 };

@@ -30,6 +30,9 @@ export const QUEUES = Object.freeze({
   processVideoDead: 'obscura_process_video_dead',
   webhook: 'obscura_webhook',
   webhookDead: 'obscura_webhook_dead',
+  /** Tenant exports (src/backup/export.ts): writing an archive, and expiring it (a job delayed to its expiry). */
+  orgExport: 'obscura_org_export',
+  orgExportDead: 'obscura_org_export_dead',
 });
 
 /** Tuning shared by every user of the instance. */
@@ -133,6 +136,8 @@ async function ensureQueues(boss: PgBoss): Promise<void> {
     [QUEUES.processVideo, { notify: true, deadLetter: QUEUES.processVideoDead }],
     [QUEUES.webhookDead, { notify: true }],
     [QUEUES.webhook, { notify: true, deadLetter: QUEUES.webhookDead }],
+    [QUEUES.orgExportDead, { notify: true }],
+    [QUEUES.orgExport, { notify: true, deadLetter: QUEUES.orgExportDead }],
   ];
   for (const [name, options] of want) {
     if (existing.has(name)) continue;

@@ -40,6 +40,20 @@ export interface WorkerOptions {
   webhookConcurrency?: number;
   /** Reconciler period in seconds. Default: the job monitor interval. */
   reconcileSeconds?: number;
+  /**
+   * More queues, handed down by the composition root (a room above jobs/ owns their work, e.g. tenant
+   * exports in backup/): each is registered like the queues above (single slots, woken after a job).
+   */
+  extra?: readonly ExtraQueue[];
+}
+
+/** A queue whose handler another room provides (see {@link WorkerOptions.extra}). */
+export interface ExtraQueue {
+  queue: string;
+  /** Slots in this process. */
+  concurrency: number;
+  /** Runs one job; throw to have pg-boss retry it. `lastAttempt`: no retry follows a throw. */
+  handle(ref: { org: string; id: string }, job: { lastAttempt: boolean; signal: AbortSignal }): Promise<void>;
 }
 
 /** Running workers. */
@@ -99,6 +113,7 @@ export async function startWorkers(service: JobRuntime, opts: WorkerOptions): Pr
     if (outcome === 'retry') throw new Error('webhook delivery failed; retrying');
   });
   await register(QUEUES.webhookDead, 1, (job) => abandonDelivery(service.webhookDeps, { orgId: job.data.org, id: job.data.id }));
+  for (const q of opts.extra ?? []) await register(q.queue, q.concurrency, (job) => q.handle(job.data, { lastAttempt: lastAttempt(job), signal: job.signal }));
 
   const period = (opts.reconcileSeconds ?? service.config.jobs.monitorIntervalSeconds) * 1000;
   let reconciling: Promise<unknown> | undefined;
@@ -137,6 +152,8 @@ export interface JobWorkerDeps {
   testDelayMs?: number;
   /** The process's usage meter, when it has one (role `all`: the HTTP app's); else the workers make their own. */
   meter?: UsageMeter;
+  /** Queues of rooms above jobs/, given the runtime (for pg-boss) by the composition root (see {@link WorkerOptions.extra}). */
+  extra?: (runtime: JobRuntime) => readonly ExtraQueue[];
 }
 
 /** Running workers of this process. */
@@ -159,7 +176,7 @@ export async function startJobWorkers(deps: JobWorkerDeps): Promise<JobWorkers> 
   const runtime = new JobRuntime({ processing, config: deps.config, masterKeys: deps.masterKeys, testDelayMs: deps.testDelayMs && deps.testDelayMs > 0 ? deps.testDelayMs : undefined });
   // What a crashed process left in the video temporary area is removed (older than one run can last).
   await sweepVideoTemp(deps.config.video.tempDir, (deps.config.video.timeoutSeconds + 300) * 1000).catch(() => 0);
-  const workers = await startWorkers(runtime, { concurrency: deps.config.jobs.workerConcurrency, orgConcurrency: deps.config.jobs.workerOrgConcurrency, videoConcurrency: deps.config.video.workerConcurrency });
+  const workers = await startWorkers(runtime, { concurrency: deps.config.jobs.workerConcurrency, orgConcurrency: deps.config.jobs.workerOrgConcurrency, videoConcurrency: deps.config.video.workerConcurrency, extra: deps.extra?.(runtime) ?? [] });
   let stopping: Promise<void> | undefined;
   return {
     stop() {

@@ -32,7 +32,8 @@ const PatchBody = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, 
 
 const ListQuery = pageQuery();
 
-const out = (a: App) => ({ id: a.id, name: a.name, settings: a.settings, created_at: a.createdAt });
+/** An app as the API shows it (also the tenant export's records). */
+export const out = (a: App) => ({ id: a.id, name: a.name, settings: a.settings, created_at: a.createdAt });
 
 /**
  * `settingsChanged` is told after an app's settings change, so this node's caches that hold a setting

@@ -2,12 +2,15 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
-import { AUDIT_ORDER, listAudit, verifyAudit } from '../../audit/log.js';
+import { AUDIT_ORDER, listAudit, verifyAudit, type AuditEntry } from '../../audit/log.js';
 import { loadAuditKeys } from '../../audit/keys.js';
 import type { MasterKeys } from '../../crypto/master.js';
 import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 import { principalOf } from '../auth.js';
 import { DateTime, bearer } from './common.js';
+
+/** An audit entry as the API shows it (also the tenant export's records). */
+export const auditOut = (e: AuditEntry) => ({ id: e.id, seq: e.chainSeq, at: e.at, actor: e.actor, action: e.action, target: e.target, data: e.data, ip: e.ip, request_id: e.requestId, prev_hash: e.prevHash, hash: e.hash });
 
 const Query = pageQuery({
   before: Type.Optional(Type.Integer({ minimum: 1, description: 'Deprecated (use `cursor`): entries with an id below this.' })),
@@ -79,7 +82,7 @@ export function auditRoutes(app: FastifyInstance, db: DatabaseHandle, masterKeys
       const page = await db.withTenant(p.orgId, (trx) => listAudit(trx, p.orgId, pageRequest(req, req.query, scope, AUDIT_ORDER), { before: req.query.before }));
       const last = page.items[page.items.length - 1];
       return {
-        ...pageReply(req, page, scope, (e) => ({ id: e.id, seq: e.chainSeq, at: e.at, actor: e.actor, action: e.action, target: e.target, data: e.data, ip: e.ip, request_id: e.requestId, prev_hash: e.prevHash, hash: e.hash })),
+        ...pageReply(req, page, scope, auditOut),
         next_before: page.next && last ? last.id : null,
       };
     },

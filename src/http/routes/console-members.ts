@@ -38,7 +38,8 @@ const InviteOut = Type.Object(
   { additionalProperties: false },
 );
 
-const out = (m: Member) => ({ id: m.id, email: m.email, role: m.role, mfa_enabled: m.mfaEnabled, pending: m.pending, created_at: m.createdAt });
+/** A member as the API shows it (also the tenant export's records). */
+export const out = (m: Member) => ({ id: m.id, email: m.email, role: m.role, mfa_enabled: m.mfaEnabled, pending: m.pending, created_at: m.createdAt });
 
 /** What the console plugin hands to the member routes. */
 export interface MemberRouteDeps {

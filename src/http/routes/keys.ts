@@ -56,7 +56,8 @@ const RollBody = Type.Object(
   { additionalProperties: false },
 );
 
-const out = (k: KeyInfo) => ({
+/** A key's description as the API shows it, never the key or its hash (also the tenant export's records). */
+export const out = (k: KeyInfo) => ({
   id: k.id,
   app_id: k.appId,
   kind: k.kind,

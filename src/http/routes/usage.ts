@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { UsageMeter } from '../../usage/meter.js';
-import { usageDays, usageReport, type UsageFigures } from '../../usage/report.js';
+import { usageDays, usageReport, type AppUsage, type UsageFigures } from '../../usage/report.js';
 import { monthEnd, monthOf } from '../../usage/month.js';
 import { principalOf } from '../auth.js';
 import { DateTime, Uuid, bearer, errorResponses } from './common.js';
@@ -66,6 +66,19 @@ const figures = (f: UsageFigures) => ({
   device: { loads: { total: f.device.loads.total, by_platform: f.device.loads.byPlatform }, exports: { total: f.device.exports.total, by_type: f.device.exports.byType } },
 });
 
+/** A month's usage report as the API shows it (also the tenant export's records, one per month). */
+export const usageOut = (month: string, apps: AppUsage[]) => ({
+  month,
+  resets_at: monthEnd(month).toISOString(),
+  apps: apps.map((a) => ({
+    app_id: a.appId,
+    ...figures(a),
+    monthly_active_end_users: a.monthlyActiveEndUsers,
+    quotas: { requests: a.quotas.requests, exports: a.quotas.exports, bytes: a.quotas.bytes },
+    keys: a.keys.map((k) => ({ key_id: k.keyId, ...figures(k) })),
+  })),
+});
+
 export function usageRoutes(app: FastifyInstance, deps: { db: DatabaseHandle; meter: UsageMeter; now?: () => number }): void {
   app.get<{ Querystring: Static<typeof Query> }>('/v1/usage', {
     // Exempt from quotas: an app that used up its quota must still be able to see why.
@@ -85,17 +98,7 @@ export function usageRoutes(app: FastifyInstance, deps: { db: DatabaseHandle; me
       await deps.meter.flush();
       const apps = await deps.db.withTenant(p.orgId, (trx) => usageReport(trx, p.orgId, month, req.query.app_id));
       reply.header('cache-control', 'no-store');
-      return {
-        month,
-        resets_at: monthEnd(month).toISOString(),
-        apps: apps.map((a) => ({
-          app_id: a.appId,
-          ...figures(a),
-          monthly_active_end_users: a.monthlyActiveEndUsers,
-          quotas: { requests: a.quotas.requests, exports: a.quotas.exports, bytes: a.quotas.bytes },
-          keys: a.keys.map((k) => ({ key_id: k.keyId, ...figures(k) })),
-        })),
-      };
+      return usageOut(month, apps);
     },
   });
   app.get<{ Querystring: Static<typeof DaysQuery> }>('/v1/usage/daily', {

@@ -100,7 +100,8 @@ const DeliverySchema = Type.Object(
   { additionalProperties: false },
 );
 
-const out = (e: WebhookEndpoint) => ({
+/** An endpoint as the API shows it, never its secret (also the tenant export's records). */
+export const out = (e: WebhookEndpoint) => ({
   id: e.id,
   app_id: e.appId,
   url: e.url,
