@@ -23,6 +23,7 @@ import type {
   CreatedOAuthClient,
   CreateKeyInput,
   CreateUploadUrlInput,
+  DateTime,
   OAuthClient,
   Page,
   RolledKey,
@@ -383,6 +384,106 @@ export class AuditResource {
   }
 }
 
+// The org's tenant export (docs/export.md).
+
+export type ExportStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'expired';
+
+/** A tenant export, as `POST /v1/orgs/{id}/export` and `GET /v1/orgs/{id}/exports/{export_id}` answer. */
+export interface OrgExport {
+  /** `exp_…` */
+  id: string;
+  org_id: string;
+  status: ExportStatus;
+  requested_by: { type: string; id?: string };
+  /** Bytes of the archive (a tar file), once written. */
+  size: number | null;
+  /** SHA-256 (hex) of the archive, once written: check the download against it. */
+  sha256: string | null;
+  /** Records per kind, and `media` files. */
+  counts: Record<string, number> | null;
+  attempts: number;
+  error: { code: string; message: string } | null;
+  created_at: DateTime;
+  started_at: DateTime | null;
+  finished_at: DateTime | null;
+  expires_at: DateTime | null;
+  /** A signed URL of the archive while it is ready (no credential needed); each poll mints a fresh one. */
+  download_url: string | null;
+  download_url_expires_at: DateTime | null;
+}
+
+/** Options of {@link OrgsResource.waitForExport}. */
+export interface ExportWaitOptions {
+  /** First polling interval (default 500 ms), growing to `maxIntervalMs` (default 5 s). */
+  intervalMs?: number;
+  maxIntervalMs?: number;
+  /** Give up after this long (default 30 minutes). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+function exportSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new ObscuraError({ code: 'ERR_ABORTED', detail: 'Aborted.' }));
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new ObscuraError({ code: 'ERR_ABORTED', detail: 'Aborted.' }));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * The org's export. Every call needs a credential holding `apps:read`, `keys:manage`, `assets:read`,
+ * `jobs:read`, `webhooks:manage`, `audit:read` and `usage:read` (an owner's or admin's, or a key
+ * granted all of them).
+ */
+export class OrgsResource {
+  constructor(
+    private readonly t: Transport,
+    private readonly assets: AssetsResource,
+  ) {}
+
+  /**
+   * `POST /v1/orgs/{orgId}/export`: queues an export of everything the org owns (one at a time per
+   * org: a second call while one runs fails with `ERR_EXPORT_IN_PROGRESS`, whose problem names it).
+   */
+  export(orgId: string, o?: CallOptions): Promise<OrgExport> {
+    return this.t.json(spec({ method: 'POST', path: `/v1/orgs/${enc(orgId)}/export` }, o));
+  }
+
+  /** `GET /v1/orgs/{orgId}/exports/{exportId}`: its status, and a fresh `download_url` once it succeeded. */
+  getExport(orgId: string, exportId: string, o?: CallOptions): Promise<OrgExport> {
+    return this.t.json(spec({ method: 'GET', path: `/v1/orgs/${enc(orgId)}/exports/${enc(exportId)}` }, o));
+  }
+
+  /** Polls an export until it is final; throws `ERR_EXPORT_FAILED` when it failed or expired. */
+  async waitForExport(orgId: string, exportId: string, opts: ExportWaitOptions = {}): Promise<OrgExport> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 30 * 60_000);
+    let delay = opts.intervalMs ?? 500;
+    for (;;) {
+      const e = await this.getExport(orgId, exportId, { signal: opts.signal });
+      if (e.status === 'succeeded') return e;
+      if (e.status === 'failed' || e.status === 'expired') {
+        throw new ObscuraError({ code: 'ERR_EXPORT_FAILED', detail: e.error ? `${e.error.code}: ${e.error.message}` : `The export is ${e.status}.` });
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new ObscuraError({ code: 'ERR_EXPORT_TIMEOUT', detail: `Export ${exportId} is still ${e.status}.` });
+      await exportSleep(Math.min(delay, left), opts.signal);
+      delay = Math.min(opts.maxIntervalMs ?? 5000, Math.ceil(delay * 1.5));
+    }
+  }
+
+  /** `GET` on an export's `download_url`: the archive (a tar file), streamed, with progress. */
+  downloadExport(downloadUrl: string, opts: DownloadOptions = {}): Promise<Download> {
+    return this.assets.fetchSignedUrl(downloadUrl, opts);
+  }
+}
+
 /** The answer of `GET /v1/audit/verify`. */
 export interface AuditVerification {
   ok: boolean;
@@ -419,6 +520,8 @@ export class Obscura {
   readonly transforms: TransformResource;
   /** On-device licences: sessions, offline licence files, public keys, telemetry (issue 15). */
   readonly licenses: LicensesResource;
+  /** The org's tenant export (docs/export.md). */
+  readonly orgs: OrgsResource;
   readonly #transport: Transport;
 
   constructor(options: ObscuraOptions) {
@@ -464,6 +567,7 @@ export class Obscura {
     this.audit = new AuditResource(transport);
     this.transforms = new TransformResource(transport);
     this.licenses = new LicensesResource(transport);
+    this.orgs = new OrgsResource(transport, this.assets);
   }
 
   /** `GET /v1/whoami`: the calling credential's org, app, kind and scopes. */

@@ -12,6 +12,7 @@
 export { Obscura, AppsResource, KeysResource, OAuthResource, AssetsResource, UploadsResource, AuditResource, withProgress, readAll } from './client.js';
 export type { ObscuraOptions, CallOptions, Download, DownloadOptions, AuditVerification } from './client.js';
 export { JobsResource, ProcessResource, WebhooksResource, UsageResource, TransformResource } from './processing.js';
+export { OrgsResource, type OrgExport, type ExportStatus, type ExportWaitOptions } from './client.js';
 export type {
   Job,
   JobListQuery,

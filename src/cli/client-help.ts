@@ -19,6 +19,9 @@ export const CLIENT_HELP = `Client commands (talk to a running server; see docs/
   obscura jobs wait JOB_ID [--timeout SECONDS] [-o FILE] [--force] [--json]
                                         a video job shows a progress bar (percent, fps, ETA)
   obscura jobs cancel JOB_ID [--json]   stop a queued or running job (its ffmpeg is killed; no output)
+  obscura orgs export [-o FILE] [--force] [--no-wait] [--timeout SECONDS] [--json]
+                                        export everything the credential's org owns (records and media)
+                                        into one tar file, checked against its SHA-256 (docs/export.md)
 
 Credentials: OBSCURA_URL and OBSCURA_API_KEY, or ~/.config/obscura/credentials.json
 (OBSCURA_CREDENTIALS_FILE) readable only by you (chmod 600).

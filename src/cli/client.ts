@@ -12,7 +12,8 @@
  *   130 interrupted (Ctrl-C); an interrupted upload prints how to resume it
  */
 import { parseArgs } from 'node:util';
-import { stat, access, constants as fsConstants, readFile } from 'node:fs/promises';
+import { stat, access, constants as fsConstants, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { Obscura, ObscuraError, type Asset, type Job, type Page, type ProcessRequest } from '../../sdk/src/index.js';
 import { downloadToFile, uploadFile, writeStreamAtomically } from '../../sdk/src/node.js';
@@ -506,6 +507,68 @@ async function cmdAssetDelete(rest: string[], io: Io, signal: AbortSignal): Prom
   return EXIT.OK;
 }
 
+/**
+ * `obscura orgs export [-o FILE] [--force] [--no-wait] [--json]`: exports everything the credential's
+ * org owns (docs/export.md). Waits for the export (or for the one already running), downloads the
+ * archive atomically and checks it against the SHA-256 the server recorded.
+ */
+async function cmdOrgsExport(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { output: { type: 'string', short: 'o' }, force: { type: 'boolean', default: false }, 'no-wait': { type: 'boolean', default: false }, timeout: { type: 'string' }, json: { type: 'boolean', default: false } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length) throw new UsageError('orgs export takes no arguments: it exports the org of the credential');
+  const json = values.json!;
+  const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout) * 1000;
+  if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new UsageError('--timeout needs a number of seconds');
+  const obscura = client(io);
+  const { org_id: orgId } = await obscura.whoami({ signal });
+  let exportId: string;
+  try {
+    exportId = (await obscura.orgs.export(orgId, { signal })).id;
+  } catch (err) {
+    // One export at a time per org: wait for the one already running rather than fail.
+    const running = err instanceof ObscuraError && err.code === 'ERR_EXPORT_IN_PROGRESS' ? (err.problem as { export_id?: unknown } | undefined)?.export_id : undefined;
+    if (typeof running !== 'string') throw err;
+    if (!json) io.stderr.write(`an export of this org is already running (${running}): waiting for it\n`);
+    exportId = running;
+  }
+  if (values['no-wait']) {
+    out(io, json, await obscura.orgs.getExport(orgId, exportId, { signal }), `export ${exportId} queued; poll it with obscura orgs export --json or GET /v1/orgs/${orgId}/exports/${exportId}`);
+    return EXIT.OK;
+  }
+  const path = values.output ?? `obscura-export-${exportId}.tar`;
+  await assertWritable(path, values.force!);
+  const spinner = statusSpinner(progressEnabled(json, io));
+  spinner.update(`export ${exportId}: building the archive`);
+  let done;
+  try {
+    done = await obscura.orgs.waitForExport(orgId, exportId, { signal, ...(timeoutMs ? { timeoutMs } : {}) });
+  } finally {
+    spinner.stop();
+  }
+  const dl = await obscura.orgs.downloadExport(done.download_url!, { signal });
+  const hash = createHash('sha256');
+  const hashed = dl.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctl) {
+        hash.update(chunk);
+        ctl.enqueue(chunk);
+      },
+    }),
+  );
+  const bytes = await writeStreamAtomically(hashed, path);
+  const sha256 = hash.digest('hex');
+  if (sha256 !== done.sha256 || bytes !== done.size) {
+    await rm(path, { force: true });
+    throw new ObscuraError({ code: 'ERR_INTEGRITY', detail: 'The downloaded archive does not match the SHA-256 the server recorded; nothing was kept. Run the command again.' });
+  }
+  out(io, json, { id: exportId, output: path, size: bytes, sha256, counts: done.counts, expires_at: done.expires_at }, `${path}: ${formatBytes(bytes)}, sha256 ${sha256} (the server keeps it until ${done.expires_at})`);
+  return EXIT.OK;
+}
+
 async function cmdJobs(argv: string[], io: Io, signal: AbortSignal): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'list') {
@@ -593,6 +656,8 @@ export async function clientCommand(cmd: string, argv: string[], io: Io = { stdo
         return await cmdJobs(argv, io, ctl.signal);
       case 'assets':
         return await cmdAssets(argv, io, ctl.signal);
+      case 'orgs-export':
+        return await cmdOrgsExport(argv, io, ctl.signal);
       default:
         throw new UsageError(`unknown client command "${cmd}"`);
     }

@@ -416,7 +416,9 @@ function auditReportText(report: AuditReport): string {
  */
 async function cmdOrgs(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub !== 'erase') throw new UsageError('orgs needs a subcommand: erase');
+  // The tenant export is a client command (it talks to a running server with the SDK).
+  if (sub === 'export') return (await import('./client.js')).clientCommand('orgs-export', rest);
+  if (sub !== 'erase') throw new UsageError('orgs needs a subcommand: erase | export');
   const { values, positionals } = parseArgs({ args: rest, options: { confirm: { type: 'string' }, json: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
   if (positionals.length !== 1) throw new UsageError('orgs erase needs exactly one ORG_ID');
   const orgId = uuidArg(positionals[0]!, 'ORG_ID');

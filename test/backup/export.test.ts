@@ -17,6 +17,7 @@ import { api, createTenant, masterKeysFor, mintKey, startServer, type Tenant, ty
 import { markedPng } from '../support/media.js';
 import { FAST_JOBS_ENV, startTarget, testRemote, type TargetServer } from '../jobs/support.js';
 import { startProcessWorkers } from '../../src/main.js';
+import { runCli } from '../support/cli.js';
 import { createUser } from '../../src/tenants/index.js';
 import type { UserRole } from '../../src/db/schema.js';
 import { SESSION_COOKIE } from '../../src/auth/console.js';
@@ -301,6 +302,18 @@ describe('tenant export (POST /v1/orgs/{id}/export)', () => {
     } finally {
       skewMs = 0;
     }
+  });
+
+  test('obscura orgs export (the SDK underneath) downloads the archive of the credential\'s org and checks its SHA-256', async () => {
+    const out = join(tempDir('obscura-export-cli-'), 'acme.tar');
+    const r = await runCli(['orgs', 'export', '-o', out, '--json'], { OBSCURA_URL: s.url, OBSCURA_API_KEY: acme.key }, { timeoutMs: 120_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const printed = JSON.parse(r.stdout);
+    const bytes = readFileSync(out);
+    assert.equal(createHash('sha256').update(bytes).digest('hex'), printed.sha256);
+    const polled = await api(s.url, 'GET', `/v1/orgs/${acme.orgId}/exports/${printed.id}`, { key: acme.key });
+    assert.deepEqual([polled.body.status, polled.body.sha256], ['succeeded', printed.sha256]);
+    assert.match(execFileSync('tar', ['-tf', out]).toString(), /obscura-export\/manifest\.json/);
   });
 
   test("erasing the org removes its exports' archives and rows", async () => {
