@@ -42,7 +42,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   licensing: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage', 'sdk'],
   jobs: ['errors', 'settings', 'db', 'crypto', 'audit', 'tenants', 'assets', 'media', 'remote', 'usage', 'processing', 'sdk'],
   perimeter: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage'],
-  http: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage', 'assets', 'erasure', 'media', 'remote', 'processing', 'jobs', 'perimeter', 'licensing', 'sdk'],
+  http: ['errors', 'settings', 'listen', 'db', 'crypto', 'audit', 'tenants', 'auth', 'usage', 'assets', 'erasure', 'backup', 'media', 'remote', 'processing', 'jobs', 'perimeter', 'licensing', 'sdk'],
   // config/ composes the sections capabilities declare (src/<room>/settings.ts); those rooms must
   // not import config/ (the map would then have a cycle). The client commands' variables are config/'s own.
   config: ['errors', 'settings', 'db', 'crypto', 'remote', 'auth', 'assets', 'media', 'processing', 'jobs', 'perimeter', 'http', 'backup', 'licensing'],

@@ -34,7 +34,6 @@ import { AppError, notFound } from '../errors.js';
 import { appendAudit, type AuditActor } from '../audit/log.js';
 import { listAssets, type Asset } from '../assets/assets.js';
 import { openAssetStream, primed } from '../assets/read.js';
-import type { Ctx } from '../tenants/index.js';
 import { exportArchive, type ArchiveSummary, type ExportContent, type ExportMedia } from './export-archive.js';
 
 /** A row of `org_exports`. */
@@ -101,6 +100,13 @@ export interface ExportDeps {
   now?: (() => number) | undefined;
   /** How long a finished archive is kept and served (`OBSCURA_EXPORT_TTL_SECONDS`). */
   ttlSeconds: number;
+}
+
+/** Who asks, from where (the shape of tenants' `Ctx`, which backup/ does not import). */
+export interface Ctx {
+  actor: AuditActor;
+  ip?: string | null | undefined;
+  requestId?: string | null | undefined;
 }
 
 /** Assets read per page while exporting (one short tenant transaction each). */

@@ -25,6 +25,7 @@ export const UNAUTHENTICATED: Record<string, string> = {
   'GET /.well-known/oauth-authorization-server': 'authorization server metadata (RFC 8414)',
   'POST /v1/oauth/token': 'the OAuth client authenticates with its own secret (RFC 6749 §4.4)',
   'GET /v1/files/{id}': 'signed, expiring download URL (plus a credential with assets:read under require_authorized_urls)',
+  'GET /v1/exports/{export_id}/archive': "signed, expiring URL of a tenant export, minted only for a credential holding every export scope (never after the export's expiry; each download audited)",
   'PUT /v1/uploads/direct/{id}': 'signed, single-use upload URL bound to size and type',
   'GET /t/{*}': 'signed transform URL (plus a credential with assets:read under require_authorized_urls)',
   'OPTIONS /v1/uploads': 'tus capability discovery (no data)',
