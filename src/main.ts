@@ -17,7 +17,8 @@ import { hasNoOrg, SetupGate } from './auth/setup.js';
 import { nodeSupportFinding } from './config/node-support.js';
 import { runWorkerRole, startJobWorkers, type JobWorkers } from './jobs/worker.js';
 import { exportQueues } from './http/routes/export.js';
-import { startMaintenance, type Maintenance } from './assets/maintenance.js';
+import { maintainMedia } from './assets/maintenance.js';
+import { startMaintenanceSchedule, type MaintenanceReport, type MaintenanceSchedule } from './jobs/schedules.js';
 import { sweepExpiredUploads } from './assets/tus.js';
 import { sweepConsole } from './auth/console.js';
 import { LoginThrottle } from './auth/throttle.js';
@@ -117,15 +118,50 @@ export async function startProcessWorkers(deps: { config: Config; db: DatabaseHa
   });
 }
 
-/** Starts the periodic sweepers of a worker process; errors are logged as JSON lines on stderr. */
-function startHousekeeping(config: Config, rt: Runtime, store: BlobStore): Maintenance {
-  const deps = { db: rt.db, store, keyring: new Keyring(rt.db, rt.masterKeys, { ttlMs: config.auth.keyCacheTtlMs }) };
+/**
+ * Starts this process's part in the fleet's maintenance (issue 14, item 8): the pg-boss schedule and
+ * a worker for its job, which runs retention, interrupted deletions, expired uploads and presigned
+ * URLs, console sessions, interrupted erasures and the orphan sweep, once per interval for the
+ * whole fleet. Each run is logged as one JSON line (`maintenance run`) with what it did. `now` is
+ * the clock the passes read (a test's fake clock; default the real one).
+ */
+export async function startHousekeeping(config: Config, rt: Pick<Runtime, 'db' | 'masterKeys'>, store: BlobStore, opts: { now?: () => number } = {}): Promise<MaintenanceSchedule> {
+  const now = opts.now;
+  const deps = { db: rt.db, store, keyring: new Keyring(rt.db, rt.masterKeys, { ttlMs: config.auth.keyCacheTtlMs }), ...(now ? { now } : {}) };
   const throttle = new LoginThrottle(rt.db);
   const orphans = new OrphanSweeper({ db: rt.db, store }, { graceMs: config.maintenance.orphanGraceMs, everyMs: config.maintenance.orphanGraceMs });
-  return startMaintenance(deps, {
-    onError: (err) => process.stderr.write(JSON.stringify({ level: 50, msg: 'housekeeping failed', err: (err as Error)?.message }) + '\n'),
+  const line = (o: Record<string, unknown>) => (Number(o.level) >= 50 ? process.stderr : process.stdout).write(JSON.stringify(o) + '\n');
+  const run = async (): Promise<MaintenanceReport> => {
+    // Each task on its own: one failing (a store outage) does not keep the others from running.
+    const report: MaintenanceReport = {};
+    const failures: string[] = [];
+    const task = async (name: string, fn: () => Promise<number>) => {
+      try {
+        report[name] = await fn();
+      } catch (err) {
+        failures.push(name);
+        line({ level: 50, msg: 'housekeeping failed', task: name, err: (err as Error)?.message });
+      }
+    };
+    await task('media', async () => {
+      const m = await maintainMedia(deps);
+      report.intents = m.intents;
+      report.temp = m.temp;
+      return m.assets;
+    });
+    await task('uploads', () => sweepExpiredUploads({ ...deps, config }));
+    await task('console', async () => Object.values(await sweepConsole(rt.db, throttle, now?.())).reduce((a, b) => a + b, 0));
+    await task('erasures', () => resumeErasures({ db: rt.db, store, ...(now ? { now } : {}) }, config.maintenance.intervalMs));
+    await task('orphans', async () => (await orphans.run())?.deleted ?? 0);
+    if (failures.length) throw new Error(`maintenance tasks failed: ${failures.join(', ')}`);
+    return report;
+  };
+  return startMaintenanceSchedule(rt.db, {
     intervalMs: config.maintenance.intervalMs,
-    extra: [() => sweepExpiredUploads({ ...deps, config }), () => sweepConsole(rt.db, throttle), () => resumeErasures({ db: rt.db, store }, config.maintenance.intervalMs), () => orphans.run()],
+    monitorIntervalSeconds: config.jobs.monitorIntervalSeconds,
+    run,
+    onRun: ({ jobId, report, ms }) => line({ level: 30, msg: 'maintenance run', job: jobId, pid: process.pid, ms, ...report }),
+    onError: () => undefined,
   });
 }
 
@@ -182,13 +218,15 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   registerMemorySource('image_cache', imageCacheBytes, imageCacheLimitBytes);
   const https = config.http.tlsCertFile && config.http.tlsKeyFile ? { cert: readFileSync(config.http.tlsCertFile), key: readFileSync(config.http.tlsKeyFile) } : undefined;
   const store = await openStore(config);
+  // Maintenance (retention, interrupted deletions and erasures, expired uploads and sessions, orphans)
+  // is one pg-boss job per interval for the whole fleet; it starts first so that this process's
+  // pg-boss runs the timekeeper (src/jobs/schedules.ts).
+  const maintenance = config.role === 'api' ? null : await startHousekeeping(config, rt, store);
   // jobs: pg-boss workers for roles all/worker; OBSCURA_TEST_JOB_DELAY_MS is a test-only slowdown (see jobs/worker.ts).
   const workers = config.role === 'api' ? null : await startProcessWorkers({ config, db: rt.db, masterKeys: rt.masterKeys, store, testDelayMs: Number(env.OBSCURA_TEST_JOB_DELAY_MS ?? 0) });
-  // Housekeeping (retention, interrupted deletions, expired uploads and sessions) runs beside the workers.
-  const maintenance = config.role === 'api' ? null : startHousekeeping(config, rt, store);
   if (workers && config.role === 'worker') {
     return runWorkerRole(workers, async () => {
-      maintenance?.stop();
+      await maintenance?.stop();
       await rt.close();
     });
   }
@@ -232,7 +270,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
       }
       await side?.close(); // perimeter
       await dumpSocket?.close(); // backup
-      maintenance?.stop();
+      await maintenance?.stop();
       await app.close();
     } finally {
       await rt.close().catch(() => rt.lock?.release());
@@ -265,6 +303,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   } catch (err) {
     await dumpSocket?.close(); // backup
     await workers?.stop(); // jobs
+    await maintenance?.stop();
     await rt.close();
     throw listening ? err : listenError(err, config);
   }

@@ -50,6 +50,9 @@ const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/avi
 /** Retention of processing outputs when the caller does not say: 24 hours. */
 export const DEFAULT_OUTPUT_TTL_SECONDS = 24 * 3600;
 
+/** Longest lifetime of a stored processing output (a request's or an app's): 7 days. */
+export const MAX_OUTPUT_TTL_SECONDS = 7 * 24 * 3600;
+
 export interface Asset {
   id: string;
   orgId: string;
@@ -327,7 +330,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
   }
   const sha256 = keeper.hash.digest('hex');
   const { width, height } = facts;
-  const ttl = input.ttlSeconds !== undefined ? input.ttlSeconds : input.kind === 'output' ? DEFAULT_OUTPUT_TTL_SECONDS : settings.retention_seconds ?? null;
+  const ttl = input.ttlSeconds !== undefined ? input.ttlSeconds : input.kind === 'output' ? (settings.output_retention_seconds ?? DEFAULT_OUTPUT_TTL_SECONDS) : (settings.retention_seconds ?? null);
   const expiresAt = ttl === null ? null : new Date(now + ttl * 1000);
   try {
     return await db.withTenant(input.orgId, async (trx) => {

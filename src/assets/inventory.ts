@@ -5,7 +5,9 @@
  */
 import { sql } from 'kysely';
 import type { Tx } from '../db/database.js';
-import { DEFAULT_OUTPUT_TTL_SECONDS, liveAt } from './assets.js';
+import type { AppSettings } from '../db/schema.js';
+import { liveAt } from './assets.js';
+import { effectivePolicy, type MetadataPolicy } from './retention.js';
 
 /** One app × kind line of the inventory. */
 export interface InventoryLine {
@@ -27,8 +29,10 @@ export interface AppRetention {
   name: string;
   /** Seconds an original is kept (the app's `retention_seconds`); null = until deleted. */
   originalsSeconds: number | null;
-  /** Seconds a stored output is kept by default (a request may ask for another lifetime). */
+  /** Seconds a stored output is kept by default (the app's `output_retention_seconds`; a request may ask for another lifetime). */
   outputsSeconds: number;
+  /** What uploaded images keep of their metadata. */
+  metadataPolicy: MetadataPolicy;
 }
 
 export interface MediaInventory {
@@ -80,8 +84,8 @@ export async function mediaInventory(trx: Tx, orgId: string, now = Date.now()): 
       held: Number(r.held),
     })),
     retention: apps.map((a) => {
-      const settings = (typeof a.settings === 'string' ? JSON.parse(a.settings) : a.settings ?? {}) as { retention_seconds?: number | null };
-      return { appId: a.id, name: a.name, originalsSeconds: settings.retention_seconds ?? null, outputsSeconds: DEFAULT_OUTPUT_TTL_SECONDS };
+      const policy = effectivePolicy((typeof a.settings === 'string' ? JSON.parse(a.settings) : a.settings ?? {}) as AppSettings);
+      return { appId: a.id, name: a.name, originalsSeconds: policy.retention_seconds, outputsSeconds: policy.output_retention_seconds, metadataPolicy: policy.metadata_policy };
     }),
     openUploads: { count: Number(open.count), declaredBytes: Number(open.bytes ?? 0) },
   };

@@ -136,13 +136,37 @@ export const DOWNLOAD_SETTINGS = defineSection<DownloadSettings>(
 
 /** Housekeeping of worker processes (maintenance.ts, orphans.ts). */
 export interface MaintenanceSettings {
-  /** How often a worker runs retention, erasure resumption and sweeps, ms. */
+  /**
+   * How often maintenance (retention, erasure resumption, sweeps) runs across the fleet, ms
+   * (`OBSCURA_MAINTENANCE_INTERVAL_MS`, default 60000). Whole minutes that divide an hour become a
+   * pg-boss cron schedule (`* * * * *`, `*\/5 * * * *`, … `0 * * * *`); below a minute (development and
+   * tests) each worker offers a run every interval and the queue lets one through per interval.
+   */
   readonly intervalMs: number;
   /** A blob without a row is deleted once it has stayed so this long, ms; the store is listed at most this often. */
   readonly orphanGraceMs: number;
 }
 
-export const MAINTENANCE_SETTINGS = defineSection<MaintenanceSettings>({
-  intervalMs: int({ env: 'OBSCURA_MAINTENANCE_INTERVAL_MS', doc: 'How often a worker runs retention, erasure resumption and sweeps, ms.', default: 60_000, min: 500, max: 3_600_000 }),
-  orphanGraceMs: int({ env: 'OBSCURA_ORPHAN_GRACE_MS', doc: 'Age after which a blob without a row is deleted, ms.', default: 3_600_000, min: 1000, max: 7 * 86_400_000 }),
-});
+export const MAINTENANCE_SETTINGS = defineSection<MaintenanceSettings>(
+  {
+    intervalMs: int({ env: 'OBSCURA_MAINTENANCE_INTERVAL_MS', doc: 'How often maintenance (retention, erasure resumption, sweeps) runs across the fleet, ms: whole minutes that divide an hour run as a pg-boss cron schedule; under a minute is for development and tests.', default: 60_000, min: 500, max: 3_600_000 }),
+    orphanGraceMs: int({ env: 'OBSCURA_ORPHAN_GRACE_MS', doc: 'Age after which a blob without a row is deleted, ms.', default: 3_600_000, min: 1000, max: 7 * 86_400_000 }),
+  },
+  (m) => {
+    if (m.intervalMs >= 60_000 && maintenanceCron(m.intervalMs) === null) {
+      throw new ConfigError('OBSCURA_MAINTENANCE_INTERVAL_MS', 'from one minute up, must be a whole number of minutes that divides an hour (60000, 120000, 300000, 600000, 900000, 1800000, 3600000, …); under 60000 any value from 500');
+    }
+  },
+);
+
+/**
+ * The cron expression of a maintenance interval of whole minutes dividing an hour, or null (under a
+ * minute, or a count of minutes cron cannot repeat evenly).
+ */
+export function maintenanceCron(intervalMs: number): string | null {
+  if (intervalMs < 60_000 || intervalMs % 60_000 !== 0) return null;
+  const minutes = intervalMs / 60_000;
+  if (minutes === 60) return '0 * * * *';
+  if (60 % minutes !== 0) return null;
+  return minutes === 1 ? '* * * * *' : `*/${minutes} * * * *`;
+}

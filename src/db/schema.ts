@@ -33,6 +33,10 @@ export interface AppSettings {
   max_upload_bytes?: number;
   require_authorized_urls?: boolean;
   retention_seconds?: number | null;
+  /** Default lifetime of stored processing outputs, seconds (issue 14, item 5); unset = 24 h. A request's own TTL wins. */
+  output_retention_seconds?: number;
+  /** What metadata originals keep at ingest (src/media/image/metadata.ts); unset = `strip_all`. */
+  metadata_policy?: 'keep' | 'strip_location' | 'strip_all';
   allow_svg?: boolean;
   strict_transforms?: boolean;
   /** Monthly quotas (src/usage/quota.ts); unset = unlimited. Bytes are received + sent. */

@@ -33,12 +33,22 @@ export const QUEUES = Object.freeze({
   /** Tenant exports (src/backup/export.ts): writing an archive, and expiring it (a job delayed to its expiry). */
   orgExport: 'obscura_org_export',
   orgExportDead: 'obscura_org_export_dead',
+  /**
+   * Periodic maintenance (retention, sweeps, erasure resumption; src/jobs/schedules.ts). Policy
+   * `exclusive`: at most one maintenance job queued or running across the whole fleet.
+   */
+  maintenance: 'obscura_maintenance',
 });
 
 /** Tuning shared by every user of the instance. */
 export interface BossOptions {
   /** How often expired and heartbeat-less jobs are retried, in seconds (>= 1). Default 30. */
   monitorIntervalSeconds?: number;
+  /**
+   * Run pg-boss's timekeeper in this process (cron schedules fire from here). Only processes that run
+   * maintenance ask for it (roles `all` and `worker`); the first acquire of a process decides.
+   */
+  schedule?: boolean;
 }
 
 /** A started pg-boss plus its release function. */
@@ -50,6 +60,7 @@ export interface BossHandle {
 interface Shared {
   started: Promise<PgBoss>;
   refs: number;
+  schedule: boolean;
 }
 
 const instances = new WeakMap<DatabaseHandle, Shared>();
@@ -106,7 +117,9 @@ async function create(db: DatabaseHandle, opts: BossOptions): Promise<PgBoss> {
   const common: ConstructorOptions = {
     schema: 'pgboss',
     useListenNotify: true,
-    schedule: false,
+    schedule: opts.schedule === true,
+    // The cron pass runs on whichever node claims it first (a row lock in pgboss), once per interval.
+    cronMonitorIntervalSeconds: Math.min(30, Math.max(1, monitor)),
     registerInstance: false,
     superviseIntervalSeconds: monitor,
     monitorIntervalSeconds: monitor,
@@ -138,6 +151,7 @@ async function ensureQueues(boss: PgBoss): Promise<void> {
     [QUEUES.webhook, { notify: true, deadLetter: QUEUES.webhookDead }],
     [QUEUES.orgExportDead, { notify: true }],
     [QUEUES.orgExport, { notify: true, deadLetter: QUEUES.orgExportDead }],
+    [QUEUES.maintenance, { notify: true, policy: 'exclusive' }],
   ];
   for (const [name, options] of want) {
     if (existing.has(name)) continue;
@@ -157,13 +171,15 @@ async function ensureQueues(boss: PgBoss): Promise<void> {
 export async function acquireBoss(db: DatabaseHandle, opts: BossOptions = {}): Promise<BossHandle> {
   let shared = instances.get(db);
   if (!shared) {
-    const s: Shared = { refs: 0, started: create(db, opts) };
+    const s: Shared = { refs: 0, started: create(db, opts), schedule: opts.schedule === true };
     instances.set(db, s);
     s.started.catch(() => {
       if (instances.get(db) === s) instances.delete(db);
     });
     shared = s;
   }
+  // A programming error, not a runtime condition: schedules would silently never fire.
+  if (opts.schedule && !shared.schedule) throw new Error('pg-boss was started in this process without scheduling; start maintenance before the first other use of the queue');
   shared.refs += 1;
   const s = shared;
   let boss: PgBoss;

@@ -265,7 +265,8 @@ export class JobService {
       }
     }
     let compiled = compileFor(kind, req.operations);
-    const ttlSeconds = req.ttlSeconds ?? DEFAULT_OUTPUT_TTL_SECONDS;
+    // The app's default output lifetime (issue 14, item 5) unless the request asks for its own.
+    const ttlSeconds = req.ttlSeconds ?? (await db.withTenant(req.orgId, (trx) => appSettings(trx, req.orgId, req.appId))).output_retention_seconds ?? DEFAULT_OUTPUT_TTL_SECONDS;
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > MAX_OUTPUT_TTL_SECONDS) {
       throw new AppError('ERR_VALIDATION', `The output retention must be 60 to ${MAX_OUTPUT_TTL_SECONDS} seconds.`, { details: { field: 'output.ttl_seconds' } });
     }

@@ -29,7 +29,7 @@ import { resolutionBucket, type UsageMeter } from '../usage/meter.js';
 
 /** What processing needs from the outside world. */
 /** Largest output retention a caller may ask for (7 days); the default is 24 h. */
-export const MAX_OUTPUT_TTL_SECONDS = 7 * 24 * 3600;
+export { MAX_OUTPUT_TTL_SECONDS } from '../assets/assets.js';
 
 /** Where a processing request's input comes from: an asset of the org, a remote URL, or sent bytes. */
 export type ProcessingInput =

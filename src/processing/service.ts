@@ -210,7 +210,7 @@ export class ProcessingService {
 
   /** Stores a synchronous result as an output asset (encrypted, expiring after `ttlSeconds`, default 24 h). */
   async storeOutput(orgId: string, appId: string, result: ProcessResult, ttlSeconds: number | undefined, ctx: Ctx): Promise<Asset> {
-    const ttl = ttlSeconds ?? DEFAULT_OUTPUT_TTL_SECONDS;
+    const ttl = ttlSeconds ?? (await this.o.db.withTenant(orgId, (trx) => appSettings(trx, orgId, appId))).output_retention_seconds ?? DEFAULT_OUTPUT_TTL_SECONDS;
     if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_OUTPUT_TTL_SECONDS) {
       throw new AppError('ERR_VALIDATION', `The output retention must be 60 to ${MAX_OUTPUT_TTL_SECONDS} seconds.`, { details: { field: 'output.ttl_seconds' } });
     }

@@ -44,7 +44,8 @@ const Report = Type.Object(
           app_id: Uuid,
           name: Type.String(),
           originals_seconds: Nullable(Type.Integer({ description: "The app's retention_seconds; null keeps originals until deleted." })),
-          outputs_seconds: Type.Integer({ description: 'Default lifetime of a stored output (a request may ask for another).' }),
+          outputs_seconds: Type.Integer({ description: "The app's output_retention_seconds (default 86400): lifetime of a stored output unless the request asked for another." }),
+          metadata_policy: Type.Union([Type.Literal('keep'), Type.Literal('strip_location'), Type.Literal('strip_all')], { description: 'What uploaded images keep of their metadata (default strip_all).' }),
         },
         { additionalProperties: false },
       ),
@@ -83,7 +84,7 @@ export function dataReportRoutes(app: FastifyInstance, deps: { db: DatabaseHandl
           org_id: p.orgId,
           generated_at: new Date(now).toISOString(),
           media: inv.lines.map((l) => ({ app_id: l.appId, kind: l.kind, count: l.count, bytes: l.bytes, oldest: l.oldest, newest: l.newest, expiring: l.expiring, held: l.held })),
-          retention: inv.retention.map((r) => ({ app_id: r.appId, name: r.name, originals_seconds: r.originalsSeconds, outputs_seconds: r.outputsSeconds })),
+          retention: inv.retention.map((r) => ({ app_id: r.appId, name: r.name, originals_seconds: r.originalsSeconds, outputs_seconds: r.outputsSeconds, metadata_policy: r.metadataPolicy })),
           open_uploads: { count: inv.openUploads.count, declared_bytes: inv.openUploads.declaredBytes },
           records,
         };
