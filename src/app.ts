@@ -259,11 +259,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   operationRoutes(app, config.video);
   setupRoutes(app, { db: deps.db, firstRun: deps.firstRun });
   let appChanged: (orgId: string, appId: string) => void = () => undefined;
-  appRoutes(app, deps.db, (orgId, appId) => appChanged(orgId, appId));
+  appRoutes(app, deps.db, (orgId, appId) => appChanged(orgId, appId), config.uploads.metadataPolicy);
   keyRoutes(app, deps.db, keys);
   auditRoutes(app, deps.db, deps.masterKeys);
   usageRoutes(app, { db: deps.db, meter: perimeter.meter, now: deps.now });
-  dataReportRoutes(app, { db: deps.db, now: deps.now });
+  dataReportRoutes(app, { db: deps.db, now: deps.now, metadataPolicy: config.uploads.metadataPolicy });
   let orgGone: (orgId: string) => void = () => undefined;
   await app.register(consoleRoutes, { publicUrl: config.publicUrl, db: deps.db, masterKeys: deps.masterKeys, store: deps.store, now: deps.now, resetMailer: deps.resetMailer, orgGone: (orgId: string) => orgGone(orgId) });
   // Per-process caches of asset rows and decrypted sources forget a deleted asset at once (other
@@ -286,7 +286,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     downloadCache.forgetApp(appId);
     processing.transformKeys.invalidate();
   };
-  assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe, downloadCache, assetGone });
+  assetRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, metadataPolicy: config.uploads.metadataPolicy, videoProbe, downloadCache, assetGone });
   // The processing surface: one processing service and one job queue per process, shared by the
   // sync route, jobs, webhooks and transform URLs (and by the workers when this process runs them).
   const processing = createProcessingService({ db: deps.db, store: deps.store, keyring, masterKeys: deps.masterKeys, config, now: deps.now, remote: deps.remote, meter: perimeter.meter, exportAllowed: perimeter.exportAllowed });
@@ -300,7 +300,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   // Tenant export (issue 14, item 4): queued on the runtime, served through signed URLs.
   exportRoutes(app, { db: deps.db, store: deps.store, keyring, signer, runtime, publicUrl: config.publicUrl, downloads: config.downloads, ttlSeconds: config.backup.exportTtlSeconds, now: deps.now });
   transformRoutes(app, processing, authDeps);
-  uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, videoProbe });
+  uploadRoutes(app, { db: deps.db, store: deps.store, keyring, signer, auth: authDeps, config, directUploadKey, now: deps.now, maxInputPixels: config.media.maxInputPixels, metadataPolicy: config.uploads.metadataPolicy, videoProbe });
   // On-device processing: licence sessions, offline licences, telemetry into the same meter (issue 15).
   const licensing = new LicensingService({ db: deps.db, keys: new LicenceKeyStore(deps.db, deps.masterKeys, deps.now), settings: config.licensing, issuer: config.publicUrl, now: deps.now, keysTtlMs: config.auth.keyCacheTtlMs });
   licensingRoutes(app, { licensing, meter: perimeter.meter });

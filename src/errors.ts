@@ -35,6 +35,8 @@ export const ERROR_CODES = {
   ERR_VIDEO_FAILED: 422,
   /** The job was cancelled by its owner (its final error code; never an HTTP answer). */
   ERR_JOB_CANCELLED: 409,
+  /** A job's input asset was deleted (or expired) before the job finished; nothing was produced (its final error code). */
+  ERR_INPUT_DELETED: 410,
   ERR_RATE_LIMITED: 429,
   ERR_QUOTA_EXCEEDED: 429,
   ERR_LOGIN_THROTTLED: 429,

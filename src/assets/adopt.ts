@@ -7,7 +7,6 @@
  * part manifest in the caller's transaction. No blob is written.
  */
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import type { Tx } from '../db/database.js';
 import { AppError } from '../errors.js';
 import { openParts, type StoredPart } from '../crypto/stream.js';
@@ -17,7 +16,10 @@ import { verifyStoredContent } from '../media/image/validate.js';
 import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
 import { isVideoType, type VideoFacts } from '../media/video/probe.js';
 import { getApp, type Ctx } from '../tenants/index.js';
-import { allowedTypes, partsPrefixFor, safeFilename, toAsset, type Asset, type AssetDeps, type AssetPart } from './assets.js';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { encryptStream } from '../crypto/stream.js';
+import { allowedTypes, blobKeyFor, METADATA_STRIP_MAX_BYTES, metadataPolicyFor, partsPrefixFor, safeFilename, stripForPolicy, toAsset, tooLargeToStrip, type Asset, type AssetDeps, type AssetPart } from './assets.js';
 
 /** What {@link adoptParts} needs to know about the stored parts. */
 export interface AdoptInput {
@@ -108,43 +110,79 @@ export async function adoptParts(deps: AssetDeps, input: AdoptInput): Promise<As
       facts = { width: turned ? video.height : video.width, height: turned ? video.width : video.height };
     }
   }
-  const sha256 = input.sha256 ?? (await reader.sha256());
+  // Metadata policy (issue 14, item 5): an image whose metadata the app's policy removes is edited in
+  // memory and stored once more as one blob (the parts, which hold the metadata, are deleted after the
+  // row commits); an image with nothing to remove is adopted as it is.
+  const policy = metadataPolicyFor(settings, type.mime, 'upload', deps.metadataPolicy);
+  let rewritten: { blobKey: string; size: number; sha256: string; removed: string[] } | null = null;
+  if (policy !== 'keep') {
+    if (input.size > METADATA_STRIP_MAX_BYTES) throw tooLargeToStrip(policy);
+    const { bytes, removed } = stripForPolicy(type.mime, await reader.read(0, input.size - 1), policy);
+    if (removed.length) {
+      const blobKey = blobKeyFor(input.orgId, input.id);
+      const encrypted = new PassThrough({ highWaterMark: 64 * 1024 });
+      const writing = deps.store.put(blobKey, encrypted);
+      try {
+        await pipeline(Readable.from([bytes]), encryptStream({ key: tk.key, keyId: tk.id, blobId: input.id }), encrypted);
+      } catch (err) {
+        encrypted.destroy(err as Error);
+        await writing.catch(() => undefined);
+        throw err;
+      }
+      await writing;
+      rewritten = { blobKey, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), removed };
+    }
+  }
+  const sha256 = rewritten?.sha256 ?? input.sha256 ?? (await reader.sha256());
+  const size = rewritten?.size ?? input.size;
   const now = deps.now?.() ?? Date.now();
   const ttl = settings.retention_seconds ?? null;
-  return db.withTenant(input.orgId, async (trx) => {
-    const row = await trx
-      .insertInto('assets')
-      .values({
-        id: input.id,
-        org_id: input.orgId,
-        app_id: input.appId,
-        kind: 'upload',
-        mime: type.mime,
-        ext: type.ext,
-        size: input.size,
-        sha256,
-        width: facts.width,
-        height: facts.height,
-        video: video ? JSON.stringify(video) : null,
-        filename: safeFilename(input.filename),
-        blob_key: partsPrefixFor(input.orgId, input.id),
-        parts: JSON.stringify(input.parts),
-        tenant_key_id: tk.id,
-        created_by: input.ctx.actor.id ?? null,
-        expires_at: ttl === null ? null : new Date(now + ttl * 1000),
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    await appendAudit(trx, {
-      orgId: input.orgId,
-      actor: input.ctx.actor,
-      action: 'asset.create',
-      target: { asset: input.id, app: input.appId },
-      data: { kind: 'upload', mime: type.mime, size: input.size, sha256 },
-      ip: input.ctx.ip,
-      requestId: input.ctx.requestId,
+  const insertAdopted = (): Promise<Asset> =>
+    db.withTenant(input.orgId, async (trx) => {
+      const row = await trx
+        .insertInto('assets')
+        .values({
+          id: input.id,
+          org_id: input.orgId,
+          app_id: input.appId,
+          kind: 'upload',
+          mime: type.mime,
+          ext: type.ext,
+          size,
+          sha256,
+          width: facts.width,
+          height: facts.height,
+          video: video ? JSON.stringify(video) : null,
+          filename: safeFilename(input.filename),
+          blob_key: rewritten ? rewritten.blobKey : partsPrefixFor(input.orgId, input.id),
+          parts: rewritten ? null : JSON.stringify(input.parts),
+          tenant_key_id: tk.id,
+          created_by: input.ctx.actor.id ?? null,
+          expires_at: ttl === null ? null : new Date(now + ttl * 1000),
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await appendAudit(trx, {
+        orgId: input.orgId,
+        actor: input.ctx.actor,
+        action: 'asset.create',
+        target: { asset: input.id, app: input.appId },
+        data: { kind: 'upload', mime: type.mime, size, sha256, ...(rewritten ? { metadata_removed: rewritten.removed } : {}) },
+        ip: input.ctx.ip,
+        requestId: input.ctx.requestId,
+      });
+      await input.commit?.(trx);
+      return toAsset(row as Parameters<typeof toAsset>[0]);
     });
-    await input.commit?.(trx);
-    return toAsset(row as Parameters<typeof toAsset>[0]);
-  });
+  let asset: Asset;
+  try {
+    asset = await insertAdopted();
+  } catch (err) {
+    if (rewritten) await deps.store.delete(rewritten.blobKey).catch(() => undefined);
+    throw err;
+  }
+  // The parts held the removed metadata: gone now that the row names the rewritten blob (the orphan
+  // sweep removes any a crash leaves here).
+  if (rewritten) for await (const key of deps.store.list(partsPrefixFor(input.orgId, input.id))) await deps.store.delete(key).catch(() => undefined);
+  return asset;
 }

@@ -20,7 +20,8 @@ import type { Keyring } from '../crypto/keyring.js';
 import { encryptStream } from '../crypto/stream.js';
 import { appendAudit } from '../audit/log.js';
 import { sniffStream } from '../media/sniff-stream.js';
-import { ContentCheck } from '../media/image/validate.js';
+import { ContentCheck, FULL_DECODE_MAX_BYTES } from '../media/image/validate.js';
+import { MetadataStripper, STRIPPABLE_TYPES, stripMetadata, MetadataUnreadable, type MetadataPolicy } from '../media/image/metadata.js';
 import { DEFAULT_MEDIA_LIMITS } from '../media/limits.js';
 import { OUTPUT_MIME } from '../media/image/pipeline.js';
 import { getApp, type Ctx } from '../tenants/index.js';
@@ -105,6 +106,8 @@ export interface AssetDeps {
   now?: () => number;
   /** The operator's pixel limit for uploads (`OBSCURA_MAX_INPUT_PIXELS`); default the media default. */
   maxInputPixels?: number | undefined;
+  /** The metadata policy of apps that set none (`OBSCURA_METADATA_POLICY`); default `strip_all`. */
+  metadataPolicy?: MetadataPolicy | undefined;
   /**
    * Probes an uploaded video (ffprobe through media/video, given by the composition root). Returns null
    * when this server has no ffprobe (the video is stored after the structural check and probed before
@@ -165,6 +168,44 @@ export interface IngestInput {
    * file part (src/http/multipart.ts).
    */
   beforeCommit?: () => Promise<void>;
+  /**
+   * The metadata policy for this upload, overriding the app's (a job's input copy made for
+   * `keep_metadata` keeps it). Outputs are never edited (the pipeline already wrote them without metadata).
+   */
+  metadataPolicy?: MetadataPolicy;
+}
+
+/** Largest image whose metadata is removed at ingest (the file is edited in memory): 64 MiB. */
+export const METADATA_STRIP_MAX_BYTES = FULL_DECODE_MAX_BYTES;
+
+/** The metadata policy an upload of `mime` gets, defaults resolved; `keep` for what is never edited. */
+export function metadataPolicyFor(settings: AppSettings, mime: string, kind: 'upload' | 'output', fallback: MetadataPolicy | undefined, override?: MetadataPolicy): MetadataPolicy {
+  if (kind !== 'upload' || !STRIPPABLE_TYPES.has(mime)) return 'keep';
+  return override ?? settings.metadata_policy ?? fallback ?? 'strip_all';
+}
+
+/** The refusal of an image too large to have its metadata removed. */
+export function tooLargeToStrip(policy: MetadataPolicy): AppError {
+  return new AppError('ERR_PAYLOAD_TOO_LARGE', `This app removes image metadata at upload (metadata_policy ${policy}), which is done for images up to ${METADATA_STRIP_MAX_BYTES} bytes; send a smaller file or set the app's metadata_policy to keep.`, {
+    details: { limit: METADATA_STRIP_MAX_BYTES, setting: 'metadata_policy' },
+  });
+}
+
+/** The refusal of an image whose metadata cannot be walked safely (so it cannot be removed). */
+export function metadataUnreadable(mime: string, err: MetadataUnreadable): AppError {
+  return new AppError('ERR_MEDIA_INVALID', `The metadata of this ${mime} file could not be read safely (${err.reason}), so it cannot be removed as the app's metadata_policy requires; re-save the file with a common editor, or set the app's metadata_policy to keep.`, {
+    details: { detected: mime, reason: 'metadata_unreadable' },
+  });
+}
+
+/** Applies a metadata policy to a whole file in memory (tus completion), with the same refusals as ingest. */
+export function stripForPolicy(mime: string, bytes: Buffer, policy: MetadataPolicy): { bytes: Buffer; removed: string[] } {
+  try {
+    return stripMetadata(mime, bytes, policy);
+  } catch (err) {
+    if (err instanceof MetadataUnreadable) throw metadataUnreadable(mime, err);
+    throw err;
+  }
 }
 
 class Limiter extends Transform {
@@ -290,10 +331,14 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
   // Uploads are checked to really be what they were sniffed as, on the way to the store (outputs are
   // what our own pipeline wrote).
   const check = input.kind === 'upload' ? new ContentCheck(type.mime, { maxPixels: deps.maxInputPixels ?? DEFAULT_MEDIA_LIMITS.maxInputPixels }) : null;
+  // Metadata policy (issue 14, item 5): the check sees the file as sent; the hash, the size and the
+  // ciphertext are of the bytes stored, after the metadata the app's policy removes.
+  const policy = metadataPolicyFor(settings, type.mime, input.kind, deps.metadataPolicy, input.metadataPolicy);
+  const stripper = policy === 'keep' ? null : new MetadataStripper(type.mime, policy, METADATA_STRIP_MAX_BYTES, () => tooLargeToStrip(policy), (err) => metadataUnreadable(type.mime, err));
   const encrypted = new PassThrough({ highWaterMark: 64 * 1024 });
   const writing = store.put(blobKey, encrypted);
   try {
-    const stages = check ? [limiter, keeper, check] : [limiter, keeper];
+    const stages = check ? [limiter, check, ...(stripper ? [stripper] : []), keeper] : [limiter, keeper];
     await pipeline([stream, ...stages, encryptStream({ key: tk.key, keyId: tk.id, blobId: id }), encrypted]);
   } catch (err) {
     encrypted.destroy(err as Error);
@@ -330,6 +375,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
   }
   const sha256 = keeper.hash.digest('hex');
   const { width, height } = facts;
+  const storedSize = stripper ? stripper.bytesOut : limiter.bytes;
   const ttl = input.ttlSeconds !== undefined ? input.ttlSeconds : input.kind === 'output' ? (settings.output_retention_seconds ?? DEFAULT_OUTPUT_TTL_SECONDS) : (settings.retention_seconds ?? null);
   const expiresAt = ttl === null ? null : new Date(now + ttl * 1000);
   try {
@@ -343,7 +389,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
           kind: input.kind,
           mime: type.mime,
           ext: type.ext,
-          size: limiter.bytes,
+          size: storedSize,
           sha256,
           width,
           height,
@@ -361,7 +407,7 @@ export async function ingest(deps: AssetDeps, input: IngestInput): Promise<Asset
         actor: input.ctx.actor,
         action: 'asset.create',
         target: { asset: id, app: input.appId },
-        data: { kind: input.kind, mime: type.mime, size: limiter.bytes, sha256 },
+        data: { kind: input.kind, mime: type.mime, size: storedSize, sha256, ...(stripper?.removed.length ? { metadata_removed: stripper.removed } : {}) },
         ip: input.ctx.ip,
         requestId: input.ctx.requestId,
       });

@@ -44,7 +44,7 @@ export interface MediaInventory {
 const iso = (v: unknown) => (v ? new Date(v as string).toISOString() : null);
 
 /** The inventory of `orgId`'s live media, in the caller's tenant transaction. */
-export async function mediaInventory(trx: Tx, orgId: string, now = Date.now()): Promise<MediaInventory> {
+export async function mediaInventory(trx: Tx, orgId: string, now = Date.now(), defaultMetadataPolicy?: MetadataPolicy): Promise<MediaInventory> {
   const rows = await trx
     .selectFrom('assets')
     .where('org_id', '=', orgId)
@@ -84,7 +84,7 @@ export async function mediaInventory(trx: Tx, orgId: string, now = Date.now()): 
       held: Number(r.held),
     })),
     retention: apps.map((a) => {
-      const policy = effectivePolicy((typeof a.settings === 'string' ? JSON.parse(a.settings) : a.settings ?? {}) as AppSettings);
+      const policy = effectivePolicy((typeof a.settings === 'string' ? JSON.parse(a.settings) : a.settings ?? {}) as AppSettings, defaultMetadataPolicy);
       return { appId: a.id, name: a.name, originalsSeconds: policy.retention_seconds, outputsSeconds: policy.output_retention_seconds, metadataPolicy: policy.metadata_policy };
     }),
     openUploads: { count: Number(open.count), declaredBytes: Number(open.bytes ?? 0) },

@@ -17,11 +17,11 @@ import { appendAudit } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
 import { DEFAULT_OUTPUT_TTL_SECONDS } from './assets.js';
 
-/** What metadata an app's uploaded images keep (src/media/image/metadata.ts). */
-export type MetadataPolicy = 'keep' | 'strip_location' | 'strip_all';
+import type { MetadataPolicy } from '../media/image/metadata.js';
+export type { MetadataPolicy };
 
 /**
- * The default metadata policy: `strip_all`. Originals keep only what displaying them needs (the
+ * The default metadata policy (`OBSCURA_METADATA_POLICY` unset, app setting unset): `strip_all`. Originals keep only what displaying them needs (the
  * orientation and the colour profile); camera serial numbers, owner names, capture times, GPS, XMP
  * and IPTC blocks and comments are removed before the bytes are stored (GDPR data minimisation: an
  * integrator who needs them opts in with `keep` or `strip_location`).
@@ -38,9 +38,9 @@ export interface EffectivePolicy {
 }
 
 /** Resolves an app's settings to the policy in force. */
-export function effectivePolicy(settings: AppSettings): EffectivePolicy {
+export function effectivePolicy(settings: AppSettings, defaultMetadataPolicy: MetadataPolicy = DEFAULT_METADATA_POLICY): EffectivePolicy {
   return {
-    metadata_policy: settings.metadata_policy ?? DEFAULT_METADATA_POLICY,
+    metadata_policy: settings.metadata_policy ?? defaultMetadataPolicy,
     retention_seconds: settings.retention_seconds ?? null,
     output_retention_seconds: settings.output_retention_seconds ?? DEFAULT_OUTPUT_TTL_SECONDS,
   };

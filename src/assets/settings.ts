@@ -39,6 +39,11 @@ export interface UploadSettings {
    */
   readonly segmentBytes: number;
   /**
+   * The metadata policy of apps that set none (`OBSCURA_METADATA_POLICY`, default `strip_all`): what
+   * uploaded images keep of their EXIF, GPS, XMP, IPTC and comments (src/media/image/metadata.ts).
+   */
+  readonly metadataPolicy: 'keep' | 'strip_location' | 'strip_all';
+  /**
    * Bounds on unfinished uploads (tus and presigned), so one tenant cannot reserve the server's disk
    * by declaring uploads it never sends (issue 9, item 6). An upload holds its declared length from
    * creation until it completes, is terminated or expires; beyond a bound, creation is 429
@@ -91,6 +96,7 @@ const UPLOAD_SIZES = defineSection<Omit<UploadSettings, 'limits'>>({
   maxBytes: int({ env: 'OBSCURA_MAX_UPLOAD_BYTES', doc: 'Largest upload of any kind unless an app sets less.', default: 5 * 1024 ** 3, min: 1, max: 5 * 1024 ** 4 }),
   presignTtlSeconds: int({ env: 'OBSCURA_PRESIGN_TTL_SECONDS', doc: 'Lifetime of a presigned direct-upload URL, seconds.', default: 900, min: 30, max: 3600 }),
   segmentBytes: int({ env: 'OBSCURA_UPLOAD_SEGMENT_BYTES', doc: 'A tus PATCH body is committed every this many bytes.', default: 8 * 1024 ** 2, min: 64 * 1024, max: 1024 ** 3 }),
+  metadataPolicy: oneOf({ env: 'OBSCURA_METADATA_POLICY', doc: 'Metadata policy of apps that set none: strip_all (only orientation and colour profile stay), strip_location (GPS and place-bearing blocks go) or keep.', values: ['strip_all', 'strip_location', 'keep'], default: 'strip_all' }),
 });
 
 export const UPLOAD_SETTINGS: Section<UploadSettings> = {

@@ -52,7 +52,7 @@ import { decryptStream, encryptStream, type EncryptOptions } from '../crypto/str
 import { appendAudit } from '../audit/log.js';
 import type { Principal } from '../auth/keys.js';
 import type { Ctx } from '../tenants/index.js';
-import { ingest, partsPrefixFor, type Asset, type AssetDeps } from './assets.js';
+import { ingest, liveAt, partsPrefixFor, type Asset, type AssetDeps } from './assets.js';
 import { adoptParts } from './adopt.js';
 import { reserveUpload } from './upload-limits.js';
 
@@ -425,6 +425,13 @@ async function loadUpload(deps: TusDeps, orgId: string, appId: string | null, up
   return row ? toRecord(row as UploadRow) : null;
 }
 
+/** Whether an asset is still served (not deleted, not expired unless held). */
+async function assetIsLive(deps: TusDeps, orgId: string, assetId: string): Promise<boolean> {
+  const now = new Date(nowOf(deps));
+  const row = await deps.db.withTenant(orgId, (trx) => trx.selectFrom('assets').select('id').where('org_id', '=', orgId).where('id', '=', assetId).where('deleted_at', 'is', null).where(liveAt(now)).executeTakeFirst());
+  return row !== undefined;
+}
+
 async function deleteBlobs(deps: TusDeps, prefix: string): Promise<void> {
   for await (const key of deps.store.list(prefix)) await deps.store.delete(key);
 }
@@ -744,6 +751,10 @@ export class EncryptedUploadStore extends DataStore {
     const { principal } = this.context();
     const rec = await loadUpload(this.deps, principal.orgId, principal.appId, id);
     if (!rec) throw ERRORS.FILE_NOT_FOUND;
+    // Deletion is final (issue 14, item 7): once the asset an upload became is deleted or expired,
+    // its upload URL is gone too (404 on HEAD and PATCH), so a client that resumes it (tus-js-client,
+    // Uppy keep upload URLs in storage) uploads anew instead of being told the dead asset's id.
+    if (rec.assetId && !(await assetIsLive(this.deps, rec.orgId, rec.assetId))) throw ERRORS.FILE_NOT_FOUND;
     return rec;
   }
 

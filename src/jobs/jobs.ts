@@ -25,7 +25,7 @@ import { publicId } from '../crypto/random.js';
 import { AppError, isAppError } from '../errors.js';
 import { appendAudit, canonicalJson } from '../audit/log.js';
 import type { Ctx } from '../tenants/index.js';
-import { DEFAULT_OUTPUT_TTL_SECONDS, getAsset, ingest } from '../assets/assets.js';
+import { DEFAULT_OUTPUT_TTL_SECONDS, getAsset, ingest, liveAt } from '../assets/assets.js';
 import { commitOutput, discardStaged, hideAsset, removeUnclaimed, stageOutput, stageOutputStream, type StagedOutput } from '../assets/outputs.js';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -313,6 +313,8 @@ export class JobService {
         body: Readable.from([bytes]),
         maxBytes: this.deps.settings.maxInputBytes,
         ttlSeconds: INPUT_COPY_TTL_SECONDS,
+        // A transient input copy for a job that asks to keep metadata keeps it (else the app's policy).
+        ...(req.keepMetadata ? { metadataPolicy: 'keep' as const } : {}),
         ctx: req.ctx,
       });
       inputAssetId = asset.id;
@@ -479,6 +481,7 @@ export class JobService {
       // Expired (timeout) or the worker is stopping: pg-boss already owns what happens next (a retry,
       // or the dead-letter queue that records ERR_JOB_TIMEOUT).
       if (opts.signal?.aborted) throw err;
+      if (await this.inputDeleted(job)) return this.failInputDeleted(job);
       const permanent = isAppError(err) && err.status >= 400 && err.status < 500;
       if (permanent || opts.lastAttempt) {
         const e = isAppError(err) ? err : new AppError('ERR_INTERNAL', 'Processing failed.');
@@ -511,10 +514,13 @@ export class JobService {
     const watch = setInterval(() => {
       void db
         .withTenant(job.org_id, (trx) => trx.selectFrom('jobs').select('status').where('org_id', '=', job.org_id).where('id', '=', job.id).executeTakeFirst())
-        .then((row) => {
+        .then(async (row) => {
           if (row && row.status !== 'running') {
             cancelled = row.status === 'cancelled';
             abort.abort(new AppError('ERR_JOB_CANCELLED', 'The job was cancelled.'));
+          } else if (await this.inputDeleted(job)) {
+            // Deletion is final (issue 14, item 7): ffmpeg stops reading a deleted input at once.
+            abort.abort(inputDeletedError());
           }
         })
         .catch(() => undefined);
@@ -584,6 +590,7 @@ export class JobService {
       // Cancelled by its owner: the job is already final; ffmpeg is dead and nothing was kept.
       if (cancelled || (isAppError(err) && err.code === 'ERR_JOB_CANCELLED')) return;
       if (opts.signal?.aborted) throw err;
+      if (await this.inputDeleted(job)) return this.failInputDeleted(job);
       const permanent = isAppError(err) && err.status >= 400 && err.status < 500;
       if (permanent || opts.lastAttempt || (isAppError(err) && err.code === 'ERR_JOB_TIMEOUT')) {
         const e = isAppError(err) ? err : new AppError('ERR_INTERNAL', 'Processing failed.');
@@ -684,6 +691,10 @@ export class JobService {
           .returningAll()
           .executeTakeFirst();
         if (!done) throw new AlreadyFinal();
+        // An input deleted while the job ran produces nothing (issue 14, item 7). FOR SHARE: a deletion
+        // committing now waits for this transaction, so the output is never newer than its input's deletion.
+        const input = await trx.selectFrom('assets').select('id').where('org_id', '=', job.org_id).where('id', '=', job.input_asset_id).where('deleted_at', 'is', null).where(liveAt(new Date(now))).forShare().executeTakeFirst();
+        if (!input) throw inputDeletedError();
         for (const s of [staged, ...parts]) {
           await commitOutput(trx, {
             orgId: job.org_id,
@@ -700,6 +711,21 @@ export class JobService {
       if (err instanceof AlreadyFinal) return null;
       throw err;
     }
+  }
+
+  /** Whether the job's input asset is deleted or expired (an unknown answer counts as not deleted). */
+  private async inputDeleted(job: JobRow): Promise<boolean> {
+    try {
+      await this.deps.db.withTenant(job.org_id, (trx) => getAsset(trx, job.org_id, job.input_asset_id, this.now()));
+      return false;
+    } catch (err) {
+      return isAppError(err) && err.code === 'ERR_NOT_FOUND';
+    }
+  }
+
+  private async failInputDeleted(job: JobRow): Promise<void> {
+    const e = inputDeletedError();
+    await this.fail(job.org_id, job.id, e.code, e.publicMessage);
   }
 
   /** Marks a job failed (once) and emits `job.failed`. No-op when it is already final. */
@@ -739,6 +765,11 @@ export class JobService {
 
 /** The audit actor of worker-side changes. */
 const WORKER_CTX: Ctx = { actor: { type: 'system', id: 'worker' } };
+
+/** A job's input was deleted before the job finished: its final, stable error. */
+function inputDeletedError(): AppError {
+  return new AppError('ERR_INPUT_DELETED', "The job's input asset was deleted (or expired) before the job finished; nothing was produced. Upload the input again and create a new job.");
+}
 
 class LostRace extends Error {}
 class AlreadyFinal extends Error {}

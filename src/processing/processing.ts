@@ -46,6 +46,8 @@ export interface ProcessingDeps {
   meter?: UsageMeter | undefined;
   /** The operator's pixel limit (`OBSCURA_MAX_INPUT_PIXELS`), for input copies kept as assets. */
   maxInputPixels?: number | undefined;
+  /** The metadata policy of apps that set none (`OBSCURA_METADATA_POLICY`), for input copies. */
+  metadataPolicy?: 'keep' | 'strip_location' | 'strip_all' | undefined;
   /** Probes uploaded videos (input copies of jobs are uploads too); see AssetDeps.videoProbe. */
   videoProbe?: VideoProbe | undefined;
 }

@@ -34,6 +34,8 @@ export interface ProcessingServiceSettings {
   readonly media: MediaSettings;
   readonly unsafe: { readonly remoteAllowHttp: boolean; readonly remoteAllowPrivate: boolean };
   readonly video: ResolvedVideoSettings;
+  /** The default metadata policy of job input copies (`OBSCURA_METADATA_POLICY`). */
+  readonly uploads?: { readonly metadataPolicy: 'keep' | 'strip_location' | 'strip_all' };
 }
 
 /** Construction options of {@link createProcessingService}. */
@@ -117,7 +119,7 @@ export class ProcessingService {
       maxWaitMs: config.processing.maxWaitMs,
       memoryBudgetBytes: config.processing.memoryBudgetBytes,
     });
-    this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now, meter: o.meter, maxInputPixels: config.media.maxInputPixels, videoProbe: videoProbeFor(config.video) };
+    this.deps = { db: o.db, store: o.store, keyring: o.keyring, now: o.now, meter: o.meter, maxInputPixels: config.media.maxInputPixels, metadataPolicy: config.uploads?.metadataPolicy, videoProbe: videoProbeFor(config.video) };
     this.video = new VideoProcessing(this.deps, config.video, config.media.maxOutputDimension);
     this.transformKeys = new TransformKeys(o.db, o.masterKeys, { now: o.now });
     this.sources = new SourceCache({ now: o.now });

@@ -16,7 +16,8 @@ export function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OBSCURA_') && k !== 'DATABASE_URL') base[k] = v;
   // Event-loop shedding off unless a test asks for it: two CPUs shared by parallel test files stall
   // every process's loop now and then (see TEST_SERVER_ENV in server.ts).
-  return { ...base, OBSCURA_LOG_LEVEL: 'warn', OBSCURA_SHED_EVENT_LOOP_DELAY_MS: '0', ...extra };
+  // Uploads keep their metadata, as in TEST_SERVER_ENV (server.ts) and for the same reason.
+  return { ...base, OBSCURA_LOG_LEVEL: 'warn', OBSCURA_SHED_EVENT_LOOP_DELAY_MS: '0', OBSCURA_METADATA_POLICY: 'keep', ...extra };
 }
 
 /**

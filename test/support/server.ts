@@ -32,11 +32,17 @@ export interface TestServer {
  * process itself (PGlite's synchronous WASM, fixture generation, parallel test files on 2 cores)
  * stalls the loop in ways a production server does not, and a stray 503 is not what those tests are
  * about. The shedding test turns it back on explicitly.
+ *
+ * Uploads keep their metadata (`OBSCURA_METADATA_POLICY=keep`; the product default is `strip_all`):
+ * the shared fixtures carry a tEXt marker (for plaintext scans) and exact-size trailers, and most
+ * tests compare downloads with what they uploaded byte for byte. The metadata tests
+ * (test/assets/lifecycle.test.ts) set the policies themselves and check the default.
  */
 export const TEST_SERVER_ENV: Record<string, string> = {
   OBSCURA_DATA_DIR: '/nonexistent-test-data-dir',
   OBSCURA_LOG_LEVEL: 'silent',
   OBSCURA_SHED_EVENT_LOOP_DELAY_MS: '0',
+  OBSCURA_METADATA_POLICY: 'keep',
 };
 
 export async function startServer(db: DatabaseHandle, opts: { env?: Record<string, string>; deps?: Partial<AppDeps> } = {}): Promise<TestServer> {

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
-import { applyRetention, effectivePolicy } from '../../assets/retention.js';
+import { applyRetention, effectivePolicy, type MetadataPolicy } from '../../assets/retention.js';
 import { MAX_OUTPUT_TTL_SECONDS } from '../../assets/assets.js';
 import { APP_ORDER, createApp, getApp, listApps, updateAppSettings, type App } from '../../tenants/index.js';
 import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
@@ -51,14 +51,14 @@ const ListQuery = pageQuery();
 
 /** An app as the API shows it (also the tenant export's records). */
 export const out = (a: App) => ({ id: a.id, name: a.name, settings: a.settings, created_at: a.createdAt });
-/** One app read, created or updated: with the policy in force (lists leave it out; the data report has it per app). */
-const outWithPolicy = (a: App) => ({ ...out(a), effective: effectivePolicy(a.settings) });
 
 /**
  * `settingsChanged` is told after an app's settings change, so this node's caches that hold a setting
  * (the signed-download cache holds `require_authorized_urls`) drop it at once rather than at their TTL.
  */
-export function appRoutes(app: FastifyInstance, db: DatabaseHandle, settingsChanged: (orgId: string, appId: string) => void = () => undefined): void {
+export function appRoutes(app: FastifyInstance, db: DatabaseHandle, settingsChanged: (orgId: string, appId: string) => void = () => undefined, defaultMetadataPolicy?: MetadataPolicy): void {
+  // One app read, created or updated: with the policy in force (lists leave it out; the data report has it per app).
+  const outWithPolicy = (a: App) => ({ ...out(a), effective: effectivePolicy(a.settings, defaultMetadataPolicy) });
   app.get<{ Querystring: Static<typeof ListQuery> }>('/v1/apps', {
     config: { auth: true, scope: 'apps:read' },
     schema: { tags: ['apps'], summary: "List the org's apps, oldest first (cursor-paginated)", security: bearer, querystring: ListQuery, response: { 200: pageSchema(AppSchema), ...listErrorResponses() } },

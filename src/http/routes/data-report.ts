@@ -56,7 +56,7 @@ const Report = Type.Object(
   { additionalProperties: false },
 );
 
-export function dataReportRoutes(app: FastifyInstance, deps: { db: DatabaseHandle; now?: () => number }): void {
+export function dataReportRoutes(app: FastifyInstance, deps: { db: DatabaseHandle; now?: () => number; metadataPolicy?: 'keep' | 'strip_location' | 'strip_all' }): void {
   app.get<{ Params: Static<typeof Params> }>('/v1/orgs/:id/data-report', {
     // What is stored about whom: readable by whoever may read the org's apps and assets.
     config: { auth: true, scopes: ['apps:read', 'assets:read'], quota: false },
@@ -73,7 +73,7 @@ export function dataReportRoutes(app: FastifyInstance, deps: { db: DatabaseHandl
       if (req.params.id !== p.orgId) throw notFound('org');
       const now = deps.now?.() ?? Date.now();
       return deps.db.withTenant(p.orgId, async (trx) => {
-        const inv = await mediaInventory(trx, p.orgId, now);
+        const inv = await mediaInventory(trx, p.orgId, now, deps.metadataPolicy);
         const records: Record<string, number> = {};
         for (const table of RECORDS) {
           // Fixed identifiers from the list above, never input.
