@@ -4,7 +4,7 @@
  */
 import { ObscuraError, usageError } from './errors.js';
 import type { Transport, RequestSpec } from './http.js';
-import type { Asset, DateTime, Operation, Page, PageQuery } from './types.js';
+import type { Asset, DateTime, MetadataPolicy, Operation, Page, PageQuery } from './types.js';
 import { MAX_PAGE_LIMIT, allItems, eachItem } from './pages.js';
 import { operationsPath } from './operations.js';
 
@@ -390,7 +390,7 @@ export interface DataReport {
   org_id: string;
   generated_at: DateTime;
   media: Array<{ app_id: string; kind: 'upload' | 'output'; count: number; bytes: number; oldest: DateTime | null; newest: DateTime | null; expiring: number; held: number }>;
-  retention: Array<{ app_id: string; name: string; originals_seconds: number | null; outputs_seconds: number }>;
+  retention: Array<{ app_id: string; name: string; originals_seconds: number | null; outputs_seconds: number; metadata_policy: MetadataPolicy }>;
   open_uploads: { count: number; declared_bytes: number };
   records: Record<string, number>;
 }

@@ -39,15 +39,32 @@ export interface AppSettings {
   max_upload_bytes?: number;
   require_authorized_urls?: boolean;
   retention_seconds?: number | null;
+  /** Default lifetime of stored outputs, seconds (60–604800; default 86400). */
+  output_retention_seconds?: number;
+  /** What uploaded images keep of their metadata (default `strip_all`, or the server's OBSCURA_METADATA_POLICY). */
+  metadata_policy?: MetadataPolicy;
   allow_svg?: boolean;
   strict_transforms?: boolean;
   [setting: string]: unknown;
+}
+
+/** What uploaded images keep of their metadata: everything, all but the place, or only orientation and colour profile. */
+export type MetadataPolicy = 'keep' | 'strip_location' | 'strip_all';
+
+/** The data policy in force for an app's new assets, defaults resolved. */
+export interface EffectivePolicy {
+  metadata_policy: MetadataPolicy;
+  /** Originals: seconds kept; null = until deleted. */
+  retention_seconds: number | null;
+  /** Stored outputs: default seconds kept. */
+  output_retention_seconds: number;
 }
 
 export interface App {
   id: string;
   name: string;
   settings: AppSettings;
+  effective: EffectivePolicy;
   created_at: DateTime;
 }
 

@@ -168,7 +168,7 @@ async function handle(tus: TusUploads, deps: AssetRouteDeps, req: FastifyRequest
 export function uploadRoutes(app: FastifyInstance, deps: AssetRouteDeps): TusUploads {
   // The same checks as every other upload path: the pixel limit, and the probe of a video (a tus upload
   // of a video used to be stored without its ffprobe facts: no dimensions, duration or codecs).
-  const tus = createTusUploads({ db: deps.db, store: deps.store, keyring: deps.keyring, config: deps.config, now: deps.now, log: app.log, maxInputPixels: deps.maxInputPixels, videoProbe: deps.videoProbe });
+  const tus = createTusUploads({ db: deps.db, store: deps.store, keyring: deps.keyring, config: deps.config, now: deps.now, log: app.log, maxInputPixels: deps.maxInputPixels, videoProbe: deps.videoProbe, metadataPolicy: deps.metadataPolicy });
   const handler = (req: FastifyRequest, reply: FastifyReply) => handle(tus, deps, req, reply);
   const auth = { auth: true, scope: 'assets:write' } as const;
 
