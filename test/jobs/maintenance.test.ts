@@ -57,15 +57,16 @@ describe('retention through the maintenance job, with a fake clock (embedded dat
   test('per-app retention of originals and outputs is set and shown in the app, the data report and the assets; a shorter retention reaches stored originals', async () => {
     const app = await api(s.url, 'POST', '/v1/apps', { key: a.key, body: { name: 'short', settings: { retention_seconds: 600, output_retention_seconds: 120 } } });
     assert.equal(app.status, 201, JSON.stringify(app.body));
-    assert.deepEqual(app.body.effective, { metadata_policy: 'strip_all', retention_seconds: 600, output_retention_seconds: 120 });
+    // This server's OBSCURA_METADATA_POLICY is keep (test support): the operator's default shows through.
+    assert.deepEqual(app.body.effective, { metadata_policy: 'keep', retention_seconds: 600, output_retention_seconds: 120 });
     const dflt = await api(s.url, 'GET', `/v1/apps/${a.appId}`, { key: a.key });
-    assert.deepEqual(dflt.body.effective, { metadata_policy: 'strip_all', retention_seconds: null, output_retention_seconds: 86400 }, 'defaults are visible');
+    assert.deepEqual(dflt.body.effective, { metadata_policy: 'keep', retention_seconds: null, output_retention_seconds: 86400 }, 'defaults are visible');
     const bad = await api(s.url, 'PATCH', `/v1/apps/${a.appId}`, { key: a.key, body: { settings: { output_retention_seconds: 30 } } });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.code, 'ERR_VALIDATION');
     const report = await api(s.url, 'GET', `/v1/orgs/${a.orgId}/data-report`, { key: a.key });
     const line = report.body.retention.find((r: { app_id: string }) => r.app_id === app.body.id);
-    assert.deepEqual({ o: line.originals_seconds, p: line.outputs_seconds, m: line.metadata_policy }, { o: 600, p: 120, m: 'strip_all' });
+    assert.deepEqual({ o: line.originals_seconds, p: line.outputs_seconds, m: line.metadata_policy }, { o: 600, p: 120, m: 'keep' });
 
     // Originals of the default app (kept until deleted) get an expiry once the app sets a retention.
     const before = await upload(a.key, 'kept-then-short');
