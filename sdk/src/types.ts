@@ -64,7 +64,8 @@ export interface App {
   id: string;
   name: string;
   settings: AppSettings;
-  effective: EffectivePolicy;
+  /** The policy in force (on one app read, created or updated; lists leave it out). */
+  effective?: EffectivePolicy;
   created_at: DateTime;
 }
 
