@@ -31,7 +31,7 @@ import { verifyAudit, type AuditReport } from '../audit/log.js';
 import { Keyring, TENANT_KEY_COLUMNS } from '../crypto/keyring.js';
 import type { MasterKeys } from '../crypto/master.js';
 import { decryptStream, openParts } from '../crypto/stream.js';
-import type { DatabaseHandle } from '../db/database.js';
+import type { DatabaseHandle, Tx } from '../db/database.js';
 import { eraseOrg } from '../erasure/erasure.js';
 import { AppError, ConfigError } from '../errors.js';
 import { blobName, type Archive } from './archive.js';
@@ -56,6 +56,12 @@ export interface RestoreDeps {
   /** Assets decrypted end to end after the restore (default 16). */
   sample?: number;
   concurrency?: number;
+  /**
+   * Runs in the load's transaction after the last row; returns the jobs it put back in the queue. The
+   * composition root hands in the jobs room's `requeueInterrupted`: jobs that were running at the
+   * snapshot ran in a queue the backup does not hold (backup/ does not own, or import, jobs/).
+   */
+  requeueInterrupted?: (trx: Tx) => Promise<number>;
 }
 
 export interface RestoreReport {
@@ -66,6 +72,8 @@ export interface RestoreReport {
   blobs: { restored: number; bytes: number; skipped_erased: number; gone: number };
   /** Orgs the restore erased again (the ledger or the snapshot said they were erased). */
   erasures_reapplied: string[];
+  /** Jobs running when the snapshot was taken, queued again (see {@link RestoreDeps.requeueInterrupted}). */
+  jobs_requeued: number;
   audit: { ok: boolean; chains: number; problems: string[] };
   decrypt_check: { checked: number; failed: string[] };
 }
@@ -122,6 +130,7 @@ export async function restoreBackup(deps: RestoreDeps): Promise<RestoreReport> {
   let bytes = 0;
   let done = 0;
   let db: DatabaseHandle | undefined;
+  let requeued = 0;
   try {
     deps.onProgress?.({ phase: 'blobs', done, total: wanted.length });
     await eachLimit(wanted, deps.concurrency ?? 4, async (b) => {
@@ -150,7 +159,10 @@ export async function restoreBackup(deps: RestoreDeps): Promise<RestoreReport> {
         name: m.db.name,
         knownMigrations: deps.knownMigrations,
         skipRows: { table: TENANT_KEY_COLUMNS[0]!.table, column: 'org_id', values: erased },
-        finish: async (trx) => void (await markBlobsGone(trx, m.gone, new Date(m.snapshot_at))),
+        finish: async (trx) => {
+          await markBlobsGone(trx, m.gone, new Date(m.snapshot_at));
+          requeued = (await deps.requeueInterrupted?.(trx)) ?? 0;
+        },
       }),
       reading,
     ]).then(([l]) => l);
@@ -170,6 +182,7 @@ export async function restoreBackup(deps: RestoreDeps): Promise<RestoreReport> {
       rows: loaded.inserted,
       blobs: { restored: written.length, bytes, skipped_erased: m.blobs.length - wanted.length, gone: m.gone.length },
       erasures_reapplied: reapplied,
+      jobs_requeued: requeued,
       audit: { ok: auditOk, chains: audit.chains.length, problems: auditProblems(audit) },
       decrypt_check: decrypt,
     };

@@ -32,6 +32,7 @@ import { hasRows } from '../backup/load.js';
 import { restoreBackup } from '../backup/restore.js';
 import { dumpThroughServer } from '../backup/socket.js';
 import { verifyBackup } from '../backup/verify.js';
+import { requeueInterrupted } from '../jobs/jobs.js';
 import { formatBytes, progressEnabled } from './progress.js';
 
 export const BACKUP_HELP = `  obscura backup create --to DIR|s3://BUCKET/PREFIX [--json]
@@ -274,7 +275,7 @@ async function restore(from: string, target: { dataDir?: string; snapshot?: stri
       openDb = () => openDatabase({ kind: 'postgres', url: config.database.url, migrationUrl: config.database.migrationUrl, poolSize: 4, connectTimeoutMs: config.database.connectTimeoutMs });
     }
     try {
-      const r = await restoreBackup({ archive, backupKey, snapshot: target.snapshot, masterKeys, knownMigrations: new Set(Object.keys(MIGRATIONS)), store, openDb, onProgress: bar.on });
+      const r = await restoreBackup({ archive, backupKey, snapshot: target.snapshot, masterKeys, knownMigrations: new Set(Object.keys(MIGRATIONS)), store, openDb, onProgress: bar.on, requeueInterrupted });
       bar.stop();
       // The restored embedded data dir runs with the same master key file as the one it was taken from.
       if (embeddedDir && masterKeys.source === 'file') writeFileSync(masterKeyFile(embeddedDir), masterKeys.current.toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
@@ -283,6 +284,7 @@ async function restore(from: string, target: { dataDir?: string; snapshot?: stri
           `${r.ok ? 'restored' : 'restored, BUT CHECKS FAILED:'} ${r.snapshot} (taken ${r.snapshot_at}): ${r.rows} rows, ${r.blobs.restored} blobs (${formatBytes(r.blobs.bytes)})`,
           ...(r.erasures_reapplied.length ? [`  erasures re-applied: ${r.erasures_reapplied.join(', ')}`] : []),
           ...(r.blobs.gone ? [`  ${r.blobs.gone} assets deleted after the snapshot are marked deleted`] : []),
+          ...(r.jobs_requeued ? [`  ${r.jobs_requeued} jobs that were running at the snapshot are queued again`] : []),
           `  audit: ${r.audit.ok ? `ok (${r.audit.chains} chains)` : `BROKEN: ${r.audit.problems.join('; ')}`}`,
           `  decrypt check: ${r.decrypt_check.checked - r.decrypt_check.failed.length}/${r.decrypt_check.checked} assets decrypted and matched${r.decrypt_check.failed.length ? `; FAILED: ${r.decrypt_check.failed.join(', ')}` : ''}`,
         ].join('\n'),

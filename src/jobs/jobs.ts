@@ -18,6 +18,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Selectable } from 'kysely';
+import type { Tx } from '../db/database.js';
 import type { PgBoss } from 'pg-boss';
 import type { MasterKeys } from '../crypto/master.js';
 import { unwrapKey, wrapKey } from '../crypto/keywrap.js';
@@ -761,6 +762,19 @@ export class JobService {
     await db.system.deleteFrom('idempotency_keys').where('expires_at', '<=', new Date(this.now())).execute();
     return { jobs: jobs.length, deliveries: deliveries.length };
   }
+}
+
+/**
+ * After a backup restore (issue 14): a job that was `running` when the snapshot was taken ran in a
+ * queue the backup does not hold (pg-boss's own schema is not dumped: its state is the running
+ * processes'), so nothing would ever finish it. It goes back to `queued`, in the restore's load
+ * transaction; the reconciler re-enqueues queued jobs under their queue id (`reconcile`), and an attempt
+ * is repeatable (its output id is derived from the attempt; an interrupted attempt's staged output was
+ * never committed, so no row names it). Returns how many jobs.
+ */
+export async function requeueInterrupted(trx: Tx): Promise<number> {
+  const r = await trx.updateTable('jobs').set({ status: 'queued', progress: null }).where('status', '=', 'running').executeTakeFirst();
+  return Number(r.numUpdatedRows);
 }
 
 /** The audit actor of worker-side changes. */
