@@ -201,11 +201,6 @@ export function headerLengthFor(keyId: string): number {
   return FIXED_PREFIX + utf8Id(keyId, 'keyId', MAX_KEY_ID_LENGTH).length + SALT_LENGTH + NONCE_PREFIX_LENGTH;
 }
 
-/** Header length of a version-2 part for a key id and part id. */
-export function partHeaderLengthFor(keyId: string, partId: string): number {
-  return headerLengthFor(keyId) + PART_FIELDS + utf8Id(partId, 'partId', MAX_PART_ID_LENGTH).length;
-}
-
 function encodeHeader(keyId: Buffer, segmentSize: number, salt: Buffer, noncePrefix: Buffer, part?: { offset: number; id: Buffer }): Buffer {
   const base = FIXED_PREFIX + keyId.length + SALT_LENGTH + NONCE_PREFIX_LENGTH;
   const out = Buffer.alloc(base + (part ? PART_FIELDS + part.id.length : 0));

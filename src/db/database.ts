@@ -94,9 +94,29 @@ export interface OpenOptions {
    * SQLSTATE 08006, i.e. 503 "database unavailable"), so that a supervisor restarts the process.
    */
   onDatabaseFailure?: (err: DatabaseWorkerError) => void;
-  /** embedded: PGlite's memory settings and the thread's heap limit (src/db/pglite-proxy.ts); unset = PGlite's defaults. */
+  /** embedded: PGlite's memory settings and the thread's heap limits (src/db/pglite-proxy.ts); unset = {@link EMBEDDED_DATABASE}. */
   pglite?: Omit<PGliteProxyOptions, 'onFatal'>;
 }
+
+/**
+ * The embedded database's memory defaults (issue 12, item 6; figures in docs/performance.md).
+ *
+ * - `shared_buffers = 16MB` (initdb writes 128MB into postgresql.conf): PGlite's buffer pool lives in
+ *   its WebAssembly memory and is resident from the start, so it was a third of the idle server. An
+ *   embedded Obscura's working set (keys, apps, recent assets and jobs) fits in 16 MB; a page that
+ *   does not is read from the data dir through the kernel's page cache, and the bench measured no
+ *   difference at 16 or 32 MB. WAL buffers follow (1/32 of it, PostgreSQL's `-1` default).
+ * - The database thread's V8 young generation is capped at 8 MiB: PGlite's JavaScript allocates
+ *   little that lives long (rows are copied out to this thread), so a larger nursery only held
+ *   garbage resident.
+ *
+ * Nothing here touches durability: `synchronous_commit`, `full_page_writes` and the WAL keep
+ * PostgreSQL's defaults (test/db/embedded-settings.test.ts reads them back from the running database).
+ */
+export const EMBEDDED_DATABASE: Readonly<Omit<PGliteProxyOptions, 'onFatal'>> = Object.freeze({
+  settings: Object.freeze({ shared_buffers: '16MB' }),
+  youngGenerationMb: 8,
+});
 
 /**
  * What a process does when its embedded database thread dies: nothing can be answered any more, and
@@ -130,7 +150,7 @@ export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
     if (!opts.dataDir) throw new Error('openDatabase: dataDir is required for the embedded database');
     // PGlite runs in a worker thread (src/db/pglite-proxy.ts): its synchronous WASM never blocks
     // this thread's event loop. Kysely's driver still serialises every statement on one session.
-    pglite = await PGliteProxy.create(join(opts.dataDir, 'db'), { ...opts.pglite, onFatal: opts.onDatabaseFailure ?? exitOnDatabaseFailure });
+    pglite = await PGliteProxy.create(join(opts.dataDir, 'db'), { ...EMBEDDED_DATABASE, ...opts.pglite, onFatal: opts.onDatabaseFailure ?? exitOnDatabaseFailure });
     system = new Kysely<Schema>({ dialect: new PGliteDialect(pglite as unknown as ConstructorParameters<typeof PGliteDialect>[0]), plugins: [attachments] });
     try {
       await migrate(system);

@@ -43,8 +43,12 @@ export interface PGliteProxyOptions {
   initialMemory?: number;
   /** Extra postgresql.conf lines (e.g. `shared_buffers = 16MB`). */
   postgresqlconf?: string[];
+  /** PostgreSQL settings for this start (`-c name=value`; e.g. `{ shared_buffers: '16MB' }`). */
+  settings?: Record<string, string>;
   /** V8 heap limit of the worker thread in MiB (Node's default when unset). */
   heapLimitMb?: number;
+  /** V8 young-generation limit of the worker thread in MiB (Node's default when unset). */
+  youngGenerationMb?: number;
   /** Called once when the worker dies unexpectedly (not on `close()`). */
   onFatal?: (err: DatabaseWorkerError) => void;
 }
@@ -97,10 +101,15 @@ export class PGliteProxy {
 
   /** Starts the worker and opens (or creates: initdb) the database at `path`. */
   static create(path: string, opts: PGliteProxyOptions = {}): Promise<PGliteProxy> {
-    const data: PgliteWorkerData = { path, options: { ...(opts.initialMemory ? { initialMemory: opts.initialMemory } : {}), ...(opts.postgresqlconf ? { postgresqlconf: opts.postgresqlconf } : {}) } };
+    const data: PgliteWorkerData = {
+      path,
+      options: { ...(opts.initialMemory ? { initialMemory: opts.initialMemory } : {}), ...(opts.postgresqlconf ? { postgresqlconf: opts.postgresqlconf } : {}) },
+      ...(opts.settings ? { settings: opts.settings } : {}),
+    };
+    const resourceLimits = { ...(opts.heapLimitMb ? { maxOldGenerationSizeMb: opts.heapLimitMb } : {}), ...(opts.youngGenerationMb ? { maxYoungGenerationSizeMb: opts.youngGenerationMb } : {}) };
     const worker = new Worker(new URL('./pglite-worker.js', import.meta.url), {
       workerData: data,
-      ...(opts.heapLimitMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.heapLimitMb } } : {}),
+      ...(Object.keys(resourceLimits).length ? { resourceLimits } : {}),
     });
     const proxy = new PGliteProxy(worker, opts.onFatal);
     return new Promise((resolve, reject) => {

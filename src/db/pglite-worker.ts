@@ -17,6 +17,8 @@ export interface PgliteWorkerData {
   /** The PGlite directory (`<dataDir>/db`). */
   path: string;
   options?: Pick<PGliteOptions, 'initialMemory'> & { postgresqlconf?: string[] };
+  /** Server settings passed on PostgreSQL's command line (`-c name=value`), after PGlite's own start parameters. */
+  settings?: Record<string, string>;
 }
 
 /** One request from the proxy. */
@@ -68,7 +70,9 @@ async function main(): Promise<void> {
   const data = workerData as PgliteWorkerData;
   let db: PGlite;
   try {
-    db = await PGlite.create(data.path, data.options ?? {});
+    // Command-line settings win over the data dir's postgresql.conf and leave the file as initdb wrote it.
+    const settings = Object.entries(data.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
+    db = await PGlite.create(data.path, { ...data.options, ...(settings.length ? { startParams: [...PGlite.defaultStartParams, ...settings] } : {}) });
   } catch (err) {
     port.postMessage({ type: 'failed', error: errorData(err) });
     return;

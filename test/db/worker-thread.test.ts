@@ -6,6 +6,8 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { sql } from 'kysely';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
 import type { DatabaseWorkerError } from '../../src/db/pglite-proxy.js';
@@ -75,6 +77,18 @@ describe('the embedded database thread (pglite)', () => {
     assert.equal(row.b.toString(), 'bytes', 'only the bytes of the view were sent');
     assert.deepEqual(row.j, { a: [1, 2] });
     assert.equal(Number(row.n), 2147483648);
+  });
+
+  test('the embedded database starts with a 16 MB buffer pool from the command line and keeps PostgreSQL\'s durability settings', async () => {
+    const show = async (name: string) => (await sql<{ setting: string; source: string }>`select current_setting(name) as setting, source from pg_settings where name = ${name}`.execute(t.db.system)).rows[0]!;
+    // The memory default (issue 12, item 6), given on the command line so the data dir's
+    // postgresql.conf stays as initdb wrote it (128MB there).
+    assert.deepEqual(await show('shared_buffers'), { setting: '16MB', source: 'command line' });
+    assert.match(readFileSync(join(t.dataDir, 'db', 'postgresql.conf'), 'utf8'), /^shared_buffers = 128MB/m);
+    // What makes a commit survive kill -9 is untouched by the memory settings.
+    assert.deepEqual(await show('synchronous_commit'), { setting: 'on', source: 'default' });
+    assert.deepEqual(await show('full_page_writes'), { setting: 'on', source: 'default' });
+    assert.equal((await show('wal_level')).source, 'default');
   });
 
   test('a database thread that dies fails the pending and later statements with 08006 and a request gets 503, once reported', async () => {
