@@ -4,7 +4,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Config } from './config/index.js';
@@ -43,6 +42,7 @@ import { appRoutes } from './http/routes/apps.js';
 import { keyRoutes } from './http/routes/keys.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { serverTlsOptions } from './perimeter/tls.js';
+import { HELMET_OPTIONS, securityHeaders } from './perimeter/headers.js';
 import { loadShedding, slowClientTimeouts } from './perimeter/shedding.js';
 import { BrowserOrigins, strictCors } from './perimeter/cors.js';
 import { rateLimits } from './perimeter/rate-limits.js';
@@ -183,13 +183,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
     reply.header('X-Request-Id', String(req.id));
   });
 
-  await app.register(helmet, {
-    // The API serves JSON and media; the only HTML is /docs, which sets its own CSP below.
-    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
-    hsts: { maxAge: 31_536_000, includeSubDomains: true },
-    crossOriginResourcePolicy: { policy: 'same-site' },
-    referrerPolicy: { policy: 'no-referrer' },
-  });
+  // helmet's headers, computed once at boot (src/perimeter/headers.ts).
+  await app.register(securityHeaders, { helmet: HELMET_OPTIONS });
 
   await app.register(swagger, {
     openapi: {

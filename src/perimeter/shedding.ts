@@ -20,16 +20,20 @@ import type { PerimeterSettings } from './settings.js';
  */
 export class LagMonitor {
   private readonly histogram = monitorEventLoopDelay({ resolution: 10 });
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
   private streak = 0;
 
   constructor(
     private readonly thresholdMs: number,
-    intervalMs: number,
+    private readonly intervalMs: number,
     private readonly samples = 2,
-  ) {
+  ) {}
+
+  /** Starts sampling (idempotent). Until then the loop does not count as lagging. */
+  start(): void {
+    if (this.timer) return;
     this.histogram.enable();
-    this.timer = setInterval(() => this.sample(), intervalMs);
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
     this.timer.unref();
   }
 
@@ -48,7 +52,8 @@ export class LagMonitor {
 
   /** Stops sampling. */
   close(): void {
-    clearInterval(this.timer);
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
     this.histogram.disable();
   }
 }
@@ -59,6 +64,10 @@ export const loadShedding = fp(
     const p = opts.settings;
     const heapLimit = p.shedHeapUsedBytes ?? Math.floor(getHeapStatistics().heap_size_limit * 0.9);
     const lag = p.shedEventLoopDelayMs > 0 ? new LagMonitor(p.shedEventLoopDelayMs, p.shedSampleIntervalMs) : null;
+    // Sampling starts once the server listens: building the app (compiling every route's schemas,
+    // migrations) holds the loop for seconds before any request can arrive, and counted as overload
+    // it made a freshly started server answer its first requests with 503.
+    app.addHook('onListen', async () => lag?.start());
     app.addHook('onClose', async () => lag?.close());
     await app.register(underPressure, {
       maxHeapUsedBytes: heapLimit,

@@ -117,8 +117,7 @@ for (const kind of DB_KINDS) {
     before(async () => {
       t = await openTestDb(kind);
       store = flaky(await createFsStore({ root: join(tempDir('obscura-tus-'), 'blobs') }));
-      // Shedding off: setup work (PGlite, fixture generation) can stall the loop and is not under test here.
-      s = await startServer(t.db, { env: { OBSCURA_SHED_EVENT_LOOP_DELAY_MS: '0' }, deps: { store, now: () => Date.now() + clockOffset } });
+      s = await startServer(t.db, { deps: { store, now: () => Date.now() + clockOffset } });
       a = await createTenant(t.db, 'A');
       b = await createTenant(t.db, 'B');
       png = await markedPng(`marker-${randomBytes(8).toString('hex')}`, 1024, 1024);

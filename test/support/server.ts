@@ -28,10 +28,14 @@ export interface TestServer {
 }
 
 /**
- * Settings every in-process test server starts from. Event-loop load shedding is off: the test
- * process itself (PGlite's synchronous WASM, fixture generation, parallel test files on 2 cores)
- * stalls the loop in ways a production server does not, and a stray 503 is not what those tests are
- * about. The shedding test turns it back on explicitly.
+ * Settings every in-process test server starts from. Event-loop load shedding is off here (and in
+ * `obscura serve` children: test/support/cli.ts, kept off there too so CI on 2 busy cores cannot
+ * fail on a stray 503). The embedded database no longer runs on this thread, but an in-process
+ * server shares its loop with the test itself and often with a second server: building that one
+ * (compiling every route's schemas) holds the shared loop for seconds on 2 busy cores, the first
+ * server rightly sees overload and sheds, and a stray 503 is not what those tests are about
+ * (measured with shedding on: 503s in the Redis rate-limit and download-starvation tests,
+ * docs/performance.md). The shedding test turns it on explicitly.
  *
  * Uploads keep their metadata (`OBSCURA_METADATA_POLICY=keep`; the product default is `strip_all`):
  * the shared fixtures carry a tEXt marker (for plaintext scans) and exact-size trailers, and most
