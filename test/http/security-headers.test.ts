@@ -42,7 +42,7 @@ describe('security headers (computed once at boot)', () => {
 
   test('answered, refused and unmatched requests all carry exactly the headers @fastify/helmet sets per request', async () => {
     assert.ok(Object.keys(expected).length >= 10, `helmet set only ${Object.keys(expected).join(', ')}`);
-    assert.equal(expected['content-security-policy'], "default-src 'none';frame-ancestors 'none'");
+    assert.match(expected['content-security-policy'] ?? '', /^default-src 'none';.*frame-ancestors 'none'/);
     const cases = [
       { what: 'an unauthenticated route', res: await api(srv.url, 'GET', '/healthz'), status: 200 },
       { what: 'an authenticated route', res: await api(srv.url, 'GET', '/v1/whoami', { key: tenant.key }), status: 200 },
