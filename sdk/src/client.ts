@@ -34,7 +34,7 @@ import type {
   UploadIntent,
   WhoAmI,
 } from './types.js';
-import { JobsResource, ProcessResource, UsageResource, WebhooksResource, TransformResource } from './processing.js';
+import { JobsResource, ProcessResource, UsageResource, WebhooksResource, TransformResource, abortableSleep } from './processing.js';
 import { MAX_PAGE_LIMIT, allItems, eachItem } from './pages.js';
 
 /** Options of {@link Obscura}. */
@@ -422,21 +422,6 @@ export interface ExportWaitOptions {
   signal?: AbortSignal;
 }
 
-function exportSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new ObscuraError({ code: 'ERR_ABORTED', detail: 'Aborted.' }));
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new ObscuraError({ code: 'ERR_ABORTED', detail: 'Aborted.' }));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /**
  * The org's export. Every call needs a credential holding `apps:read`, `keys:manage`, `assets:read`,
  * `jobs:read`, `webhooks:manage`, `audit:read` and `usage:read` (an owner's or admin's, or a key
@@ -473,7 +458,7 @@ export class OrgsResource {
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new ObscuraError({ code: 'ERR_EXPORT_TIMEOUT', detail: `Export ${exportId} is still ${e.status}.` });
-      await exportSleep(Math.min(delay, left), opts.signal);
+      await abortableSleep(Math.min(delay, left), opts.signal);
       delay = Math.min(opts.maxIntervalMs ?? 5000, Math.ceil(delay * 1.5));
     }
   }

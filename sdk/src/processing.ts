@@ -136,7 +136,8 @@ function bodyOf(req: ProcessRequest, store?: boolean): Pick<RequestSpec, 'json' 
 
 const TERMINAL = new Set<JobStatus>(['succeeded', 'failed', 'cancelled']);
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Waits `ms`, or rejects with `ERR_ABORTED` as soon as `signal` aborts (the SDK's pollers share it). */
+export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new ObscuraError({ code: 'ERR_ABORTED', detail: 'Aborted.' }));
     const t = setTimeout(() => {
@@ -216,7 +217,7 @@ export class JobsResource {
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new ObscuraError({ code: 'ERR_JOB_TIMEOUT', detail: `Job ${id} is still ${job.status}.` });
-      await sleep(Math.min(delay, left), opts.signal);
+      await abortableSleep(Math.min(delay, left), opts.signal);
       delay = Math.min(max, Math.ceil(delay * 1.5));
     }
   }
