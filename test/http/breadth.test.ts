@@ -217,8 +217,13 @@ describe('breadth: every route through app.inject(), no listening port', () => {
     // counters may have moved, never a metric of work done (exports, pixels, processing time).
     const metrics = await superQuery(a.t, 'select distinct metric from usage_counters where value > 0 order by 1');
     assert.deepEqual(metrics.map((m) => m.metric).filter((m) => !['requests', 'bytes_in', 'bytes_out'].includes(m as string)), [], 'only traffic was metered');
-    delete after['public.usage_counters'];
-    delete before['public.usage_counters'];
+    const daily = await superQuery(a.t, 'select distinct metric from usage_days where value > 0 order by 1');
+    assert.deepEqual(daily.map((m) => m.metric).filter((m) => !['requests', 'bytes_in', 'bytes_out'].includes(m as string)), [], 'only traffic was metered per day');
+    // The per-day twin of usage_counters (migration 0019) gains a row per (day, metric) traffic counter.
+    for (const table of ['public.usage_counters', 'public.usage_days']) {
+      delete after[table];
+      delete before[table];
+    }
     // The one row a refused request may leave: the org's data key, created on its first upload attempt
     // (keyring.current, before the bytes are sniffed). It holds no client data, and the org's first
     // accepted upload would create the same row.
