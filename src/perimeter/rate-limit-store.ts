@@ -122,6 +122,14 @@ export async function connectRedis(url: string, commandTimeoutMs = 250): Promise
     throw new Error(`REDIS_URL: cannot connect to Redis (${(err as Error).message}); rate limits would not be shared`, { cause: err });
   }
   redis.defineCommand('obscuraRateCheck', { lua: CHECK_LUA });
+  // Load the script now, so a node's first request is an EVALSHA like every other, not an EVALSHA
+  // refused with NOSCRIPT and then an EVAL: two round trips inside one command timeout on a cold node.
+  try {
+    await redis.script('LOAD', CHECK_LUA);
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(`REDIS_URL: cannot load the rate-limit script (${(err as Error).message})`, { cause: err });
+  }
   return redis as RedisWithScripts;
 }
 

@@ -353,7 +353,7 @@ describe('rate limits shared through Redis', () => {
 
   test('two servers on one Redis share a key budget; without Redis each counts alone', async () => {
     const a = await createTenant(t.db, 'Shared');
-    const env = { OBSCURA_RATE_LIMIT_PER_MINUTE: '6', OBSCURA_REDIS_URL: redis.url };
+    const env = { OBSCURA_RATE_LIMIT_PER_MINUTE: '6', OBSCURA_REDIS_URL: redis.url, OBSCURA_REDIS_COMMAND_TIMEOUT_MS: '5000' };
     const s1 = await startPerimeterServer(t.db, { env });
     const s2 = await startPerimeterServer(t.db, { env });
     try {
@@ -455,6 +455,9 @@ describe('rate limits shared through Redis', () => {
         OBSCURA_REDIS_URL: redis.url,
         OBSCURA_RATE_LIMIT_PER_MINUTE: '6',
         OBSCURA_ROLE: 'api',
+        // A cold child on a loaded CI machine can take longer than the default 250 ms for its first
+        // commands; a timeout makes it count locally (tested separately), which is not this test's subject.
+        OBSCURA_REDIS_COMMAND_TIMEOUT_MS: '5000',
       };
       procs.push(...(await Promise.all([spawnServe({ ...env, OBSCURA_DATA_DIR: join(tempDir(), 'a') }), spawnServe({ ...env, OBSCURA_DATA_DIR: join(tempDir(), 'b') })])));
       const [p1, p2] = procs as [ServeProcess, ServeProcess];
