@@ -64,8 +64,8 @@ export interface App {
   id: string;
   name: string;
   settings: AppSettings;
-  /** The policy in force (on one app read, created or updated; lists leave it out). */
-  effective?: EffectivePolicy;
+  /** The policy in force, defaults resolved (on every app answer, lists included). */
+  effective: EffectivePolicy;
   created_at: DateTime;
 }
 

@@ -61,6 +61,12 @@ describe('retention through the maintenance job, with a fake clock (embedded dat
     assert.deepEqual(app.body.effective, { metadata_policy: 'keep', retention_seconds: 600, output_retention_seconds: 120 });
     const dflt = await api(s.url, 'GET', `/v1/apps/${a.appId}`, { key: a.key });
     assert.deepEqual(dflt.body.effective, { metadata_policy: 'keep', retention_seconds: null, output_retention_seconds: 86400 }, 'defaults are visible');
+    // The app list (GET /v1/apps, the API's and the console's) carries the same effective policy.
+    const listed = await api(s.url, 'GET', '/v1/apps', { key: a.key });
+    assert.equal(listed.status, 200);
+    const byId = new Map(listed.body.data.map((x: { id: string; effective: unknown }) => [x.id, x.effective]));
+    assert.deepEqual(byId.get(app.body.id), app.body.effective);
+    assert.deepEqual(byId.get(a.appId), dflt.body.effective);
     const bad = await api(s.url, 'PATCH', `/v1/apps/${a.appId}`, { key: a.key, body: { settings: { output_retention_seconds: 30 } } });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.code, 'ERR_VALIDATION');

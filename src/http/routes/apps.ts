@@ -38,7 +38,7 @@ const EffectivePolicySchema = Type.Object(
 );
 
 const AppSchema = Type.Object(
-  { id: Uuid, name: Type.String(), settings: AppSettingsSchema, effective: Type.Optional(EffectivePolicySchema), created_at: DateTime },
+  { id: Uuid, name: Type.String(), settings: AppSettingsSchema, effective: EffectivePolicySchema, created_at: DateTime },
   {
     additionalProperties: false,
     examples: [{ id: '3f0c2a8e-6f5e-4b8a-9c55-0d3a1f6a9b10', name: 'Storefront', settings: {}, effective: { metadata_policy: 'strip_all', retention_seconds: null, output_retention_seconds: 86400 }, created_at: '2026-11-24T12:00:00.000Z' }],
@@ -57,7 +57,7 @@ export const out = (a: App) => ({ id: a.id, name: a.name, settings: a.settings, 
  * (the signed-download cache holds `require_authorized_urls`) drop it at once rather than at their TTL.
  */
 export function appRoutes(app: FastifyInstance, db: DatabaseHandle, settingsChanged: (orgId: string, appId: string) => void = () => undefined, defaultMetadataPolicy?: MetadataPolicy): void {
-  // One app read, created or updated: with the policy in force (lists leave it out; the data report has it per app).
+  // Every app answer (lists included) carries the policy in force, defaults resolved (issue 14, item 5).
   const outWithPolicy = (a: App) => ({ ...out(a), effective: effectivePolicy(a.settings, defaultMetadataPolicy) });
   app.get<{ Querystring: Static<typeof ListQuery> }>('/v1/apps', {
     config: { auth: true, scope: 'apps:read' },
@@ -66,7 +66,7 @@ export function appRoutes(app: FastifyInstance, db: DatabaseHandle, settingsChan
       const p = principalOf(req);
       const scope = { list: 'apps', orgId: p.orgId };
       const page = await db.withTenant(p.orgId, (trx) => listApps(trx, p.orgId, pageRequest(req, req.query, scope, APP_ORDER)));
-      return pageReply(req, page, scope, out);
+      return pageReply(req, page, scope, outWithPolicy);
     },
   });
   app.post<{ Body: Static<typeof CreateBody> }>('/v1/apps', {
