@@ -74,10 +74,16 @@ export interface SessionInfo {
   mfa_enrolment_required: boolean;
 }
 
+/** What an app's uploaded images keep of their metadata (GET/PATCH /v1/apps/{id}, `settings.metadata_policy`). */
+export type MetadataPolicy = 'keep' | 'strip_location' | 'strip_all';
+
 export interface App {
   id: string;
   name: string;
   created_at: string;
+  settings?: { metadata_policy?: MetadataPolicy } & Record<string, unknown>;
+  /** The policy in force, defaults resolved (single-app answers only). */
+  effective?: { metadata_policy: MetadataPolicy; retention_seconds: number | null; output_retention_seconds: number };
 }
 
 export interface Key {

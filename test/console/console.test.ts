@@ -264,6 +264,9 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
     await p.getByRole('link', { name: 'Acme app' }).click();
     await p.getByText('Your role cannot see or manage keys').waitFor();
     assert.equal(await p.getByRole('heading', { name: 'Create a key' }).count(), 0);
+    // The metadata policy in force is shown (the default: the app sets none), with no way to change it.
+    assert.equal(await p.getByTestId('metadata-effective').textContent(), 'strip_all');
+    assert.equal(await p.getByRole('button', { name: 'Save metadata policy' }).count(), 0);
     await check(p, 'app-viewer');
     const forced = await p.evaluate(async (appId) => {
       const session = await (await fetch('/v1/console/session')).json();
@@ -427,6 +430,19 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
     await page.getByText('No transform keys').waitFor();
     await page.getByText('No presets yet').waitFor();
     await check(page, 'app-access-empty');
+
+    // The media metadata policy: strip_all by default; an owner changes it through PATCH /v1/apps/{id}.
+    const policy = async () => (await api(s.url, 'GET', `/v1/apps/${acme.appId}`, { key: acme.key })).body;
+    assert.equal(await page.getByTestId('metadata-effective').textContent(), 'strip_all');
+    assert.equal((await policy()).settings.metadata_policy, undefined);
+    for (const choice of ['strip_location', 'strip_all']) {
+      await page.getByLabel(/What uploaded images keep/).selectOption(choice);
+      await page.getByRole('button', { name: 'Save metadata policy' }).click();
+      await page.getByRole('status').filter({ hasText: `new uploads now keep ${choice}` }).waitFor();
+      const app = await policy();
+      assert.deepEqual([app.settings.metadata_policy, app.effective.metadata_policy], [choice, choice]);
+      assert.equal(await page.getByTestId('metadata-effective').textContent(), choice);
+    }
 
     // OAuth client: the secret once; it gets a token; revoked, it gets none.
     await page.getByLabel('Client name').fill('reporting');

@@ -1,6 +1,6 @@
 /** Apps and their keys: create, see the secret once, roll with grace, revoke. */
 import { useState } from 'preact/hooks';
-import { call, SCOPES, type App, type Key } from '../api.js';
+import { call, SCOPES, type App, type Key, type MetadataPolicy } from '../api.js';
 import { CopyButton, Field, Link, Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
 import { OAuthClients, Presets, TransformKeys } from './app-access.js';
 
@@ -135,10 +135,73 @@ export function AppKeys(props: { appId: string; scopes: Set<string> }) {
           }}
         />
       ) : null}
+      {app.data ? <MetadataPolicyCard app={app.data} canWrite={props.scopes.has('apps:write')} onSaved={app.reload} /> : null}
       {canManage ? <OAuthClients appId={props.appId} /> : null}
       {canManage && props.scopes.has('assets:read') ? <TransformKeys appId={props.appId} /> : null}
       {props.scopes.has('apps:read') ? <Presets appId={props.appId} canWrite={props.scopes.has('apps:write')} /> : null}
     </main>
+  );
+}
+
+/** What each metadata policy means, in the words of src/media/image/metadata.ts. */
+const METADATA_POLICIES: Array<[MetadataPolicy, string]> = [
+  ['strip_all', 'Strip all (default): only orientation and the colour profile stay'],
+  ['strip_location', 'Strip location: GPS and the XMP/IPTC/text blocks that can name a place go'],
+  ['keep', 'Keep: uploads are stored as sent'],
+];
+
+/**
+ * The app's media metadata policy (issue 14): what it sets, what is in force (the server default,
+ * OBSCURA_METADATA_POLICY, when the app sets none), and for roles with apps:write a change through
+ * PATCH /v1/apps/{id}. It applies at ingest: images stored before a change keep what they kept.
+ */
+function MetadataPolicyCard(props: { app: App; canWrite: boolean; onSaved: () => void }) {
+  const set = props.app.settings?.metadata_policy;
+  const effective = props.app.effective?.metadata_policy ?? set ?? 'strip_all';
+  const [choice, setChoice] = useState<MetadataPolicy>(effective);
+  const [ok, setOk] = useState<string | null>(null);
+  const save = useAction(async () => {
+    const updated = await call<App>('PATCH', `/v1/apps/${props.app.id}`, { settings: { metadata_policy: choice } });
+    setOk(`Saved: new uploads now keep ${updated.effective?.metadata_policy ?? choice}.`);
+    props.onSaved();
+  });
+  const label = (p: MetadataPolicy) => METADATA_POLICIES.find(([v]) => v === p)?.[1] ?? p;
+  return (
+    <section class="card" aria-labelledby="metadata-title">
+      <h2 id="metadata-title">Media metadata</h2>
+      <p>
+        In force: <strong data-testid="metadata-effective">{effective}</strong>{' '}
+        <span class="hint">
+          ({set ? 'set on this app' : "this server's default: the app sets none"}). Applied when images are uploaded, without re-encoding; earlier uploads keep what they kept.
+        </span>
+      </p>
+      {props.canWrite ? (
+        <form
+          class="inline"
+          onSubmit={(e) => {
+            e.preventDefault();
+            setOk(null);
+            void save.run();
+          }}
+        >
+          <Field id="metadata-policy" label="What uploaded images keep (EXIF, XMP, IPTC, comments)">
+            <select id="metadata-policy" value={choice} onChange={(e) => setChoice(e.currentTarget.value as MetadataPolicy)}>
+              {METADATA_POLICIES.map(([v]) => (
+                <option key={v} value={v}>
+                  {label(v)}
+                </option>
+              ))}
+            </select>
+          </Field>
+          <Notice error={save.error} ok={ok} />
+          <button type="submit" disabled={save.busy || choice === set}>
+            Save metadata policy
+          </button>
+        </form>
+      ) : (
+        <p class="hint">{label(effective)}. Your role cannot change it (apps:write).</p>
+      )}
+    </section>
   );
 }
 
