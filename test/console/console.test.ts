@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page, type Request } from 'playwright-core';
 import { Secret, TOTP } from 'otpauth';
 import { openTestDb, superQuery, type TestDb } from '../support/db.js';
 import { startServer, createTenant, api, type TestServer, type Tenant } from '../support/server.js';
@@ -29,6 +29,18 @@ const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const PASSWORD = 'correct horse battery staple';
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** Whether a request body carries an image: a format's magic number, or any of `files`' bytes (raw or base64). */
+function carriesImage(body: Buffer, files: Buffer[]): boolean {
+  if ([[0xff, 0xd8, 0xff], [0x89, 0x50, 0x4e, 0x47], [0x57, 0x45, 0x42, 0x50], [0x47, 0x49, 0x46, 0x38]].some((m) => body.includes(Buffer.from(m)))) return true;
+  return files.some((f) => {
+    const b64 = f.toString('base64');
+    for (let at = 0; at + 64 <= f.length; at += Math.max(64, Math.floor(f.length / 16))) {
+      if (body.includes(f.subarray(at, at + 32)) || body.includes(Buffer.from(b64.slice(Math.floor((at * 4) / 3 / 4) * 4, Math.floor((at * 4) / 3 / 4) * 4 + 44)))) return true;
+    }
+    return false;
+  });
+}
 
 describe('web console in Chromium', () => {
   let t: TestDb;
@@ -149,6 +161,23 @@ describe('web console in Chromium', () => {
     assert.match(asset.headers.get('cache-control')!, /immutable/);
     assert.equal((await fetch(`${s.url}/console/assets/../../package.json`)).status, 404);
     assert.equal((await fetch(`${s.url}/console/assets/nope.js`)).status, 404);
+    // Cross-origin isolation (the on-device engine needs SharedArrayBuffer) on the console only, not the API.
+    for (const r of [index, asset]) assert.deepEqual([r.headers.get('cross-origin-opener-policy'), r.headers.get('cross-origin-embedder-policy')], ['same-origin', 'require-corp']);
+    const apiRes = await fetch(`${s.url}/v1/operations`);
+    assert.equal(apiRes.headers.get('cross-origin-embedder-policy'), null);
+    assert.match(apiRes.headers.get('content-security-policy')!, /^default-src 'none';/, "the API keeps helmet's CSP");
+    assert.doesNotMatch(apiRes.headers.get('content-security-policy')!, /eval/);
+    // The engine's worker scripts alone may eval (embind); the SDK's page module keeps the console's policy.
+    const worker = await fetch(`${s.url}/console/device/obscura-device-worker.js`);
+    assert.equal(worker.status, 200);
+    assert.match(worker.headers.get('content-security-policy')!, /script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval'/);
+    assert.equal(worker.headers.get('cross-origin-embedder-policy'), 'require-corp');
+    const sdkModule = await fetch(`${s.url}/console/device/obscura-device.js`);
+    assert.equal(sdkModule.headers.get('content-security-policy'), csp);
+    const wasm = await fetch(`${s.url}/console/device/vips.wasm`, { headers: { 'if-none-match': worker.headers.get('etag')! } });
+    assert.deepEqual([wasm.status, wasm.headers.get('content-type')], [200, 'application/wasm']);
+    assert.equal((await fetch(`${s.url}/console/device/vips.wasm`, { headers: { 'if-none-match': wasm.headers.get('etag')! } })).status, 304);
+    for (const bad of ['../../package.json', 'vips-heif.wasm', 'nope.js']) assert.equal((await fetch(`${s.url}/console/device/${bad}`)).status, 404, bad);
   });
 
   test('sign in, enrol TOTP with the QR page, sign in again with a code, create an app, create a key and see it once, roll it, revoke it: the revoked key gets 401', async () => {
@@ -264,8 +293,10 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
     await p.getByRole('link', { name: 'Acme app' }).click();
     await p.getByText('Your role cannot see or manage keys').waitFor();
     assert.equal(await p.getByRole('heading', { name: 'Create a key' }).count(), 0);
-    // The metadata policy in force is shown (the default: the app sets none), with no way to change it.
-    assert.equal(await p.getByTestId('metadata-effective').textContent(), 'strip_all');
+    // The metadata policy in force is shown (the test server's default, OBSCURA_METADATA_POLICY=keep:
+    // the app sets none), with no way to change it.
+    assert.equal(await p.getByTestId('metadata-effective').textContent(), 'keep');
+    await p.getByText("this server's default").waitFor();
     assert.equal(await p.getByRole('button', { name: 'Save metadata policy' }).count(), 0);
     await check(p, 'app-viewer');
     const forced = await p.evaluate(async (appId) => {
@@ -421,6 +452,72 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
     await check(page, 'webhooks');
   });
 
+  test('the playground "On this device" switch runs the same operations in the browser (the SDK, licensed by a publishable key of the app): same size and format as the server, no image bytes sent, only licence and telemetry calls; server-only operations are disabled', async () => {
+    await page.getByRole('link', { name: 'Playground', exact: true }).click();
+    await page.getByLabel('Add an operation').selectOption('resize');
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.locator('fieldset[data-operation="resize"] input[id$="-width"]').fill('200');
+    await page.getByLabel('Add an operation').selectOption('format');
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.locator('fieldset[data-operation="format"] select').first().selectOption('webp');
+    await page.getByRole('button', { name: 'Preview' }).click();
+    const loaded = (testid: string) =>
+      page.waitForFunction((id) => {
+        const i = document.querySelector(`[data-testid="${id}"]`) as HTMLImageElement | null;
+        return !!i && i.complete && i.naturalWidth > 0;
+      }, testid, { timeout: 60_000 });
+    await loaded('result');
+    const server = await page.getByTestId('result').evaluate((i) => [(i as HTMLImageElement).naturalWidth, (i as HTMLImageElement).naturalHeight]);
+    await page.getByText('(image/webp').first().waitFor();
+
+    // From here on, every request the page makes is recorded.
+    const log: Array<{ url: string; method: string; body: Buffer | null }> = [];
+    const record = (r: Request) => void log.push({ url: r.url(), method: r.method(), body: r.postDataBuffer() });
+    page.on('request', record);
+    try {
+      await page.getByRole('switch', { name: 'On this device' }).check();
+      await page.getByRole('button', { name: 'Preview' }).click();
+      await loaded('result-device');
+      const device = page.getByTestId('result-device');
+      // The same output size and format as the server's for the same operation string.
+      assert.deepEqual([await device.getAttribute('data-width'), await device.getAttribute('data-height'), await device.getAttribute('data-format')], [...server.map(String), 'webp']);
+      assert.deepEqual(await device.evaluate((i) => [(i as HTMLImageElement).naturalWidth, (i as HTMLImageElement).naturalHeight]), server);
+      // Operations the device cannot run are offered as server only (GET /v1/operations device:false).
+      const ref = (await (await fetch(`${s.url}/v1/operations`)).json()) as { operations: Array<{ name: string; device: boolean; reads_assets: boolean }> };
+      const serverOnly = ref.operations.filter((o) => !o.device && !o.reads_assets).map((o) => o.name);
+      assert.ok(serverOnly.length > 0);
+      for (const name of serverOnly) assert.equal(await page.locator(`#pg-add option[value="${name}"]`).isDisabled(), true, name);
+      await check(page, 'playground-device');
+
+      // An image from this device: processed here, never uploaded.
+      const local = await noisyPng(320, 240);
+      await page.getByLabel(/Or an image from this device/).setInputFiles({ name: 'local.png', mimeType: 'image/png', buffer: local });
+      const mark = log.length;
+      const telemetry = page.waitForRequest((r) => r.url() === `${s.url}/v1/telemetry`, { timeout: 30_000 });
+      await page.getByRole('button', { name: 'Preview' }).click();
+      await loaded('result-device');
+      assert.deepEqual([await device.getAttribute('data-width'), await device.getAttribute('data-height')], ['200', '150']);
+      await telemetry;
+      const during = log.slice(mark).filter((r) => r.url.startsWith(s.url)).map((r) => `${r.method} ${new URL(r.url).pathname}`);
+      assert.ok(during.length > 0 && during.every((r) => r === 'POST /v1/telemetry' || r === 'POST /v1/licenses/session'), `the run's only requests are licence and telemetry: ${during.join(', ')}`);
+      // Since the switch went on: the key was minted, the SDK loaded, a licence session started; no request carried image bytes.
+      const calls = new Set(log.filter((r) => r.url.startsWith(s.url)).map((r) => `${r.method} ${new URL(r.url).pathname.replace(/[0-9a-f-]{36}|ast_[0-9A-Za-z]{22}/, ':id')}`));
+      for (const expected of ['POST /v1/apps/:id/keys', 'GET /v1/licenses/keys', 'POST /v1/licenses/session', 'GET /console/device/obscura-device-worker.js']) assert.ok(calls.has(expected), `${expected} in ${[...calls].join(', ')}`);
+      assert.ok(![...calls].includes('POST /v1/process'), 'nothing was processed on the server');
+      const uploaded = (await api(s.url, 'GET', '/v1/assets', { key: acme.key })).body.data[0];
+      const original = Buffer.from(await (await fetch((await api(s.url, 'POST', `/v1/assets/${uploaded.id}/url`, { key: acme.key, body: {} })).body.url)).arrayBuffer());
+      const carrying = log.filter((r) => r.body && r.body.length > 0 && carriesImage(r.body, [local, original])).map((r) => r.url);
+      assert.deepEqual(carrying, [], 'no request body carries image bytes');
+      // The minted key is publishable, holds licenses:session only, is pinned to the console's origin and expires.
+      const minted = (await api(s.url, 'GET', `/v1/apps/${acme.appId}/keys?limit=100`, { key: acme.key })).body.data.find((k: { name: string }) => k.name === 'Console playground (on this device)');
+      assert.deepEqual([minted.kind, minted.scopes, minted.allowed_origins], ['publishable', ['licenses:session'], [new URL(s.url).origin]]);
+      assert.ok(Date.parse(minted.expires_at) - Date.now() <= 3_600_000);
+    } finally {
+      page.off('request', record);
+      await page.getByRole('switch', { name: 'On this device' }).uncheck().catch(() => undefined);
+    }
+  });
+
   test("an app's OAuth clients, transform signing keys and presets: each secret is shown once and works; revoking or deleting stops it (token refused, transform URL 403)", async () => {
     const asset = await uploadBytes(await noisyPng(64, 48));
     await page.getByRole('link', { name: 'Apps', exact: true }).click();
@@ -431,17 +528,20 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
     await page.getByText('No presets yet').waitFor();
     await check(page, 'app-access-empty');
 
-    // The media metadata policy: strip_all by default; an owner changes it through PATCH /v1/apps/{id}.
+    // The media metadata policy: the server's default while the app sets none (the test server's is
+    // keep; the product's strip_all); an owner changes it through PATCH /v1/apps/{id}. It ends on keep,
+    // so later byte-for-byte upload checks hold.
     const policy = async () => (await api(s.url, 'GET', `/v1/apps/${acme.appId}`, { key: acme.key })).body;
-    assert.equal(await page.getByTestId('metadata-effective').textContent(), 'strip_all');
+    assert.equal(await page.getByTestId('metadata-effective').textContent(), 'keep');
     assert.equal((await policy()).settings.metadata_policy, undefined);
-    for (const choice of ['strip_location', 'strip_all']) {
+    for (const choice of ['strip_all', 'keep']) {
       await page.getByLabel(/What uploaded images keep/).selectOption(choice);
       await page.getByRole('button', { name: 'Save metadata policy' }).click();
-      await page.getByRole('status').filter({ hasText: `new uploads now keep ${choice}` }).waitFor();
+      await page.getByRole('status').filter({ hasText: `policy for new uploads is now ${choice}` }).waitFor();
       const app = await policy();
       assert.deepEqual([app.settings.metadata_policy, app.effective.metadata_policy], [choice, choice]);
-      assert.equal(await page.getByTestId('metadata-effective').textContent(), choice);
+      // The card shows the app as read again after the change.
+      await page.getByTestId('metadata-effective').filter({ hasText: new RegExp(`^${choice}$`) }).waitFor();
     }
 
     // OAuth client: the secret once; it gets a token; revoked, it gets none.

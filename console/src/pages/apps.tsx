@@ -162,7 +162,7 @@ function MetadataPolicyCard(props: { app: App; canWrite: boolean; onSaved: () =>
   const [ok, setOk] = useState<string | null>(null);
   const save = useAction(async () => {
     const updated = await call<App>('PATCH', `/v1/apps/${props.app.id}`, { settings: { metadata_policy: choice } });
-    setOk(`Saved: new uploads now keep ${updated.effective?.metadata_policy ?? choice}.`);
+    setOk(`Saved: the policy for new uploads is now ${updated.effective?.metadata_policy ?? choice}.`);
     props.onSaved();
   });
   const label = (p: MetadataPolicy) => METADATA_POLICIES.find(([v]) => v === p)?.[1] ?? p;

@@ -6,6 +6,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { call, callBytes } from '../api.js';
+import { deviceUnavailable, processOnDevice, startDevice, stopDevice } from '../device.js';
 import { CopyButton, Link, Notice, PageTitle, bytes, useAction, useLoad } from '../ui.js';
 import { AssetPreview } from './asset.js';
 
@@ -25,6 +26,8 @@ interface Operation {
   parameters: Param[];
   reads_assets: boolean;
   any_position: boolean;
+  /** Also runs on the device (the browser SDK); false: server only (refused there with ERR_VALIDATION). */
+  device?: boolean;
 }
 interface Reference {
   operations: Operation[];
@@ -32,6 +35,7 @@ interface Reference {
 }
 interface AssetLite {
   id: string;
+  app_id: string;
   filename: string | null;
   content_type: string;
   size: number;
@@ -72,23 +76,51 @@ interface RunResult {
   sha256?: string;
   /** The stored output (video jobs). */
   assetId?: string;
+  /** What the engine reported (on the device: the SDK's export info). */
+  width?: number;
+  height?: number;
+  format?: string;
 }
 
 interface RunRequest {
   asset: AssetLite;
+  /** An image chosen from this device (on-device runs only): processed instead of the asset, never uploaded. */
+  file?: File | null;
   operations: string;
   onProgress: (percent: number | null, note: string) => void;
 }
 
 /**
- * Where processing runs. Today only on the server: images synchronously (POST /v1/process), videos as a
- * job polled until it ends (POST /v1/jobs, GET /v1/jobs/{id}). On-device processing (issue 15) adds an
- * engine here and a choice in `EngineChoice`; the rest of the page only sees `RunResult`.
+ * Where processing runs. On the server: images synchronously (POST /v1/process), videos as a job
+ * polled until it ends (POST /v1/jobs, GET /v1/jobs/{id}). On this device (issue 15): images through
+ * the browser SDK (console/src/device.ts); the image is never sent. The rest of the page only sees
+ * `RunResult`.
  */
-type Engine = 'server';
+type Engine = 'server' | 'device';
 const ENGINES: Record<Engine, { label: string; run: (r: RunRequest) => Promise<RunResult> }> = {
   server: { label: 'On the server', run: (r) => (isVideo(r.asset) ? runVideoJob(r) : runImage(r)) },
+  device: { label: 'On this device', run: (r) => runOnDevice(r) },
 };
+
+/**
+ * The same operations in this browser. The input is an image from this device, or the asset's bytes
+ * downloaded through a signed URL (a GET: nothing is uploaded); the only API calls of the run itself
+ * are the SDK's licence session and telemetry counts.
+ */
+async function runOnDevice(r: RunRequest): Promise<RunResult> {
+  r.onProgress(null, 'Starting the on-device engine…');
+  let input: Blob;
+  if (r.file) input = r.file;
+  else {
+    const signed = await call<{ url: string }>('POST', `/v1/assets/${r.asset.id}/url`, { ttl_seconds: 300 });
+    const res = await fetch(signed.url, { credentials: 'omit', cache: 'no-store' });
+    if (!res.ok) throw new Error(`The original could not be downloaded (${res.status}).`);
+    input = await res.blob();
+  }
+  const { blob, info } = await processOnDevice(r.asset.app_id, input, r.operations, (percent) => r.onProgress(percent, `Processing on this device… ${Math.round(percent)} %`));
+  const url = URL.createObjectURL(blob);
+  return { url, download: url, type: info.mime, size: info.size, sha256: await sha256Hex(blob), width: info.width, height: info.height, format: info.format };
+}
 
 const isVideo = (a: { content_type: string }) => a.content_type.startsWith('video/');
 
@@ -145,6 +177,14 @@ function snippets(origin: string, asset: AssetLite, operations: string): Array<[
   ];
 }
 
+/** The on-device SDK for the same operations, in a page of the customer's own origin. */
+function deviceSnippet(origin: string, operations: string): [string, string] {
+  return [
+    'On-device SDK',
+    `// In your page (cross-origin isolated; see docs/device.md), with a publishable key pinned to its origin:\nimport { ObscuraDevice } from './sdk/obscura-device.js';\nObscuraDevice.preload();\nconst device = await ObscuraDevice.start({ baseUrl: '${origin}', publishableKey: 'obs_pk_…', keys: SHIPPED_LICENCE_JWKS, onExport: (blob, info) => { /* yours */ } });\nawait device.process(file, '${operations || 'format:auto'}');`,
+  ];
+}
+
 export function Playground() {
   const reference = useLoad(() => call<Reference & { video: Reference & { available: boolean } }>('GET', '/v1/operations'));
   const assets = useLoad(() => call<{ data: AssetLite[] }>('GET', '/v1/assets?limit=100&kind=original'));
@@ -153,9 +193,12 @@ export function Playground() {
   const asset = usable.find((a) => a.id === assetId) ?? null;
   const [chosen, setChosen] = useState<Chosen[]>([]);
   const [adding, setAdding] = useState('');
-  const [engine] = useState<Engine>('server');
+  const [engine, setEngine] = useState<Engine>('server');
+  const [localFile, setLocalFile] = useState<File | null>(null);
   const [progress, setProgress] = useState<{ percent: number | null; note: string } | null>(null);
-  const [result, setResult] = useState<RunResult | null>(null);
+  // One result per engine, so the device's can be compared with the server's for the same settings.
+  const [results, setResults] = useState<Partial<Record<Engine, RunResult>>>({});
+  const result = results.server ?? null;
   const [resultSize, setResultSize] = useState<string | null>(null);
   const [snippet, setSnippet] = useState(0);
   useEffect(() => {
@@ -166,23 +209,45 @@ export function Playground() {
   useEffect(() => {
     setChosen([]);
     setAdding('');
-    setResult(null);
+    clearResults();
     setProgress(null);
   }, [assetId]);
+  // The engine stops with the page (it holds a licence and a worker).
+  useEffect(() => () => void stopDevice(), []);
   const registry = video ? reference.data?.video : reference.data;
   const ops = (registry?.operations ?? []).filter((o) => !o.reads_assets);
   const operations = operationString(chosen, registry?.pipeline_order ?? []);
+  // Results belong to one input and one operation string: anything else clears them.
+  function clearResults() {
+    setResults((old) => {
+      for (const r of Object.values(old)) if (r?.url.startsWith('blob:')) URL.revokeObjectURL(r.url);
+      return {};
+    });
+    setResultSize(null);
+  }
+  useEffect(() => clearResults(), [operations, localFile]);
   const run = useAction(async () => {
     if (!asset) return;
-    if (result?.url.startsWith('blob:')) URL.revokeObjectURL(result.url);
-    setResult(null);
-    setResultSize(null);
+    const old = results[engine];
+    if (old?.url.startsWith('blob:')) URL.revokeObjectURL(old.url);
+    setResults((r) => ({ ...r, [engine]: undefined }));
+    if (engine === 'server') setResultSize(null);
     try {
-      setResult(await ENGINES[engine].run({ asset, operations, onProgress: (percent, note) => setProgress({ percent, note }) }));
+      const out = await ENGINES[engine].run({ asset, file: engine === 'device' ? localFile : null, operations, onProgress: (percent, note) => setProgress({ percent, note }) });
+      setResults((r) => ({ ...r, [engine]: out }));
     } finally {
       setProgress(null);
     }
   });
+  const deviceOff = deviceUnavailable();
+  const setDevice = (on: boolean) => {
+    setEngine(on ? 'device' : 'server');
+    setLocalFile(null);
+    // Starting now lets the engine load and the licence session run while operations are picked.
+    if (on && asset) startDevice(asset.app_id).catch((err) => run.setError(err));
+    if (!on) void stopDevice();
+  };
+  const serverOnly = engine === 'device' ? chosen.filter((c) => c.op.device === false).map((c) => c.op.name) : [];
   const add = () => {
     const op = ops.find((o) => o.name === adding);
     if (!op) return;
@@ -191,7 +256,7 @@ export function Playground() {
     setChosen([...chosen, { op, values }]);
   };
   const setValue = (i: number, name: string, v: string) => setChosen(chosen.map((c, j) => (j === i ? { ...c, values: { ...c.values, [name]: v } } : c)));
-  const code = asset ? snippets(location.origin, asset, operations) : [];
+  const code = asset ? [...snippets(location.origin, asset, operations), ...(engine === 'device' && !video ? [deviceSnippet(location.origin, operations)] : [])] : [];
   const shown = code[Math.min(snippet, code.length - 1)];
 
   return (
@@ -225,15 +290,22 @@ export function Playground() {
               ))}
             </select>
           </div>
-          <EngineChoice engine={engine} />
+          <EngineChoice engine={engine} video={video} unavailable={deviceOff} onChange={setDevice} />
+          {engine === 'device' ? (
+            <div class="field">
+              <label for="pg-local">Or an image from this device (optional; never uploaded)</label>
+              <input id="pg-local" type="file" accept="image/*" onChange={(e) => setLocalFile(e.currentTarget.files?.[0] ?? null)} />
+            </div>
+          ) : null}
           <div class="field">
             <label for="pg-add">Add an operation</label>
             <div class="actions">
               <select id="pg-add" value={adding} onChange={(e) => setAdding(e.currentTarget.value)}>
                 <option value="">Choose…</option>
                 {ops.map((o) => (
-                  <option key={o.name} value={o.name}>
-                    {o.name}: {o.description.slice(0, 60)}
+                  <option key={o.name} value={o.name} disabled={engine === 'device' && o.device === false}>
+                    {o.name}: {engine === 'device' && o.device === false ? '(server only) ' : ''}
+                    {o.description.slice(0, 60)}
                   </option>
                 ))}
               </select>
@@ -263,6 +335,7 @@ export function Playground() {
               <progress id="pg-progress" max={100} value={progress.percent ?? undefined} data-percent={progress.percent ?? ''} />
             </p>
           ) : null}
+          {serverOnly.length ? <p class="notice info">Server only, refused on this device: {serverOnly.join(', ')}. Remove it or switch “On this device” off.</p> : null}
           <Notice error={run.error} />
           <button type="submit" class="primary" disabled={run.busy || !assetId}>
             {run.busy ? 'Processing…' : video ? 'Process video' : 'Preview'}
@@ -274,10 +347,16 @@ export function Playground() {
           <h2 id="compare-title">Before and after</h2>
           <div class="compare">
             <figure>
-              <AssetPreview asset={asset} testid="original" />
+              {engine === 'device' && localFile ? <LocalPreview file={localFile} /> : <AssetPreview asset={asset} testid="original" />}
               <figcaption>
-                Original: {asset.width ? `${asset.width}×${asset.height}, ` : ''}
-                {bytes(asset.size)}
+                {engine === 'device' && localFile ? (
+                  <>Original (on this device): {bytes(localFile.size)}</>
+                ) : (
+                  <>
+                    Original: {asset.width ? `${asset.width}×${asset.height}, ` : ''}
+                    {bytes(asset.size)}
+                  </>
+                )}
               </figcaption>
             </figure>
             <figure>
@@ -297,7 +376,7 @@ export function Playground() {
                 <div class="thumb placeholder">no result yet</div>
               )}
               <figcaption>
-                Result
+                {engine === 'device' || results.device ? 'On the server' : 'Result'}
                 {result ? (
                   <>
                     : {resultSize ?? ''}
@@ -310,6 +389,7 @@ export function Playground() {
                 ) : null}
               </figcaption>
             </figure>
+            {results.device ? <DeviceResult result={results.device} /> : null}
           </div>
           <h2 id="code-title">The same in code</h2>
           <div class="tabs" role="group" aria-labelledby="code-title">
@@ -333,13 +413,50 @@ export function Playground() {
   );
 }
 
-/** Where to process. One choice today; issue 15 adds "On this device" (see ENGINES). */
-function EngineChoice(props: { engine: Engine }) {
+/** Where to process: the server, or this device (images only; the image never leaves the browser). */
+function EngineChoice(props: { engine: Engine; video: boolean; unavailable: string | null; onChange: (device: boolean) => void }) {
+  const why = props.video ? 'Videos are processed on the server only.' : props.unavailable;
   return (
-    <p class="hint field" data-engine={props.engine}>
-      Runs {ENGINES[props.engine].label.toLowerCase()}.
-    </p>
+    <div class="field" data-engine={props.engine}>
+      <label class="choice" for="pg-device">
+        <input id="pg-device" type="checkbox" role="switch" checked={props.engine === 'device'} disabled={!!why && props.engine !== 'device'} onChange={(e) => props.onChange(e.currentTarget.checked)} aria-describedby="pg-device-hint" /> On this
+        device
+      </label>
+      <p class="hint" id="pg-device-hint">
+        {why ??
+          (props.engine === 'device'
+            ? 'Runs in this browser (libvips in WebAssembly): the image is not sent; only a licence session (with a short-lived publishable key of the app) and export counts are.'
+            : 'Runs on the server.')}
+      </p>
+    </div>
   );
+}
+
+/** The on-device result, with the facts the SDK reported (size, format), beside the server's. */
+function DeviceResult(props: { result: RunResult }) {
+  const r = props.result;
+  return (
+    <figure>
+      <img src={r.url} alt="Result on this device" data-testid="result-device" data-sha256={r.sha256} data-width={r.width} data-height={r.height} data-format={r.format} />
+      <figcaption>
+        On this device: {r.width}×{r.height} {r.format}, {bytes(r.size)} ({r.type}){' · '}
+        <a href={r.download} download={`result-device.${r.format === 'jpeg' ? 'jpg' : r.format}`}>
+          Download
+        </a>
+      </figcaption>
+    </figure>
+  );
+}
+
+/** A local image's preview (an object URL, revoked when it changes). */
+function LocalPreview(props: { file: File }) {
+  const [url, setUrl] = useState<string | null>(null);
+  useEffect(() => {
+    const u = URL.createObjectURL(props.file);
+    setUrl(u);
+    return () => URL.revokeObjectURL(u);
+  }, [props.file]);
+  return url ? <img class="thumb" src={url} alt="The image from this device" data-testid="original-local" /> : null;
 }
 
 function ParamInput(props: { id: string; param: Param; value: string; onChange: (v: string) => void }) {

@@ -17,9 +17,43 @@ import type { JWK } from 'jose';
 import { LicenceError, LicenceRequestError, sendTelemetry, startLicenceSession, verifyLicence, type Licence, type TelemetryEvent } from '../../../sdk/src/licence.js';
 import { DEFAULT_MEDIA_LIMITS, mediaLimits, type MediaLimits } from '../../../src/media/limits.js';
 import type { DeviceProgress } from './engine.js';
-import type { ExportInfo, FromWorker, ToWorker } from './protocol.js';
+import type { EngineTimings, ExportInfo, FromWorker, ToWorker } from './protocol.js';
 
 export type { ExportInfo, DeviceProgress };
+
+/**
+ * Where a cold start spent its time, in milliseconds after the page's navigation started
+ * (`performance.now()`): `start()` was called, the licence was verified, the engine's worker ran its
+ * script, libvips' WebAssembly was compiled, libvips and its threads were ready, `start()` resolved.
+ */
+export interface DeviceStartup {
+  startMs: number;
+  licenceMs: number;
+  workerStartedMs: number;
+  wasmCompiledMs: number;
+  engineReadyMs: number;
+  readyMs: number;
+}
+
+type EngineReady = { version: string; loadMs: number; timings?: EngineTimings };
+
+/** Starts the engine's worker; `ready` settles when libvips is loaded (or could not be). */
+function spawnEngine(engineUrl: URL): { href: string; worker: Worker; ready: Promise<EngineReady> } {
+  const worker = new Worker(new URL('obscura-device-worker.js', engineUrl), { type: 'module', name: 'obscura-device' });
+  const ready = new Promise<EngineReady>((resolve, reject) => {
+    worker.addEventListener('message', (event: MessageEvent<FromWorker>) => {
+      const msg = event.data;
+      if (msg.type === 'ready') resolve({ version: msg.version, loadMs: msg.loadMs, ...(msg.timings ? { timings: msg.timings } : {}) });
+      else if (msg.type === 'failed') reject(new DeviceError('ERR_UNAVAILABLE', msg.message));
+    });
+    worker.addEventListener('error', () => reject(new DeviceError('ERR_UNAVAILABLE', 'The image engine could not start (the page must be cross-origin isolated: COOP same-origin, COEP require-corp).')));
+  });
+  ready.catch(() => undefined);
+  return { href: engineUrl.href, worker, ready };
+}
+
+// An engine started by `ObscuraDevice.preload()`, adopted by the next `start()` for the same URL.
+let preloaded: ReturnType<typeof spawnEngine> | undefined;
 
 /** A refusal, with the same stable `code` the server uses (`ERR_VALIDATION`, `ERR_IMAGE_TOO_LARGE`, `ERR_LICENSE_*`, …). */
 export class DeviceError extends Error {
@@ -93,7 +127,8 @@ export class ObscuraDevice {
   // Set by start() before the device is handed out; until then telemetry is off.
   #claims: Licence = { telemetry: false } as Licence;
   #worker: Worker | undefined;
-  #ready: Promise<{ version: string; loadMs: number }> | undefined;
+  #ready: Promise<EngineReady> | undefined;
+  #startup: DeviceStartup | undefined;
   #next = 1;
   readonly #pending = new Map<number, { resolve: (m: FromWorker) => void; progress?: (p: DeviceProgress) => void }>();
   #refresh: ReturnType<typeof setTimeout> | undefined;
@@ -115,7 +150,21 @@ export class ObscuraDevice {
    * `ERR_LICENSE_EXPIRED`, `ERR_LICENSE_ORIGIN`, `ERR_LICENSE_FEATURE`, or the server's refusal
    * (`ERR_ORIGIN_NOT_ALLOWED`, `ERR_KEY_REVOKED`, …); nothing is processed without a licence.
    */
+  /**
+   * Starts loading the engine now (libvips' WebAssembly is the longest part of a cold start), so a
+   * page can call this first and `start()` once it has its key or licence: `start()` adopts the
+   * engine. Loading processes nothing and sends nothing but the engine's own files' requests.
+   * @param engineUrl where the engine's files are served (default: beside this module), as `DeviceOptions.engineUrl`.
+   */
+  static preload(engineUrl?: string | URL): void {
+    const url = new URL(engineUrl ?? new URL('./', import.meta.url));
+    if (preloaded?.href === url.href) return;
+    preloaded?.worker.terminate();
+    preloaded = spawnEngine(url);
+  }
+
   static async start(options: DeviceOptions): Promise<ObscuraDevice> {
+    const startMs = performance.now();
     if (typeof options.onExport !== 'function') throw new DeviceError('ERR_VALIDATION', 'onExport(blob, info) is required: results are only handed to it.');
     if (!options.keys?.length) throw new DeviceError('ERR_VALIDATION', 'keys: give the licence public keys this page ships with.');
     if (options.publishableKey === undefined && options.licence === undefined) throw new DeviceError('ERR_VALIDATION', 'Give publishableKey (with baseUrl) or an offline licence.');
@@ -139,16 +188,31 @@ export class ObscuraDevice {
       await device.close();
       throw asDeviceError(err);
     }
+    const licenceMs = performance.now();
     if (refreshAfter) device.#scheduleRefresh(refreshAfter.getTime() - Date.now());
-    let ready: { version: string; loadMs: number };
+    let ready: EngineReady;
     try {
       ready = await engine;
     } catch (err) {
       await device.close();
       throw err;
     }
+    const page = (epochMs: number | undefined) => (epochMs === undefined ? NaN : Math.round(epochMs - performance.timeOrigin));
+    device.#startup = {
+      startMs: Math.round(startMs),
+      licenceMs: Math.round(licenceMs),
+      workerStartedMs: page(ready.timings?.startedAt),
+      wasmCompiledMs: page(ready.timings?.compiledAt),
+      engineReadyMs: page(ready.timings?.readyAt),
+      readyMs: Math.round(performance.now()),
+    };
     device.#record({ type: 'engine_load', session_id: device.#sessionId, platform: 'web', engine_version: `libvips-${ready.version}`, ...(options.userId !== undefined ? { user_id: options.userId } : {}) });
     return device;
+  }
+
+  /** Where the start-up spent its time (see {@link DeviceStartup}). */
+  get startup(): Readonly<DeviceStartup> | undefined {
+    return this.#startup;
   }
 
   /** The verified licence this device runs under. */
@@ -238,24 +302,25 @@ export class ObscuraDevice {
   }
 
   /** The worker, started once (again after a run timed out). */
-  #engine(): Promise<{ version: string; loadMs: number }> {
+  #engine(): Promise<EngineReady> {
     if (this.#worker && this.#ready) return this.#ready;
-    const worker = new Worker(new URL('obscura-device-worker.js', this.#engineUrl), { type: 'module', name: 'obscura-device' });
+    let engine = preloaded;
+    if (engine?.href === this.#engineUrl.href) preloaded = undefined;
+    else engine = spawnEngine(this.#engineUrl);
+    const worker = engine.worker;
     this.#worker = worker;
-    this.#ready = new Promise((resolve, reject) => {
-      worker.onmessage = (event: MessageEvent<FromWorker>) => {
-        const msg = event.data;
-        if (msg.type === 'ready') resolve({ version: msg.version, loadMs: msg.loadMs });
-        else if (msg.type === 'failed') reject(new DeviceError('ERR_UNAVAILABLE', msg.message));
-        else if (msg.type === 'progress') this.#pending.get(msg.id)?.progress?.(msg.progress);
-        else {
-          const pending = this.#pending.get(msg.id);
-          this.#pending.delete(msg.id);
-          pending?.resolve(msg);
-        }
-      };
-      worker.onerror = () => reject(new DeviceError('ERR_UNAVAILABLE', 'The image engine could not start (the page must be cross-origin isolated: COOP same-origin, COEP require-corp).'));
-    });
+    this.#ready = engine.ready;
+    // `ready` and `failed` settle engine.ready (spawnEngine); the rest are answers to runs.
+    worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      const msg = event.data;
+      if (msg.type === 'ready' || msg.type === 'failed') return;
+      if (msg.type === 'progress') this.#pending.get(msg.id)?.progress?.(msg.progress);
+      else {
+        const pending = this.#pending.get(msg.id);
+        this.#pending.delete(msg.id);
+        pending?.resolve(msg);
+      }
+    };
     return this.#ready;
   }
 

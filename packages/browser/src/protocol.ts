@@ -15,13 +15,24 @@ export interface ExportInfo {
   elapsedMs: number;
 }
 
+/**
+ * When the engine's start-up steps ended, in milliseconds since the Unix epoch (comparable across the
+ * page and its worker): the worker's script ran, libvips' WebAssembly was compiled, libvips (and its
+ * thread pool) was ready.
+ */
+export interface EngineTimings {
+  startedAt: number;
+  compiledAt: number;
+  readyAt: number;
+}
+
 /** Page → worker. */
 export type ToWorker =
   | { type: 'process'; id: number; bytes: ArrayBuffer; operations: unknown; limits: Record<string, unknown> };
 
 /** Worker → page. */
 export type FromWorker =
-  | { type: 'ready'; version: string; loadMs: number }
+  | { type: 'ready'; version: string; loadMs: number; timings?: EngineTimings }
   | { type: 'failed'; message: string }
   | { type: 'progress'; id: number; progress: DeviceProgress }
   | { type: 'done'; id: number; data: ArrayBuffer; info: Omit<ExportInfo, 'elapsedMs'> }

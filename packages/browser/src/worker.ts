@@ -4,7 +4,7 @@
  * bytes (transferred, not copied) or a stable error code. It has no network code of its own: the
  * only fetches are the engine's own files, from the SDK's origin.
  */
-import Vips from 'wasm-vips';
+import type VipsFactory from 'wasm-vips';
 import { isAppError } from '../../../src/errors.js';
 import { mediaLimits } from '../../../src/media/limits.js';
 import { OPERATION_LIST } from '../../../src/media/image/operations/registry.js';
@@ -21,12 +21,44 @@ const scope = self as unknown as WorkerScope;
 const missing = OPERATION_LIST.filter((op) => op.device === true && !DEVICE_OPERATIONS[op.name]).map((op) => op.name);
 
 const started = performance.now();
+/** Milliseconds since the Unix epoch, comparable with the page's clock (`performance.timeOrigin` differs per context). */
+const epoch = (at: number) => performance.timeOrigin + at;
+let compiledAt = 0;
+
+// Compiling libvips (5 MiB of WebAssembly) is the longest step of a cold start, so it starts first:
+// streaming (compiled while it downloads), while wasm-vips' JavaScript loads (a dynamic import, so
+// the fetch does not wait for it) and while the page starts its licence session.
+const wasmUrl = new URL('vips.wasm', import.meta.url);
+const compiled = WebAssembly.compileStreaming(fetch(wasmUrl, { credentials: 'same-origin' }))
+  // A server that does not send application/wasm: compile the bytes instead (slower, still correct).
+  .catch(async () => WebAssembly.compile(await (await fetch(wasmUrl, { credentials: 'same-origin' })).arrayBuffer()))
+  .then((module) => {
+    compiledAt = performance.now();
+    return module;
+  });
+
 // AVIF (libheif) and JPEG XL are separate modules (3.8 MB and 2.2 MB): not loaded, so not offered.
-const engine = Vips({ dynamicLibraries: [] });
+const engine = import('wasm-vips').then(({ default: Vips }: { default: typeof VipsFactory }) =>
+  Vips({
+    dynamicLibraries: [],
+    // Emscripten's hook: instantiate the module compiled above (its own loader would fetch it again).
+    // The same module goes to libvips' threads, which instantiate it on the shared memory.
+    instantiateWasm(imports, done) {
+      compiled.then(
+        async (module) => done(await WebAssembly.instantiate(module, imports), module),
+        () => scope.postMessage({ type: 'failed', message: 'The image engine (vips.wasm) could not be loaded.' }),
+      );
+      return {};
+    },
+  }),
+);
 engine.then(
   (vips) => {
     if (missing.length > 0) scope.postMessage({ type: 'failed', message: `device operations without an implementation: ${missing.join(', ')}` });
-    else scope.postMessage({ type: 'ready', version: String(vips.version()), loadMs: Math.round(performance.now() - started) });
+    else {
+      const now = performance.now();
+      scope.postMessage({ type: 'ready', version: String(vips.version()), loadMs: Math.round(now - started), timings: { startedAt: epoch(started), compiledAt: epoch(compiledAt || now), readyAt: epoch(now) } });
+    }
   },
   () => scope.postMessage({ type: 'failed', message: 'The image engine could not start (is the page cross-origin isolated?).' }),
 );
