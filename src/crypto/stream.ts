@@ -723,6 +723,40 @@ export function decryptStream(opts: DecryptOptions): Transform {
   return new Decryptor(opts);
 }
 
+/**
+ * Decrypts a whole blob held in memory (a small object read in one call): the same checks as
+ * {@link decryptStream} — header, every segment authenticated with its index and last flag, truncation
+ * and appended bytes — without any stream machinery. Returns the plaintext only when every segment
+ * verified, so a caller never holds unauthenticated bytes.
+ *
+ * @throws AppError `ERR_INTEGRITY` for any damage; errors thrown by `keyFor` pass through unchanged.
+ */
+export async function decryptBlob(ciphertext: Buffer, opts: DecryptOptions): Promise<Buffer> {
+  const blobId = utf8Id(opts.blobId, 'blobId', MAX_BLOB_ID_LENGTH);
+  const { header, headerLength } = readHeader(ciphertext.subarray(0, Math.min(ciphertext.length, HEADER_MAX_LENGTH)));
+  const opener = await openerFor(header, opts.keyFor, blobId, opts.part);
+  try {
+    const full = header.segmentSize + TAG_LENGTH;
+    const body = ciphertext.length - headerLength;
+    if (body < TAG_LENGTH) throw integrityError('truncated segment', { segment: 0 });
+    // Segments as the writer cut them: full ones, then a last one of TAG_LENGTH..full bytes. A body
+    // whose last piece is only a tag after full segments was never written (the writer emits an
+    // empty segment only for an empty plaintext): opening it fails authentication like a cut blob.
+    const count = Math.max(1, Math.ceil(body / full));
+    const out = Buffer.allocUnsafe(body - count * TAG_LENGTH > 0 ? body - count * TAG_LENGTH : 0);
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const from = headerLength + i * full;
+      const pt = opener.open(ciphertext.subarray(from, Math.min(from + full, ciphertext.length)), i, i === count - 1);
+      pt.copy(out, at);
+      at += pt.length;
+    }
+    return out.subarray(0, at);
+  } finally {
+    opener.wipe();
+  }
+}
+
 /** Options of {@link decryptRange}. */
 export interface DecryptRangeOptions {
   /** The header, from `readHeader` over the blob's first bytes. */

@@ -33,6 +33,7 @@ function counting(inner: BlobStore): BlobStore & { puts: Array<{ key: string; by
       return r;
     },
     get: inner.get.bind(inner),
+    read: inner.read.bind(inner),
     head: inner.head.bind(inner),
     list: inner.list.bind(inner),
     delete: inner.delete.bind(inner),
@@ -265,6 +266,24 @@ describe('one-pass uploads: parts are the asset', () => {
     const after: string[] = [];
     for await (const k of store.list(blobKey)) after.push(k);
     assert.deepEqual(after, []);
+  });
+
+  test('a parted asset deleted through one node 404s at once on the other node that had its row cached, small or large, with no integrity alarm', async () => {
+    const small = await pngOfSize(100_000, `one-pass-small-${randomBytes(4).toString('hex')}`);
+    for (const [name, bytes] of [['small (read whole)', small], ['large (streamed)', data]] as const) {
+      const assetId = await rawUpload(s, a.key, bytes, [70_001]);
+      const minted = await api(s2.url, 'POST', `/v1/assets/${assetId}/url`, { key: a.key, body: {} });
+      assert.equal(minted.status, 201);
+      const first = await fetch(minted.body.url);
+      assert.equal(first.status, 200, name);
+      assert.ok(Buffer.from(await first.arrayBuffer()).equals(bytes), `${name}: served and its row cached on the second node`);
+      assert.equal((await api(s.url, 'DELETE', `/v1/assets/${assetId}`, { key: a.key })).status, 204);
+      const gone = await fetch(minted.body.url);
+      assert.equal(gone.status, 404, name);
+      assert.equal(((await gone.json()) as { code: string }).code, 'ERR_NOT_FOUND', name);
+      const alarms = await superQuery(t, "SELECT count(*)::int AS n FROM audit_log WHERE action = 'asset.integrity_failure' AND target->>'asset' = $1", [assetId]);
+      assert.equal(alarms[0]!.n, 0, name);
+    }
   });
 
   test('a presigned local PUT is stored in one pass: one put of exactly one ciphertext', async () => {

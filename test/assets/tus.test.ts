@@ -83,6 +83,10 @@ function flaky(inner: BlobStore): BlobStore & { failPartDeletes: boolean; failPa
       if (s.failPartReads && key.includes('/parts/')) throw new Error('simulated crash');
       return inner.get(key, range);
     },
+    async read(key: string, maxBytes: number) {
+      if (s.failPartReads && key.includes('/parts/')) throw new Error('simulated crash');
+      return inner.read(key, maxBytes);
+    },
     head: inner.head.bind(inner),
     list: inner.list.bind(inner),
     async delete(key: string) {

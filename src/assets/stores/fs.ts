@@ -212,6 +212,33 @@ export async function createFsStore(options: FsStoreOptions): Promise<FsBlobStor
     }
   }
 
+  async function read(key: string, maxBytes: number): Promise<Buffer> {
+    const path = pathOf(key);
+    assertValidLength(maxBytes);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      const code = errno(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EISDIR') throw notFound('blob');
+      throw storageError(err);
+    }
+    try {
+      // One read of up to maxBytes + 1 bytes: a regular file reads short only at its end, so a short
+      // read is the whole object (were it ever not, the caller's authentication would refuse the
+      // truncated bytes, never serve them), and a full one means the object is too long.
+      const buf = Buffer.allocUnsafe(maxBytes + 1);
+      const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+      if (bytesRead > maxBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The object is larger than this read allows.');
+      return buf.subarray(0, bytesRead);
+    } catch (err) {
+      if (errno(err) === 'EISDIR') throw notFound('blob');
+      throw storageError(err);
+    } finally {
+      await handle.close();
+    }
+  }
+
   async function head(key: string): Promise<{ size: number } | null> {
     const path = pathOf(key);
     try {
@@ -303,6 +330,7 @@ export async function createFsStore(options: FsStoreOptions): Promise<FsBlobStor
     supports: (feature: BlobStoreFeature) => feature === 'range' || feature === 'sweep-temp',
     put,
     get,
+    read,
     head,
     delete: del,
     list,

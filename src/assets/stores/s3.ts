@@ -255,6 +255,26 @@ export function createS3Store(options: S3StoreOptions): BlobStore {
     return last === wantedLast ? body : Readable.from(take(body, wantedLast - first + 1), { objectMode: false });
   }
 
+  async function read(key: string, maxBytes: number): Promise<Buffer> {
+    assertValidLength(maxBytes);
+    const body = await get(key);
+    const chunks: Buffer[] = [];
+    let length = 0;
+    try {
+      for await (const chunk of body) {
+        length += (chunk as Buffer).length;
+        if (length > maxBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The object is larger than this read allows.');
+        chunks.push(chunk as Buffer);
+      }
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      throw s3Error(err);
+    } finally {
+      body.destroy();
+    }
+    return Buffer.concat(chunks, length);
+  }
+
   async function head(key: string): Promise<{ size: number } | null> {
     const Key = objectKey(key);
     try {
@@ -362,6 +382,7 @@ export function createS3Store(options: S3StoreOptions): BlobStore {
     supports: (feature: BlobStoreFeature) => feature === 'range' || feature === 'presign',
     put,
     get,
+    read,
     head,
     delete: del,
     list,

@@ -87,6 +87,14 @@ export interface BlobStore {
    */
   get(key: string, range?: ByteRange): Promise<Readable>;
 
+  /**
+   * Reads a whole object of at most `maxBytes` into memory in as few backend calls as it allows (fs:
+   * open, one read, close), for small objects where stream machinery costs more than the bytes.
+   * Rejects with `ERR_NOT_FOUND` when missing and `ERR_PAYLOAD_TOO_LARGE` when the object is longer
+   * than `maxBytes` (reading at most `maxBytes + 1` bytes of it).
+   */
+  read(key: string, maxBytes: number): Promise<Buffer>;
+
   /** The object's size, or `null` when there is no such object. */
   head(key: string): Promise<{ size: number } | null>;
 

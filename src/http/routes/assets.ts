@@ -13,7 +13,7 @@ import { deleteMatching, normaliseTags, updateLabels, MAX_BULK_DELETE, MAX_METAD
 import { listErrorResponses, pageQuery, pageReply, pageRequest, pageSchema } from '../pagination.js';
 import type { UrlSigner, Disposition } from '../../assets/signing.js';
 import { createUploadIntent, completeUploadIntent, receiveDirectUpload, type UploadIntentDeps } from '../../assets/direct.js';
-import { openAssetStream, parseRange } from '../../assets/read.js';
+import { openAssetStream, parseRange, readWholeAsset, SMALL_ASSET_BYTES } from '../../assets/read.js';
 import { auditIntegrityFailure, createDownloadUrl, isPackagePlaylist, resolveSignedDownload, signPlaylist, type DownloadDeps, type ResolvedDownloads } from '../../assets/downloads.js';
 import { getApp } from '../../tenants/index.js';
 import { requireScopes, type Principal } from '../../auth/keys.js';
@@ -495,7 +495,8 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
   const disposition: Disposition = req.query.dl === '1' ? 'attachment' : 'inline';
   const nowMs = deps.now?.() ?? Date.now();
   const nowS = Math.floor(nowMs / 1000);
-  const { asset, requiresCredential } = await resolveSignedDownload(downloadDepsOf(deps), { assetId: req.params.id, exp: req.query.exp, kid: req.query.kid, sig: req.query.sig, disposition }, nowMs);
+  const signed = { assetId: req.params.id, exp: req.query.exp, kid: req.query.kid, sig: req.query.sig, disposition };
+  const { asset, requiresCredential, cached } = await resolveSignedDownload(downloadDepsOf(deps), signed, nowMs);
   if (requiresCredential) {
     // "Authorized" URLs: the link alone is not enough; the caller must also hold a credential of the org.
     await authorizeRead(req, deps.auth, asset.orgId);
@@ -524,12 +525,25 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
   if (range === 'unsatisfiable') {
     throw new AppError('ERR_RANGE_NOT_SATISFIABLE', 'The requested range is outside the file.', { headers: { 'Content-Range': `bytes */${asset.size}` } });
   }
+  // Signed links carry no credential, so the perimeter does not meter them: count the bytes of every
+  // completed download against the asset's app here (issue 9, item 7).
+  const bytesOut = range ? range.end - range.start + 1 : asset.size;
+  if (!range && asset.size <= SMALL_ASSET_BYTES) {
+    // A small file: one store read and one decryption into memory, then one write (issue 12, item 3).
+    let body: Buffer;
+    try {
+      body = await readWholeAsset(deps, asset);
+    } catch (err) {
+      throw await readFailure(deps, req, asset, cached, signed, err);
+    }
+    reply.raw.once('finish', () => req.server.usage?.record({ orgId: asset.orgId, appId: asset.appId, bytesOut }));
+    return reply.type(asset.mime).header('Content-Length', String(asset.size)).send(body);
+  }
   let stream: Readable;
   try {
     stream = await openAssetStream(deps, asset, range ?? undefined);
   } catch (err) {
-    if (err instanceof AppError && err.code === 'ERR_INTEGRITY') await auditIntegrity(deps, asset, req);
-    throw err;
+    throw await readFailure(deps, req, asset, cached, signed, err);
   }
   // The response streams from `guarded`, which `pipe` feeds but does not pass errors to: Fastify cuts
   // the connection when the stream it was given fails, so the failure reaches it only after the audit
@@ -547,9 +561,6 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
   });
   stream.pipe(guarded);
   reply.type(asset.mime);
-  // Signed links carry no credential, so the perimeter does not meter them: count the bytes of every
-  // completed download against the asset's app here (issue 9, item 7).
-  const bytesOut = range ? range.end - range.start + 1 : asset.size;
   reply.raw.once('finish', () => req.server.usage?.record({ orgId: asset.orgId, appId: asset.appId, bytesOut }));
   if (range) {
     reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${asset.size}`).header('Content-Length', String(range.end - range.start + 1));
@@ -557,6 +568,27 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
     reply.header('Content-Length', String(asset.size));
   }
   return reply.send(guarded);
+}
+
+/**
+ * The error to answer when an asset's stored bytes could not be opened. A row from this node's cache
+ * may be stale: the asset may have been deleted or its org erased on another node since, and those
+ * remove the blobs before they answer, so a missing or unreadable blob is checked against the
+ * database (cache dropped) before it is called damage: gone there means 404 at once, on every node.
+ */
+async function readFailure(deps: AssetRouteDeps, req: FastifyRequest, asset: Asset, cached: boolean, signed: Parameters<typeof resolveSignedDownload>[1], err: unknown): Promise<unknown> {
+  if (!(err instanceof AppError) || (err.code !== 'ERR_NOT_FOUND' && err.code !== 'ERR_INTEGRITY')) return err;
+  if (cached) {
+    deps.downloadCache?.forget(asset.id);
+    try {
+      await resolveSignedDownload(downloadDepsOf(deps), signed, deps.now?.() ?? Date.now());
+    } catch (again) {
+      if (again instanceof AppError && again.code === 'ERR_NOT_FOUND') return again;
+      throw again;
+    }
+  }
+  if (err.code === 'ERR_INTEGRITY') await auditIntegrity(deps, asset, req);
+  return err;
 }
 
 async function auditIntegrity(deps: AssetRouteDeps, asset: Asset, req: FastifyRequest): Promise<void> {

@@ -157,6 +157,16 @@ export function storeConformance(name: string, makeHarness: () => Promise<Harnes
       assert.equal(sha256(await readAll(await store.get('rt/small.bin'))), sha256(data));
     });
 
+    test('reads a whole small object in one call, refuses one longer than the bound, and answers ERR_NOT_FOUND for a missing key', async () => {
+      const data = randomBytes(16 * KiB + 3);
+      await store.put('rt/whole.bin', streamOf(data));
+      assert.ok((await store.read('rt/whole.bin', data.byteLength)).equals(data));
+      assert.ok((await store.read('rt/whole.bin', 64 * KiB)).equals(data));
+      assert.equal((await store.read('rt/empty', 0)).byteLength, 0);
+      await assert.rejects(store.read('rt/whole.bin', data.byteLength - 1), isAppError('ERR_PAYLOAD_TOO_LARGE'));
+      await assert.rejects(store.read('missing/key', 1024), isAppError('ERR_NOT_FOUND'));
+    });
+
     test('streams a 20 MiB object in and out with the same SHA-256', async () => {
       const src = generated(20 * MiB);
       assert.deepEqual(await store.put('rt/large.bin', src.stream), { size: 20 * MiB });
