@@ -8,7 +8,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { AppError } from '../errors.js';
-import { checkManifest, decryptBlob, decryptStream, HEADER_MAX_LENGTH, openParts, openRange, TAG_LENGTH, type KeyLookup } from '../crypto/stream.js';
+import { checkManifest, decryptBlob, decryptStream, HEADER_MAX_LENGTH, openParts, openRange, SEGMENT_SIZE, TAG_LENGTH, type KeyLookup } from '../crypto/stream.js';
 import type { Asset, AssetDeps } from './assets.js';
 import { parseRange, type PlainRange } from '../media/range.js';
 
@@ -60,51 +60,58 @@ export async function openAssetStream(deps: AssetDeps, asset: Asset, range?: Pla
  */
 export const SMALL_ASSET_BYTES = 256 * 1024;
 
-/** The most ciphertext a blob of `plaintext` bytes can take, in any segment size the format allows (a memory bound). */
+/**
+ * The most ciphertext a stored object of `plaintext` bytes takes as Obscura writes it (64 KiB
+ * segments, the longest header): a memory bound, not a check. An object over it (a blob written with
+ * smaller segments, as test vectors are) is simply streamed instead.
+ */
 function ciphertextBound(plaintext: number): number {
-  return HEADER_MAX_LENGTH + 2 * plaintext + TAG_LENGTH;
+  return HEADER_MAX_LENGTH + plaintext + TAG_LENGTH * (Math.ceil(plaintext / SEGMENT_SIZE) + 1);
 }
 
-/** A part the manifest lists must exist: a missing one is damage (as in `openParts`), kept as its cause. */
-function missingPart(offset: number, cause: unknown): AppError {
-  return new AppError('ERR_INTEGRITY', 'The stored media failed its integrity check.', { cause, internal: { reason: 'a listed part is missing or short', offset } });
+/** A stored object, or null when it is longer than the bound (the caller streams the asset instead). */
+async function readObject(deps: AssetDeps, key: string, plaintext: number): Promise<Buffer | null> {
+  try {
+    return await deps.store.read(key, ciphertextBound(plaintext));
+  } catch (err) {
+    if (err instanceof AppError && err.code === 'ERR_PAYLOAD_TOO_LARGE') return null;
+    throw err;
+  }
 }
 
 /**
  * The decrypted bytes of a small asset (at most {@link SMALL_ASSET_BYTES}), in memory only: every
- * stored object read in one call, every segment authenticated before any byte is returned. Nothing
- * is written anywhere. Throws `ERR_NOT_FOUND` when the (version-1) blob is missing and
- * `ERR_INTEGRITY` for any damage, a missing part included.
+ * stored object read in one call, every segment authenticated before any byte is returned; nothing is
+ * written anywhere. Null when a stored object is longer than this path reads (then stream it with
+ * `openAssetStream`, which checks everything itself). Throws `ERR_NOT_FOUND` when the (version-1) blob
+ * is missing and `ERR_INTEGRITY` for any damage, a missing part included.
  */
-export async function readWholeAsset(deps: AssetDeps, asset: Asset): Promise<Buffer> {
-  if (asset.size > SMALL_ASSET_BYTES) throw new RangeError('readWholeAsset: the asset is not small');
+export async function readWholeAsset(deps: AssetDeps, asset: Asset): Promise<Buffer | null> {
+  if (asset.size > SMALL_ASSET_BYTES) return null;
   const keyFor: KeyLookup = (keyId) => deps.keyring.get(asset.orgId, keyId);
-  const damaged = (reason: string) => new AppError('ERR_INTEGRITY', 'The stored media failed its integrity check.', { internal: { reason, asset: asset.id } });
+  const damaged = (reason: string, cause?: unknown) => new AppError('ERR_INTEGRITY', 'The stored media failed its integrity check.', { cause, internal: { reason, asset: asset.id } });
   if (asset.parts) {
     checkManifest(asset.parts, asset.size);
     const out: Buffer[] = [];
     for (let k = 0; k < asset.parts.length; k++) {
       const part = asset.parts[k]!;
-      let ciphertext: Buffer;
+      let ciphertext: Buffer | null;
       try {
-        ciphertext = await deps.store.read(part.key, ciphertextBound(part.size));
+        ciphertext = await readObject(deps, part.key, part.size);
       } catch (err) {
-        if (err instanceof AppError && (err.code === 'ERR_NOT_FOUND' || err.code === 'ERR_PAYLOAD_TOO_LARGE')) throw missingPart(part.offset, err);
+        // A part the manifest lists must exist: a missing one is damage (as in `openParts`).
+        if (err instanceof AppError && err.code === 'ERR_NOT_FOUND') throw damaged('a listed part is missing', err);
         throw err;
       }
+      if (!ciphertext) return null;
       const plain = await decryptBlob(ciphertext, { keyFor, blobId: asset.id, part: { id: part.id, offset: part.offset, final: k === asset.parts.length - 1 } });
       if (plain.length !== part.size) throw damaged('part length differs from its manifest entry');
       out.push(plain);
     }
-    return Buffer.concat(out, asset.size);
+    return out.length === 1 ? out[0]! : Buffer.concat(out, asset.size);
   }
-  let ciphertext: Buffer;
-  try {
-    ciphertext = await deps.store.read(asset.blobKey, ciphertextBound(asset.size));
-  } catch (err) {
-    if (err instanceof AppError && err.code === 'ERR_PAYLOAD_TOO_LARGE') throw damaged('stored object longer than its size');
-    throw err;
-  }
+  const ciphertext = await readObject(deps, asset.blobKey, asset.size);
+  if (!ciphertext) return null;
   const plain = await decryptBlob(ciphertext, { keyFor, blobId: asset.id });
   // The STREAM ends where the blob was sealed; this catches a row whose size disagrees with it.
   if (plain.length !== asset.size) throw damaged('blob length differs from the asset size');

@@ -345,8 +345,18 @@ export class KeyVerifier {
    * request's other windows). Touches nothing.
    */
   inMemory(key: string): boolean {
-    if (!API_KEY_PATTERN.test(key)) return false;
-    const hit = this.cache.get(hashApiKey(key));
+    const hash = this.hashOf(key);
+    return hash !== null && this.hashInMemory(hash);
+  }
+
+  /** What the cache is keyed by: the key's SHA-256 (as stored), or null for text that is not an API key. */
+  hashOf(key: string): string | null {
+    return API_KEY_PATTERN.test(key) ? hashApiKey(key) : null;
+  }
+
+  /** {@link inMemory} for a key already hashed with {@link hashOf}. Touches nothing. */
+  hashInMemory(hash: string): boolean {
+    const hit = this.cache.get(hash);
     return hit !== undefined && this.now() - hit.fetchedAt < this.opts.ttlMs;
   }
 
@@ -377,10 +387,15 @@ export class KeyVerifier {
     return entry;
   }
 
-  /** Returns the principal or throws; the failure facts (when thrown) are in `err.internal.failure`. */
-  async verify(key: string, ctx: VerifyContext): Promise<Principal> {
+  /**
+   * Returns the principal or throws; the failure facts (when thrown) are in `err.internal.failure`.
+   * `hash` is `hashOf(key)` when the caller already computed it for this very key (the rate limits
+   * did, to ask {@link hashInMemory}): one SHA-256 per request, not two.
+   */
+  async verify(key: string, ctx: VerifyContext, hash?: string): Promise<Principal> {
     parseApiKey(key);
-    const entry = await this.load(hashApiKey(key));
+    const keyHash = hash ?? hashApiKey(key);
+    const entry = await this.load(keyHash);
     if (!entry) throw new AppError('ERR_KEY_UNKNOWN', 'The API key is not recognised.');
     const { row } = entry;
     const now = this.now();
@@ -398,7 +413,7 @@ export class KeyVerifier {
     } else if (entry.origins.size > 0 && ctx.origin !== undefined && !entry.origins.has(ctx.origin)) {
       throw fail('ERR_ORIGIN_NOT_ALLOWED', 'This key is not allowed from this origin.');
     }
-    if (!row.first_used_at) await this.markFirstUse(hashApiKey(key), entry);
+    if (!row.first_used_at) await this.markFirstUse(keyHash, entry);
     return { orgId: row.org_id, appId: row.app_id, keyId: row.id, kind: row.kind, scopes: entry.scopes };
   }
 

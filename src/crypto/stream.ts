@@ -743,6 +743,7 @@ export async function decryptBlob(ciphertext: Buffer, opts: DecryptOptions): Pro
     // whose last piece is only a tag after full segments was never written (the writer emits an
     // empty segment only for an empty plaintext): opening it fails authentication like a cut blob.
     const count = Math.max(1, Math.ceil(body / full));
+    if (count === 1) return opener.open(ciphertext.subarray(headerLength), 0, true);
     const out = Buffer.allocUnsafe(body - count * TAG_LENGTH > 0 ? body - count * TAG_LENGTH : 0);
     let at = 0;
     for (let i = 0; i < count; i++) {

@@ -98,13 +98,19 @@ export function appIdOf(req: FastifyRequest): string | undefined {
   return typeof v === 'string' && v.length > 0 && v.length <= 200 ? v : undefined;
 }
 
+/** The key hash `credentialInMemory` computed, per request (gone with the request). */
+const keyHashes = new WeakMap<FastifyRequest, { key: string; hash: string }>();
+
 export async function authenticate(req: FastifyRequest, deps: AuthDeps): Promise<Principal> {
   if (deps.sessions && req.headers.authorization === undefined) {
     const session = await deps.sessions(req);
     if (session) return session;
   }
   const token = bearerToken(req);
-  if (token.startsWith('obs_')) return deps.keys.verify(token, { ip: req.ip, origin: originOf(req), appId: appIdOf(req) });
+  if (token.startsWith('obs_')) {
+    const memo = keyHashes.get(req);
+    return deps.keys.verify(token, { ip: req.ip, origin: originOf(req), appId: appIdOf(req) }, memo?.key === token ? memo.hash : undefined);
+  }
   if (deps.tokens) return deps.tokens(token, req);
   throw new AppError('ERR_TOKEN_INVALID', 'The bearer credential is not a valid API key or access token.');
 }
@@ -114,13 +120,19 @@ export async function authenticate(req: FastifyRequest, deps: AuthDeps): Promise
  * (so authenticating it costs no database lookup). Anything else — a missing or odd header, an
  * access token, a key not cached — is false.
  */
-export function credentialInMemory(keys: Pick<KeyVerifier, 'inMemory'>): (req: FastifyRequest) => boolean {
+export function credentialInMemory(keys: Pick<KeyVerifier, 'hashOf' | 'hashInMemory'>): (req: FastifyRequest) => boolean {
   return (req) => {
     const h = req.headers.authorization;
     if (typeof h !== 'string' || h.length < 12 || !/^Bearer +obs_/i.test(h)) return false;
-    return keys.inMemory(h.slice(h.indexOf('obs_')).trimEnd());
+    const key = h.slice(h.indexOf('obs_')).trimEnd();
+    const hash = keys.hashOf(key);
+    if (hash === null) return false;
+    // Remembered for this request only, so authentication does not hash the key again.
+    keyHashes.set(req, { key, hash });
+    return keys.hashInMemory(hash);
   };
 }
+
 
 export function installAuth(app: FastifyInstance, deps: AuthDeps): void {
   app.decorateRequest('principal', null);

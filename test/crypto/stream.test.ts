@@ -7,6 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import {
   ciphertextSize,
+  decryptBlob,
   decryptRange,
   decryptStream,
   encryptStream,
@@ -328,6 +329,36 @@ describe('tampering is detected', () => {
     for (const extra of [Buffer.from([0]), Buffer.alloc(TAG_LENGTH), segments[2]!, Buffer.concat([segments[0]!, segments[1]!])]) {
       assertIntegrity((await decrypt(Buffer.concat([c, extra]))).err);
     }
+  });
+
+  test('decryptBlob (small files in memory) decrypts what the stream does and refuses every tampering above', async () => {
+    const whole = async (c: Buffer, blobId = BLOB) => decryptBlob(c, { keyFor, blobId }).then((out) => ({ out, err: undefined as unknown }), (err: unknown) => ({ out: undefined, err }));
+    for (const n of [0, 1, S, S + 1, 40]) {
+      const p = pattern(n);
+      const r = await whole(await encrypt(p, { segmentSize: S }));
+      assert.equal(r.err, undefined, `size ${n}`);
+      assert.ok(r.out!.equals(p), `size ${n}`);
+    }
+    const c = await fresh();
+    const { header, segments } = split(c, S);
+    const [a, b, z] = segments as [Buffer, Buffer, Buffer];
+    const bad: Buffer[] = [
+      Buffer.concat([header, a, b]), // final segment dropped
+      Buffer.concat([header, a]),
+      header,
+      Buffer.concat([header, b, a, z]), // reordered
+      Buffer.concat([header, a, a, b, z]), // duplicated
+      Buffer.concat([c, Buffer.alloc(TAG_LENGTH)]), // appended
+      Buffer.concat([c, z]),
+      ...[c.length - 1, c.length - TAG_LENGTH, headerLengthFor(KEY_ID) + 5, 9, 0].map((len) => c.subarray(0, len)), // cut
+    ];
+    for (let i = 0; i < c.length; i++) {
+      const flipped = Buffer.from(c);
+      flipped[i]! ^= 0x01;
+      bad.push(flipped);
+    }
+    for (const blob of bad) assertIntegrity((await whole(blob)).err);
+    assertIntegrity((await whole(c, 'ast_other')).err);
   });
 
   test('header edits are detected even when the edited key id names the same key', async () => {

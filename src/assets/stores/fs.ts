@@ -8,7 +8,7 @@
  * empty file, or lose the rename).
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { close as closeFd, constants, open as openFd, read as readFd } from 'node:fs';
 import { mkdir, open, opendir, lstat, rename, rm, rmdir, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { addAbortSignal, type Readable } from 'node:stream';
@@ -24,6 +24,28 @@ import {
   lengthMismatch,
   toBytes,
 } from './validation.js';
+
+/**
+ * Reads a whole file of at most `maxBytes` with the callback API (open, one read, close: no FileHandle
+ * or stream objects, which cost more than a small file's bytes; issue 12, item 3). One read of up to
+ * `maxBytes + 1` bytes: a regular file reads short only at its end, so a short read is the whole file
+ * (were it ever not, the caller's authentication would refuse the truncated bytes, never serve them),
+ * and a full one means the file is too long. The descriptor is closed without waiting for it.
+ */
+function readWhole(path: string, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    openFd(path, constants.O_RDONLY | constants.O_NOFOLLOW, (openErr, fd) => {
+      if (openErr) return reject(openErr);
+      const buf = Buffer.allocUnsafe(maxBytes + 1);
+      readFd(fd, buf, 0, buf.length, 0, (readErr, bytesRead) => {
+        closeFd(fd, () => undefined);
+        if (readErr) return reject(readErr);
+        if (bytesRead > maxBytes) return reject(new AppError('ERR_PAYLOAD_TOO_LARGE', 'The object is larger than this read allows.'));
+        resolve(buf.subarray(0, bytesRead));
+      });
+    });
+  });
+}
 
 /** Options for {@link createFsStore}. */
 export interface FsStoreOptions {
@@ -215,27 +237,12 @@ export async function createFsStore(options: FsStoreOptions): Promise<FsBlobStor
   async function read(key: string, maxBytes: number): Promise<Buffer> {
     const path = pathOf(key);
     assertValidLength(maxBytes);
-    let handle: FileHandle;
     try {
-      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      return await readWhole(path, maxBytes);
     } catch (err) {
       const code = errno(err);
       if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EISDIR') throw notFound('blob');
       throw storageError(err);
-    }
-    try {
-      // One read of up to maxBytes + 1 bytes: a regular file reads short only at its end, so a short
-      // read is the whole object (were it ever not, the caller's authentication would refuse the
-      // truncated bytes, never serve them), and a full one means the object is too long.
-      const buf = Buffer.allocUnsafe(maxBytes + 1);
-      const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-      if (bytesRead > maxBytes) throw new AppError('ERR_PAYLOAD_TOO_LARGE', 'The object is larger than this read allows.');
-      return buf.subarray(0, bytesRead);
-    } catch (err) {
-      if (errno(err) === 'EISDIR') throw notFound('blob');
-      throw storageError(err);
-    } finally {
-      await handle.close();
     }
   }
 

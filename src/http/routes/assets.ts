@@ -530,14 +530,16 @@ async function download(req: FastifyRequest<{ Params: Static<typeof AssetParams>
   const bytesOut = range ? range.end - range.start + 1 : asset.size;
   if (!range && asset.size <= SMALL_ASSET_BYTES) {
     // A small file: one store read and one decryption into memory, then one write (issue 12, item 3).
-    let body: Buffer;
+    let body: Buffer | null;
     try {
       body = await readWholeAsset(deps, asset);
     } catch (err) {
       throw await readFailure(deps, req, asset, cached, signed, err);
     }
-    reply.raw.once('finish', () => req.server.usage?.record({ orgId: asset.orgId, appId: asset.appId, bytesOut }));
-    return reply.type(asset.mime).header('Content-Length', String(asset.size)).send(body);
+    if (body) {
+      reply.raw.once('finish', () => req.server.usage?.record({ orgId: asset.orgId, appId: asset.appId, bytesOut }));
+      return reply.type(asset.mime).header('Content-Length', String(asset.size)).send(body);
+    }
   }
   let stream: Readable;
   try {
