@@ -178,6 +178,11 @@ export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
     });
     // An idle client that errors (server restart) must not crash the process; the pool replaces it.
     pool.on('error', () => {});
+    // Nor a checked-out one: pg-pool listens for errors only while a client is idle, so a connection
+    // held between two statements of a transaction when PostgreSQL terminates it would emit an
+    // unhandled 'error' and kill the server. Its holder's next statement fails instead, and the pool
+    // drops it on release (it is no longer queryable).
+    pool.on('connect', (client) => client.on('error', () => {}));
     system = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }), plugins: [attachments] });
     try {
       await sql`select 1`.execute(system);
