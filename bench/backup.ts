@@ -53,8 +53,16 @@ async function main(): Promise<void> {
     const upStart = process.hrtime.bigint();
     for (let i = 0; i < count; i++) {
       const body = Buffer.concat([head, randomBytes(blobSize - head.length)]);
-      const res = await fetch(`${server.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream' }, body: new Uint8Array(body) });
-      if (res.status !== 201) throw new Error(`upload ${i}: ${res.status} ${await res.text()}`);
+      // A loaded machine now and then drops an upload's connection (EPIPE): setup retries, timing is not measured here.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const res = await fetch(`${server.url}/v1/assets`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream' }, body: new Uint8Array(body) });
+          if (res.status !== 201) throw new Error(`upload ${i}: ${res.status} ${await res.text()}`);
+          break;
+        } catch (err) {
+          if (attempt === 3) throw err;
+        }
+      }
     }
     console.log(`setup: ${count} assets of ${values['blob-mib']} MiB uploaded in ${seconds(upStart).toFixed(1)} s`);
 

@@ -5,36 +5,28 @@
  * 2 usage; 4 the archive failed verification (a file missing, changed, not authentic, or an
  * interrupted backup); 5 the restore target is not empty (nothing was changed).
  */
-import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PassThrough, type Readable } from 'node:stream';
-import { S3Client } from '@aws-sdk/client-s3';
-import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
-import cliProgress from 'cli-progress';
 import { loadConfig, type Config } from '../config/index.js';
 import { AppError, ConfigError } from '../errors.js';
-import { lockDataDir, DataDirLockedError, type DataDirLock } from '../db/lock.js';
-import { openDatabase, type DatabaseHandle } from '../db/database.js';
-import { MIGRATIONS } from '../db/migrations.js';
+import { lockDataDir, DataDirLockedError, DataDirPermissionsError, type DataDirLock } from '../db/lock.js';
+import type { DatabaseHandle } from '../db/database.js';
 import { masterKeyFile, resolveMasterKey, type MasterKeys } from '../crypto/master.js';
 import { openStore } from '../assets/stores/factory.js';
 import { createFsStore } from '../assets/stores/fs.js';
-import { createS3Store } from '../assets/stores/s3.js';
 import type { BlobStore } from '../assets/stores/types.js';
-import { WRAPPED_COLUMNS } from '../main.js';
-import { dirArchive, storeArchive, type Archive } from '../backup/archive.js';
+import { dirArchive, fsyncPath, PendingSync, storeArchive, type Archive } from '../backup/archive.js';
 import { createBackup, type Progress } from '../backup/create.js';
-import { dumpDatabase, masterIdColumns } from '../backup/dump.js';
 import { openBackupKey } from '../backup/keys.js';
-import { hasRows } from '../backup/load.js';
-import { restoreBackup } from '../backup/restore.js';
 import { dumpThroughServer } from '../backup/socket.js';
-import { verifyBackup } from '../backup/verify.js';
-import { requeueInterrupted } from '../jobs/jobs.js';
 import { formatBytes, progressEnabled } from './progress.js';
 
+// Start-up time is part of every backup (docs/performance.md): what only one path needs (the
+// database driver and its migrations, the S3 client, the server's column list, the restore checks)
+// is imported where that path runs, not here. bin/obscura.js runs `backup` without the rest of the CLI.
 export const BACKUP_HELP = `  obscura backup create --to DIR|s3://BUCKET/PREFIX [--json]
                                         snapshot the database and every blob it references into an
                                         archive sealed under OBSCURA_BACKUP_KEY (incremental; works
@@ -101,9 +93,30 @@ function out(json: boolean, value: unknown, text: () => string): void {
   process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
 }
 
+/**
+ * `obscura backup …` as bin/obscura.js runs it: the exit code, with errors reported as the CLI's
+ * `run` reports them (2 usage; 1 configuration, a locked data dir, or another failure).
+ */
+export async function runBackup(argv: string[]): Promise<number> {
+  try {
+    return await backupCommand(argv);
+  } catch (err) {
+    if (err instanceof BackupUsageError || (err as { code?: string }).code?.startsWith?.('ERR_PARSE_ARGS')) {
+      process.stderr.write(`obscura: ${(err as Error).message}\nRun "obscura help" for usage.\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) process.stderr.write(`obscura: configuration error: ${err.message}\n`);
+    else if (err instanceof DataDirLockedError || err instanceof DataDirPermissionsError) process.stderr.write(`obscura: ${err.message}\n`);
+    else if (err instanceof AppError) process.stderr.write(`obscura: ${err.code}: ${err.publicMessage}\n`);
+    else process.stderr.write(`obscura: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
+    return 1;
+  }
+}
+
 /** A count bar per phase on a TTY (nothing otherwise). */
-function progress(json: boolean): { on: (p: Progress) => void; stop: () => void } {
+async function progress(json: boolean): Promise<{ on: (p: Progress) => void; stop: () => void }> {
   if (!progressEnabled(json)) return { on: () => undefined, stop: () => undefined };
+  const { default: cliProgress } = await import('cli-progress');
   const bar = new cliProgress.SingleBar({ stream: process.stderr, format: '{phase} [{bar}] {value}/{total}', hideCursor: true, clearOnComplete: true, barsize: 30, fps: 10 }, cliProgress.Presets.shades_classic);
   let phase = '';
   return {
@@ -124,6 +137,8 @@ async function openArchive(spec: string, config: Config, mustExist: boolean): Pr
   if (spec.startsWith('s3://')) {
     if (!s3) throw new BackupUsageError(`${spec} is not s3://BUCKET/PREFIX`);
     const c = config.storage.s3;
+    const { S3Client } = await import('@aws-sdk/client-s3');
+    const { createS3Store } = await import('../assets/stores/s3.js');
     const client = new S3Client({ region: c.region, endpoint: c.endpoint, forcePathStyle: c.forcePathStyle, requestHandler: { connectionTimeout: c.connectTimeoutMs, requestTimeout: c.requestTimeoutMs, throwOnRequestTimeout: true } });
     let store: BlobStore;
     try {
@@ -146,7 +161,8 @@ function existingMasterKeys(config: Config): MasterKeys | null {
 }
 
 /** A dump written by `dumpDatabase` as a byte stream (backpressure through `write`). */
-function dumpStream(db: DatabaseHandle): Readable {
+async function dumpStream(db: DatabaseHandle): Promise<Readable> {
+  const [{ dumpDatabase, masterIdColumns }, { WRAPPED_COLUMNS }] = await Promise.all([import('../backup/dump.js'), import('../main.js')]);
   const through = new PassThrough();
   void dumpDatabase(db, { masterIdColumns: masterIdColumns(WRAPPED_COLUMNS) }, async (line) => {
     if (!through.write(line + '\n')) await new Promise((r) => through.once('drain', r));
@@ -182,15 +198,17 @@ async function create(to: string, json: boolean): Promise<number> {
       // A running server holds the data dir: it takes the dump itself, over its socket.
       if (!(err instanceof DataDirLockedError)) throw err;
     }
+    const { openDatabase } = await import('../db/database.js');
     if (lock) db = await openDatabase({ kind: 'pglite', dataDir: config.dataDir });
-    dump = db ? async () => dumpStream(db!) : () => dumpThroughServer(config.dataDir);
+    dump = db ? () => dumpStream(db!) : () => dumpThroughServer(config.dataDir);
   } else {
+    const { openDatabase } = await import('../db/database.js');
     db = await openDatabase({ kind: 'postgres', url: config.database.url, migrationUrl: config.database.migrationUrl, poolSize: 2, connectTimeoutMs: config.database.connectTimeoutMs });
-    dump = async () => dumpStream(db!);
+    dump = () => dumpStream(db!);
   }
   const archive = await openArchive(to, config, false);
   const source = await openStore(config);
-  const bar = progress(json);
+  const bar = await progress(json);
   try {
     const r = await createBackup({ dump, source, archive, backupKey, onProgress: bar.on, onWarning: (m) => process.stderr.write(`obscura: warning: ${m}\n`), beforeManifest: testPause() });
     bar.stop();
@@ -217,8 +235,9 @@ async function verify(from: string, snapshot: string | undefined, json: boolean)
   const masterKeys = existingMasterKeys(config);
   const backupKey = openBackupKey(config.backup.key, masterKeys ? masterKeys.all.values() : []);
   const archive = await openArchive(from, config, true);
-  const bar = progress(json);
+  const bar = await progress(json);
   try {
+    const { verifyBackup } = await import('../backup/verify.js');
     const r = await verifyBackup({ archive, backupKey, snapshot, onProgress: bar.on });
     bar.stop();
     if (json) out(true, r, () => '');
@@ -236,6 +255,38 @@ function emptyDir(dir: string): boolean {
   return !existsSync(dir) || readdirSync(dir).length === 0;
 }
 
+/**
+ * A restore into an embedded data dir builds it beside the target, `.<name>.restoring-<random>` in
+ * the same parent (same filesystem), and renames it onto the target only once everything is in and
+ * checked: the commit point. A restore killed before leaves the target as it was (absent or empty),
+ * so no server ever starts on a half-restored data dir; the staging directory it leaves is never
+ * opened by anything and can be deleted.
+ */
+function stagingFor(target: string): string {
+  return join(dirname(target), `.${basename(target)}.restoring-${randomBytes(6).toString('hex')}`);
+}
+
+/**
+ * Makes the staged data dir durable where the product promises it, then renames it onto the target
+ * (an absent or empty directory: rename(2) replaces an empty one atomically) and fsyncs the parent.
+ * Blobs were fsynced as they were copied; the database files follow the embedded database's own
+ * model (PGlite runs with fsync off: safe against kill -9, not against power loss; README.md), so
+ * only the directories are fsynced here.
+ */
+async function commitStaged(staging: string, target: string): Promise<void> {
+  const dirs = new PendingSync();
+  dirs.add(join(staging, 'master.key'));
+  await dirs.flush();
+  try {
+    renameSync(staging, target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw new AppError('ERR_BACKUP_TARGET_NOT_EMPTY', `the data dir ${target} was filled while the restore ran; restore only into an empty one (nothing was changed)`);
+    throw err;
+  }
+  await fsyncPath(dirname(target));
+}
+
 async function restore(from: string, target: { dataDir?: string; snapshot?: string }, json: boolean): Promise<number> {
   const config = loadConfig(process.env);
   const notEmpty = (what: string) => new AppError('ERR_BACKUP_TARGET_NOT_EMPTY', `${what} is not empty; restore only into an empty one (nothing was changed)`);
@@ -246,19 +297,28 @@ async function restore(from: string, target: { dataDir?: string; snapshot?: stri
   if (!masterKeys) throw new ConfigError('OBSCURA_MASTER_KEY', `restore needs the master key the backup's keys are wrapped with: set OBSCURA_MASTER_KEY, or point OBSCURA_DATA_DIR at the data dir whose master.key it is`);
   const backupKey = openBackupKey(config.backup.key, masterKeys.all.values());
   const archive = await openArchive(from, config, true);
-  const bar = progress(json);
+  const bar = await progress(json);
+  // Loaded while nothing else runs yet: the restore, the database driver and this version's migrations.
+  const [{ restoreBackup }, { openDatabase }, { MIGRATIONS }, { requeueInterrupted }] = await Promise.all([
+    import('../backup/restore.js'),
+    import('../db/database.js'),
+    import('../db/migrations.js'),
+    import('../jobs/requeue.js'),
+  ]);
   let lock: DataDirLock | null = null;
   let store: BlobStore;
   let openDb: () => Promise<DatabaseHandle>;
-  let createdDir = false;
+  let staging: string | undefined;
   try {
     if (embeddedDir) {
       if (!emptyDir(embeddedDir)) throw notEmpty(`the data dir ${embeddedDir}`);
-      createdDir = !existsSync(embeddedDir);
-      lock = lockDataDir(embeddedDir);
-      store = await createFsStore({ root: join(embeddedDir, 'blobs') });
-      openDb = () => openDatabase({ kind: 'pglite', dataDir: embeddedDir });
+      mkdirSync(dirname(embeddedDir), { recursive: true, mode: 0o700 });
+      const dir = (staging = stagingFor(embeddedDir));
+      lock = lockDataDir(dir);
+      store = await createFsStore({ root: join(dir, 'blobs') });
+      openDb = () => openDatabase({ kind: 'pglite', dataDir: dir });
     } else {
+      const [{ Kysely, PostgresDialect }, { default: pg }, { hasRows }] = await Promise.all([import('kysely'), import('pg'), import('../backup/load.js')]);
       const probe = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: config.database.migrationUrl ?? config.database.url, max: 1, connectionTimeoutMillis: config.database.connectTimeoutMs }) }) });
       try {
         const table = await hasRows(probe);
@@ -275,10 +335,17 @@ async function restore(from: string, target: { dataDir?: string; snapshot?: stri
       openDb = () => openDatabase({ kind: 'postgres', url: config.database.url, migrationUrl: config.database.migrationUrl, poolSize: 4, connectTimeoutMs: config.database.connectTimeoutMs });
     }
     try {
-      const r = await restoreBackup({ archive, backupKey, snapshot: target.snapshot, masterKeys, knownMigrations: new Set(Object.keys(MIGRATIONS)), store, openDb, onProgress: bar.on, requeueInterrupted });
+      const r = await restoreBackup({ archive, backupKey, snapshot: target.snapshot, masterKeys, knownMigrations: new Set(Object.keys(MIGRATIONS)), store, openDb, openDbEarly: staging !== undefined, onProgress: bar.on, requeueInterrupted });
       bar.stop();
-      // The restored embedded data dir runs with the same master key file as the one it was taken from.
-      if (embeddedDir && masterKeys.source === 'file') writeFileSync(masterKeyFile(embeddedDir), masterKeys.current.toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+      if (staging) {
+        // The restored embedded data dir runs with the same master key file as the one it was taken from.
+        if (masterKeys.source === 'file') writeFileSync(masterKeyFile(staging), masterKeys.current.toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+        await testPause()?.();
+        lock?.release();
+        lock = null;
+        await commitStaged(staging, embeddedDir!);
+        staging = undefined;
+      }
       out(json, r, () =>
         [
           `${r.ok ? 'restored' : 'restored, BUT CHECKS FAILED:'} ${r.snapshot} (taken ${r.snapshot_at}): ${r.rows} rows, ${r.blobs.restored} blobs (${formatBytes(r.blobs.bytes)})`,
@@ -294,13 +361,10 @@ async function restore(from: string, target: { dataDir?: string; snapshot?: stri
       await store.close?.();
     }
   } catch (err) {
-    // Leave the target as it was: an embedded data dir this command filled is emptied again.
-    if (lock && embeddedDir && !(err instanceof AppError && err.code === 'ERR_BACKUP_TARGET_NOT_EMPTY')) {
-      lock.release();
-      lock = null;
-      if (createdDir) rmSync(embeddedDir, { recursive: true, force: true });
-      else for (const e of readdirSync(embeddedDir)) rmSync(join(embeddedDir, e), { recursive: true, force: true });
-    }
+    // Leave the target as it was: the staged data dir goes (the target itself was never touched).
+    lock?.release();
+    lock = null;
+    if (staging) rmSync(staging, { recursive: true, force: true });
     throw err;
   } finally {
     bar.stop();

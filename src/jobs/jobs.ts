@@ -18,7 +18,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Selectable } from 'kysely';
-import type { Tx } from '../db/database.js';
 import type { PgBoss } from 'pg-boss';
 import type { MasterKeys } from '../crypto/master.js';
 import { unwrapKey, wrapKey } from '../crypto/keywrap.js';
@@ -764,18 +763,8 @@ export class JobService {
   }
 }
 
-/**
- * After a backup restore (issue 14): a job that was `running` when the snapshot was taken ran in a
- * queue the backup does not hold (pg-boss's own schema is not dumped: its state is the running
- * processes'), so nothing would ever finish it. It goes back to `queued`, in the restore's load
- * transaction; the reconciler re-enqueues queued jobs under their queue id (`reconcile`), and an attempt
- * is repeatable (its output id is derived from the attempt; an interrupted attempt's staged output was
- * never committed, so no row names it). Returns how many jobs.
- */
-export async function requeueInterrupted(trx: Tx): Promise<number> {
-  const r = await trx.updateTable('jobs').set({ status: 'queued', progress: null }).where('status', '=', 'running').executeTakeFirst();
-  return Number(r.numUpdatedRows);
-}
+/** Jobs running at a backup's snapshot go back to the queue on restore (its own file: the CLI loads it alone). */
+export { requeueInterrupted } from './requeue.js';
 
 /** The audit actor of worker-side changes. */
 const WORKER_CTX: Ctx = { actor: { type: 'system', id: 'worker' } };

@@ -243,6 +243,20 @@ describe('backup and restore on the embedded database (PGlite, local archive)', 
     assert.equal(existsSync(join(root, 'from-killed')), false);
   });
 
+  test('a restore killed with SIGKILL before its commit leaves the target absent, never a half-restored data dir', async () => {
+    const target = join(root, 'restore-killed');
+    const child = spawn(process.execPath, [BIN, 'backup', 'restore', archive, '--to-data-dir', target], { env: cliEnv({ ...env, OBSCURA_TEST_BACKUP_PAUSE_MS: '60000' }), stdio: 'ignore' });
+    // Killed once the blobs, the database and the key file are in the staging directory, just before the rename.
+    const staged = () => readdirSync(root).filter((n) => n.startsWith('.restore-killed.restoring-')).map((n) => join(root, n)).find((d) => existsSync(join(d, 'master.key')));
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline && !staged()) await sleep(50);
+    const staging = staged();
+    child.kill('SIGKILL');
+    await exited(child);
+    assert.ok(staging && existsSync(join(staging, 'db')) && existsSync(join(staging, 'blobs')), 'the restore had written everything but its commit');
+    assert.equal(existsSync(target), false, 'the target is untouched: nothing can start on it as if it were whole');
+  });
+
   test('an org erased after a backup stays erased when that older backup is restored: no rows, no keys, no blobs, and audit verify passes', async () => {
     await server!.stop();
     server = undefined;

@@ -334,7 +334,9 @@ export async function createFsStore(options: FsStoreOptions): Promise<FsBlobStor
   return {
     kind: 'fs',
     root,
-    supports: (feature: BlobStoreFeature) => feature === 'range' || feature === 'sweep-temp',
+    supports: (feature: BlobStoreFeature) => feature === 'range' || feature === 'sweep-temp' || feature === 'local-files',
+    filePath: pathOf,
+    tempPath: () => join(tempDir, randomBytes(16).toString('hex') + TEMP_SUFFIX),
     put,
     get,
     read,

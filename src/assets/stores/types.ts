@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 
 /** Optional capabilities; callers test `store.supports(f)` rather than the adapter's type. */
-export type BlobStoreFeature = 'presign' | 'range' | 'sweep-temp';
+export type BlobStoreFeature = 'presign' | 'range' | 'sweep-temp' | 'local-files';
 
 /** An inclusive byte range, as in HTTP `Range: bytes=start-end` (RFC 9110 §14.1.2). */
 export interface ByteRange {
@@ -119,6 +119,15 @@ export interface BlobStore {
    * killed process left (fs temp files). Resolves with how many.
    */
   sweepTemp?(olderThanMs: number): Promise<number>;
+
+  /**
+   * Only when `supports('local-files')`: the file that holds (or would hold) `key` (the key is
+   * validated), for copies by the kernel (backups). Whoever writes one writes it atomically: a file
+   * from {@link tempPath} renamed over it.
+   */
+  filePath?(key: string): string;
+  /** Only when `supports('local-files')`: a fresh path in the store's temp directory (same filesystem). */
+  tempPath?(): string;
 
   /** Releases resources the store owns (not injected clients). */
   close?(): Promise<void>;
