@@ -78,7 +78,8 @@ async function main(): Promise<void> {
         sync();
       });
       const archive = join(dir, 'archive');
-      let report: { blobs: { copied: number; bytes_copied: number }; database: { size: number } } | undefined;
+      let report: { blobs: { copied: number; bytes_copied: number }; database: { size: number }; phases_ms?: unknown } | undefined;
+      let restored: { phases_ms?: unknown } | undefined;
       const backup = await timed(async () => {
         const r = await runCli(['backup', 'create', '--to', archive, '--json'], env, { timeoutMs: 600_000 });
         if (r.code !== 0) throw new Error(r.stderr);
@@ -96,11 +97,14 @@ async function main(): Promise<void> {
       const restore = await timed(async () => {
         const r = await runCli(['backup', 'restore', archive, '--to-data-dir', join(dir, 'restored'), '--json'], env, { timeoutMs: 600_000 });
         if (r.code !== 0) throw new Error(r.stderr);
+        restored = JSON.parse(r.stdout);
         sync();
       });
       mib = (report!.blobs.bytes_copied + report!.database.size) / 1024 / 1024;
       rows.push({ cpBackup, backup, incremental, cpRestore, restore });
       console.log(`round ${round}: backup ${backup.toFixed(2)} s vs cp -r ${cpBackup.toFixed(2)} s (${(cpBackup / backup).toFixed(2)}x); incremental ${incremental.toFixed(2)} s; restore ${restore.toFixed(2)} s vs cp -r ${cpRestore.toFixed(2)} s (${(cpRestore / restore).toFixed(2)}x)`);
+      // The commands' own account of where the time went (absent before phases_ms existed).
+      if (report!.phases_ms) console.log(`  backup phases_ms ${JSON.stringify(report!.phases_ms)}; restore phases_ms ${JSON.stringify(restored?.phases_ms)}`);
       rmSync(dir, { recursive: true, force: true });
     }
     const med = (pick: (r: (typeof rows)[number]) => number) => median(rows.map(pick));
