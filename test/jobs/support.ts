@@ -86,12 +86,12 @@ export interface Harness {
 }
 
 /** Starts `targets` local HTTP targets, then a server allowed to reach exactly those. */
-export async function startHarness(kind: DbKind, opts: { env?: Record<string, string>; targets?: number } = {}): Promise<Harness> {
+export async function startHarness(kind: DbKind, opts: { env?: Record<string, string>; targets?: number; now?: () => number } = {}): Promise<Harness> {
   const targets: TargetServer[] = [];
   for (let i = 0; i < (opts.targets ?? 0); i++) targets.push(await startTarget());
   const t = await openTestDb(kind);
   const remote = testRemote(targets.map((x) => x.port));
-  const srv = await startServer(t.db, { env: { ...FAST_JOBS_ENV, ...opts.env }, deps: { remote } });
+  const srv = await startServer(t.db, { env: { ...FAST_JOBS_ENV, ...opts.env }, deps: { remote, ...(opts.now ? { now: opts.now } : {}) } });
   const a = await createTenant(t.db, 'A');
   const b = await createTenant(t.db, 'B');
   return {
