@@ -215,6 +215,10 @@ describe('org erasure across two nodes (PostgreSQL + S3)', () => {
     assert.ok(erased.body.blobs_deleted >= 1);
     assert.ok(erased.body.completed_at);
     assert.match(erased.headers.getSetCookie().join(';'), new RegExp(`${SESSION_COOKIE}=;`), 'the session cookie is cleared');
+    // The signed download needs no wait, on the other node either: the blobs were gone before the
+    // erasure answered, and every download reads them (a cached row whose blob is gone is re-checked).
+    const atOnce = await fetch(signedUrl);
+    assert.equal(atOnce.status, 404, `signed URL on ${b.url} right after the erasure: ${atOnce.status}`);
 
     await sleep(Math.max(0, doneAt + BOUND_MS - Date.now()));
     for (const node of [b, a]) {
