@@ -24,6 +24,7 @@ const STATIC = new Map([
   ['/style.css', [here, 'style.css', 'text/css; charset=utf-8']],
   ['/sdk/obscura-device.js', [sdk, 'obscura-device.js', JS]],
   ['/sdk/obscura-device-worker.js', [sdk, 'obscura-device-worker.js', JS, 'worker']],
+  ['/sdk/obscura-device-engine.js', [sdk, 'obscura-device-engine.js', JS, 'worker']],
   ['/sdk/vips-es6.js', [sdk, 'vips-es6.js', JS, 'worker']],
   ['/sdk/vips.wasm', [sdk, 'vips.wasm', 'application/wasm']],
 ]);

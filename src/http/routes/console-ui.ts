@@ -41,7 +41,7 @@ export const CONSOLE_CSP = [
 ].join('; ');
 
 /**
- * The CSP of the on-device engine's worker scripts (`obscura-device-worker.js`, `vips-es6.js`, which
+ * The CSP of the on-device engine's worker scripts (`obscura-device-worker.js`, `obscura-device-engine.js`, `vips-es6.js`, which
  * also starts libvips' threads from its own URL). `'wasm-unsafe-eval'` compiles WebAssembly;
  * `'unsafe-eval'` is needed because embind generates its invokers with `new Function` (there is no
  * build of wasm-vips without it). A worker has no DOM, holds no key, and may fetch only this origin.
@@ -52,6 +52,8 @@ export const DEVICE_WORKER_CSP = "default-src 'none'; script-src 'self' 'unsafe-
 const DEVICE_FILES: Record<string, { type: string; worker: boolean }> = {
   'obscura-device.js': { type: 'text/javascript; charset=utf-8', worker: false },
   'obscura-device-worker.js': { type: 'text/javascript; charset=utf-8', worker: true },
+  // Imported by the worker (its policy is the worker's); served with the worker CSP for consistency.
+  'obscura-device-engine.js': { type: 'text/javascript; charset=utf-8', worker: true },
   'vips-es6.js': { type: 'text/javascript; charset=utf-8', worker: true },
   'vips.wasm': { type: 'application/wasm', worker: false },
 };
@@ -117,7 +119,7 @@ export function consoleUiRoutes(app: FastifyInstance, opts: { dir?: string; devi
     const rest = (req.params as { '*': string })['*'];
     if (rest.startsWith('device/')) {
       const name = rest.slice('device/'.length);
-      // Only the four files the SDK build writes: no path from the URL reaches the disk.
+      // Only the files the SDK build writes: no path from the URL reaches the disk.
       const kind = Object.hasOwn(DEVICE_FILES, name) ? DEVICE_FILES[name] : undefined;
       const file = kind ? deviceFile(name) : undefined;
       if (!kind || !file) throw new AppError('ERR_NOT_FOUND', 'No such console file (is the on-device SDK built? run "npm run build").');
