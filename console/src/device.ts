@@ -124,7 +124,8 @@ export async function stopDevice(): Promise<void> {
 /** Runs `operations` on `input` in this browser; the result never leaves it. */
 export async function processOnDevice(appId: string, input: Blob, operations: string, onProgress: (percent: number) => void): Promise<{ blob: Blob; info: DeviceExport }> {
   const device = await startDevice(appId);
-  const session = current!;
+  const session = current;
+  if (!session || session.appId !== appId) throw new ApiError(0, 'ERR_UNAVAILABLE', 'The on-device engine was stopped. Switch “On this device” on again.', {});
   session.exported = undefined;
   session.progress = onProgress;
   try {

@@ -211,6 +211,8 @@ export function Playground() {
     setAdding('');
     clearResults();
     setProgress(null);
+    // Videos run on the server only: the switch goes off rather than offering a run the device refuses.
+    if (engine === 'device' && asset && isVideo(asset)) setDevice(false);
   }, [assetId]);
   // The engine stops with the page (it holds a licence and a worker).
   useEffect(() => () => void stopDevice(), []);
