@@ -37,6 +37,8 @@ export const quotaEnforcement = fp(
       const principal = req.principal;
       const cfg = req.routeOptions.config;
       if (!principal || cfg?.quota === false) return;
+      // No quota set (as read within the refresh interval): no headers to send, nothing to refuse.
+      if (quotas.unlimited(principal.orgId, principal.appId)) return;
       const status = await quotas.status(principal.orgId, principal.appId);
       const headers = quotaHeaders(status, now());
       for (const [k, v] of Object.entries(headers)) reply.header(k, v);

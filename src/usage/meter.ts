@@ -126,6 +126,8 @@ export function resolutionBucket(width: number, height: number): (typeof RESOLUT
 }
 
 const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+/** A UTC day in milliseconds (JavaScript time has no leap seconds, so UTC days are exact). */
+const DAY_MS = 86_400_000;
 
 interface EndUserEntry {
   orgId: string;
@@ -173,6 +175,7 @@ export class UsageMeter {
   private chain: Promise<void> = Promise.resolve();
   private readonly timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private today = { start: Number.NaN, month: '', day: '' };
 
   constructor(private readonly opts: UsageMeterOptions) {
     const every = opts.flushIntervalMs ?? 2000;
@@ -228,8 +231,7 @@ export class UsageMeter {
   record(e: UsageEvent): void {
     if (!UUID_RE.test(e.orgId) || !UUID_RE.test(e.appId)) throw new RangeError('recordUsage: orgId and appId must be uuids');
     const at = e.at === undefined ? this.now() : typeof e.at === 'number' ? e.at : e.at.getTime();
-    const month = monthOf(at);
-    const day = dayOf(at);
+    const { month, day } = this.calendar(at);
     const keyId = (e.keyId ?? '').slice(0, 64);
     const requests = count('requests', e.requests);
     const bytesIn = count('bytesIn', e.bytesIn);
@@ -266,6 +268,15 @@ export class UsageMeter {
       for (const fn of this.listeners) fn(d);
     }
     this.opts.onRecord?.({ exports: exportsTotal, processingMs, bytesIn, bytesOut });
+  }
+
+  /** The UTC month and day of `at`, remembered for the day in progress (every request asks; issue 12, item 4). */
+  private calendar(at: number): { month: string; day: string } {
+    const c = this.today;
+    if (at >= c.start && at < c.start + DAY_MS) return c;
+    const start = Math.floor(at / DAY_MS) * DAY_MS;
+    this.today = { start, month: monthOf(at), day: dayOf(at) };
+    return this.today;
   }
 
   private add(orgId: string, appId: string, month: string, day: string, keyId: string, metric: string, v: number): void {

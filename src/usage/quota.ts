@@ -88,6 +88,14 @@ interface Entry {
   /** Totals read from the database at `fetchedAt`, plus what this node recorded since. */
   used: QuotaUsage;
   fetchedAt: number;
+  /** The month's first instant and the next month's (ms): `unlimited` answers only inside them. */
+  startsAt: number;
+  endsAt: number;
+}
+
+/** The first instant of a `YYYY-MM` month (ms). */
+function monthStart(month: string): number {
+  return Date.UTC(Number(month.slice(0, 4)), Number(month.slice(5, 7)) - 1, 1);
 }
 
 /** Reads an app's month totals for the quota metrics from `usage_counters`. */
@@ -151,6 +159,18 @@ export class QuotaGuard {
     this.cache.delete(`${orgId}|${appId}`);
   }
 
+  /**
+   * True when this node read the app's settings less than `ttlMs` ago, in this month, and they set no
+   * quota: then there is nothing to enforce or report, and the per-request check can stop here
+   * without building a status (issue 12, item 4). False means "ask `status`", never "over quota".
+   */
+  unlimited(orgId: string, appId: string): boolean {
+    const e = this.cache.get(`${orgId}|${appId}`);
+    if (!e) return false;
+    const now = this.now();
+    return now - e.fetchedAt < (this.opts.ttlMs ?? 2000) && now < e.endsAt && now >= e.startsAt && !hasQuota(e.limits);
+  }
+
   /** The app's quota status for the current month. */
   async status(orgId: string, appId: string): Promise<QuotaStatus> {
     const now = this.now();
@@ -166,7 +186,7 @@ export class QuotaGuard {
             // What this node counted but has not committed yet (read after the database: a flush
             // racing this read can only make us undercount, never refuse a request wrongly).
             const local = this.meter.unflushed(orgId, appId, month);
-            const fresh: Entry = { month, limits, used: { requests: used.requests + local.requests, exports: used.exports + local.exports, bytes: used.bytes + local.bytes }, fetchedAt: now };
+            const fresh: Entry = { month, limits, used: { requests: used.requests + local.requests, exports: used.exports + local.exports, bytes: used.bytes + local.bytes }, fetchedAt: now, startsAt: monthStart(month), endsAt: monthEnd(month).getTime() };
             if (this.cache.size >= 50_000) this.cache.clear();
             this.cache.set(k, fresh);
             return fresh;
