@@ -114,7 +114,7 @@ export async function startProcessWorkers(deps: { config: Config; db: DatabaseHa
     masterKeys: deps.masterKeys,
     store,
     ...(deps.testDelayMs !== undefined ? { testDelayMs: deps.testDelayMs } : {}),
-    extra: (runtime) => exportQueues({ db, store, keyring, ttlSeconds: config.backup.exportTtlSeconds, runtime, now: deps.now }),
+    extra: (runtime) => exportQueues({ db, store, keyring, ttlSeconds: config.backup.exportTtlSeconds, runtime, now: deps.now, defaultMetadataPolicy: config.uploads.metadataPolicy }),
   });
 }
 

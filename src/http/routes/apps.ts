@@ -49,16 +49,24 @@ const PatchBody = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, 
 
 const ListQuery = pageQuery();
 
-/** An app as the API shows it (also the tenant export's records). */
-export const out = (a: App) => ({ id: a.id, name: a.name, settings: a.settings, created_at: a.createdAt });
+/**
+ * An app as the API shows it (also the tenant export's records): every answer, lists included, carries
+ * the policy in force with the server's defaults resolved (issue 14, item 5).
+ */
+export const out = (a: App, defaultMetadataPolicy?: MetadataPolicy) => ({
+  id: a.id,
+  name: a.name,
+  settings: a.settings,
+  effective: effectivePolicy(a.settings, defaultMetadataPolicy),
+  created_at: a.createdAt,
+});
 
 /**
  * `settingsChanged` is told after an app's settings change, so this node's caches that hold a setting
  * (the signed-download cache holds `require_authorized_urls`) drop it at once rather than at their TTL.
  */
 export function appRoutes(app: FastifyInstance, db: DatabaseHandle, settingsChanged: (orgId: string, appId: string) => void = () => undefined, defaultMetadataPolicy?: MetadataPolicy): void {
-  // Every app answer (lists included) carries the policy in force, defaults resolved (issue 14, item 5).
-  const outWithPolicy = (a: App) => ({ ...out(a), effective: effectivePolicy(a.settings, defaultMetadataPolicy) });
+  const outWithPolicy = (a: App) => out(a, defaultMetadataPolicy);
   app.get<{ Querystring: Static<typeof ListQuery> }>('/v1/apps', {
     config: { auth: true, scope: 'apps:read' },
     schema: { tags: ['apps'], summary: "List the org's apps, oldest first (cursor-paginated)", security: bearer, querystring: ListQuery, response: { 200: pageSchema(AppSchema), ...listErrorResponses() } },

@@ -17,6 +17,7 @@ import { PassThrough } from 'node:stream';
 import { Type, type Static } from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { BlobStore } from '../../assets/stores/types.js';
+import type { MetadataPolicy } from '../../assets/retention.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { UrlSigner } from '../../assets/signing.js';
 import type { Scope } from '../../auth/scopes.js';
@@ -63,14 +64,14 @@ async function* paged<T>(read: (page: PageRequest) => Promise<Page<T>>): AsyncIt
  * The archive's records, in the API's shapes, read with the list routes' own functions. Keys and
  * webhook endpoints are listed per app (their routes are per app); usage is one report per month.
  */
-export function exportRecords(deps: { db: DatabaseHandle; runtime: JobRuntime }): ExportRecords {
+export function exportRecords(deps: { db: DatabaseHandle; runtime: JobRuntime; defaultMetadataPolicy?: MetadataPolicy | undefined }): ExportRecords {
   const { db } = deps;
   const apps = (orgId: string) => paged((page) => db.withTenant(orgId, (trx) => listApps(trx, orgId, page)));
   return {
     asset: assetOut,
     sections: [
       { name: 'apps', records: async function* (orgId) {
-        for await (const a of apps(orgId)) yield appOut(a);
+        for await (const a of apps(orgId)) yield appOut(a, deps.defaultMetadataPolicy);
       } },
       { name: 'keys', records: async function* (orgId) {
         for await (const a of apps(orgId)) for await (const k of paged((page) => db.withTenant(orgId, (trx) => listKeys(trx, orgId, a.id, page)))) yield keyOut(k);
@@ -102,8 +103,8 @@ const SEND = { expireInSeconds: 6 * 3600, heartbeatSeconds: 30, retryLimit: 2, r
  * The export queues for the workers of a process: writing an archive (and, once written, a job
  * delayed to its expiry that deletes it), and the dead letters (attempts that timed out).
  */
-export function exportQueues(deps: Omit<ExportDeps, 'ttlSeconds'> & { ttlSeconds: number; runtime: JobRuntime }): ExtraQueue[] {
-  const records = exportRecords({ db: deps.db, runtime: deps.runtime });
+export function exportQueues(deps: Omit<ExportDeps, 'ttlSeconds'> & { ttlSeconds: number; runtime: JobRuntime; defaultMetadataPolicy?: MetadataPolicy | undefined }): ExtraQueue[] {
+  const records = exportRecords({ db: deps.db, runtime: deps.runtime, defaultMetadataPolicy: deps.defaultMetadataPolicy });
   const now = () => deps.now?.() ?? Date.now();
   return [
     {
