@@ -339,22 +339,16 @@ export class KeyVerifier {
     return this.opts.now ? this.opts.now() : Date.now();
   }
 
-  /**
-   * True when `key` would be verified from this node's cache, with no database lookup (the rate
-   * limits then check the failed-auth budget after authentication, in the same round trip as the
-   * request's other windows). Touches nothing.
-   */
-  inMemory(key: string): boolean {
-    const hash = this.hashOf(key);
-    return hash !== null && this.hashInMemory(hash);
-  }
-
   /** What the cache is keyed by: the key's SHA-256 (as stored), or null for text that is not an API key. */
   hashOf(key: string): string | null {
     return API_KEY_PATTERN.test(key) ? hashApiKey(key) : null;
   }
 
-  /** {@link inMemory} for a key already hashed with {@link hashOf}. Touches nothing. */
+  /**
+   * True when the key hashed (with {@link hashOf}) to `hash` would be verified from this node's cache,
+   * with no database lookup (the rate limits then check the failed-auth budget after authentication,
+   * in the same round trip as the request's other windows). Touches nothing.
+   */
   hashInMemory(hash: string): boolean {
     const hit = this.cache.get(hash);
     return hit !== undefined && this.now() - hit.fetchedAt < this.opts.ttlMs;

@@ -133,7 +133,6 @@ export function credentialInMemory(keys: Pick<KeyVerifier, 'hashOf' | 'hashInMem
   };
 }
 
-
 export function installAuth(app: FastifyInstance, deps: AuthDeps): void {
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (req) => {

@@ -13,6 +13,13 @@ export function isMonth(s: string): boolean {
   return MONTH_RE.test(s);
 }
 
+/** The first instant of `month`. */
+export function monthStart(month: string): Date {
+  const m = MONTH_RE.exec(month);
+  if (!m) throw new RangeError(`monthStart: not a YYYY-MM month: ${month}`);
+  return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, 1));
+}
+
 /** The first instant of the month after `month`: when that month's quotas reset. */
 export function monthEnd(month: string): Date {
   const m = MONTH_RE.exec(month);

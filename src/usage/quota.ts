@@ -13,7 +13,7 @@ import type { DatabaseHandle } from '../db/database.js';
 import type { AppSettings } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { UsageMeter } from './meter.js';
-import { monthEnd, monthOf } from './month.js';
+import { monthEnd, monthOf, monthStart } from './month.js';
 import './schema.js';
 
 export type QuotaKind = 'requests' | 'exports' | 'bytes';
@@ -91,11 +91,6 @@ interface Entry {
   /** The month's first instant and the next month's (ms): `unlimited` answers only inside them. */
   startsAt: number;
   endsAt: number;
-}
-
-/** The first instant of a `YYYY-MM` month (ms). */
-function monthStart(month: string): number {
-  return Date.UTC(Number(month.slice(0, 4)), Number(month.slice(5, 7)) - 1, 1);
 }
 
 /** Reads an app's month totals for the quota metrics from `usage_counters`. */
@@ -186,7 +181,7 @@ export class QuotaGuard {
             // What this node counted but has not committed yet (read after the database: a flush
             // racing this read can only make us undercount, never refuse a request wrongly).
             const local = this.meter.unflushed(orgId, appId, month);
-            const fresh: Entry = { month, limits, used: { requests: used.requests + local.requests, exports: used.exports + local.exports, bytes: used.bytes + local.bytes }, fetchedAt: now, startsAt: monthStart(month), endsAt: monthEnd(month).getTime() };
+            const fresh: Entry = { month, limits, used: { requests: used.requests + local.requests, exports: used.exports + local.exports, bytes: used.bytes + local.bytes }, fetchedAt: now, startsAt: monthStart(month).getTime(), endsAt: monthEnd(month).getTime() };
             if (this.cache.size >= 50_000) this.cache.clear();
             this.cache.set(k, fresh);
             return fresh;
