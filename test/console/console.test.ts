@@ -42,6 +42,20 @@ function carriesImage(body: Buffer, files: Buffer[]): boolean {
   });
 }
 
+/**
+ * In the playground: waits for an input to be selected, then picks `resize:width=200/format:webp`
+ * through the form generated from GET /v1/operations.
+ */
+async function pickResizeToWebp(page: Page): Promise<void> {
+  await page.waitForFunction(() => !!(document.getElementById('pg-asset') as HTMLSelectElement | null)?.value);
+  await page.getByLabel('Add an operation').selectOption('resize');
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  await page.locator('fieldset[data-operation="resize"] input[id$="-width"]').fill('200');
+  await page.getByLabel('Add an operation').selectOption('format');
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  await page.locator('fieldset[data-operation="format"] select').first().selectOption('webp');
+}
+
 describe('web console in Chromium', () => {
   let t: TestDb;
   let s: TestServer;
@@ -404,12 +418,7 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
 
     // The playground: a form generated from GET /v1/operations; the preview is what the API returns.
     await page.getByRole('link', { name: 'Playground' }).click();
-    await page.getByLabel('Add an operation').selectOption('resize');
-    await page.getByRole('button', { name: 'Add', exact: true }).click();
-    await page.locator('fieldset[data-operation="resize"] input[id$="-width"]').fill('200');
-    await page.getByLabel('Add an operation').selectOption('format');
-    await page.getByRole('button', { name: 'Add', exact: true }).click();
-    await page.locator('fieldset[data-operation="format"] select').first().selectOption('webp');
+    await pickResizeToWebp(page);
     const ops = (await page.getByTestId('operations').textContent())!;
     assert.match(ops, /^resize:width=200\/format:(type=)?webp/);
     await page.getByRole('button', { name: 'Preview' }).click();
@@ -454,12 +463,7 @@ fetch(${JSON.stringify(target)}, { method: 'POST', credentials: 'include', mode:
 
   test('the playground "On this device" switch runs the same operations in the browser (the SDK, licensed by a publishable key of the app): same size and format as the server, no image bytes sent, only licence and telemetry calls; server-only operations are disabled', async () => {
     await page.getByRole('link', { name: 'Playground', exact: true }).click();
-    await page.getByLabel('Add an operation').selectOption('resize');
-    await page.getByRole('button', { name: 'Add', exact: true }).click();
-    await page.locator('fieldset[data-operation="resize"] input[id$="-width"]').fill('200');
-    await page.getByLabel('Add an operation').selectOption('format');
-    await page.getByRole('button', { name: 'Add', exact: true }).click();
-    await page.locator('fieldset[data-operation="format"] select').first().selectOption('webp');
+    await pickResizeToWebp(page);
     await page.getByRole('button', { name: 'Preview' }).click();
     const loaded = (testid: string) =>
       page.waitForFunction((id) => {

@@ -189,7 +189,9 @@ export function Playground() {
   const reference = useLoad(() => call<Reference & { video: Reference & { available: boolean } }>('GET', '/v1/operations'));
   const assets = useLoad(() => call<{ data: AssetLite[] }>('GET', '/v1/assets?limit=100&kind=original'));
   const usable = (assets.data?.data ?? []).filter((a) => (a.content_type.startsWith('image/') && a.content_type !== 'image/svg+xml') || isVideo(a));
-  const [assetId, setAssetId] = useState('');
+  // The input: the one chosen, else the first in the list (derived, so the list arriving changes no state).
+  const [chosenId, setChosenId] = useState('');
+  const assetId = usable.some((a) => a.id === chosenId) ? chosenId : (usable[0]?.id ?? '');
   const asset = usable.find((a) => a.id === assetId) ?? null;
   const [chosen, setChosen] = useState<Chosen[]>([]);
   const [adding, setAdding] = useState('');
@@ -201,19 +203,23 @@ export function Playground() {
   const result = results.server ?? null;
   const [resultSize, setResultSize] = useState<string | null>(null);
   const [snippet, setSnippet] = useState(0);
-  useEffect(() => {
-    if (!assetId && usable[0]) setAssetId(usable[0].id);
-  }, [assets.data]);
   const video = asset ? isVideo(asset) : false;
-  // A new input: its registry (image or video), no operations chosen, no result.
-  useEffect(() => {
-    setChosen([]);
-    setAdding('');
+  // A new input clears the results. Chosen operations survive unless the registry changes (image ↔
+  // video): done here, in the change itself, not in an effect that would run a frame later and wipe
+  // an operation picked in between.
+  const chooseInput = (id: string) => {
+    const next = usable.find((a) => a.id === id) ?? null;
+    const nextVideo = next ? isVideo(next) : false;
+    setChosenId(id);
     clearResults();
     setProgress(null);
+    if (nextVideo !== video) {
+      setChosen([]);
+      setAdding('');
+    }
     // Videos run on the server only: the switch goes off rather than offering a run the device refuses.
-    if (engine === 'device' && asset && isVideo(asset)) setDevice(false);
-  }, [assetId]);
+    if (engine === 'device' && nextVideo) setDevice(false);
+  };
   // The engine stops with the page (it holds a licence and a worker).
   useEffect(() => () => void stopDevice(), []);
   const registry = video ? reference.data?.video : reference.data;
@@ -284,7 +290,7 @@ export function Playground() {
           <h2 id="pg-title">Settings</h2>
           <div class="field">
             <label for="pg-asset">Input</label>
-            <select id="pg-asset" value={assetId} onChange={(e) => setAssetId(e.currentTarget.value)}>
+            <select id="pg-asset" value={assetId} onChange={(e) => chooseInput(e.currentTarget.value)}>
               {usable.map((a) => (
                 <option key={a.id} value={a.id}>
                   {a.filename ?? a.id} ({a.content_type})
