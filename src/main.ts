@@ -74,6 +74,7 @@ export async function openRuntime(env: NodeJS.ProcessEnv = process.env, opts: { 
       poolSize: config.database.poolSize,
       queryTimeoutMs: config.database.queryTimeoutMs,
       connectTimeoutMs: config.database.connectTimeoutMs,
+      ...(config.database.template ? {} : { template: false as const }),
     });
     // Every audit entry this process writes is keyed (src/audit/keys.ts); `audit verify` opts out so
     // that it can report a key it cannot unwrap instead of failing to open.

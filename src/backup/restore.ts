@@ -19,8 +19,9 @@
  * Afterwards: the audit chains are verified (`obscura audit verify`'s logic) and a sample of assets
  * is decrypted end to end and compared with its recorded SHA-256.
  *
- * Speed (docs/performance.md): the target database is opened (for an embedded one: initdb and the
- * migrations, the longest step) while the blobs copy, 8 at a time; from a local archive into a local
+ * Speed (docs/performance.md): the target database is opened (for an embedded one: a copy of the
+ * installation's migrated template, src/db/template.ts, else initdb and the migrations) while the
+ * blobs copy, 8 at a time; from a local archive into a local
  * store the kernel copies each blob to a temporary file whose bytes are then checked against the
  * manifest before the rename makes it visible, and the copies are fsynced in one batch.
  */

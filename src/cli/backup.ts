@@ -316,7 +316,8 @@ async function restore(from: string, target: { dataDir?: string; snapshot?: stri
       const dir = (staging = stagingFor(embeddedDir));
       lock = lockDataDir(dir);
       store = await createFsStore({ root: join(dir, 'blobs') });
-      openDb = () => openDatabase({ kind: 'pglite', dataDir: dir });
+      // A new database: a copy of the installation's migrated template when it matches (src/db/template.ts).
+      openDb = () => openDatabase({ kind: 'pglite', dataDir: dir, ...(config.database.template ? {} : { template: false as const }) });
     } else {
       const [{ Kysely, PostgresDialect }, { default: pg }, { hasRows }] = await Promise.all([import('kysely'), import('pg'), import('../backup/load.js')]);
       const probe = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: config.database.migrationUrl ?? config.database.url, max: 1, connectionTimeoutMillis: config.database.connectTimeoutMs }) }) });

@@ -21,6 +21,7 @@ import type { Database as Schema } from './schema.js';
 import { migrate, MIGRATIONS, TENANT_ROLE } from './migrations.js';
 import { appliedMigrations, grantRuntimeRole, isSchemaOwner, RUNTIME_ROLE } from './roles.js';
 import { ConfigError } from '../errors.js';
+import { seedFromTemplate } from './template.js';
 
 export type Db = Kysely<Schema>;
 export type Tx = Transaction<Schema>;
@@ -96,6 +97,12 @@ export interface OpenOptions {
   onDatabaseFailure?: (err: DatabaseWorkerError) => void;
   /** embedded: PGlite's memory settings and the thread's heap limits (src/db/pglite-proxy.ts); unset = {@link EMBEDDED_DATABASE}. */
   pglite?: Omit<PGliteProxyOptions, 'onFatal'>;
+  /**
+   * embedded: where a new data dir (no `db` yet) is copied from instead of running initdb and every
+   * migration (src/db/template.ts): default the installation's `dist/db-template`, used only when its
+   * key matches this installation; `false` always runs initdb (`OBSCURA_DATABASE_TEMPLATE=off`).
+   */
+  template?: string | false;
 }
 
 /**
@@ -148,6 +155,7 @@ export async function openDatabase(opts: OpenOptions): Promise<DatabaseHandle> {
   const attachments = new Attachments();
   if (opts.kind === 'pglite') {
     if (!opts.dataDir) throw new Error('openDatabase: dataDir is required for the embedded database');
+    if (opts.template !== false) await seedFromTemplate(opts.dataDir, opts.template);
     // PGlite runs in a worker thread (src/db/pglite-proxy.ts): its synchronous WASM never blocks
     // this thread's event loop. Kysely's driver still serialises every statement on one session.
     pglite = await PGliteProxy.create(join(opts.dataDir, 'db'), { ...EMBEDDED_DATABASE, ...opts.pglite, onFatal: opts.onDatabaseFailure ?? exitOnDatabaseFailure });

@@ -3,7 +3,7 @@
  * the data directory the embedded one (and its lock) lives in.
  */
 import { ConfigError } from '../errors.js';
-import { defineSection, int, str, type Section, type Source } from '../settings.js';
+import { bool, defineSection, int, str, type Section, type Source } from '../settings.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 
@@ -30,6 +30,13 @@ export interface DatabaseSettings {
   readonly queryTimeoutMs: number;
   /** Longest wait for a pooled connection or a new one (`OBSCURA_DATABASE_CONNECT_TIMEOUT_MS`, default 5000). */
   readonly connectTimeoutMs: number;
+  /**
+   * Whether a new embedded data dir is copied from the installation's migrated template
+   * (`dist/db-template`, built by `npm run build`) instead of running initdb and every migration
+   * (`OBSCURA_DATABASE_TEMPLATE`, default true; src/db/template.ts). The template is used only when
+   * it matches this installation's PGlite and migrations and no other user can write to it.
+   */
+  readonly template: boolean;
 }
 
 const POSTGRES_URL = /^postgres(ql)?:\/\//;
@@ -38,6 +45,7 @@ const LIMITS = defineSection({
   poolSize: int({ env: 'OBSCURA_DATABASE_POOL_SIZE', doc: 'Connections per process (PostgreSQL).', default: 10, min: 1, max: 500 }),
   queryTimeoutMs: int({ env: 'OBSCURA_DATABASE_QUERY_TIMEOUT_MS', doc: 'Longest a statement may run or wait for its answer, ms (PostgreSQL).', default: 15_000, min: 100, max: 3_600_000 }),
   connectTimeoutMs: int({ env: 'OBSCURA_DATABASE_CONNECT_TIMEOUT_MS', doc: 'Longest wait for a database connection, ms.', default: 5000, min: 100, max: 600_000 }),
+  template: bool({ env: 'OBSCURA_DATABASE_TEMPLATE', doc: 'Create a new embedded database from the installation\'s migrated template (dist/db-template) instead of initdb; off: always initdb.', default: true }),
 });
 
 /** The variables the connection strings come from (`DATABASE_URL` is the conventional alias, not an `OBSCURA_*` name). */

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { seedPgliteDataDir } from './db.js';
+import { pgliteTemplate } from './db.js';
 
 // Compiled to dist/test/support/cli.js: three levels up is the repository root.
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -21,11 +21,12 @@ export function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /**
- * An embedded data dir that does not hold a database yet gets a copy of the migrated template
- * (test/support/db.ts): the child then skips initdb and migrations (10-40 s on 2 busy cores).
+ * An embedded child finds the installation's migrated template in place (test/support/db.ts builds
+ * it once if a build left none): the child's own `openDatabase` copies it into a new data dir, as in
+ * production, instead of running initdb and every migration (10-40 s on 2 busy cores).
  */
 async function seed(env: Record<string, string>): Promise<void> {
-  if (env.OBSCURA_DATA_DIR && !env.DATABASE_URL && !env.OBSCURA_DATABASE_URL) await seedPgliteDataDir(env.OBSCURA_DATA_DIR);
+  if (env.OBSCURA_DATA_DIR && !env.DATABASE_URL && !env.OBSCURA_DATABASE_URL) await pgliteTemplate();
 }
 
 export interface CliResult {

