@@ -24,6 +24,7 @@ import { PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore } from '../assets/stores/types.js';
 import { AppError } from '../errors.js';
+import { digestFileOffThread } from './digest-pool.js';
 
 /** Size and SHA-256 (hex) of a file's bytes as stored. */
 export interface Digest {
@@ -80,13 +81,12 @@ const SNAPSHOT_ID = /^[0-9]{8}T[0-9]{6}Z-[a-z0-9]{6}$/;
 /** Whether `id` is a snapshot id (`20261205T201500Z-k3j9x2`); what a user types is checked with this. */
 export const isSnapshotId = (id: string): boolean => SNAPSHOT_ID.test(id);
 
-/** The SHA-256 of a file's bytes, read in 1 MiB chunks. */
-export async function digestFile(path: string): Promise<Digest> {
-  const hasher = new Hasher();
-  await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hasher, async function* (source: AsyncIterable<Buffer>) {
-    for await (const _ of source) void _;
-  });
-  return hasher.digest();
+/**
+ * The SHA-256 of a file's bytes, on a worker thread (digest-pool.ts): the copies' hashes run on
+ * every core instead of one after another on the main thread.
+ */
+export function digestFile(path: string): Promise<Digest> {
+  return digestFileOffThread(path);
 }
 
 /** fsyncs a file or directory. */
@@ -206,7 +206,7 @@ export function dirArchive(root: string): Archive {
       const file = tempName();
       let digest: Digest;
       try {
-        // The kernel copies (no bytes through this process); the hash then reads the copy from the page cache.
+        // The kernel copies (no bytes through this process); a hashing thread then reads the copy from the page cache.
         await copyFile(source, file, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
         digest = await digestFile(file);
         await placeBlob(file, digest);
