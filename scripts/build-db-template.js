@@ -6,7 +6,7 @@
 // fails nothing: Obscura falls back to initdb.
 const started = Date.now();
 try {
-  const { ensureTemplate, installedTemplateDir } = await import('../dist/src/db/template.js');
+  const [{ ensureTemplate }, { installedTemplateDir }] = await Promise.all([import('../dist/src/db/template-build.js'), import('../dist/src/db/template.js')]);
   if (await ensureTemplate()) console.log(`db template: built ${installedTemplateDir()} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
   console.warn(`db template: not built (${err?.message ?? err}); new embedded data dirs run initdb instead`);

@@ -7,7 +7,12 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { Digest } from './archive.js';
+
+/** Size and SHA-256 (hex), as archive.ts's `Digest`. */
+interface Digest {
+  size: number;
+  sha256: string;
+}
 
 interface Slot {
   worker: Worker;

@@ -24,12 +24,13 @@
  * and the template holds no secret (no rows, no passwords: the data dir itself is the credential).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { constants, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const FORMAT = 'obscura-db-template/1';
+/** `template.json`'s format. */
+export const TEMPLATE_FORMAT = 'obscura-db-template/1';
 
 /** The installation's template: `dist/db-template/` (this file is compiled to dist/src/db/template.js). */
 export function installedTemplateDir(): string {
@@ -47,7 +48,7 @@ function migrationFiles(dbDir: string): string[] {
  * compiled migrations' names and contents. `dbDir` (default: this folder) is where those live.
  */
 export function templateKey(dbDir = fileURLToPath(new URL('.', import.meta.url))): string {
-  const hash = createHash('sha256').update(FORMAT);
+  const hash = createHash('sha256').update(TEMPLATE_FORMAT);
   const pglite = fileURLToPath(import.meta.resolve('@electric-sql/pglite'));
   hash.update(readFileSync(join(dirname(pglite), '..', 'package.json')));
   for (const file of migrationFiles(dbDir)) hash.update(`\0${file}\0`).update(readFileSync(join(dbDir, file)));
@@ -72,7 +73,7 @@ export async function usableTemplate(templateDir: string, key = templateKey()): 
       if (unsafeEntry(st.mode, st.uid, st.isDirectory())) return null;
     }
     const meta = JSON.parse(readFileSync(join(templateDir, 'template.json'), 'utf8')) as { format?: string; key?: string };
-    if (meta.format !== FORMAT || meta.key !== key) return null;
+    if (meta.format !== TEMPLATE_FORMAT || meta.key !== key) return null;
     return existsSync(join(templateDir, 'db', 'PG_VERSION')) ? join(templateDir, 'db') : null;
   } catch {
     return null;
@@ -123,42 +124,5 @@ export async function seedFromTemplate(dataDir: string, templateDir = installedT
   } catch {
     await rm(staging, { recursive: true, force: true });
     return false;
-  }
-}
-
-/**
- * Makes sure `templateDir` holds a template with this installation's key: builds one (initdb and
- * every migration, then a clean close, which checkpoints) beside it and swaps it in. Parallel
- * builders each build their own; a current template found at the end wins. Returns whether it built.
- * Readable by every local user (it holds no secret), writable only by its owner.
- */
-export async function ensureTemplate(templateDir = installedTemplateDir()): Promise<boolean> {
-  const key = templateKey();
-  if (await usableTemplate(templateDir, key)) return false;
-  const building = `${templateDir}.building-${randomBytes(6).toString('hex')}`;
-  await mkdir(building, { recursive: true, mode: 0o755 });
-  try {
-    const { openDatabase } = await import('./database.js');
-    const db = await openDatabase({ kind: 'pglite', dataDir: building, template: false });
-    await db.close();
-    await writeFile(join(building, 'template.json'), JSON.stringify({ format: FORMAT, key, built_at: new Date().toISOString() }) + '\n', { mode: 0o644 });
-    await openToReaders(building);
-    if (await usableTemplate(templateDir, key)) return false; // another builder was first
-    const old = `${templateDir}.old-${randomBytes(6).toString('hex')}`;
-    if (existsSync(templateDir)) renameSync(templateDir, old);
-    renameSync(building, templateDir);
-    rmSync(old, { recursive: true, force: true });
-    return true;
-  } finally {
-    rmSync(building, { recursive: true, force: true });
-  }
-}
-
-/** Directories 0755 and files 0644: a server running as another user than the installer may read it. */
-async function openToReaders(dir: string): Promise<void> {
-  await chmod(dir, 0o755);
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    if (entry.isDirectory()) await openToReaders(join(dir, entry.name));
-    else await chmod(join(dir, entry.name), 0o644);
   }
 }

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
-import { ensureTemplate, installedTemplateDir, seedFromTemplate } from '../../src/db/template.js';
+import { installedTemplateDir, seedFromTemplate } from '../../src/db/template.js';
+import { ensureTemplate } from '../../src/db/template-build.js';
 
 export type DbKind = 'pglite' | 'postgres';
 export const DB_KINDS: DbKind[] = ['pglite', 'postgres'];
