@@ -179,11 +179,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   // First hook of all: while shutting down, new requests are refused before any other work.
   const drain = installDrain(app);
   installOptionalBodies(app);
-  app.addHook('onSend', async (req, reply) => {
-    reply.header('X-Request-Id', String(req.id));
-  });
-
-  // helmet's headers, computed once at boot (src/perimeter/headers.ts).
+  // helmet's headers, computed once at boot, and X-Request-Id (src/perimeter/headers.ts).
   await app.register(securityHeaders, { helmet: HELMET_OPTIONS });
 
   await app.register(swagger, {
@@ -226,19 +222,22 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<BuiltApp>
   const keys = new KeyVerifier(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
   const perimeter = await installPerimeter(app, config, deps, keys);
   const failures = new FailureTracker(deps.db, { threshold: config.auth.burstThreshold, windowMs: config.auth.burstWindowMs, now: deps.now });
-  const oauth = oauthRoutes(app, config, { db: deps.db, masterKeys: deps.masterKeys, failures, now: deps.now });
   // Access tokens are stateless: those of an org whose erasure has begun are refused (within the
   // key-cache bound on every node), as its API keys are by their deletion.
   const erasedOrgs = new ErasedOrgs(deps.db, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
-  const verifyToken = deps.tokens ?? oauth.tokens;
+  // Our own access tokens' verifier comes from the OAuth routes, which must be registered after
+  // installAuth (its hook reaches only routes registered after it; it refuses to boot otherwise).
+  let verifyToken: TokenVerifier | undefined = deps.tokens;
   const tokens: TokenVerifier = async (token, req) => {
-    const principal = await verifyToken(token, req);
+    const principal = await verifyToken!(token, req);
     await erasedOrgs.assertLive(principal.orgId);
     return principal;
   };
   // Console session cookies on /v1/* (with CSRF on unsafe methods), acting with the member's role.
   const authDeps = { keys, failures, tokens, sessions: sessionVerifier({ db: deps.db, now: deps.now, publicUrl: config.publicUrl }) };
   installAuth(app, authDeps);
+  const oauth = oauthRoutes(app, config, { db: deps.db, masterKeys: deps.masterKeys, failures, now: deps.now });
+  verifyToken ??= oauth.tokens;
   const keyring = new Keyring(deps.db, deps.masterKeys, { ttlMs: config.auth.keyCacheTtlMs, now: deps.now });
   // Uploaded videos are probed (ffprobe) before they are stored (issue 11, item 2).
   const videoProbe = videoProbeFor(config.video);

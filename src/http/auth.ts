@@ -8,11 +8,12 @@
  * and fails for a route that declares none (unless it is on its short, explained allowlist), and
  * docs/security-model.md has the table.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
 import { AppError } from '../errors.js';
 import { requireScopes, type KeyVerifier, type Principal, type AuthFailure } from '../auth/keys.js';
 import type { FailureTracker } from '../auth/failures.js';
 import { routeScopes, type Scope } from '../auth/scopes.js';
+import { addAuthenticatedRouteHook, ROUTE_PHASE } from '../perimeter/route-hooks.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -56,9 +57,12 @@ export interface AuthDeps {
  * its description, so Swagger UI, clients and the scope-matrix test read them from one place.
  */
 export function declareRouteScopes(app: FastifyInstance): void {
+  const authenticated: RouteOptions[] = [];
+  authenticatedRoutes.set(app, authenticated);
   app.addHook('onRoute', (route) => {
     const cfg = route.config;
     if (!cfg?.auth) return;
+    authenticated.push(route);
     if (cfg.scope === undefined && cfg.scopes === undefined) {
       throw new Error(`route ${String(route.method)} ${route.url} has config.auth but declares no scope: add config.scope or config.scopes (see docs/security-model.md, "Scopes")`);
     }
@@ -75,6 +79,9 @@ export function declareRouteScopes(app: FastifyInstance): void {
     };
   });
 }
+
+/** The routes with `config.auth` that {@link declareRouteScopes} saw, per app (for installAuth's boot check). */
+const authenticatedRoutes = new WeakMap<FastifyInstance, RouteOptions[]>();
 
 /** Reads `Authorization: Bearer <credential>`. */
 export function bearerToken(req: FastifyRequest): string {
@@ -133,26 +140,42 @@ export function credentialInMemory(keys: Pick<KeyVerifier, 'hashOf' | 'hashInMem
   };
 }
 
+/**
+ * Authentication on every route with `config.auth`: a route-level hook attached at registration
+ * (src/perimeter/route-hooks.ts, phase `auth`), so routes without it pay nothing per request.
+ */
 export function installAuth(app: FastifyInstance, deps: AuthDeps): void {
   app.decorateRequest('principal', null);
-  app.addHook('onRequest', async (req) => {
-    const cfg = req.routeOptions.config;
-    if (!cfg?.auth) return;
-    try {
-      const principal = await authenticate(req, deps);
-      requireScopes(principal, routeScopes(cfg));
-      if (cfg.keyKinds && !cfg.keyKinds.includes(principal.kind)) {
-        throw new AppError('ERR_SCOPE_MISSING', `A ${principal.kind} key cannot call ${req.method} ${req.routeOptions.url}: use a secret or restricted key on your server.`, {
-          details: { key_kind: principal.kind, allowed_kinds: cfg.keyKinds },
-        });
-      }
-      req.principal = principal;
-    } catch (err) {
-      if (err instanceof AppError && (err.status === 401 || err.status === 403)) {
-        await deps.failures.record(req.ip, err.code, err.internal?.failure as AuthFailure | undefined, String(req.id));
-      }
-      throw err;
+  const guarded = new WeakSet<RouteOptions>();
+  // A route-level hook reaches only routes registered after this call: one registered before would
+  // have no authentication at all. Refuse to start rather than serve it (fail closed, at boot).
+  app.addHook('onReady', async () => {
+    for (const route of authenticatedRoutes.get(app) ?? []) {
+      if (!guarded.has(route)) throw new Error(`route ${String(route.method)} ${route.url} has config.auth but was registered before installAuth: register it after`);
     }
+  });
+  addAuthenticatedRouteHook(app, ROUTE_PHASE.auth, (route) => {
+    guarded.add(route);
+    const cfg = route.config!;
+    const scopes = routeScopes(cfg);
+    const kinds = cfg.keyKinds;
+    return async (req: FastifyRequest) => {
+      try {
+        const principal = await authenticate(req, deps);
+        requireScopes(principal, scopes);
+        if (kinds && !kinds.includes(principal.kind)) {
+          throw new AppError('ERR_SCOPE_MISSING', `A ${principal.kind} key cannot call ${req.method} ${route.url}: use a secret or restricted key on your server.`, {
+            details: { key_kind: principal.kind, allowed_kinds: kinds },
+          });
+        }
+        req.principal = principal;
+      } catch (err) {
+        if (err instanceof AppError && (err.status === 401 || err.status === 403)) {
+          await deps.failures.record(req.ip, err.code, err.internal?.failure as AuthFailure | undefined, String(req.id));
+        }
+        throw err;
+      }
+    };
   });
 }
 

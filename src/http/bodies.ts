@@ -11,7 +11,7 @@
  * - Fastify's built-in `text/plain` parser is removed: no route takes text, and a JSON route sent text
  *   must answer 415 naming `application/json`, not a confusing type error.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 
 interface BodySchema {
   type?: string;
@@ -29,8 +29,15 @@ export function installOptionalBodies(app: FastifyInstance): void {
     if (body === '' || (typeof body === 'string' && body.trim() === '')) return done(null, undefined);
     return parseJson(req, body as string, done);
   });
-  app.addHook('preValidation', async (req) => {
-    if (req.body !== undefined && req.body !== null) return;
-    if (isObjectSchema(req.routeOptions.schema?.body)) req.body = {};
+  // Only on routes whose body schema is an object, decided once at registration (issue 12, item 4:
+  // an app-level hook ran on every GET too).
+  const emptyBody = (req: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {
+    if (req.body === undefined || req.body === null) req.body = {};
+    done();
+  };
+  app.addHook('onRoute', (route) => {
+    if (!isObjectSchema(route.schema?.body)) return;
+    const existing = route.preValidation;
+    route.preValidation = existing === undefined ? [emptyBody] : Array.isArray(existing) ? [emptyBody, ...existing] : [emptyBody, existing as never];
   });
 }

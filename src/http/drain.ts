@@ -6,7 +6,7 @@
  * - requests already running (uploads, downloads) continue; `drained` resolves when none is left or
  *   the drain time runs out (then the caller cuts the remaining connections).
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { AppError } from '../errors.js';
 
 export interface Drain {
@@ -23,17 +23,20 @@ export function installDrain(app: FastifyInstance): Drain {
   let draining = false;
   let inFlight = 0;
   let wake: (() => void) | null = null;
-  app.addHook('onRequest', async (_req, reply) => {
+  // 'close' fires once per response, finished or aborted, so the count cannot leak. One listener
+  // shared by every response and a callback hook: no closure or promise per request (issue 12, item 4).
+  const closed = (): void => {
+    inFlight--;
+    if (inFlight === 0) wake?.();
+  };
+  app.addHook('onRequest', (_req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
     if (draining) {
       reply.header('Connection', 'close');
-      throw new AppError('ERR_UNAVAILABLE', 'This server is shutting down; retry (another instance will answer).', { headers: { 'Retry-After': '5' } });
+      return done(new AppError('ERR_UNAVAILABLE', 'This server is shutting down; retry (another instance will answer).', { headers: { 'Retry-After': '5' } }));
     }
     inFlight++;
-    // 'close' fires once per response, finished or aborted, so the count cannot leak.
-    reply.raw.once('close', () => {
-      inFlight--;
-      if (inFlight === 0) wake?.();
-    });
+    reply.raw.on('close', closed);
+    done();
   });
   return {
     get inFlight() {

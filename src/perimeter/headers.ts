@@ -10,6 +10,9 @@
  * own, byte for byte (test/http/security-headers.test.ts compares them with the per-request plugin).
  * No route sets its own helmet options; a route that must differ (the `/docs` page) sets its header
  * later, which wins as it did with the plugin.
+ *
+ * The same hook sets `X-Request-Id` (our own id, never the client's): every response carries it,
+ * refusals by later hooks included.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
@@ -47,10 +50,15 @@ export async function helmetHeaders(options: FastifyHelmetOptions): Promise<[str
 export const securityHeaders = fp(
   async (app: FastifyInstance, opts: { helmet: FastifyHelmetOptions }) => {
     const headers = await helmetHeaders(opts.helmet);
-    // A callback hook (no promise per request); setHeader on the raw response, as helmet does.
-    app.addHook('onRequest', (_req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+    const names = headers.map((h) => h[0]);
+    const values = headers.map((h) => h[1]);
+    const count = headers.length;
+    // A callback hook (no promise per request); setHeader on the raw response, as helmet does. The
+    // request id rides along (it was an onSend hook of its own: one hook fewer per request).
+    app.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
       const res = reply.raw;
-      for (let i = 0; i < headers.length; i++) res.setHeader(headers[i]![0], headers[i]![1]);
+      for (let i = 0; i < count; i++) res.setHeader(names[i]!, values[i]!);
+      res.setHeader('X-Request-Id', req.id);
       done();
     });
   },

@@ -4,12 +4,12 @@
  * request, a usage event (requests, bytes on the wire, the end user) for the app and the credential.
  * `/metrics` on the main listener exists only behind `OBSCURA_METRICS_TOKEN`.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { AppError } from '../errors.js';
 import { MAX_END_USER_ID_LENGTH, type UsageEvent, type UsageMeter } from '../usage/meter.js';
 import { metricsTokenMatches, metricsText, bearerOf, METRICS_CONTENT_TYPE, type ProcessMetrics } from '../usage/metrics.js';
-import { appendRouteHook } from './route-hooks.js';
+import { addAuthenticatedRouteHook, ROUTE_PHASE } from './route-hooks.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -51,17 +51,19 @@ export const metering = fp(
     app.decorate('usage', meter);
     app.decorateRequest('endUser', null);
 
-    appendRouteHook(app, async (req: FastifyRequest) => {
+    // Route phase `endUser`, on authenticated routes only; a callback hook (nothing to wait for).
+    addAuthenticatedRouteHook(app, ROUTE_PHASE.endUser, () => (req: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {
       const raw = req.headers[END_USER_HEADER];
-      if (!req.principal || raw === undefined) return;
+      if (!req.principal || raw === undefined) return done();
       const v = Array.isArray(raw) ? raw[0]! : raw;
       if (Array.isArray(raw) || v.length === 0 || v.length > MAX_END_USER_ID_LENGTH) {
-        throw new AppError('ERR_VALIDATION', `The Obscura-End-User header must be one value of 1 to ${MAX_END_USER_ID_LENGTH} characters.`, { details: { errors: [{ path: 'headers/obscura-end-user', rule: 'maxLength' }] } });
+        return done(new AppError('ERR_VALIDATION', `The Obscura-End-User header must be one value of 1 to ${MAX_END_USER_ID_LENGTH} characters.`, { details: { errors: [{ path: 'headers/obscura-end-user', rule: 'maxLength' }] } }));
       }
       req.endUser = v;
+      done();
     });
 
-    app.addHook('onResponse', async (req, reply) => {
+    app.addHook('onResponse', (req, reply, done) => {
       const route = req.routeOptions.url ?? 'unmatched';
       const status = reply.statusCode;
       const { bytesIn, bytesOut } = wireBytes(req, reply);
@@ -70,7 +72,7 @@ export const metering = fp(
       metrics.httpBytesIn.inc(bytesIn);
       metrics.httpBytesOut.inc(bytesOut);
       const principal = req.principal;
-      if (!principal) return;
+      if (!principal) return done();
       const event: UsageEvent = {
         orgId: principal.orgId,
         appId: principal.appId,
@@ -83,6 +85,7 @@ export const metering = fp(
       };
       meter.record(event);
       metrics.usagePending.set(meter.pending);
+      done();
     });
 
     // Prometheus on the main listener only behind a token (constant-time compare).

@@ -5,12 +5,12 @@
  * an exhausted app can see why and raise its quota. Opt a route out with `config: { quota: false }`
  * or make it also check the export quota with `config: { quota: { exports: true } }`.
  */
-import type { FastifyInstance, FastifyRequest, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyRequest, FastifyReply, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { QuotaGuard, exceededQuota, quotaExceededError, quotaHeaders, type QuotaKind } from '../usage/quota.js';
 import type { ProcessMetrics } from '../usage/metrics.js';
 import { routeScopes } from '../auth/scopes.js';
-import { appendRouteHook } from './route-hooks.js';
+import { addAuthenticatedRouteHook, ROUTE_PHASE } from './route-hooks.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -33,23 +33,30 @@ export interface QuotaOptions {
 export const quotaEnforcement = fp(
   async (app: FastifyInstance, opts: QuotaOptions) => {
     const { quotas, metrics, now } = opts;
-    appendRouteHook(app, async (req: FastifyRequest, reply: FastifyReply) => {
-      const principal = req.principal;
-      const cfg = req.routeOptions.config;
-      if (!principal || cfg?.quota === false) return;
-      // No quota set (as read within the refresh interval): no headers to send, nothing to refuse.
-      if (quotas.unlimited(principal.orgId, principal.appId)) return;
-      const status = await quotas.status(principal.orgId, principal.appId);
-      const headers = quotaHeaders(status, now());
-      for (const [k, v] of Object.entries(headers)) reply.header(k, v);
+    // Route phase `quotas`, on authenticated routes except those that opt out; whether the route
+    // enforces, and which quotas, is read once from its config.
+    addAuthenticatedRouteHook(app, ROUTE_PHASE.quotas, (route) => {
+      const cfg = route.config;
+      if (cfg?.quota === false) return null;
       const enforce = cfg?.quota !== undefined || routeScopes(cfg).some((s) => QUOTA_SCOPES.has(s));
-      if (!enforce) return;
       const kinds: QuotaKind[] = cfg?.quota?.exports ? ['requests', 'bytes', 'exports'] : ['requests', 'bytes'];
-      const over = exceededQuota(status, kinds);
-      if (over) {
-        metrics.quotaExceeded.inc({ quota: over });
-        throw quotaExceededError(status, over, now());
-      }
+      const check = async (reply: FastifyReply, orgId: string, appId: string): Promise<void> => {
+        const status = await quotas.status(orgId, appId);
+        const headers = quotaHeaders(status, now());
+        for (const [k, v] of Object.entries(headers)) reply.header(k, v);
+        if (!enforce) return;
+        const over = exceededQuota(status, kinds);
+        if (over) {
+          metrics.quotaExceeded.inc({ quota: over });
+          throw quotaExceededError(status, over, now());
+        }
+      };
+      return (req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+        const principal = req.principal;
+        // No quota set (as read within the refresh interval): no headers to send, nothing to refuse.
+        if (!principal || quotas.unlimited(principal.orgId, principal.appId)) return done();
+        check(reply, principal.orgId, principal.appId).then(() => done(), done);
+      };
     });
   },
   { name: 'obscura-quotas' },

@@ -19,13 +19,14 @@
  * Per-route overrides: `config: { rateLimit: { max: 10, timeWindow: 60_000 } }` (milliseconds; a
  * budget of its own per client, or per credential on an authenticated route) or `rateLimit: false`.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
 import { normalizeIP } from '@fastify/rate-limit';
 import { AppError } from '../errors.js';
 import type { ProcessMetrics } from '../usage/metrics.js';
 import type { PerimeterSettings } from './settings.js';
 import { connectRedis, windowCounters, type WindowCheck, type WindowState } from './rate-limit-store.js';
+import { addAuthenticatedRouteHook, addRouteHook, ROUTE_PHASE } from './route-hooks.js';
 
 const WINDOW_MS = 60_000;
 
@@ -88,45 +89,50 @@ export const rateLimits = fp(
       throw rateLimited(scope, max, state.ttl);
     };
 
-    // Failed-auth throttle, before auth (app-level; installAuth is installed after the perimeter) —
-    // only when authenticating could cost a database lookup.
-    app.addHook('onRequest', async (req) => {
-      if (!req.routeOptions.config?.auth) return;
+    // Failed-auth throttle, before auth (route phase `authFailures`) — only when authenticating could
+    // cost a database lookup. A callback hook: the common case (a key verified from memory) returns
+    // without a promise.
+    addAuthenticatedRouteHook(app, ROUTE_PHASE.authFailures, (route) => {
       // Deferred only where the combined check runs (a route with `rateLimit: false` has none).
-      if (req.routeOptions.config?.rateLimit !== false && opts.credentialInMemory?.(req)) return;
-      const w = authFailureWindow(req);
-      const [s] = await counters.check([w]);
-      req.authFailuresChecked = true;
-      if (s && s.current > w.max) refuse('auth_failures', w.max, s);
+      const deferrable = route.config?.rateLimit !== false && opts.credentialInMemory !== undefined;
+      return (req: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {
+        if (deferrable && opts.credentialInMemory!(req)) return done();
+        const w = authFailureWindow(req);
+        req.authFailuresChecked = true;
+        const settle = (states: WindowState[]) => {
+          const s = states[0];
+          if (s && s.current > w.max) refuse('auth_failures', w.max, s);
+        };
+        let r: WindowState[] | Promise<WindowState[]>;
+        try {
+          r = counters.check([w]);
+          if (Array.isArray(r)) settle(r);
+        } catch (err) {
+          return done(err as Error);
+        }
+        if (Array.isArray(r)) return done();
+        r.then(settle).then(() => done(), done);
+      };
     });
-    app.addHook('onResponse', async (req, reply) => {
-      if (!req.principal && req.routeOptions.config?.auth && (reply.statusCode === 401 || reply.statusCode === 403)) {
-        await Promise.resolve(counters.check([{ ...authFailureWindow(req), max: Number.MAX_SAFE_INTEGER, count: true }])).catch(() => undefined);
+    app.addHook('onResponse', (req, reply, done) => {
+      // Only a refusal of a credential can count: status first, then the route's config (a getter).
+      if ((reply.statusCode === 401 || reply.statusCode === 403) && !req.principal && req.routeOptions.config?.auth) {
+        void Promise.resolve()
+          .then(() => counters.check([{ ...authFailureWindow(req), max: Number.MAX_SAFE_INTEGER, count: true }]))
+          .catch(() => undefined)
+          .then(() => done());
+        return;
       }
+      done();
     });
 
-    // Every window of a request in one check: route-level, so after authentication (the principal is known).
-    app.addHook('onRoute', (route) => {
+    // Every window of a request in one check (route phase `rateLimits`: after authentication, so the
+    // principal is known). The route's override and key prefix are read once, at registration.
+    addRouteHook(app, ROUTE_PHASE.rateLimits, (route) => {
       const override = routeOverride(route);
-      if (override === false) return;
+      if (override === false) return null;
       const authenticated = route.config?.auth === true;
-      const hook = async (req: FastifyRequest, reply: FastifyReply) => {
-        const principal = req.principal;
-        const windows: WindowCheck[] = [];
-        const scopes: Scope[] = [];
-        if (authenticated && principal && !req.authFailuresChecked) {
-          windows.push(authFailureWindow(req));
-          scopes.push('auth_failures');
-        }
-        const who = !principal ? `ip:${clientOf(req)}` : principal.kind === 'publishable' ? `pk:${principal.keyId}:${clientOf(req)}` : `key:${principal.keyId}`;
-        const max = override ? override.max : !principal ? p.perIpPerMinute : principal.kind === 'publishable' ? p.perPublishablePerMinute : p.perKeyPerMinute;
-        windows.push({ key: override ? override.name + who : who, max, windowMs: override ? override.windowMs : WINDOW_MS, count: true });
-        scopes.push(principal ? 'key' : 'ip');
-        if (principal) {
-          windows.push({ key: `app:${principal.appId}`, max: p.perAppPerMinute, windowMs: WINDOW_MS, count: true });
-          scopes.push('app');
-        }
-        const states = await counters.check(windows);
+      const settle = (req: FastifyRequest, reply: FastifyReply, windows: WindowCheck[], scopes: Scope[], states: WindowState[]) => {
         // Report the tightest limit (draft-ietf-httpapi-ratelimit-headers: the closest to exhaustion).
         let tightest = -1;
         for (let i = 0; i < states.length; i++) {
@@ -142,9 +148,33 @@ export const rateLimits = fp(
           reply.header('ratelimit-limit', w.max).header('ratelimit-remaining', Math.max(0, w.max - s.current)).header('ratelimit-reset', Math.ceil(s.ttl / 1000));
         }
       };
-      // After every app-level onRequest hook (auth), before the hooks later plugins append (quotas).
-      const existing = route.onRequest;
-      route.onRequest = existing === undefined ? [hook] : Array.isArray(existing) ? [...existing, hook] : [existing as never, hook];
+      return (req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+        const principal = req.principal;
+        const windows: WindowCheck[] = [];
+        const scopes: Scope[] = [];
+        if (authenticated && principal && !req.authFailuresChecked) {
+          windows.push(authFailureWindow(req));
+          scopes.push('auth_failures');
+        }
+        const who = !principal ? `ip:${clientOf(req)}` : principal.kind === 'publishable' ? `pk:${principal.keyId}:${clientOf(req)}` : `key:${principal.keyId}`;
+        const max = override ? override.max : !principal ? p.perIpPerMinute : principal.kind === 'publishable' ? p.perPublishablePerMinute : p.perKeyPerMinute;
+        windows.push({ key: override ? override.name + who : who, max, windowMs: override ? override.windowMs : WINDOW_MS, count: true });
+        scopes.push(principal ? 'key' : 'ip');
+        if (principal) {
+          windows.push({ key: `app:${principal.appId}`, max: p.perAppPerMinute, windowMs: WINDOW_MS, count: true });
+          scopes.push('app');
+        }
+        // In memory (no Redis, or Redis in fallback) the answer is synchronous: no promise.
+        let r: WindowState[] | Promise<WindowState[]>;
+        try {
+          r = counters.check(windows);
+          if (Array.isArray(r)) settle(req, reply, windows, scopes, r);
+        } catch (err) {
+          return done(err as Error);
+        }
+        if (Array.isArray(r)) return done();
+        r.then((states) => settle(req, reply, windows, scopes, states)).then(() => done(), done);
+      };
     });
   },
   { name: 'obscura-rate-limits' },

@@ -20,7 +20,7 @@ import { createTenant, mintKey, startServer, api, type Tenant, type TestServer }
 import { injectedApp, injectRoute, takesBody, UNAUTHENTICATED, CONSOLE_PREFIX, type InjectedApp, type Route } from '../support/inject.js';
 import { markedPng } from '../support/media.js';
 import { SCOPES, type Scope } from '../../src/auth/scopes.js';
-import { declareRouteScopes } from '../../src/http/auth.js';
+import { declareRouteScopes, installAuth, type AuthDeps } from '../../src/http/auth.js';
 import { signTransformPath } from '../../src/processing/transform.js';
 
 /** Authenticated routes any valid credential may call. */
@@ -117,6 +117,18 @@ describe('scope matrix: every route × every required scope (inject)', () => {
     declareRouteScopes(bare);
     assert.throws(() => bare.get('/v1/forgotten', { config: { auth: true } }, async () => 'x'), /GET \/v1\/forgotten has config.auth but declares no scope/);
     await bare.close();
+  });
+
+  test('an authenticated route registered before installAuth (so without its route-level hook) fails at boot, naming the route', async () => {
+    const bare = Fastify();
+    declareRouteScopes(bare);
+    bare.get('/v1/early', { config: { auth: true, scopes: [] } }, async () => 'x');
+    installAuth(bare, {} as AuthDeps);
+    bare.get('/v1/late', { config: { auth: true, scopes: [] } }, async () => 'x');
+    await assert.rejects(async () => {
+      await bare.ready();
+    }, /GET \/v1\/early has config.auth but was registered before installAuth/);
+    await bare.close().catch(() => undefined);
   });
 });
 
