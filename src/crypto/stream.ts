@@ -625,7 +625,35 @@ async function openerFor(header: BlobHeader, keyFor: KeyLookup, blobId: Buffer, 
   }
   const tenantKey = await keyFor(header.keyId);
   checkKey(tenantKey);
-  return new SegmentOpener(deriveBlobKey(tenantKey, header.salt, blobId, part), header, expected?.final ? FLAG_FINAL : FLAG_LAST);
+  return new SegmentOpener(derivedBlobKey(tenantKey, header.salt, blobId, part), header, expected?.final ? FLAG_FINAL : FLAG_LAST);
+}
+
+/** Derived blob keys per tenant key object, bounded per key (cleared when full). */
+const derivedKeys = new WeakMap<Buffer, Map<string, Buffer>>();
+const MAX_DERIVED_PER_TENANT_KEY = 4096;
+
+/**
+ * {@link deriveBlobKey}, remembered for as long as the keyring holds this very tenant-key object
+ * (issue 12, item 3: HKDF was ~4 % of a small download). The cache is keyed by the key *object*: the
+ * keyring hands out a new one when it re-reads a key (every key-cache TTL) and none once the key is
+ * gone, so a crypto-shredded key's derived keys are never found again, on the same bound as the
+ * tenant key itself. The salt comes from the blob read on every request, so a deleted blob still
+ * fails at its read and a rewritten one derives anew; nothing here skips a read or a check. The
+ * cached copies are not zeroed when the keyring forgets (they become unreachable, as the tenant key's
+ * own unwrapped copies in the processing caches do): a derived key only opens its one blob.
+ */
+function derivedBlobKey(tenantKey: Buffer, salt: Buffer, blobId: Buffer, part?: { offset: number; id: Buffer }): Buffer {
+  let byBlob = derivedKeys.get(tenantKey);
+  if (!byBlob) derivedKeys.set(tenantKey, (byBlob = new Map()));
+  // Every input of the derivation, length-prefixed where variable: equal ids mean equal keys.
+  const id = `${salt.toString('base64')}|${blobId.length}:${blobId.toString('latin1')}|${part ? `${part.offset}:${part.id.toString('latin1')}` : ''}`;
+  const hit = byBlob.get(id);
+  // A copy: the opener wipes its key when its stream ends.
+  if (hit) return Buffer.from(hit);
+  const key = deriveBlobKey(tenantKey, salt, blobId, part);
+  if (byBlob.size >= MAX_DERIVED_PER_TENANT_KEY) byBlob.clear();
+  byBlob.set(id, Buffer.from(key));
+  return key;
 }
 
 /**

@@ -238,22 +238,28 @@ export class UsageMeter {
     const bytesOut = count('bytesOut', e.bytesOut);
     const processingMs = count('processingMs', e.processingMs);
     let exportsTotal = 0;
-    this.add(e.orgId, e.appId, month, day, keyId, 'requests', requests);
-    this.add(e.orgId, e.appId, month, day, keyId, 'bytes_in', bytesIn);
-    this.add(e.orgId, e.appId, month, day, keyId, 'bytes_out', bytesOut);
-    this.add(e.orgId, e.appId, month, day, keyId, 'processing_ms', processingMs);
-    for (const [type, n] of Object.entries(e.exports ?? {})) {
-      const v = count(`exports[${type}]`, n);
-      exportsTotal += v;
-      this.add(e.orgId, e.appId, month, day, keyId, exportMetric(type), v);
+    // The entry keys' shared part, built once per event (every request records one; issue 12, item 4).
+    const slot = { orgId: e.orgId, appId: e.appId, month, day, keyId, counterKey: `${e.orgId}|${e.appId}|${month}|${keyId}|`, dayKey: `${e.orgId}|${e.appId}|${day}|` };
+    this.add(slot, 'requests', requests);
+    this.add(slot, 'bytes_in', bytesIn);
+    this.add(slot, 'bytes_out', bytesOut);
+    this.add(slot, 'processing_ms', processingMs);
+    if (e.exports) {
+      for (const [type, n] of Object.entries(e.exports)) {
+        const v = count(`exports[${type}]`, n);
+        exportsTotal += v;
+        this.add(slot, exportMetric(type), v);
+      }
     }
-    for (const [type, n] of Object.entries(e.pixels ?? {})) this.add(e.orgId, e.appId, month, day, keyId, `pixels:${exportMetric(type).slice('exports:'.length)}`, count(`pixels[${type}]`, n));
-    for (const [bucket, n] of Object.entries(e.resolutions ?? {})) {
-      if ((RESOLUTION_BUCKETS as readonly string[]).includes(bucket)) this.add(e.orgId, e.appId, month, day, keyId, `resolution:${bucket}`, count(`resolutions[${bucket}]`, n));
+    if (e.pixels) for (const [type, n] of Object.entries(e.pixels)) this.add(slot, `pixels:${exportMetric(type).slice('exports:'.length)}`, count(`pixels[${type}]`, n));
+    if (e.resolutions) {
+      for (const [bucket, n] of Object.entries(e.resolutions)) {
+        if ((RESOLUTION_BUCKETS as readonly string[]).includes(bucket)) this.add(slot, `resolution:${bucket}`, count(`resolutions[${bucket}]`, n));
+      }
     }
-    for (const [type, n] of Object.entries(e.videoMs ?? {})) this.add(e.orgId, e.appId, month, day, keyId, `video_ms:${exportMetric(type).slice('exports:'.length)}`, count(`videoMs[${type}]`, n));
-    for (const [type, n] of Object.entries(e.deviceExports ?? {})) this.add(e.orgId, e.appId, month, day, keyId, `device_exports:${exportMetric(type).slice('exports:'.length)}`, count(`deviceExports[${type}]`, n));
-    for (const [platform, n] of Object.entries(e.deviceLoads ?? {})) this.add(e.orgId, e.appId, month, day, keyId, `device_loads:${PLATFORM_RE.test(platform) ? platform : 'other'}`, count(`deviceLoads[${platform}]`, n));
+    if (e.videoMs) for (const [type, n] of Object.entries(e.videoMs)) this.add(slot, `video_ms:${exportMetric(type).slice('exports:'.length)}`, count(`videoMs[${type}]`, n));
+    if (e.deviceExports) for (const [type, n] of Object.entries(e.deviceExports)) this.add(slot, `device_exports:${exportMetric(type).slice('exports:'.length)}`, count(`deviceExports[${type}]`, n));
+    if (e.deviceLoads) for (const [platform, n] of Object.entries(e.deviceLoads)) this.add(slot, `device_loads:${PLATFORM_RE.test(platform) ? platform : 'other'}`, count(`deviceLoads[${platform}]`, n));
     if (e.endUser !== undefined && e.endUser.length > 0) {
       if (e.endUser.length > MAX_END_USER_ID_LENGTH) throw new RangeError(`recordUsage: endUser longer than ${MAX_END_USER_ID_LENGTH} characters`);
       const hash = this.endUserHash(e.orgId, e.appId, month, e.endUser);
@@ -279,17 +285,17 @@ export class UsageMeter {
     return this.today;
   }
 
-  private add(orgId: string, appId: string, month: string, day: string, keyId: string, metric: string, v: number): void {
+  private add(at: { orgId: string; appId: string; month: string; day: string; keyId: string; counterKey: string; dayKey: string }, metric: string, v: number): void {
     if (v === 0) return;
-    const k = `${orgId}|${appId}|${month}|${keyId}|${metric}`;
+    const k = at.counterKey + metric;
     const hit = this.counters.get(k);
     if (hit) hit.value += v;
-    else this.counters.set(k, { orgId, appId, month, keyId, metric, value: v });
+    else this.counters.set(k, { orgId: at.orgId, appId: at.appId, month: at.month, keyId: at.keyId, metric, value: v });
     // The same count per UTC day (no credential split): what per-day charts read.
-    const dk = `${orgId}|${appId}|${day}|${metric}`;
+    const dk = at.dayKey + metric;
     const dayHit = this.days.get(dk);
     if (dayHit) dayHit.value += v;
-    else this.days.set(dk, { orgId, appId, day, metric, value: v });
+    else this.days.set(dk, { orgId: at.orgId, appId: at.appId, day: at.day, metric, value: v });
   }
 
   /** Writes everything buffered so far. Never rejects; failures are reported to `onError` and retried. */
