@@ -148,12 +148,15 @@ if (isMain(import.meta.url)) {
   const after = loadavg();
   const fmt = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' ');
   console.log(`In process (app.inject), ${o.rounds} rounds × ${o.requests} requests, ${o.concurrency} in flight; load average ${before[0]!.toFixed(1)} → ${after[0]!.toFixed(1)}`);
-  console.log('CPU µs per request (median; every round):');
-  for (const target of o.only ?? TARGETS) console.log(`  ${target.padEnd(8)} ${median(f.cpuUs[target]).toFixed(0).padStart(5)}  (${fmt(f.cpuUs[target])})`);
+  // The minimum is the least disturbed round: on shared cores other work only ever adds CPU time
+  // (cache misses, preemption inside a syscall), so it is the steadiest estimate of the route's own cost.
+  console.log('CPU µs per request (median, minimum; every round):');
+  for (const target of o.only ?? TARGETS) console.log(`  ${target.padEnd(8)} ${median(f.cpuUs[target]).toFixed(0).padStart(5)} ${Math.min(...f.cpuUs[target]).toFixed(0).padStart(5)}  (${fmt(f.cpuUs[target])})`);
   const ratios = (num: Target, den: Target) => f.cpuUs[num].map((x, i) => x / f.cpuUs[den][i]!);
   if (o.only) process.exit(0);
   const r1 = ratios('healthz', 'whoami');
   const r2 = ratios('static', 'download');
-  console.log(`whoami vs healthz (CPU healthz / CPU whoami): median ${median(r1).toFixed(2)}  (${r1.map((x) => x.toFixed(2)).join(' ')})  goal >= 0.85`);
-  console.log(`download vs static (CPU static / CPU download): median ${median(r2).toFixed(2)}  (${r2.map((x) => x.toFixed(2)).join(' ')})  goal >= 0.8`);
+  const least = (num: Target, den: Target) => (Math.min(...f.cpuUs[num]) / Math.min(...f.cpuUs[den])).toFixed(2);
+  console.log(`whoami vs healthz (CPU healthz / CPU whoami): median ${median(r1).toFixed(2)}, of minima ${least('healthz', 'whoami')}  (${r1.map((x) => x.toFixed(2)).join(' ')})  goal >= 0.85`);
+  console.log(`download vs static (CPU static / CPU download): median ${median(r2).toFixed(2)}, of minima ${least('static', 'download')}  (${r2.map((x) => x.toFixed(2)).join(' ')})  goal >= 0.8`);
 }
