@@ -9,6 +9,8 @@
  * Usage: npm run build && node dist/bench/profile.js [--path /v1/whoami] [--auth] [--seconds 10] [--connections 16] [--top 25]
  *   --small-files N: instead of --path, signed downloads of N assets of 16 KiB, round robin (the
  *   `download_small` row).
+ *   --transform: instead of --path, the `transform` row's signed transform URL, with the server's image
+ *   concurrency set to --connections as that row does.
  * The .cpuprofile files stay in the printed directory (open them in Chrome DevTools for the tree).
  */
 import { parseArgs } from 'node:util';
@@ -18,7 +20,9 @@ import { once } from 'node:events';
 import { BIN, cliEnv } from '../test/support/cli.js';
 import { join } from 'node:path';
 import { tempDir } from '../test/support/db.js';
-import { benchEnv, httpLoad, isMain, pngPadded, signedUrl, startObscura, uploadAsset } from './lib.js';
+import { benchEnv, httpLoad, isMain, jpegInput, pngPadded, setupFetch, signedUrl, startObscura, uploadAsset } from './lib.js';
+import { processEnv } from './process.js';
+import { signTransformPath } from '../src/processing/transform.js';
 
 interface Node {
   id: number;
@@ -97,6 +101,7 @@ if (isMain(import.meta.url)) {
       connections: { type: 'string', default: '16' },
       top: { type: 'string', default: '25' },
       'small-files': { type: 'string', default: '0' },
+      transform: { type: 'boolean', default: false },
     },
   });
   const dir = tempDir('obscura-cpuprof-');
@@ -104,7 +109,8 @@ if (isMain(import.meta.url)) {
   // the same data dir under `node --cpu-prof`.
   const first = await startObscura();
   await first.server.stop();
-  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, BIN, 'serve'], { env: cliEnv(benchEnv({ OBSCURA_DATA_DIR: first.dataDir, OBSCURA_PORT: '0' })), stdio: ['ignore', 'pipe', 'pipe'] });
+  const extra = values.transform ? processEnv(Number(values.connections)) : {};
+  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, BIN, 'serve'], { env: cliEnv(benchEnv({ OBSCURA_DATA_DIR: first.dataDir, OBSCURA_PORT: '0', ...extra })), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     const onData = (d: Buffer) => {
@@ -127,6 +133,13 @@ if (isMain(import.meta.url)) {
       paths.push(u.pathname + u.search);
     }
   }
+  if (values.transform) {
+    // The `transform` row: one 1920×1080 JPEG through a signed transform URL → 400 px WebP q80.
+    const asset = await uploadAsset(target, await jpegInput(1920, 1080), 'image/jpeg');
+    const tk = await setupFetch(`${target.url}/v1/apps/${target.appId}/transform-keys`, { method: 'POST', headers: { authorization: `Bearer ${target.key}` } });
+    const k = (await tk.json()) as { id: string; secret: string };
+    paths[0] = signTransformPath(k.id, Buffer.from(k.secret, 'base64url'), 'resize:width=400/format:webp,quality=80', asset, Math.floor(Date.now() / 1000) + 3600);
+  }
   const load = (seconds: number) => httpLoad({ base: target.url, path: (i) => paths[i % paths.length]!, connections: Number(values.connections), seconds, headers: small > 0 ? {} : headers });
   await load(2);
   const loadStarted = Date.now();
@@ -138,7 +151,7 @@ if (isMain(import.meta.url)) {
   const shutdownMs = Date.now() - loadEnded;
   const window = { from: shutdownMs + (loadEnded - loadStarted), to: shutdownMs };
   rmSync(first.dataDir, { recursive: true, force: true });
-  console.log(`${small > 0 ? `${small} small signed downloads` : values.path}: ${r.rps.toFixed(0)} req/s (${r.failed} failed ${JSON.stringify(r.statuses)}); profiles in ${dir}`);
+  console.log(`${small > 0 ? `${small} small signed downloads` : values.transform ? 'signed transform URL (1920×1080 JPEG → 400 px WebP)' : values.path}: ${r.rps.toFixed(0)} req/s (${r.failed} failed ${JSON.stringify(r.statuses)}); profiles in ${dir}`);
   // The main thread's profile is the largest (the database worker thread writes its own).
   // Only the server's (written when it stopped), not `obscura init`'s.
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(dir, f)).filter((f) => statSync(f).mtimeMs >= loadStarted);
