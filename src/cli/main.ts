@@ -503,7 +503,7 @@ async function cmdDoctor(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } }, strict: true });
   const config = loadConfig(process.env);
   const tools = findVideoTools(config.video);
-  const settings = doctor(config, { masterKeyInDataDir: !config.masterKey && existsSync(masterKeyFile(resolve(config.dataDir))), video: tools && { version: tools.version, prlimit: tools.prlimit !== null } });
+  const settings = doctor(config, { masterKeyInDataDir: !config.masterKey && existsSync(masterKeyFile(resolve(config.dataDir))), video: tools && { version: tools.version, prlimit: tools.prlimit !== null, setpriv: tools.setpriv !== null } });
   const extra = [nodeSupportFinding(), dataDirFinding(resolve(config.dataDir)), await databaseRolesFinding(config)].filter((f): f is DoctorFinding => f !== null);
   // "no unsafe settings found" only stands when nothing else was found; facts (the ffmpeg version) stay.
   const findings = extra.length ? [...settings.filter((f) => f.level !== 'ok' || f.setting !== '-'), ...extra] : settings;

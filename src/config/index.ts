@@ -229,7 +229,7 @@ export interface DoctorFinding {
  * Reviews a configuration (and facts gathered by the caller, e.g. whether the master key lives in
  * the data dir) and lists what weakens security. Pure: the CLI gathers the facts.
  */
-export function doctor(config: Config, facts: { masterKeyInDataDir: boolean; video?: { version: string; prlimit: boolean } | null | undefined }): DoctorFinding[] {
+export function doctor(config: Config, facts: { masterKeyInDataDir: boolean; video?: { version: string; prlimit: boolean; setpriv?: boolean } | null | undefined }): DoctorFinding[] {
   const out: DoctorFinding[] = [];
   const loopback = ['127.0.0.1', '::1', 'localhost'].includes(config.host);
   if (facts.masterKeyInDataDir) {
@@ -273,6 +273,9 @@ export function doctor(config: Config, facts: { masterKeyInDataDir: boolean; vid
     out.push({ level: 'warn', setting: 'OBSCURA_FFMPEG_PATH', message: `ffmpeg/ffprobe not found (${config.video.ffmpegPath}, ${config.video.ffprobePath}): video uploads are stored unprobed and video processing answers 503 ERR_VIDEO_UNAVAILABLE. Install Debian's ffmpeg or set OBSCURA_FFMPEG_PATH and OBSCURA_FFPROBE_PATH.` });
   } else if (facts.video && !facts.video.prlimit) {
     out.push({ level: 'warn', setting: 'OBSCURA_VIDEO_MEMORY_BYTES', message: 'prlimit (util-linux) not found: ffmpeg runs without its memory and CPU-time limits (the wall-clock limit still applies).' });
+  }
+  if (facts.video && facts.video.setpriv === false) {
+    out.push({ level: 'warn', setting: 'OBSCURA_FFMPEG_PATH', message: 'setpriv (util-linux) not found: an ffmpeg whose server process is killed keeps running until its own limits end it.' });
   }
   if (out.length === 0) out.push({ level: 'ok', setting: '-', message: 'no unsafe settings found' });
   if (facts.video) out.push({ level: 'ok', setting: 'OBSCURA_FFMPEG_PATH', message: `video: ${facts.video.version}` });

@@ -1,7 +1,7 @@
 /**
  * Issue 11: a worker process (`obscura serve`, OBSCURA_ROLE=worker) is SIGKILLed while ffmpeg is
- * transcoding a video job, on PostgreSQL. Its ffmpeg loses its input (the loopback source died with
- * the worker) and exits; after the heartbeat bound pg-boss hands the job to a second worker, which
+ * transcoding a video job, on PostgreSQL. Its ffmpeg is killed by the kernel with it (the death
+ * signal runTool asks for); after the heartbeat bound pg-boss hands the job to a second worker, which
  * completes it exactly once with exactly one visible output, and sweeps the dead worker's run
  * directory from the temporary area when it starts.
  */
@@ -80,7 +80,7 @@ describe('video job retry after SIGKILL of the worker mid-transcode (PostgreSQL,
     }
     first.child.kill('SIGKILL');
     await exited(first.child);
-    // The orphaned ffmpeg loses its input with its parent and exits on its own.
+    // The worker's ffmpeg dies with it (setpriv --pdeathsig: the kernel kills it when its parent dies).
     const orphanDeadline = Date.now() + 10_000;
     while (ffmpegsWriting(tempDir).length > 0) {
       assert.ok(Date.now() < orphanDeadline, 'the orphaned ffmpeg kept running');

@@ -5,6 +5,10 @@
  * - runs under `prlimit` (util-linux) with an address-space limit (RLIMIT_AS), a CPU-time limit
  *   (RLIMIT_CPU) and a small file-descriptor limit; `prlimit` execs the tool, so the pid we kill is
  *   the tool's own;
+ * - dies with us: `setpriv --pdeathsig KILL` (util-linux) asks the kernel to SIGKILL the tool when
+ *   the process that started it ends, however it ends (a SIGKILLed worker included). Without it an
+ *   orphaned ffmpeg keeps transcoding what it has already read until its CPU limit (it ignores
+ *   SIGPIPE, and a short input may sit whole in its socket buffer);
  * - is killed (SIGKILL) when its wall-clock limit passes, when the caller's AbortSignal fires (cancel,
  *   shutdown, a lost job lease), or when its output exceeds what we read;
  * - has its stderr kept only as a bounded tail, for the server log; clients see our own words.
@@ -37,6 +41,8 @@ export interface VideoTools {
   readonly encoders: ReadonlySet<string>;
   /** Absolute path of `prlimit`, or null when util-linux is missing (then the leash is time-only; doctor warns). */
   readonly prlimit: string | null;
+  /** Absolute path of `setpriv`, or null when util-linux is missing (then an orphaned tool lives until its limits). */
+  readonly setpriv: string | null;
 }
 
 /** Resolves a binary name on PATH (or checks an absolute path); null when it is not executable. */
@@ -83,7 +89,7 @@ export function findVideoTools(paths: { ffmpegPath: string; ffprobePath: string 
         if (m) encoders.add(m[1]!);
       }
       execFileSync(ffprobe, ['-hide_banner', '-version'], { timeout: 10_000, stdio: 'ignore' });
-      tools = Object.freeze({ ffmpeg, ffprobe, version, encoders, prlimit: which('prlimit') ?? which('/usr/bin/prlimit') });
+      tools = Object.freeze({ ffmpeg, ffprobe, version, encoders, prlimit: which('prlimit') ?? which('/usr/bin/prlimit'), setpriv: which('setpriv') ?? which('/usr/bin/setpriv') });
     } catch {
       tools = null;
     }
@@ -162,14 +168,17 @@ export function leashTooTight(memoryBytes: number): AppError {
  * Runs `bin args` under the leash. Resolves on exit 0; rejects with {@link ToolStopped} (we killed it)
  * or {@link ToolFailed}. The child is always dead when the promise settles.
  */
-export function runTool(tools: Pick<VideoTools, 'prlimit'>, bin: string, args: readonly string[], o: RunToolOptions): Promise<ToolResult> {
+export function runTool(tools: Pick<VideoTools, 'prlimit' | 'setpriv'>, bin: string, args: readonly string[], o: RunToolOptions): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
     if (o.signal?.aborted) {
       reject(new ToolStopped('aborted'));
       return;
     }
     const limits = [`--as=${o.leash.memoryBytes}`, `--cpu=${Math.max(1, Math.ceil(o.leash.cpuSeconds))}`, '--nofile=64', '--core=0'];
-    const [cmd, argv] = tools.prlimit ? [tools.prlimit, [...limits, '--', bin, ...args]] : [bin, [...args]];
+    const [leashed, leashedArgs] = tools.prlimit ? [tools.prlimit, [...limits, '--', bin, ...args]] : [bin, [...args]];
+    // setpriv and prlimit each exec the next program: the pid we kill is still the tool's own. The
+    // death signal is tied to the thread that forks, the event loop's, which lives as long as we do.
+    const [cmd, argv] = tools.setpriv ? [tools.setpriv, ['--pdeathsig', 'KILL', '--', leashed, ...leashedArgs]] : [leashed, leashedArgs];
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin', LC_ALL: 'C' }, detached: false });
     let stopped: ToolStopped | undefined;
     const kill = (reason: ToolStopped['reason']): void => {

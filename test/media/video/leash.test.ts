@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { once } from 'node:events';
 import { superQuery, tempDir } from '../../support/db.js';
 import { clip } from '../../support/video.js';
 import { masterKeysFor, startServer, type TestServer } from '../../support/server.js';
@@ -304,7 +305,7 @@ function toolPids(needle: string): number[] {
     try {
       const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
       const argv0 = cmd.split('\0')[0]!;
-      if ((argv0.endsWith('ffmpeg') || argv0.endsWith('ffprobe') || argv0.endsWith('prlimit')) && cmd.includes(needle)) out.push(Number(d));
+      if ((argv0.endsWith('ffmpeg') || argv0.endsWith('ffprobe') || argv0.endsWith('prlimit') || argv0.endsWith('setpriv')) && cmd.includes(needle)) out.push(Number(d));
     } catch {
       // gone
     }
@@ -611,6 +612,68 @@ describe('ffmpeg on a short leash', () => {
       assert.equal(existsSync(liveDir), true, "the live process's directory is kept");
     } finally {
       live.kill('SIGKILL');
+    }
+  });
+
+  test('an ffmpeg dies with the process that started it, however that process ends (setpriv --pdeathsig); without the death signal it outlives a SIGKILLed parent', async () => {
+    const tools = findVideoTools(base())!;
+    assert.ok(tools.setpriv, 'setpriv (util-linux) is installed here');
+    // A process that starts a 10-minute ffmpeg (-re: at the clip's own pace) through the production
+    // runTool and prints its pid.
+    const script = join(work, 'pdeathsig.mjs');
+    const ffmpegModule = new URL('../../../src/media/video/ffmpeg.js', import.meta.url).href;
+    writeFileSync(
+      script,
+      `import { findVideoTools, runTool } from ${JSON.stringify(ffmpegModule)};
+const t = findVideoTools({ ffmpegPath: ${JSON.stringify(tools.ffmpeg)}, ffprobePath: ${JSON.stringify(tools.ffprobe)} });
+const tools = process.argv[2] === 'no-setpriv' ? { ...t, setpriv: null } : t;
+// It writes nothing (no stats, no progress), as a run does while a slow filter works between two
+// progress lines or a probe reads: a write to the dead parent's pipe cannot end it.
+runTool(tools, tools.ffmpeg, ['-nostdin', '-loglevel', 'error', '-nostats', '-re', '-f', 'lavfi', '-i', 'testsrc=size=64x64:rate=5', '-t', '600', '-f', 'null', '-'], {
+  leash: { timeoutMs: 600_000, cpuSeconds: 600, memoryBytes: 1024 * 1024 * 1024 },
+  onLine: () => {},
+  onSpawn: (pid) => console.log(pid),
+}).catch(() => {});
+`,
+    );
+    const running = (pid: number) => {
+      try {
+        return !gone(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]!.endsWith('ffmpeg');
+      } catch {
+        return false; // gone between the two reads
+      }
+    };
+    const startAndKill = async (mode: string): Promise<number> => {
+      const parent = spawn(process.execPath, [script, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
+      const pid = Number(line.toString().trim());
+      // setpriv and prlimit exec the next program in the same process: wait until it is ffmpeg.
+      const until = Date.now() + 30_000;
+      while (!running(pid)) {
+        assert.ok(Date.now() < until, 'ffmpeg started');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      parent.kill('SIGKILL');
+      await once(parent, 'exit');
+      return pid;
+    };
+    const dies = await startAndKill('setpriv');
+    const deadline = Date.now() + 5_000;
+    while (!gone(dies)) {
+      assert.ok(Date.now() < deadline, 'the ffmpeg of a SIGKILLed parent is gone within 5 s');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // The same start without the death signal: the orphan keeps running.
+    const orphan = await startAndKill('no-setpriv');
+    try {
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.ok(running(orphan), 'without setpriv the orphaned ffmpeg is still running a second later');
+    } finally {
+      try {
+        process.kill(orphan, 'SIGKILL');
+      } catch {
+        // gone
+      }
     }
   });
 
