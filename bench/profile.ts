@@ -11,6 +11,8 @@
  *   `download_small` row).
  *   --transform: instead of --path, the `transform` row's signed transform URL, with the server's image
  *   concurrency set to --connections as that row does.
+ *   --tus-mib N: instead of --path, one tus upload of N MiB (tus-js-client, 32 MiB chunks), the
+ *   `tus_upload` row's work.
  * The .cpuprofile files stay in the printed directory (open them in Chrome DevTools for the tree).
  */
 import { parseArgs } from 'node:util';
@@ -22,6 +24,7 @@ import { join } from 'node:path';
 import { tempDir } from '../test/support/db.js';
 import { benchEnv, httpLoad, isMain, jpegInput, pngPadded, setupFetch, signedUrl, startObscura, uploadAsset } from './lib.js';
 import { processEnv } from './process.js';
+import { makeFile, tusUpload } from './storage.js';
 import { signTransformPath } from '../src/processing/transform.js';
 
 interface Node {
@@ -102,6 +105,7 @@ if (isMain(import.meta.url)) {
       top: { type: 'string', default: '25' },
       'small-files': { type: 'string', default: '0' },
       transform: { type: 'boolean', default: false },
+      'tus-mib': { type: 'string', default: '0' },
     },
   });
   const dir = tempDir('obscura-cpuprof-');
@@ -109,7 +113,7 @@ if (isMain(import.meta.url)) {
   // the same data dir under `node --cpu-prof`.
   const first = await startObscura();
   await first.server.stop();
-  const extra = values.transform ? processEnv(Number(values.connections)) : {};
+  const extra = values.transform ? processEnv(Number(values.connections)) : Number(values['tus-mib']) > 0 ? { OBSCURA_MAX_UPLOAD_BYTES: String(4 * Number(values['tus-mib']) * 1024 * 1024) } : {};
   const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, BIN, 'serve'], { env: cliEnv(benchEnv({ OBSCURA_DATA_DIR: first.dataDir, OBSCURA_PORT: '0', ...extra })), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
@@ -141,9 +145,25 @@ if (isMain(import.meta.url)) {
     paths[0] = signTransformPath(k.id, Buffer.from(k.secret, 'base64url'), 'resize:width=400/format:webp,quality=80', asset, Math.floor(Date.now() / 1000) + 3600);
   }
   const load = (seconds: number) => httpLoad({ base: target.url, path: (i) => paths[i % paths.length]!, connections: Number(values.connections), seconds, headers: small > 0 ? {} : headers });
-  await load(2);
-  const loadStarted = Date.now();
-  const r = await load(Number(values.seconds));
+  const tusMib = Number(values['tus-mib']);
+  let r: { rps: number; failed: number; statuses: Record<string, number> };
+  let loadStarted: number;
+  if (tusMib > 0) {
+    // The `tus_upload` row: one file of --tus-mib MiB through tus-js-client in 32 MiB chunks (a 8 MiB warm-up first).
+    const work = tempDir('obscura-profile-tus-');
+    const endpoint = `${target.url}/v1/uploads`;
+    await makeFile(join(work, 'warm.png'), 8 * 1024 * 1024);
+    await tusUpload(join(work, 'warm.png'), 8 * 1024 * 1024, 32 * 1024 * 1024, endpoint, { authorization: `Bearer ${target.key}` });
+    await makeFile(join(work, 'big.png'), tusMib * 1024 * 1024);
+    loadStarted = Date.now();
+    const up = await tusUpload(join(work, 'big.png'), tusMib * 1024 * 1024, 32 * 1024 * 1024, endpoint, { authorization: `Bearer ${target.key}` });
+    r = { rps: tusMib / up.seconds, failed: 0, statuses: {} };
+    rmSync(work, { recursive: true, force: true });
+  } else {
+    await load(2);
+    loadStarted = Date.now();
+    r = await load(Number(values.seconds));
+  }
   const loadEnded = Date.now();
   child.kill('SIGTERM');
   await once(child, 'exit');
@@ -151,7 +171,7 @@ if (isMain(import.meta.url)) {
   const shutdownMs = Date.now() - loadEnded;
   const window = { from: shutdownMs + (loadEnded - loadStarted), to: shutdownMs };
   rmSync(first.dataDir, { recursive: true, force: true });
-  console.log(`${small > 0 ? `${small} small signed downloads` : values.transform ? 'signed transform URL (1920×1080 JPEG → 400 px WebP)' : values.path}: ${r.rps.toFixed(0)} req/s (${r.failed} failed ${JSON.stringify(r.statuses)}); profiles in ${dir}`);
+  console.log(`${small > 0 ? `${small} small signed downloads` : values.transform ? 'signed transform URL (1920×1080 JPEG → 400 px WebP)' : tusMib > 0 ? `tus upload of ${tusMib} MiB` : values.path}: ${r.rps.toFixed(0)} ${tusMib > 0 ? 'MiB/s' : 'req/s'} (${r.failed} failed ${JSON.stringify(r.statuses)}); profiles in ${dir}`);
   // The main thread's profile is the largest (the database worker thread writes its own).
   // Only the server's (written when it stopped), not `obscura init`'s.
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(dir, f)).filter((f) => statSync(f).mtimeMs >= loadStarted);

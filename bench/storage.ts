@@ -57,7 +57,7 @@ export interface StorageFigures {
 export const STORAGE_DEFAULTS: StorageOptions = { mib: 1024, chunkMib: 50, small: 200, smallKib: 16, seconds: 5, connections: 8 };
 
 /** A file that sniffs as PNG (a real small PNG) followed by incompressible bytes. */
-async function makeFile(file: string, size: number): Promise<void> {
+export async function makeFile(file: string, size: number): Promise<void> {
   const head = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#3366aa' } }).png().toBuffer();
   const out = createWriteStream(file);
   out.write(head);
@@ -72,7 +72,7 @@ async function makeFile(file: string, size: number): Promise<void> {
   await once(out, 'finish');
 }
 
-async function tusUpload(file: string, size: number, chunkSize: number, endpoint: string, headers: Record<string, string>): Promise<{ seconds: number; url: string }> {
+export async function tusUpload(file: string, size: number, chunkSize: number, endpoint: string, headers: Record<string, string>): Promise<{ seconds: number; url: string }> {
   const start = process.hrtime.bigint();
   const url = await new Promise<string>((resolve, reject) => {
     const up = new tus.Upload(createReadStream(file), {
