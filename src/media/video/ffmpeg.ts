@@ -45,6 +45,22 @@ export interface VideoTools {
   readonly setpriv: string | null;
 }
 
+/**
+ * `setpriv` when it can set a parent-death signal (util-linux 2.33 and later have `--pdeathsig`),
+ * tried once on `true`; null otherwise, so an older setpriv never makes every run fail.
+ */
+function deathSignalTool(): string | null {
+  const setpriv = which('setpriv') ?? which('/usr/bin/setpriv');
+  const truth = which('true') ?? which('/bin/true') ?? which('/usr/bin/true');
+  if (!setpriv || !truth) return null;
+  try {
+    execFileSync(setpriv, ['--pdeathsig', 'KILL', '--', truth], { timeout: 10_000, stdio: 'ignore' });
+    return setpriv;
+  } catch {
+    return null;
+  }
+}
+
 /** Resolves a binary name on PATH (or checks an absolute path); null when it is not executable. */
 export function which(name: string, path = process.env.PATH ?? ''): string | null {
   const candidates = isAbsolute(name) ? [name] : name.includes('/') ? [] : path.split(delimiter).filter(Boolean).map((d) => join(d, name));
@@ -89,7 +105,7 @@ export function findVideoTools(paths: { ffmpegPath: string; ffprobePath: string 
         if (m) encoders.add(m[1]!);
       }
       execFileSync(ffprobe, ['-hide_banner', '-version'], { timeout: 10_000, stdio: 'ignore' });
-      tools = Object.freeze({ ffmpeg, ffprobe, version, encoders, prlimit: which('prlimit') ?? which('/usr/bin/prlimit'), setpriv: which('setpriv') ?? which('/usr/bin/setpriv') });
+      tools = Object.freeze({ ffmpeg, ffprobe, version, encoders, prlimit: which('prlimit') ?? which('/usr/bin/prlimit'), setpriv: deathSignalTool() });
     } catch {
       tools = null;
     }
