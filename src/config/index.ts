@@ -275,7 +275,7 @@ export function doctor(config: Config, facts: { masterKeyInDataDir: boolean; vid
     out.push({ level: 'warn', setting: 'OBSCURA_VIDEO_MEMORY_BYTES', message: 'prlimit (util-linux) not found: ffmpeg runs without its memory and CPU-time limits (the wall-clock limit still applies).' });
   }
   if (facts.video && facts.video.setpriv === false) {
-    out.push({ level: 'warn', setting: 'OBSCURA_FFMPEG_PATH', message: 'setpriv (util-linux) not found: an ffmpeg whose server process is killed keeps running until its own limits end it.' });
+    out.push({ level: 'warn', setting: 'OBSCURA_FFMPEG_PATH', message: 'setpriv with --pdeathsig (util-linux 2.33 or later) not found: an ffmpeg whose server process is killed keeps running until its own limits end it.' });
   }
   if (out.length === 0) out.push({ level: 'ok', setting: '-', message: 'no unsafe settings found' });
   if (facts.video) out.push({ level: 'ok', setting: 'OBSCURA_FFMPEG_PATH', message: `video: ${facts.video.version}` });

@@ -41,7 +41,7 @@ export interface VideoTools {
   readonly encoders: ReadonlySet<string>;
   /** Absolute path of `prlimit`, or null when util-linux is missing (then the leash is time-only; doctor warns). */
   readonly prlimit: string | null;
-  /** Absolute path of `setpriv`, or null when util-linux is missing (then an orphaned tool lives until its limits). */
+  /** Absolute path of a `setpriv` that has `--pdeathsig`, or null (then an orphaned tool lives until its limits; doctor warns). */
   readonly setpriv: string | null;
 }
 
